@@ -1,0 +1,197 @@
+//! The TOML policy file: ~/.config/ringfence/config.toml and .ringfence.toml.
+
+use crate::error::PolicyError;
+use crate::model::{NetworkMode, ProfileName};
+use crate::units::{ByteSize, HumanDuration};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A ringfence policy file.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "ringfence policy file")]
+pub struct ConfigFile {
+    /// Built-in profile to start from: "workspace" (default), "read-only" or "strict".
+    #[schemars(with = "Option<ProfileName>")]
+    pub profile: Option<Spanned<ProfileName>>,
+    #[serde(default)]
+    pub filesystem: Filesystem,
+    #[serde(default)]
+    pub environment: Environment,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub process: Process,
+    #[serde(default)]
+    pub network: Network,
+    /// User config only: projects whose .ringfence.toml may widen the policy, not just narrow it.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub trusted_projects: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// Filesystem rules. Paths may start with `~`; relative paths are relative to the file's folder.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Filesystem {
+    /// Readable paths; inside a denied region this re-allows reading.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub read: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Extra writable roots.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub write: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Paths hidden from the sandbox, whether or not they exist yet.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub deny_read: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Paths kept read-only inside writable roots, whether or not they exist yet.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub deny_write: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// Environment of the sandboxed command.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// Names or globs (`AWS_*`) to pass through; secret-looking names need their exact name.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub keep: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Variables to set inside the sandbox.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    pub set: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+/// Resource limits.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Wall-clock limit for the whole run.
+    #[schemars(with = "Option<HumanDuration>")]
+    pub timeout: Option<Spanned<HumanDuration>>,
+    /// Memory limit for all processes together.
+    #[schemars(with = "Option<ByteSize>")]
+    pub memory: Option<Spanned<ByteSize>>,
+    /// Most processes and threads at once.
+    #[schemars(with = "Option<u64>")]
+    pub pids: Option<Spanned<u64>>,
+    /// CPU share, in cores (may be fractional).
+    #[schemars(with = "Option<f64>")]
+    pub cpus: Option<Spanned<f64>>,
+    /// Size cap of the private /tmp.
+    #[schemars(with = "Option<ByteSize>")]
+    pub tmp_size: Option<Spanned<ByteSize>>,
+}
+
+/// Process rules.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    /// Allow ptrace and process_vm_* between processes inside the sandbox (for debuggers).
+    #[schemars(with = "Option<bool>")]
+    pub allow_ptrace: Option<Spanned<bool>>,
+}
+
+/// Network access.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// "none" (default): loopback only. "host": the host's network, unfiltered.
+    #[schemars(with = "Option<NetworkMode>")]
+    pub mode: Option<Spanned<NetworkMode>>,
+}
+
+/// A config file that was read, with its text kept for error positions.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    pub path: PathBuf,
+    pub text: String,
+    pub config: ConfigFile,
+}
+
+impl LoadedConfig {
+    /// Parses `text` as the config file at `path`.
+    pub fn parse(path: &Path, text: String) -> Result<Self, PolicyError> {
+        let config = toml::from_str::<ConfigFile>(&text).map_err(|e| {
+            let offset = e.span().map(|s| s.start);
+            let (message, help) = explain_toml_error(e.message());
+            let err = PolicyError::new(message);
+            let err = match help {
+                Some(h) => err.with_help(h),
+                None => err,
+            };
+            err.at(path, &text, offset)
+        })?;
+        Ok(LoadedConfig { path: path.to_path_buf(), text, config })
+    }
+
+    /// An error located at `span` in this file.
+    pub fn error_at(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> PolicyError {
+        PolicyError::new(message).at(&self.path, &self.text, Some(span.start))
+    }
+
+    /// 1-based line of a byte offset.
+    pub fn line_of(&self, offset: usize) -> usize {
+        crate::error::line_col(&self.text, offset).0
+    }
+}
+
+/// Turns serde's wording into ours and suggests the closest known key.
+fn explain_toml_error(raw: &str) -> (String, Option<String>) {
+    let raw = raw.trim().to_string();
+    if let Some(rest) = raw.strip_prefix("unknown field `") {
+        let (name, rest) = rest.split_once('`').unwrap_or((rest, ""));
+        let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+        let best = expected.iter().min_by_key(|k| edit_distance(name, k)).copied();
+        let help = match best {
+            Some(k) if edit_distance(name, k) <= 3 => format!("did you mean `{k}`?"),
+            _ => format!("known keys here: {}", expected.join(", ")),
+        };
+        return (format!("unknown key `{name}`"), Some(help));
+    }
+    if let Some(rest) = raw.strip_prefix("unknown variant `") {
+        let (name, rest) = rest.split_once('`').unwrap_or((rest, ""));
+        let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+        return (
+            format!("unknown value `{name}`"),
+            Some(format!("use one of: {}", expected.join(", "))),
+        );
+    }
+    if raw.starts_with("invalid type") {
+        return (raw.clone(), Some(type_hint(&raw)));
+    }
+    (raw, None)
+}
+
+fn type_hint(raw: &str) -> String {
+    if raw.contains("expected a sequence") {
+        "write a list, for example `write = [\"~/.cache/pip\"]`".into()
+    } else if raw.contains("expected a boolean") {
+        "write `true` or `false`".into()
+    } else if raw.contains("expected u64") || raw.contains("expected f64") {
+        "write a plain number, for example `pids = 512`".into()
+    } else {
+        "check the value's type against docs/policy.md".into()
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The JSON Schema of the policy file.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(ConfigFile);
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+}

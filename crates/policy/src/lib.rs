@@ -1,0 +1,355 @@
+//! ringfence's policy model: built-in profiles, config files and flags merged into one
+//! [`Policy`]. Pure: no OS calls, so every platform backend compiles the same model.
+//!
+//! Precedence, lowest first: built-in profile, user config, project config (narrow-only unless
+//! trusted), then flags.
+
+pub mod config;
+pub mod env;
+pub mod error;
+pub mod model;
+pub mod profile;
+pub mod units;
+
+pub use config::{ConfigFile, LoadedConfig};
+pub use env::EnvRules;
+pub use error::PolicyError;
+pub use model::*;
+pub use units::{ByteSize, HumanDuration};
+
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Processes and threads allowed at once when nothing else is said.
+pub const DEFAULT_PIDS: u64 = 4096;
+/// Size of the private /tmp when nothing else is said.
+pub const DEFAULT_TMP_SIZE: ByteSize = ByteSize(1 << 30);
+
+/// Settings from flags or the library builder: the last and strongest layer.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub profile: Option<ProfileName>,
+    pub read: Vec<String>,
+    pub write: Vec<String>,
+    pub deny_read: Vec<String>,
+    pub deny_write: Vec<String>,
+    pub env_keep: Vec<String>,
+    pub env_set: Vec<(String, String)>,
+    pub timeout: Option<HumanDuration>,
+    pub memory: Option<ByteSize>,
+    pub pids: Option<u64>,
+    pub cpus: Option<f64>,
+    pub tmp_size: Option<ByteSize>,
+    pub network: Option<NetworkMode>,
+    pub allow_ptrace: bool,
+    pub allow_degraded: bool,
+    /// Let the project config widen the policy (the user trusts it from outside).
+    pub trust_project: bool,
+}
+
+/// Collects the layers of a policy and merges them.
+pub struct PolicyBuilder {
+    workspace: PathBuf,
+    home: PathBuf,
+    user: Option<LoadedConfig>,
+    project: Option<LoadedConfig>,
+    flags: Overrides,
+}
+
+impl PolicyBuilder {
+    /// `workspace` and `home` must be absolute.
+    pub fn new(workspace: &Path, home: &Path) -> Self {
+        PolicyBuilder {
+            workspace: model::normalize(workspace),
+            home: model::normalize(home),
+            user: None,
+            project: None,
+            flags: Overrides::default(),
+        }
+    }
+
+    pub fn user_config(mut self, config: LoadedConfig) -> Self {
+        self.user = Some(config);
+        self
+    }
+
+    pub fn project_config(mut self, config: LoadedConfig) -> Self {
+        self.project = Some(config);
+        self
+    }
+
+    pub fn overrides(mut self, flags: Overrides) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// Whether the user trusts the project config to widen the policy.
+    fn project_trusted(&self) -> bool {
+        if self.flags.trust_project {
+            return true;
+        }
+        let Some(user) = &self.user else { return false };
+        let Some(list) = &user.config.trusted_projects else { return false };
+        let base = user.path.parent().unwrap_or(Path::new("/"));
+        list.get_ref().iter().any(|p| {
+            model::expand_path(p.get_ref(), base, &self.home).is_ok_and(|p| p == self.workspace)
+        })
+    }
+
+    pub fn build(self) -> Result<Policy, PolicyError> {
+        if let Some(project) = &self.project {
+            if let Some(list) = &project.config.trusted_projects {
+                return Err(project
+                    .error_at(list.span(), "`trusted_projects` belongs in the user config only")
+                    .with_help("move it to ~/.config/ringfence/config.toml"));
+            }
+        }
+        let trusted = self.project_trusted();
+        let profile_from = |c: &Option<LoadedConfig>| {
+            c.as_ref().and_then(|c| c.config.profile.as_ref().map(|p| *p.get_ref()))
+        };
+        let profile = match (self.flags.profile, &self.project) {
+            (Some(p), _) => p,
+            (None, Some(project)) if !trusted && project.config.profile.is_some() => {
+                let span = project.config.profile.as_ref().map(|p| p.span()).unwrap_or(0..0);
+                return Err(narrowing_error(project, span, "`profile`"));
+            }
+            _ => profile_from(&self.project).or(profile_from(&self.user)).unwrap_or_default(),
+        };
+        let mut state = Merge {
+            policy: Policy {
+                profile,
+                workspace: self.workspace.clone(),
+                home: self.home.clone(),
+                fs: profile::base_rules(profile, &self.workspace, &self.home),
+                env: EnvRules::default(),
+                limits: Limits {
+                    timeout: None,
+                    memory: None,
+                    pids: Some(DEFAULT_PIDS),
+                    cpus: None,
+                    tmp_size: DEFAULT_TMP_SIZE,
+                },
+                network: NetworkMode::None,
+                allow_ptrace: false,
+                allow_degraded: false,
+                sources: Vec::new(),
+            },
+        };
+        if let Some(user) = &self.user {
+            state.apply_file(user, &self.home, true)?;
+        }
+        if let Some(project) = &self.project {
+            state.apply_file(project, &self.home, trusted)?;
+        }
+        state.apply_flags(&self.flags)?;
+        let mut policy = state.policy;
+        profile::protect_write_roots(&mut policy.fs);
+        validate(&policy)?;
+        Ok(policy)
+    }
+}
+
+fn narrowing_error(file: &LoadedConfig, span: std::ops::Range<usize>, what: &str) -> PolicyError {
+    file.error_at(span, format!("{what} would widen the policy, and a project config can only narrow it"))
+        .with_help(
+            "remove it, pass it as a flag, or trust this project from outside the sandbox: \
+             add its folder to `trusted_projects` in ~/.config/ringfence/config.toml, \
+             or run with --trust-project",
+        )
+}
+
+struct Merge {
+    policy: Policy,
+}
+
+type SpannedList = Option<Spanned<Vec<Spanned<String>>>>;
+
+impl Merge {
+    fn apply_file(&mut self, file: &LoadedConfig, home: &Path, may_widen: bool) -> Result<(), PolicyError> {
+        let cfg = &file.config;
+        let base = file.path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let narrow = |span: std::ops::Range<usize>, what: &str| -> Result<(), PolicyError> {
+            if may_widen {
+                Ok(())
+            } else {
+                Err(narrowing_error(file, span, what))
+            }
+        };
+        let fs = &cfg.filesystem;
+        let lists: [(&SpannedList, RuleKind, bool); 4] = [
+            (&fs.read, RuleKind::Read, true),
+            (&fs.write, RuleKind::Write, true),
+            (&fs.deny_read, RuleKind::DenyRead, false),
+            (&fs.deny_write, RuleKind::DenyWrite, false),
+        ];
+        for (list, kind, widens) in lists {
+            let Some(list) = list else { continue };
+            if widens {
+                narrow(list.span(), &format!("`filesystem.{}`", kind_key(kind)))?;
+            }
+            for entry in list.get_ref() {
+                let path = model::expand_path(entry.get_ref(), &base, home)
+                    .map_err(|e| file.error_at(entry.span(), e))?;
+                let origin = Origin::File { path: file.path.clone(), line: file.line_of(entry.span().start) };
+                self.policy.fs.push(kind, path, origin);
+            }
+        }
+        if let Some(keep) = &cfg.environment.keep {
+            narrow(keep.span(), "`environment.keep`")?;
+            for k in keep.get_ref() {
+                env::validate_keep(k.get_ref()).map_err(|e| file.error_at(k.span(), e))?;
+                self.policy.env.keep.push(k.get_ref().clone());
+            }
+        }
+        if let Some(set) = &cfg.environment.set {
+            for (k, v) in set.get_ref() {
+                env::validate_name(k).map_err(|e| file.error_at(set.span(), e))?;
+                self.policy.env.set.insert(k.clone(), v.clone());
+            }
+        }
+        let limits = &cfg.limits;
+        let l = &mut self.policy.limits;
+        if let Some(v) = &limits.timeout {
+            if l.timeout.is_some_and(|cur| *v.get_ref() > cur) {
+                narrow(v.span(), "raising `limits.timeout`")?;
+            }
+            l.timeout = Some(*v.get_ref());
+        }
+        if let Some(v) = &limits.memory {
+            if l.memory.is_some_and(|cur| *v.get_ref() > cur) {
+                narrow(v.span(), "raising `limits.memory`")?;
+            }
+            l.memory = Some(*v.get_ref());
+        }
+        if let Some(v) = &limits.pids {
+            if *v.get_ref() == 0 {
+                return Err(file.error_at(v.span(), "`limits.pids` must be at least 1"));
+            }
+            if l.pids.is_some_and(|cur| *v.get_ref() > cur) {
+                narrow(v.span(), "raising `limits.pids`")?;
+            }
+            l.pids = Some(*v.get_ref());
+        }
+        if let Some(v) = &limits.cpus {
+            if !(*v.get_ref() > 0.0 && v.get_ref().is_finite()) {
+                return Err(file
+                    .error_at(v.span(), "`limits.cpus` must be a positive number of cores")
+                    .with_help("for example `cpus = 2` or `cpus = 0.5`"));
+            }
+            if l.cpus.is_some_and(|cur| *v.get_ref() > cur) {
+                narrow(v.span(), "raising `limits.cpus`")?;
+            }
+            l.cpus = Some(*v.get_ref());
+        }
+        if let Some(v) = &limits.tmp_size {
+            if *v.get_ref() > l.tmp_size {
+                narrow(v.span(), "raising `limits.tmp_size`")?;
+            }
+            l.tmp_size = *v.get_ref();
+        }
+        if let Some(v) = &cfg.process.allow_ptrace {
+            if *v.get_ref() && !self.policy.allow_ptrace {
+                narrow(v.span(), "`process.allow_ptrace`")?;
+            }
+            self.policy.allow_ptrace = *v.get_ref();
+        }
+        if let Some(v) = &cfg.network.mode {
+            if *v.get_ref() != NetworkMode::None && *v.get_ref() != self.policy.network {
+                narrow(v.span(), "`network.mode`")?;
+            }
+            self.policy.network = *v.get_ref();
+        }
+        self.policy.sources.push(file.path.clone());
+        Ok(())
+    }
+
+    fn apply_flags(&mut self, flags: &Overrides) -> Result<(), PolicyError> {
+        let cwd = self.policy.workspace.clone();
+        let home = self.policy.home.clone();
+        let lists = [
+            (&flags.read, RuleKind::Read, "--read"),
+            (&flags.write, RuleKind::Write, "--write"),
+            (&flags.deny_read, RuleKind::DenyRead, "--deny-read"),
+            (&flags.deny_write, RuleKind::DenyWrite, "--deny-write"),
+        ];
+        for (list, kind, flag) in lists {
+            for raw in list {
+                let path = model::expand_path(raw, &cwd, &home)
+                    .map_err(|e| PolicyError::new(format!("{flag} {raw}: {e}")))?;
+                self.policy.fs.push(kind, path, Origin::flag(format!("{flag} {raw}")));
+            }
+        }
+        for k in &flags.env_keep {
+            env::validate_keep(k).map_err(|e| PolicyError::new(format!("--env-keep: {e}")))?;
+            self.policy.env.keep.push(k.clone());
+        }
+        for (k, v) in &flags.env_set {
+            env::validate_name(k).map_err(|e| {
+                PolicyError::new(format!("--env {k}=…: {e}")).with_help("write --env NAME=VALUE")
+            })?;
+            self.policy.env.set.insert(k.clone(), v.clone());
+        }
+        let l = &mut self.policy.limits;
+        if flags.timeout.is_some() {
+            l.timeout = flags.timeout;
+        }
+        if flags.memory.is_some() {
+            l.memory = flags.memory;
+        }
+        if let Some(p) = flags.pids {
+            if p == 0 {
+                return Err(PolicyError::new("--pids must be at least 1"));
+            }
+            l.pids = Some(p);
+        }
+        if let Some(c) = flags.cpus {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(PolicyError::new("--cpus must be a positive number of cores")
+                    .with_help("for example --cpus 2 or --cpus 0.5"));
+            }
+            l.cpus = Some(c);
+        }
+        if let Some(t) = flags.tmp_size {
+            l.tmp_size = t;
+        }
+        if let Some(n) = flags.network {
+            self.policy.network = n;
+        }
+        self.policy.allow_ptrace |= flags.allow_ptrace;
+        self.policy.allow_degraded |= flags.allow_degraded;
+        Ok(())
+    }
+}
+
+fn kind_key(kind: RuleKind) -> &'static str {
+    match kind {
+        RuleKind::Read => "read",
+        RuleKind::Write => "write",
+        RuleKind::DenyRead => "deny_read",
+        RuleKind::DenyWrite => "deny_write",
+    }
+}
+
+fn validate(policy: &Policy) -> Result<(), PolicyError> {
+    let ws = policy.fs.access(&policy.workspace);
+    if ws.access == FsAccess::Deny {
+        let rule = ws.read_rule.map(|r| format!(" by {} ({})", r.path.display(), r.origin));
+        return Err(PolicyError::new(format!(
+            "the workspace {} is hidden{}",
+            policy.workspace.display(),
+            rule.unwrap_or_default()
+        ))
+        .with_help("run from another folder, or re-allow it with --read"));
+    }
+    for rule in policy.fs.of_kind(RuleKind::Write) {
+        if rule.path == Path::new("/") {
+            return Err(PolicyError::new(format!("{}: `/` can't be a writable root", rule.origin))
+                .with_help("name the folders the command must write"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+//! Built-in profiles and the lists they are made of.
+
+use crate::model::{FsRules, Origin, ProfileName, RuleKind};
+use std::path::Path;
+
+/// Secrets under $HOME that no profile lets the sandbox read.
+pub const HOME_SECRETS: &[&str] = &[
+    ".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".netrc", ".npmrc",
+    ".yarnrc.yml", ".pypirc", ".git-credentials", ".config/git/credentials", ".config/gh",
+    ".config/hub", ".password-store", ".local/share/keyrings", ".mozilla", ".thunderbird",
+    ".config/google-chrome", ".config/chromium", ".config/BraveSoftware", ".config/microsoft-edge",
+    ".config/vivaldi", ".cargo/credentials", ".cargo/credentials.toml", ".vault-token",
+    ".terraform.d/credentials.tfrc.json", ".config/op", ".gem/credentials", ".m2/settings.xml",
+    ".m2/settings-security.xml", ".gradle/gradle.properties", ".config/rclone", ".s3cfg", ".boto",
+    ".pgpass", ".my.cnf", ".config/containers/auth.json", ".config/doctl", ".config/hcloud",
+    ".oci", ".codex/auth.json", ".claude/.credentials.json", ".config/sops", ".bash_history",
+    ".zsh_history", ".python_history", ".node_repl_history", ".psql_history", ".mysql_history",
+    ".local/share/fish/fish_history",
+];
+
+/// Host-wide secrets.
+pub const SYSTEM_SECRETS: &[&str] = &[
+    "/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/ssh/ssh_host_rsa_key",
+    "/etc/ssh/ssh_host_ecdsa_key", "/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_dsa_key",
+    "/etc/ssl/private", "/etc/sudoers", "/etc/sudoers.d",
+];
+
+/// Paths inside every writable root that stay read-only: code there runs later, outside the
+/// sandbox (git hooks and config, direnv, editor tasks, commit-hook frameworks, our own config).
+pub const PROTECTED_IN_WRITE_ROOTS: &[&str] = &[
+    ".git/hooks", ".git/config", ".gitmodules", ".envrc", ".vscode", ".idea", ".zed", ".husky",
+    ".pre-commit-config.yaml", ".ringfence.toml",
+];
+
+/// Files under $HOME that run code at login or on use; read-only even when $HOME is writable.
+pub const PROTECTED_IN_HOME: &[&str] = &[
+    ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".zshrc", ".zshenv",
+    ".zprofile", ".zlogin", ".config/fish", ".gitconfig", ".config/git", ".config/ringfence",
+    ".config/autostart", ".config/systemd", ".local/bin", ".pam_environment", ".xprofile",
+];
+
+/// Toolchain directories the `strict` profile keeps readable inside $HOME.
+pub const STRICT_TOOLCHAINS: &[&str] = &[
+    ".cargo", ".rustup", ".nvm", ".npm", ".pyenv", ".local/bin", ".local/lib", ".bun", ".deno",
+    "go", ".sdkman", ".volta", ".rbenv", ".gradle", ".m2", ".cache",
+];
+
+/// The rules a profile starts with.
+pub fn base_rules(profile: ProfileName, workspace: &Path, home: &Path) -> FsRules {
+    let mut fs = FsRules::default();
+    let origin = |what: &str| Origin::builtin(format!("{what} ({profile} profile)"));
+    fs.push(RuleKind::Read, "/".into(), origin("read root"));
+    if profile == ProfileName::Strict {
+        for dir in ["/home", "/root"] {
+            fs.push(RuleKind::DenyRead, dir.into(), origin("home directories"));
+        }
+        fs.push(RuleKind::DenyRead, home.to_path_buf(), origin("home directory"));
+        for dir in STRICT_TOOLCHAINS {
+            fs.push(RuleKind::Read, home.join(dir), origin("toolchain directory"));
+        }
+    }
+    for secret in HOME_SECRETS {
+        fs.push(RuleKind::DenyRead, home.join(secret), origin("secret list"));
+    }
+    for secret in SYSTEM_SECRETS {
+        fs.push(RuleKind::DenyRead, secret.into(), origin("secret list"));
+    }
+    if profile == ProfileName::ReadOnly {
+        fs.push(RuleKind::Read, workspace.to_path_buf(), origin("workspace"));
+    } else {
+        fs.push(RuleKind::Write, workspace.to_path_buf(), origin("workspace"));
+    }
+    for file in PROTECTED_IN_HOME {
+        fs.push(RuleKind::DenyWrite, home.join(file), origin("protected path"));
+    }
+    fs
+}
+
+/// Adds the protected paths below every writable root; called once all roots are known.
+pub fn protect_write_roots(fs: &mut FsRules) {
+    let roots: Vec<_> = fs.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
+    for root in roots {
+        for name in PROTECTED_IN_WRITE_ROOTS {
+            let path = root.join(name);
+            if !fs.rules.iter().any(|r| r.kind == RuleKind::DenyWrite && r.path == path) {
+                fs.push(RuleKind::DenyWrite, path, Origin::builtin("protected path"));
+            }
+        }
+    }
+}
