@@ -16,10 +16,12 @@ Environment:
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,13 +31,16 @@ PEERS_DIR = Path(os.environ.get("BENCH_PEERS", BENCH_DIR / ".peers")).resolve()
 NODE_BIN = PEERS_DIR / "node_modules" / ".bin"
 # The npm `codex` is a Node launcher that execve()s this native binary; we call
 # the binary directly so the numbers are the sandbox's, not Node's start-up.
-CODEX_NATIVE = (PEERS_DIR / "node_modules" / "@openai" / "codex-linux-x64" / "vendor"
-                / "x86_64-unknown-linux-musl" / "bin" / "codex")
+# (Falls back to the launcher if the platform package is laid out otherwise.)
+CODEX_NATIVE = next(iter(sorted((PEERS_DIR / "node_modules" / "@openai").glob(
+    "codex-linux-*/vendor/*/bin/codex"))), NODE_BIN / "codex")
 # Codex writes helper links (codex-linux-sandbox, apply_patch) under
 # $CODEX_HOME/tmp and refuses to put them under /tmp, so keep its home here.
 CODEX_HOME = PEERS_DIR / "codex-home"
 SRT_SETTINGS = PEERS_DIR / "srt-settings.json"
 
+# Absolute, because every command runs with cwd = the workspace.
+RINGFENCE_BIN = os.path.abspath(os.environ["RINGFENCE_BIN"]) if os.environ.get("RINGFENCE_BIN") else ""
 RUNS = int(os.environ.get("BENCH_RUNS", "50"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
 REPO_FILES = 2000
@@ -56,7 +61,7 @@ def workspace() -> Path:
     agent's workspace would be. out.txt is ignored so the write workload does
     not change what `git status` has to report.
     """
-    base = Path(os.environ.get("BENCH_TMP", "/tmp")) / f"ringfence-bench-{os.getuid()}"
+    base = Path(os.environ.get("BENCH_TMP") or tempfile.gettempdir()) / f"ringfence-bench-{os.getuid()}"
     repo = base / "repo"
     done = base / "repo.ok"
     if done.exists():
@@ -93,11 +98,11 @@ def runners(ws: Path):
                      "--bind", str(ws), str(ws), "--chdir", str(ws), "--"], {}) \
         if bwrap else "not installed (bwrap not on PATH)"
 
-    rf = os.environ.get("RINGFENCE_BIN", "")
-    if rf and os.access(rf, os.X_OK):
+    rf = RINGFENCE_BIN
+    if rf and os.access(rf, os.X_OK) and not os.environ.get("RINGFENCE_NOTE"):
         out["ringfence"] = ([rf, "run", "--"], {})
     else:
-        out["ringfence"] = os.environ.get("RINGFENCE_NOTE") or f"not built ({rf or 'RINGFENCE_BIN unset'})"
+        out["ringfence"] = os.environ.get("RINGFENCE_NOTE") or (f"not found: {rf}" if rf else "RINGFENCE_BIN unset")
 
     if CODEX_NATIVE.exists():
         CODEX_HOME.mkdir(parents=True, exist_ok=True)
@@ -228,7 +233,13 @@ def machine():
                 break
     except OSError:
         pass
-    rf = os.environ.get("RINGFENCE_BIN", "")
+    rf = RINGFENCE_BIN
+    if os.environ.get("RINGFENCE_NOTE"):
+        rf_info = os.environ["RINGFENCE_NOTE"]
+    elif rf:
+        rf_info = f"{version([rf, '--version'])} ({rf})"
+    else:
+        rf_info = "RINGFENCE_BIN unset"
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "kernel": platform.release(),
@@ -241,7 +252,7 @@ def machine():
         "srt": version([str(NODE_BIN / "srt"), "--version"]),
         "node": version(["node", "--version"]),
         "git": version(["git", "--version"]),
-        "ringfence": (version([rf, "--version"]) + f" ({rf})") if rf else "unset",
+        "ringfence": rf_info,
     }
 
 
@@ -267,7 +278,7 @@ def markdown(info, results, ws):
         if "argv" in r and r["runner"] not in seen:
             seen.add(r["runner"])
             prefix = r["argv"][:len(r["argv"]) - len(WORKLOADS[r["workload"]])]
-            lines.append(f"- {r['runner']}: `{' '.join(prefix) or '(none)'} CMD`")
+            lines.append(f"- {r['runner']}: `{(shlex.join(prefix) + ' ') if prefix else ''}CMD`")
     return "\n".join(lines) + "\n"
 
 

@@ -51,16 +51,17 @@ impl EnvRules {
 
     /// The environment for the command: kept host variables, then `set`, then `overrides`
     /// (values ringfence fixes for the sandbox, such as TMPDIR and PWD).
-    pub fn apply<I>(&self, host: I, overrides: &[(&str, String)]) -> Vec<(String, String)>
+    pub fn apply<I, V>(&self, host: I, overrides: &[(&str, String)]) -> Vec<(String, V)>
     where
-        I: IntoIterator<Item = (String, String)>,
+        I: IntoIterator<Item = (String, V)>,
+        V: From<String>,
     {
-        let mut out: BTreeMap<String, String> = host
+        let mut out: BTreeMap<String, V> = host
             .into_iter()
             .filter(|(k, _)| matches!(self.verdict(k), EnvVerdict::Kept | EnvVerdict::KeptExplicitly))
             .collect();
-        out.extend(self.set.iter().map(|(k, v)| (k.clone(), v.clone())));
-        out.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        out.extend(self.set.iter().map(|(k, v)| (k.clone(), V::from(v.clone()))));
+        out.extend(overrides.iter().map(|(k, v)| (k.to_string(), V::from(v.clone()))));
         out.into_iter().collect()
     }
 }
@@ -134,7 +135,8 @@ mod tests {
         set.insert("FOO".into(), "1".into());
         set.insert("TMPDIR".into(), "/nope".into());
         let rules = EnvRules { keep: vec![], set };
-        let host = vec![("PATH".into(), "/bin".into()), ("SECRET_TOKEN".into(), "x".into())];
+        let host: Vec<(String, String)> =
+            vec![("PATH".into(), "/bin".into()), ("SECRET_TOKEN".into(), "x".into())];
         let env = rules.apply(host, &[("TMPDIR", "/tmp".into())]);
         assert_eq!(
             env,

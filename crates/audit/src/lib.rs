@@ -1,0 +1,152 @@
+//! ringfence's event stream: one JSON object per line, schema in docs/events.md.
+
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::time::SystemTime;
+
+/// Bumped when a field changes meaning or disappears; new fields don't bump it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One event as written to the stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Schema version.
+    pub v: u32,
+    /// RFC 3339 UTC time with milliseconds.
+    pub ts: String,
+    /// The run's id, shared by every event of one run.
+    pub run: String,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+/// A protection layer and how it was enforced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    pub name: String,
+    pub detail: String,
+}
+
+/// Resource usage of the whole sandbox.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rusage {
+    pub user_ms: u64,
+    pub system_ms: u64,
+    pub max_rss_kb: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum EventBody {
+    #[serde(rename = "run.start")]
+    RunStart {
+        argv: Vec<String>,
+        cwd: String,
+        profile: String,
+        policy_digest: String,
+        /// Layers in force for this run.
+        enforced: Vec<Layer>,
+        /// Requested protections that could not be enforced (only with --allow-degraded).
+        not_enforced: Vec<Layer>,
+        kernel: serde_json::Value,
+    },
+    #[serde(rename = "proc.exec")]
+    ProcExec { pid: u32, ppid: u32, argv: Vec<String>, cwd: String },
+    #[serde(rename = "policy.deny")]
+    PolicyDeny { rule: String, detail: String },
+    #[serde(rename = "limit.hit")]
+    LimitHit { limit: String, value: String, detail: String },
+    #[serde(rename = "run.end")]
+    RunEnd {
+        /// The command's exit code, when it exited.
+        exit_code: Option<i32>,
+        /// The signal that ended the command, when one did.
+        signal: Option<i32>,
+        /// ringfence's own exit code for the run.
+        status: i32,
+        /// `exited`, `signaled`, `timeout`, `limit` or `error`.
+        reason: String,
+        duration_ms: u64,
+        rusage: Rusage,
+    },
+}
+
+/// Formats a time as RFC 3339 UTC with milliseconds.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Appends events to a JSON Lines file, flushing each one so nothing is lost on a crash.
+pub struct EventWriter {
+    file: File,
+    run: String,
+}
+
+impl EventWriter {
+    pub fn create(path: &Path, run: String) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(EventWriter { file, run })
+    }
+
+    pub fn emit(&mut self, body: EventBody) -> std::io::Result<()> {
+        let event = Event { v: SCHEMA_VERSION, ts: timestamp(SystemTime::now()), run: self.run.clone(), body };
+        let mut line = serde_json::to_vec(&event).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)
+    }
+}
+
+/// Reads every event of a JSON Lines file; a malformed line is an error naming its number.
+pub fn read_events(path: &Path) -> std::io::Result<Vec<Event>> {
+    let reader = BufReader::new(File::open(path)?);
+    let mut out = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = serde_json::from_str(&line).map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}:{}: {e}", path.display(), n + 1))
+        })?;
+        out.push(event);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let dir = std::env::temp_dir().join(format!("rf-audit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.jsonl");
+        let mut w = EventWriter::create(&path, "r1".into()).unwrap();
+        w.emit(EventBody::LimitHit { limit: "pids".into(), value: "10".into(), detail: "x".into() }).unwrap();
+        w.emit(EventBody::RunEnd {
+            exit_code: Some(0),
+            signal: None,
+            status: 0,
+            reason: "exited".into(),
+            duration_ms: 3,
+            rusage: Rusage::default(),
+        })
+        .unwrap();
+        let events = read_events(&path).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].run, "r1");
+        assert!(matches!(events[1].body, EventBody::RunEnd { status: 0, .. }));
+        let raw = std::fs::read_to_string(&path).unwrap();
+        assert!(raw.lines().next().unwrap().contains("\"type\":\"limit.hit\""));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+        assert_eq!(timestamp(t), "2023-11-14T22:13:20.123Z");
+    }
+}

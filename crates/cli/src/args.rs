@@ -1,0 +1,176 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+use ringfence_policy::{ByteSize, HumanDuration, NetworkMode, Overrides, ProfileName};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  ringfence run -- npm test
+  ringfence run --profile strict -- cargo build --offline
+  ringfence run --write ~/.cache/pip --timeout 10m -- pip install -r requirements.txt
+  ringfence run --memory 2G --pids 256 -- make -j4
+  ringfence run --env-keep 'AWS_REGION' --env CI=1 -- ./scripts/test.sh
+  ringfence run --events run.jsonl --json-status 3 -- pytest 3>status.json";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ringfence",
+    version,
+    about = "Run AI-generated commands under kernel-enforced limits",
+    long_about = "ringfence runs a command so that it reads only what policy allows, writes only the \
+                  workspace, reaches no network, can't touch host processes, and can't outlive the \
+                  run or exhaust the machine.",
+    after_help = "Run `ringfence check` to see what this machine can enforce, and \
+                  `ringfence explain` to see the effective policy."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a command in the sandbox, with the current directory as the workspace.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+    /// Print the effective policy and which layer enforces each rule; runs nothing.
+    Explain(ExplainArgs),
+    /// Report the kernel features found and what each policy feature will be enforced with.
+    Check,
+    /// Print the JSON Schema of the policy file.
+    Schema,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Write the exit code, signal, duration and resource usage as JSON to this file descriptor.
+    #[arg(long, value_name = "FD")]
+    pub json_status: Option<i32>,
+    /// Append the run's events (JSON Lines) to this file.
+    #[arg(long, value_name = "PATH")]
+    pub events: Option<PathBuf>,
+    /// Never give the command its own terminal, even when run from one.
+    #[arg(long)]
+    pub no_pty: bool,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Print the policy as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Ignored: lets `explain` take the same command line as `run`.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    /// Built-in profile: workspace (default), read-only, or strict.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<ProfileName>,
+    /// Add a writable root (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub write: Vec<String>,
+    /// Allow reading PATH, also inside a denied region (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub read: Vec<String>,
+    /// Hide PATH, even if it does not exist yet (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub deny_read: Vec<String>,
+    /// Keep PATH read-only inside writable roots, even if it does not exist yet (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub deny_write: Vec<String>,
+    /// Use FILE instead of ~/.config/ringfence/config.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Ignore the user and project config files.
+    #[arg(long, conflicts_with = "config")]
+    pub no_config: bool,
+    /// Let the workspace's .ringfence.toml widen the policy, not just narrow it.
+    #[arg(long)]
+    pub trust_project: bool,
+    /// Pass this variable (or glob, like 'AWS_*') through; secret-looking names need their exact name.
+    #[arg(long, value_name = "NAME|GLOB")]
+    pub env_keep: Vec<String>,
+    /// Set a variable inside the sandbox.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Kill the run after this long (SIGTERM, then SIGKILL 2s later), e.g. 90s, 10m.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<HumanDuration>,
+    /// Memory limit for the whole sandbox, e.g. 512M, 2G.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<ByteSize>,
+    /// Most processes and threads at once (default 4096).
+    #[arg(long, value_name = "N")]
+    pub pids: Option<u64>,
+    /// CPU share in cores, e.g. 2 or 0.5.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// Size of the private /tmp (default 1G).
+    #[arg(long, value_name = "SIZE")]
+    pub tmp_size: Option<ByteSize>,
+    /// Network: none (default, loopback only) or host (unfiltered; dangerous).
+    #[arg(long, value_name = "MODE", value_parser = parse_network)]
+    pub network: Option<NetworkMode>,
+    /// Allow ptrace between processes inside the sandbox (for debuggers).
+    #[arg(long)]
+    pub allow_ptrace: bool,
+    /// Run even if a requested protection can't be enforced (warns, and records it).
+    #[arg(long)]
+    pub allow_degraded: bool,
+    /// The workspace directory (default: the current directory).
+    #[arg(long, short = 'C', value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` has no `=`; write NAME=VALUE"))
+}
+
+fn parse_network(s: &str) -> Result<NetworkMode, String> {
+    match s {
+        "none" => Ok(NetworkMode::None),
+        "host" => Ok(NetworkMode::Host),
+        _ => Err(format!("unknown network mode `{s}`; use `none` or `host`")),
+    }
+}
+
+impl PolicyArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            profile: self.profile,
+            read: self.read.clone(),
+            write: self.write.clone(),
+            deny_read: self.deny_read.clone(),
+            deny_write: self.deny_write.clone(),
+            env_keep: self.env_keep.clone(),
+            env_set: self.env.clone(),
+            timeout: self.timeout,
+            memory: self.memory,
+            pids: self.pids,
+            cpus: self.cpus,
+            tmp_size: self.tmp_size,
+            network: self.network,
+            allow_ptrace: self.allow_ptrace,
+            allow_degraded: self.allow_degraded,
+            trust_project: self.trust_project,
+        }
+    }
+
+    pub fn sources(&self) -> ringfence::PolicySources {
+        ringfence::PolicySources { workspace: self.workspace.clone(), config: self.config.clone(), no_config: self.no_config }
+    }
+}

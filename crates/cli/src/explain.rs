@@ -1,0 +1,203 @@
+//! `ringfence explain`: the effective policy, and which layer enforces each rule.
+
+use crate::args::ExplainArgs;
+use crate::report;
+use ringfence::exit_code;
+use ringfence_policy::env::{EnvVerdict, DEFAULT_KEEP};
+use ringfence_policy::{FsAccess, NetworkMode, Policy, RuleKind};
+use std::path::Path;
+
+pub fn explain(args: ExplainArgs) -> i32 {
+    let policy = match ringfence::load_policy(&args.policy.sources(), args.policy.overrides()) {
+        Ok(p) => p,
+        Err(e) => {
+            report(&e);
+            return exit_code::POLICY;
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&policy).unwrap_or_default());
+        return 0;
+    }
+    print!("{}", render(&policy));
+    0
+}
+
+fn access_name(a: FsAccess) -> &'static str {
+    match a {
+        FsAccess::Deny => "hidden",
+        FsAccess::Read => "read-only",
+        FsAccess::Write => "writable",
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn filesystem(policy: &Policy, out: &mut String) {
+    use ringfence::linux::plan::{self, MountOp};
+    let abi = ringfence::linux::Features::probe().landlock_abi;
+    let landlock = if abi > 0 { format!("landlock (ABI {abi})") } else { "landlock unavailable".into() };
+    let plan = match plan::build(policy, &[], &["/run/current-system"]) {
+        Ok(p) => p,
+        Err(e) => {
+            out.push_str(&format!("  (the mount view can't be built: {}; {})\n", e.0, e.1));
+            return;
+        }
+    };
+    out.push_str("Filesystem (the most specific rule wins):\n");
+    for op in &plan.ops {
+        let how = match op {
+            MountOp::Tmpfs { path, writable: true, size } if path == Path::new("/tmp") => {
+                format!("writable   private tmpfs, {}  [mount view]", ringfence_policy::ByteSize(*size))
+            }
+            MountOp::Tmpfs { path, .. } if path.starts_with("/run") || path.starts_with("/var/run") => {
+                "hidden     empty tmpfs (host sockets and runtime state)  [mount view]".to_string()
+            }
+            MountOp::Tmpfs { .. } | MountOp::MaskFile { .. } => format!("hidden     masked  [mount view, {landlock}]"),
+            MountOp::Bind { writable: true, .. } => format!("writable   bind  [mount view, {landlock}]"),
+            MountOp::Bind { writable: false, .. } => format!("read-only  bind  [mount view, {landlock}]"),
+            MountOp::ReadOnly { path } => {
+                let placeholder = plan.placeholders.iter().any(|p| &p.path == path);
+                format!(
+                    "read-only  protected{}  [mount view: read-only bind the sandbox can't unmount]",
+                    if placeholder { ", absent: an empty placeholder is created for the run" } else { "" }
+                )
+            }
+        };
+        let from = plan
+            .rules
+            .rules
+            .iter()
+            .filter(|r| r.path == op.path())
+            .map(|r| r.origin.to_string())
+            .next_back()
+            .unwrap_or_else(|| "built-in".into());
+        out.push_str(&format!("  {:<44} {how}\n      from {from}\n", op.path().display()));
+    }
+    out.push_str(&format!(
+        "  {:<44} read-only  host tree, nosuid, nodev  [mount view, {landlock}]\n",
+        "/ (everything else)"
+    ));
+    out.push_str("  /dev                                         null, zero, full, random, urandom, tty, own devpts and /dev/shm\n");
+    out.push_str("  /proc                                        the sandbox's own processes; /proc/sys read-only\n");
+    let absent: Vec<_> = plan
+        .rules
+        .of_kind(RuleKind::DenyRead)
+        .filter(|r| !r.path.exists() && plan.rules.access(&r.path).access == FsAccess::Deny)
+        .map(|r| r.path.display().to_string())
+        .collect();
+    if !absent.is_empty() {
+        out.push_str(&format!(
+            "  hidden if created later ({}): {}\n",
+            if abi > 0 { "landlock" } else { "NOT ENFORCED without Landlock" },
+            absent.join(", ")
+        ));
+    }
+    let skipped: Vec<_> = plan
+        .rules
+        .of_kind(RuleKind::DenyWrite)
+        .filter(|r| {
+            plan.rules.access(r.path.parent().unwrap_or(Path::new("/"))).access == FsAccess::Write
+                && !r.path.exists()
+                && !plan.placeholders.iter().any(|p| p.path == r.path)
+        })
+        .map(|r| r.path.display().to_string())
+        .collect();
+    if !skipped.is_empty() {
+        out.push_str(&format!(
+            "  protected only once their folder exists (nothing to bind yet): {}\n",
+            skipped.join(", ")
+        ));
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn filesystem(policy: &Policy, out: &mut String) {
+    out.push_str("Filesystem:\n");
+    for r in &policy.fs.rules {
+        let a = policy.fs.access(&r.path).access;
+        out.push_str(&format!("  {:<44} {}  from {}\n", r.path.display(), access_name(a), r.origin));
+    }
+}
+
+pub fn render(policy: &Policy) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("Profile: {}    Workspace: {}\n", policy.profile, policy.workspace.display()));
+    if policy.sources.is_empty() {
+        out.push_str("Config files: none\n");
+    } else {
+        let list: Vec<_> = policy.sources.iter().map(|p| p.display().to_string()).collect();
+        out.push_str(&format!("Config files: {}\n", list.join(", ")));
+    }
+    out.push('\n');
+    filesystem(policy, &mut out);
+    let ws = policy.fs.access(&policy.workspace).access;
+    out.push_str(&format!("  workspace is {}\n\n", access_name(ws)));
+
+    out.push_str("Environment [scrubbed before exec]:\n");
+    out.push_str(&format!("  passed through: {}", DEFAULT_KEEP.join(", ")));
+    if !policy.env.keep.is_empty() {
+        out.push_str(&format!(", {}", policy.env.keep.join(", ")));
+    }
+    out.push('\n');
+    let mut secret = Vec::new();
+    let mut other = Vec::new();
+    for (k, _) in std::env::vars_os() {
+        let Ok(k) = k.into_string() else { continue };
+        match policy.env.verdict(&k) {
+            EnvVerdict::DroppedSecret => secret.push(k),
+            EnvVerdict::DroppedNotAllowed => other.push(k),
+            _ => {}
+        }
+    }
+    secret.sort();
+    other.sort();
+    out.push_str(&format!("  dropped as secret-looking: {}\n", if secret.is_empty() { "none".into() } else { secret.join(", ") }));
+    out.push_str(&format!("  dropped, not allowed: {} variable(s)\n", other.len()));
+    for (k, v) in &policy.env.set {
+        out.push_str(&format!("  set: {k}={v}\n"));
+    }
+    out.push_str("  set by ringfence: PWD, TMPDIR=/tmp, RINGFENCE=1\n\n");
+
+    out.push_str("Network:\n");
+    out.push_str(match policy.network {
+        NetworkMode::None => "  none: own loopback only  [net namespace]\n\n",
+        NetworkMode::Host => "  host: the host's network, UNFILTERED (danger)  [no isolation]\n\n",
+    });
+
+    out.push_str("Processes:\n");
+    out.push_str("  host processes invisible, signals and ptrace can't reach them  [pid namespace, landlock scope]\n");
+    out.push_str("  everything dies with the command or with ringfence  [pid namespace init, parent-death signal]\n");
+    out.push_str("  no setuid, no capabilities, no new namespaces, io_uring, bpf, perf, userfaultfd, keyctl,\n");
+    out.push_str("  mount, kexec, modules, open_by_handle_at, TIOCSTI/TIOCLINUX  [seccomp: EPERM]\n");
+    out.push_str(&format!(
+        "  ptrace, process_vm_*: {}\n",
+        if policy.allow_ptrace { "allowed inside the sandbox (--allow-ptrace)" } else { "refused  [seccomp: EPERM]" }
+    ));
+    out.push_str("  inherited descriptors beyond stdio closed; own session\n\n");
+
+    out.push_str("Limits:\n");
+    let l = &policy.limits;
+    #[cfg(target_os = "linux")]
+    let mech = {
+        let probe = ringfence::linux::CgroupProbe::detect();
+        let needed: Vec<&str> = ["pids", "memory", "cpu"]
+            .into_iter()
+            .zip([l.pids.is_some(), l.memory.is_some(), l.cpus.is_some()])
+            .filter(|(_, on)| *on)
+            .map(|(c, _)| c)
+            .collect();
+        probe.mechanism(&needed).0.to_string()
+    };
+    #[cfg(not(target_os = "linux"))]
+    let mech = "platform backend".to_string();
+    let or_none = |v: Option<String>| v.unwrap_or_else(|| "none".into());
+    out.push_str(&format!("  pids: {}  [{mech}]\n", or_none(l.pids.map(|p| p.to_string()))));
+    out.push_str(&format!("  memory: {}  [{mech}]\n", or_none(l.memory.map(|m| m.to_string()))));
+    out.push_str(&format!("  cpus: {}  [{mech}]\n", or_none(l.cpus.map(|c| c.to_string()))));
+    out.push_str(&format!("  timeout: {}  [supervisor]\n", or_none(l.timeout.map(|t| t.to_string()))));
+    out.push_str(&format!("  /tmp size: {}  [tmpfs]\n", l.tmp_size));
+    if policy.allow_degraded {
+        out.push_str("\n--allow-degraded: protections this machine lacks are skipped (see `ringfence check`)\n");
+    }
+    out
+}

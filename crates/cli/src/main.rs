@@ -1,0 +1,45 @@
+//! The `ringfence` command.
+
+mod args;
+mod check;
+mod explain;
+mod run;
+
+use clap::Parser;
+use ringfence::exit_code;
+
+fn main() {
+    // Signals the supervisor forwards are blocked before anything else, so none is lost
+    // between now and the moment the sandbox's init can take them.
+    #[cfg(target_os = "linux")]
+    let signals = run::block_forwarded_signals();
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit_code::POLICY } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let code = match cli.command {
+        #[cfg(target_os = "linux")]
+        args::Command::Run(a) => run::run(a, signals),
+        #[cfg(not(target_os = "linux"))]
+        args::Command::Run(_) => {
+            eprintln!("ringfence: this platform's backend is not available yet");
+            exit_code::UNSUPPORTED
+        }
+        args::Command::Explain(a) => explain::explain(a),
+        args::Command::Check => check::check(),
+        args::Command::Schema => {
+            print!("{}", ringfence_policy::config::json_schema());
+            0
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Prints an error the way every ringfence error looks.
+pub fn report(err: &dyn std::fmt::Display) {
+    eprintln!("ringfence: error: {err}");
+}

@@ -1,0 +1,81 @@
+//! A tiny forked process that removes the run's cgroups and placeholders if the supervisor dies
+//! without doing it (even by SIGKILL): it waits on a pipe whose only writer is the supervisor.
+
+use crate::cgroup;
+use crate::plan::Placeholder;
+use crate::sys;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+pub struct Cleaner {
+    pid: libc::pid_t,
+    done: Option<OwnedFd>,
+}
+
+/// What to remove.
+#[derive(Clone, Debug, Default)]
+pub struct Leftovers {
+    pub cgroups: Vec<PathBuf>,
+    pub placeholders: Vec<Placeholder>,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.cgroups.is_empty() && self.placeholders.is_empty()
+    }
+
+    /// Removes everything that is ours and still empty.
+    pub fn remove(&self) {
+        cgroup::remove_dirs(self.cgroups.iter().map(|p| p.as_path()));
+        for p in &self.placeholders {
+            remove_placeholder(p);
+        }
+    }
+}
+
+/// Removes a placeholder only while it is still empty: whatever the user put there stays.
+pub fn remove_placeholder(p: &Placeholder) {
+    if p.dir {
+        let _ = std::fs::remove_dir(&p.path);
+    } else if std::fs::symlink_metadata(&p.path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        let _ = std::fs::remove_file(&p.path);
+    }
+}
+
+impl Cleaner {
+    /// Forks the cleaner. Must be called while the process is single-threaded.
+    pub fn spawn(leftovers: Leftovers) -> std::io::Result<Cleaner> {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let pid = sys::fork_process()?;
+        if pid == 0 {
+            drop(write);
+            let keep = read.as_raw_fd();
+            let _ = nix::unistd::setsid();
+            if let Ok(null) = std::fs::File::options().read(true).write(true).open("/dev/null") {
+                for fd in 0..3 {
+                    let _ = sys::dup_onto(null.as_raw_fd(), fd);
+                }
+            }
+            for fd in 3..keep {
+                sys::close_fd(fd);
+            }
+            sys::close_fds_from(keep + 1);
+            let mut byte = [0u8; 1];
+            if sys::read_fd(keep, &mut byte).ok() != Some(1) {
+                // The supervisor is gone: its sandbox dies with it; clean up after both.
+                leftovers.remove();
+            }
+            sys::exit_now(0);
+        }
+        drop(read);
+        Ok(Cleaner { pid, done: Some(write) })
+    }
+
+    /// Tells the cleaner the supervisor cleaned up itself, and reaps it.
+    pub fn dismiss(mut self) {
+        if let Some(fd) = self.done.take() {
+            let _ = sys::write_fd(fd.as_raw_fd(), b"d");
+        }
+        let _ = sys::wait4(self.pid);
+    }
+}

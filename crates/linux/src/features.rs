@@ -1,0 +1,187 @@
+//! What this kernel and machine offer, found without changing anything.
+
+use crate::cgroup::{CgroupProbe, LimitMechanism};
+use crate::sys;
+use std::fs;
+
+/// One line of `ringfence check`.
+#[derive(Clone, Debug)]
+pub struct FeatureReport {
+    pub name: &'static str,
+    pub available: bool,
+    pub detail: String,
+    /// What to do for more protection, when there is something to do.
+    pub remedy: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Features {
+    pub kernel: String,
+    pub userns: Result<(), String>,
+    pub apparmor_userns_restricted: bool,
+    pub landlock_abi: i32,
+    pub seccomp: bool,
+    pub seccomp_user_notif: bool,
+    pub overlayfs: bool,
+    pub tun: bool,
+    pub cgroups: CgroupProbe,
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+/// The advice for a kernel that refuses user namespaces, for this machine.
+pub fn userns_remedy() -> String {
+    if read_trimmed("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        return "AppArmor restricts unprivileged user namespaces here (Ubuntu 23.10+): install the \
+                profile from docs/linux.md (`sudo cp contrib/apparmor/ringfence /etc/apparmor.d/ && \
+                sudo apparmor_parser -r /etc/apparmor.d/ringfence`), or set \
+                kernel.apparmor_restrict_unprivileged_userns=0"
+            .into();
+    }
+    if read_trimmed("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return "enable them with `sudo sysctl kernel.unprivileged_userns_clone=1`".into();
+    }
+    if read_trimmed("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return "raise the limit with `sudo sysctl user.max_user_namespaces=15000`".into();
+    }
+    "user namespaces are disabled in this kernel or container; enable CONFIG_USER_NS, or in a \
+     container allow unshare/clone with CLONE_NEWUSER (seccomp profile)"
+        .into()
+}
+
+impl Features {
+    pub fn probe() -> Self {
+        let kernel = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+        Features {
+            kernel,
+            userns: probe_userns(),
+            apparmor_userns_restricted: read_trimmed("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref()
+                == Some("1"),
+            landlock_abi: sys::landlock_abi(),
+            seccomp: status.lines().any(|l| l.starts_with("Seccomp:")),
+            seccomp_user_notif: sys::seccomp_user_notif(),
+            overlayfs: fs::read_to_string("/proc/filesystems").unwrap_or_default().contains("overlay"),
+            tun: std::path::Path::new("/dev/net/tun").exists(),
+            cgroups: CgroupProbe::detect(),
+        }
+    }
+
+    /// The lines of `ringfence check`.
+    pub fn report(&self) -> Vec<FeatureReport> {
+        let mut out = Vec::new();
+        out.push(FeatureReport {
+            name: "user namespaces",
+            available: self.userns.is_ok(),
+            detail: match &self.userns {
+                Ok(()) if self.apparmor_userns_restricted => {
+                    "available (AppArmor restriction is on, but this binary may create them)".into()
+                }
+                Ok(()) => "available: the mount view, pid, net, ipc and uts isolation".into(),
+                Err(e) => format!("refused: {e}"),
+            },
+            remedy: self.userns.is_err().then(userns_remedy),
+        });
+        out.push(FeatureReport {
+            name: "Landlock",
+            available: self.landlock_abi > 0,
+            detail: match self.landlock_abi {
+                0 => "not available: the filesystem has one layer (the mount view) instead of two".into(),
+                abi if abi < 6 => format!("ABI {abi}: second filesystem layer; no signal or abstract-socket scoping (namespaces still isolate those)"),
+                abi => format!("ABI {abi}: second filesystem layer, signal and abstract-socket scoping"),
+            },
+            remedy: match self.landlock_abi {
+                0 => Some("boot with `lsm=landlock,...` (Linux 5.13+), or pass --allow-degraded".into()),
+                abi if abi < 6 => Some("Linux 6.12+ adds signal and abstract-socket scoping".into()),
+                _ => None,
+            },
+        });
+        out.push(FeatureReport {
+            name: "seccomp",
+            available: self.seccomp,
+            detail: if self.seccomp {
+                format!(
+                    "filter available{}",
+                    if self.seccomp_user_notif { ", with user notification" } else { "; no user notification" }
+                )
+            } else {
+                "not available: escalation system calls can't be refused".into()
+            },
+            remedy: (!self.seccomp).then(|| "use a kernel built with CONFIG_SECCOMP_FILTER".into()),
+        });
+        for (limit, ctrl) in [("pids limit", "pids"), ("memory limit", "memory"), ("cpu limit", "cpu")] {
+            let (mech, why) = self.cgroups.mechanism(&[ctrl]);
+            let (available, detail) = match mech {
+                LimitMechanism::CgroupV2 => (true, "cgroup v2 (delegated)".to_string()),
+                LimitMechanism::CgroupV1 => (true, "cgroup v1 (as root)".to_string()),
+                LimitMechanism::Rlimit => match ctrl {
+                    "pids" if self.cgroups.root => (false, "rlimit, which the kernel does not apply to uid 0".to_string()),
+                    "pids" => (true, "rlimit (RLIMIT_NPROC, per sandbox user namespace)".to_string()),
+                    "memory" => (true, "rlimit (RLIMIT_AS: address space, not resident memory)".to_string()),
+                    _ => (true, "CPU affinity (whole cores)".to_string()),
+                },
+            };
+            out.push(FeatureReport {
+                name: limit,
+                available,
+                detail,
+                remedy: (mech != LimitMechanism::CgroupV2).then(|| {
+                    format!(
+                        "{}; for cgroup v2 limits run `systemd-run --user --scope -p Delegate=yes ringfence run …`",
+                        why.unwrap_or_default()
+                    )
+                }),
+            });
+        }
+        out.push(FeatureReport {
+            name: "overlayfs",
+            available: self.overlayfs,
+            detail: if self.overlayfs { "available".into() } else { "not available".into() },
+            remedy: None,
+        });
+        out.push(FeatureReport {
+            name: "TUN",
+            available: self.tun,
+            detail: if self.tun {
+                "/dev/net/tun present (for the transparent network path)".into()
+            } else {
+                "no /dev/net/tun".into()
+            },
+            remedy: (!self.tun).then(|| "load the tun module (`modprobe tun`)".into()),
+        });
+        out
+    }
+}
+
+/// Creates (and discards) a user and mount namespace in a short-lived child and mounts a
+/// tmpfs there: AppArmor's restriction lets the namespace be created but denies the mount.
+fn probe_userns() -> Result<(), String> {
+    match sys::clone_process(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) {
+        Ok(0) => {
+            let private = nix::mount::mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+                None::<&str>,
+            );
+            let tmpfs = nix::mount::mount(
+                Some("tmpfs"),
+                "/tmp",
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            );
+            sys::exit_now(if private.is_ok() && tmpfs.is_ok() { 0 } else { 1 })
+        }
+        Ok(pid) => match sys::wait4(pid) {
+            Ok((status, _)) if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 => Ok(()),
+            _ => Err("a user namespace was created, but mounting inside it was denied".into()),
+        },
+        Err(e) => Err(e.to_string()),
+    }
+}

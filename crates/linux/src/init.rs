@@ -1,0 +1,219 @@
+//! The sandbox's init: the cloned child, pid 1 of the new pid namespace. It builds the view,
+//! confines itself, starts the command, reaps zombies, forwards signals, and reports the
+//! command's exit. When it exits, the kernel kills everything left in the namespace.
+
+use crate::error::ChildError;
+use crate::landlock_rules::LandlockBuilder;
+use crate::launch::{ChildSetup, FORWARDED_SIGNALS};
+use crate::{sys, view};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+
+/// Entry point of the cloned child; never returns.
+pub(crate) fn main(setup: &ChildSetup) -> ! {
+    let mut status = StatusPipe(setup.status_write);
+    match run(setup, &mut status) {
+        Ok(never) => match never {},
+        Err(err) => {
+            status.send(&err.encode());
+            sys::exit_now(125)
+        }
+    }
+}
+
+struct StatusPipe(RawFd);
+
+impl StatusPipe {
+    fn send(&mut self, line: &str) {
+        let _ = sys::write_fd(self.0, line.as_bytes());
+    }
+}
+
+fn write_id_maps(uid: u32, gid: u32) -> Result<(), ChildError> {
+    let write = |file: &str, text: String| {
+        std::fs::write(file, text).map_err(|e| {
+            ChildError::unsupported(format!("writing {file}: {e}"), crate::features::userns_remedy())
+        })
+    };
+    write("/proc/self/setgroups", "deny".into())?;
+    write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
+    write("/proc/self/uid_map", format!("{uid} {uid} 1"))
+}
+
+fn wait_for_go(fd: RawFd) {
+    let mut byte = [0u8; 1];
+    if sys::read_fd(fd, &mut byte).ok() != Some(1) {
+        // The supervisor died before letting us start: nothing may run unsupervised.
+        sys::exit_now(125);
+    }
+}
+
+fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infallible, ChildError> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| ChildError::internal(format!("pdeathsig: {e}")))?;
+    write_id_maps(setup.uid, setup.gid)?;
+    wait_for_go(setup.go_read);
+    sys::close_fd(setup.go_read);
+    // Now inside its cgroup, init starts a cgroup namespace rooted there (best effort: it only
+    // hides the host's cgroup paths, the limits don't depend on it).
+    let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+    // Only stdio, the status pipe, and the command's stdio or terminal survive.
+    close_inherited(setup);
+
+    view::enter(&setup.plan)?;
+    if setup.isolate_network {
+        sys::loopback_up().map_err(|e| ChildError::internal(format!("bringing up loopback: {e}")))?;
+    }
+    let _ = nix::unistd::sethostname("ringfence");
+    nix::unistd::setsid().map_err(|e| ChildError::internal(format!("setsid: {e}")))?;
+    crate::limits::apply_fallback(&setup.rlimits)?;
+
+    let landlock = if setup.landlock_abi > 0 {
+        Some(LandlockBuilder::new(&setup.plan.rules, setup.landlock_abi).build().map_err(|e| {
+            ChildError::unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it".into())
+        })?)
+    } else {
+        None
+    };
+    sys::drop_all_capabilities().map_err(|e| ChildError::internal(format!("dropping capabilities: {e}")))?;
+    sys::set_no_new_privs().map_err(|e| ChildError::internal(format!("no_new_privs: {e}")))?;
+    sys::set_non_dumpable().map_err(|e| ChildError::internal(format!("dumpable: {e}")))?;
+    if let Some(ruleset) = landlock {
+        crate::landlock_rules::restrict(ruleset)
+            .map_err(|e| ChildError::unsupported(format!("Landlock: {e}"), "pass --allow-degraded".into()))?;
+    }
+    sys::install_seccomp(&setup.seccomp).map_err(|e| {
+        ChildError::unsupported(format!("installing the seccomp filter: {e}"), "use a kernel with CONFIG_SECCOMP_FILTER".into())
+    })?;
+
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    for sig in FORWARDED_SIGNALS {
+        sys::install_noop_handler(*sig as libc::c_int);
+        mask.add(*sig);
+    }
+    mask.thread_block().map_err(|e| ChildError::internal(format!("sigprocmask: {e}")))?;
+
+    let command = sys::fork_process().map_err(|e| ChildError::internal(format!("fork: {e}")))?;
+    if command == 0 {
+        exec_command(setup, status);
+    }
+    status.send(&format!("P\t{command}\n"));
+    reap(Pid::from_raw(command), &mask, status)
+}
+
+fn close_inherited(setup: &ChildSetup) {
+    let mut keep: Vec<RawFd> = vec![0, 1, 2, setup.status_write];
+    keep.extend(setup.stdio.iter().flatten());
+    keep.extend(setup.tty);
+    let max = keep.iter().copied().max().unwrap_or(2);
+    for fd in 3..=max {
+        if !keep.contains(&fd) {
+            sys::close_fd(fd);
+        }
+    }
+    sys::close_fds_from(max + 1);
+}
+
+/// In the forked command process: stdio, terminal, session, then exec. Never returns.
+fn exec_command(setup: &ChildSetup, status: &mut StatusPipe) -> ! {
+    if let Some(tty) = setup.tty {
+        let _ = nix::unistd::setsid();
+        let _ = sys::set_controlling_tty(tty);
+        for target in 0..3 {
+            let _ = sys::dup_onto(tty, target);
+        }
+    } else {
+        let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+        for (target, fd) in setup.stdio.iter().enumerate() {
+            if let Some(fd) = fd {
+                let _ = sys::dup_onto(*fd, target as RawFd);
+            }
+        }
+    }
+    let mut keep_status = setup.status_write;
+    if keep_status < 3 {
+        keep_status = 3;
+    }
+    for fd in 3..keep_status {
+        sys::close_fd(fd);
+    }
+    sys::close_fds_from(keep_status + 1);
+    sys::reset_signals();
+    if let Err(e) = nix::unistd::chdir(&setup.cwd) {
+        status.send(&format!("X\texec\t126\tcan't enter {}: {e}\n", setup.cwd.display()));
+        sys::exit_now(126);
+    }
+    let err = exec_search(setup);
+    let (code, why) = match err {
+        nix::Error::ENOENT | nix::Error::ENOTDIR => (127, "command not found".to_string()),
+        other => (126, format!("can't execute: {}", other.desc())),
+    };
+    status.send(&format!("X\texec\t{code}\t{}: {why}\n", setup.program.to_string_lossy()));
+    sys::exit_now(code)
+}
+
+/// execve through the sandbox's own PATH (libc's execvpe would search ringfence's PATH).
+fn exec_search(setup: &ChildSetup) -> nix::Error {
+    let to_c = |s: &[u8]| CString::new(s).unwrap_or_default();
+    let argv: Vec<CString> = std::iter::once(setup.program.as_bytes())
+        .chain(setup.args.iter().map(|a| a.as_bytes()))
+        .map(to_c)
+        .collect();
+    let envp: Vec<CString> = setup
+        .env
+        .iter()
+        .map(|(k, v)| to_c(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .collect();
+    let program = setup.program.as_bytes();
+    if program.contains(&b'/') {
+        return nix::unistd::execve(&to_c(program), &argv, &envp).unwrap_err();
+    }
+    let path = setup
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_bytes().to_vec())
+        .unwrap_or_else(|| b"/usr/local/bin:/usr/bin:/bin".to_vec());
+    let mut last = nix::Error::ENOENT;
+    for dir in path.split(|b| *b == b':') {
+        let dir = if dir.is_empty() { b".".as_slice() } else { dir };
+        let candidate = [dir, b"/", program].concat();
+        let err = nix::unistd::execve(&to_c(&candidate), &argv, &envp).unwrap_err();
+        if !matches!(err, nix::Error::ENOENT | nix::Error::ENOTDIR) {
+            last = err;
+        }
+    }
+    last
+}
+
+/// Waits for signals: forwards the forwarded ones to the command's process group, reaps every
+/// child, and reports once the command itself is gone.
+fn reap(command: Pid, mask: &SigSet, status: &mut StatusPipe) -> ! {
+    loop {
+        let Ok(sig) = mask.wait() else { continue };
+        if sig != Signal::SIGCHLD {
+            if nix::sys::signal::killpg(command, sig).is_err() {
+                let _ = nix::sys::signal::kill(command, sig);
+            }
+            continue;
+        }
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == command => {
+                    status.send(&format!("X\texit\t{code}\n"));
+                    sys::exit_now(0);
+                }
+                Ok(WaitStatus::Signaled(pid, sig, core)) if pid == command => {
+                    status.send(&format!("X\tsignal\t{}\t{}\n", sig as i32, core));
+                    sys::exit_now(0);
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
+}

@@ -1,0 +1,592 @@
+//! The supervisor side: validate and plan, clone into the namespaces, then watch the run.
+
+use crate::cgroup::{self, CgroupProbe, CgroupStats, LimitMechanism, RunCgroup};
+use crate::cleaner::{remove_placeholder, Cleaner, Leftovers};
+use crate::error::{ChildError, ErrorKind, LaunchError};
+use crate::limits::RlimitPlan;
+use crate::plan::{self, MountPlan, Placeholder};
+use crate::{pty, seccomp, sys};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use ringfence_policy::{NetworkMode, Policy};
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Signals the supervisor passes on to the command.
+pub const FORWARDED_SIGNALS: &[Signal] =
+    &[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+
+/// How long a timed-out command gets between SIGTERM and SIGKILL.
+pub const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
+
+/// Where one of the command's standard streams goes.
+#[derive(Debug)]
+pub enum StdioSpec {
+    Inherit,
+    Null,
+    /// This descriptor becomes the stream (a pipe end, a file).
+    Fd(OwnedFd),
+}
+
+/// Everything needed to start one sandboxed command.
+#[derive(Debug)]
+pub struct LaunchSpec {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    /// The command's complete environment (already scrubbed by the policy).
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+    pub policy: Policy,
+    pub stdio: [StdioSpec; 3],
+    /// Give the command its own pseudo-terminal, relayed to our stdin and stdout.
+    pub terminal: bool,
+}
+
+/// What the child needs; it is a copy of the supervisor's memory, so this is plain data.
+pub(crate) struct ChildSetup {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+    pub plan: MountPlan,
+    pub seccomp: Vec<seccompiler::sock_filter>,
+    pub landlock_abi: i32,
+    pub rlimits: RlimitPlan,
+    pub isolate_network: bool,
+    pub uid: u32,
+    pub gid: u32,
+    pub go_read: RawFd,
+    pub status_write: RawFd,
+    pub stdio: [Option<RawFd>; 3],
+    pub tty: Option<RawFd>,
+}
+
+/// One protection and how it is enforced on this run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerStatus {
+    pub name: String,
+    pub detail: String,
+}
+
+/// What this run enforces, and what it could not (only with `allow_degraded`).
+#[derive(Clone, Debug, Default)]
+pub struct Enforcement {
+    pub enforced: Vec<LayerStatus>,
+    pub not_enforced: Vec<LayerStatus>,
+    pub landlock_abi: i32,
+    pub limits: Option<String>,
+    pub kernel: String,
+}
+
+/// How the command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitKind {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Why the run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    Exited,
+    Signaled,
+    Timeout,
+    MemoryLimit,
+    PidsLimit,
+    /// The command could not be started (not found, not executable).
+    ExecFailed(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub exit: ExitKind,
+    pub reason: EndReason,
+    pub duration: Duration,
+    pub rusage: libc::rusage,
+    pub cgroup: CgroupStats,
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    init: libc::pid_t,
+    status: BufReader<std::fs::File>,
+    terminal: Option<OwnedFd>,
+    cgroup: Option<RunCgroup>,
+    cleaner: Option<Cleaner>,
+    leftovers: Leftovers,
+    started: Instant,
+    timeout: Option<Duration>,
+    /// Set once the run's leftovers are removed.
+    finished: bool,
+    pub enforcement: Enforcement,
+}
+
+fn unsupported(message: impl Into<String>, remedy: impl Into<String>) -> LaunchError {
+    LaunchError::new(ErrorKind::Unsupported, message, Some(remedy.into()))
+}
+
+/// Sockets named in the environment that reach host services (agents, buses, docker).
+fn agent_sockets() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let var = |k: &str| std::env::var_os(k).map(PathBuf::from);
+    if let Some(p) = var("SSH_AUTH_SOCK") {
+        out.push(p);
+    }
+    for key in ["DBUS_SESSION_BUS_ADDRESS", "DBUS_SYSTEM_BUS_ADDRESS", "DOCKER_HOST"] {
+        if let Ok(v) = std::env::var(key) {
+            for part in v.split([';', ',']) {
+                let path = part
+                    .strip_prefix("unix:path=")
+                    .or_else(|| part.strip_prefix("unix://"))
+                    .map(|p| p.split(',').next().unwrap_or(p));
+                if let Some(p) = path.filter(|p| p.starts_with('/')) {
+                    out.push(PathBuf::from(p));
+                }
+            }
+        }
+    }
+    out
+}
+
+static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Decides how limits are enforced and which requested protections can't be.
+fn assess(policy: &Policy, landlock_abi: i32, probe: &CgroupProbe) -> (LimitMechanism, Enforcement) {
+    let needed = cgroup::needed_controllers(&policy.limits);
+    let (mechanism, why) = probe.mechanism(&needed);
+    let mut e = Enforcement { landlock_abi, ..Default::default() };
+    let layer = |n: &str, d: String| LayerStatus { name: n.into(), detail: d };
+    e.enforced.push(layer(
+        "namespaces",
+        format!(
+            "user, mount, pid, ipc, uts, cgroup{}",
+            if policy.network == NetworkMode::None { ", net" } else { "" }
+        ),
+    ));
+    e.enforced.push(layer("mount view", "read-only host, masks, writable roots, private /tmp /dev /proc".into()));
+    if landlock_abi > 0 {
+        e.enforced.push(layer("landlock", format!("ABI {landlock_abi}")));
+    } else {
+        e.not_enforced.push(layer("landlock", "the kernel has no Landlock: one filesystem layer instead of two".into()));
+    }
+    e.enforced.push(layer("seccomp", "escalation system calls refused with EPERM".into()));
+    e.enforced.push(layer("no_new_privs", "capabilities dropped, setuid inert".into()));
+    if !needed.is_empty() {
+        let detail = match (&mechanism, why) {
+            (LimitMechanism::Rlimit, Some(why)) => format!("rlimits ({why})"),
+            (m, _) => m.to_string(),
+        };
+        if mechanism == LimitMechanism::Rlimit && probe.root && policy.limits.pids.is_some() {
+            e.not_enforced.push(layer(
+                "pids limit",
+                "no writable cgroup, and the kernel does not apply RLIMIT_NPROC to uid 0".into(),
+            ));
+        }
+        e.limits = Some(detail.clone());
+        e.enforced.push(layer("limits", detail));
+    }
+    (mechanism, e)
+}
+
+fn create_placeholders(list: &[Placeholder]) -> Vec<Placeholder> {
+    let mut made = Vec::new();
+    for p in list {
+        let ok = if p.dir {
+            std::fs::create_dir(&p.path).is_ok()
+        } else {
+            std::fs::OpenOptions::new().write(true).create_new(true).open(&p.path).is_ok()
+        };
+        if ok {
+            made.push(p.clone());
+        }
+    }
+    made
+}
+
+/// Starts the command in a new sandbox. Must be called while the process has one thread.
+pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
+    let policy = &spec.policy;
+    let landlock_abi = sys::landlock_abi();
+    let keep_run: &[&str] = if policy.network == NetworkMode::Host {
+        &["/run/systemd/resolve", "/run/current-system", "/run/wrappers"]
+    } else {
+        &["/run/current-system", "/run/wrappers"]
+    };
+    let plan = plan::build(policy, &agent_sockets(), keep_run)
+        .map_err(|e| LaunchError::new(ErrorKind::Policy, e.0, Some(e.1)))?;
+    let seccomp = seccomp::build(policy.allow_ptrace).map_err(LaunchError::internal)?;
+    let probe = CgroupProbe::detect();
+    let (mut mechanism, mut enforcement) = assess(policy, landlock_abi, &probe);
+    enforcement.kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+
+    let run_name = format!("ringfence-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::Relaxed));
+    let needed = cgroup::needed_controllers(&policy.limits);
+    let mut leftovers = Leftovers {
+        cgroups: RunCgroup::planned(&probe, &mechanism, &needed, &run_name).into_iter().map(|(_, d)| d).collect(),
+        placeholders: plan.placeholders.clone(),
+    };
+    let cleaner = if leftovers.is_empty() {
+        None
+    } else {
+        Some(Cleaner::spawn(leftovers.clone()).map_err(|e| LaunchError::internal(format!("starting the cleaner: {e}")))?)
+    };
+    let cgroup = match mechanism {
+        LimitMechanism::Rlimit => None,
+        _ => {
+            let dirs = RunCgroup::planned(&probe, &mechanism, &needed, &run_name);
+            match RunCgroup::create(mechanism.clone(), dirs, &probe, &policy.limits) {
+                Ok(cg) => Some(cg),
+                Err(err) => {
+                    // No silent downgrade: rlimits still enforce the limits, and the run.start
+                    // event says which mechanism was used and why.
+                    cgroup::remove_dirs(leftovers.cgroups.iter().map(|p| p.as_path()));
+                    leftovers.cgroups.clear();
+                    mechanism = LimitMechanism::Rlimit;
+                    let probe_rl = CgroupProbe { v2_writable: false, v1_dirs: vec![], ..probe.clone() };
+                    let (_, e) = assess(policy, landlock_abi, &probe_rl);
+                    enforcement = Enforcement { kernel: enforcement.kernel, ..e };
+                    if let Some(l) = enforcement.enforced.iter_mut().find(|l| l.name == "limits") {
+                        l.detail = format!("rlimits (creating the cgroup failed: {err})");
+                    }
+                    None
+                }
+            }
+        }
+    };
+    if !enforcement.not_enforced.is_empty() && !policy.allow_degraded {
+        if let Some(c) = cleaner {
+            leftovers.remove();
+            c.dismiss();
+        }
+        let what: Vec<String> = enforcement.not_enforced.iter().map(|l| format!("{}: {}", l.name, l.detail)).collect();
+        return Err(unsupported(
+            format!("this machine can't enforce the requested policy ({})", what.join("; ")),
+            "see `ringfence check` for how to enable it, or pass --allow-degraded to run with less",
+        ));
+    }
+    leftovers.placeholders = create_placeholders(&plan.placeholders);
+
+    let rlimits = if mechanism == LimitMechanism::Rlimit {
+        RlimitPlan {
+            nproc: policy.limits.pids,
+            address_space: policy.limits.memory.map(|m| m.0),
+            cpus: policy.limits.cpus.map(|c| c.ceil().max(1.0) as usize),
+        }
+    } else {
+        RlimitPlan::default()
+    };
+
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::internal(format!("pipe: {e}")));
+    let (go_read, go_write) = pipe()?;
+    let (status_read, status_write) = pipe()?;
+    let (terminal, tty) = if spec.terminal {
+        let (master, slave) = pty::open(0).map_err(|e| LaunchError::internal(format!("opening a pseudo-terminal: {e}")))?;
+        (Some(master), Some(slave))
+    } else {
+        (None, None)
+    };
+    let mut stdio_fds: [Option<OwnedFd>; 3] = [None, None, None];
+    let null = || {
+        std::fs::File::options().read(true).write(true).open("/dev/null").map(OwnedFd::from).map_err(|e| LaunchError::internal(e.to_string()))
+    };
+    for (slot, spec) in stdio_fds.iter_mut().zip(spec.stdio) {
+        *slot = match spec {
+            StdioSpec::Inherit => None,
+            StdioSpec::Null => Some(null()?),
+            StdioSpec::Fd(fd) => Some(fd),
+        };
+    }
+
+    let setup = ChildSetup {
+        program: spec.program,
+        args: spec.args,
+        env: spec.env,
+        cwd: spec.cwd,
+        plan,
+        seccomp,
+        landlock_abi,
+        rlimits,
+        isolate_network: policy.network == NetworkMode::None,
+        uid: nix::unistd::geteuid().as_raw(),
+        gid: nix::unistd::getegid().as_raw(),
+        go_read: go_read.as_raw_fd(),
+        status_write: status_write.as_raw_fd(),
+        stdio: [0, 1, 2].map(|i| stdio_fds[i].as_ref().map(|f| f.as_raw_fd())),
+        tty: tty.as_ref().map(|t| t.as_raw_fd()),
+    };
+    let mut flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    if setup.isolate_network {
+        flags |= libc::CLONE_NEWNET;
+    }
+    let init = match sys::clone_process(flags) {
+        Ok(0) => crate::init::main(&setup),
+        Ok(pid) => pid,
+        Err(e) => {
+            leftovers.remove();
+            if let Some(c) = cleaner {
+                c.dismiss();
+            }
+            return Err(unsupported(format!("creating the sandbox's namespaces failed: {e}"), crate::features::userns_remedy()));
+        }
+    };
+    drop((go_read, status_write, tty, stdio_fds));
+    let mut sandbox = Sandbox {
+        init,
+        status: BufReader::new(std::fs::File::from(status_read)),
+        terminal,
+        cgroup,
+        cleaner,
+        leftovers,
+        started: Instant::now(),
+        timeout: policy.limits.timeout.map(|t| t.0),
+        finished: false,
+        enforcement,
+    };
+    if let Some(cg) = &sandbox.cgroup {
+        if let Err(e) = cg.attach(init) {
+            sandbox.abort();
+            return Err(LaunchError::internal(format!("moving the sandbox into its cgroup: {e}")));
+        }
+    }
+    if let Err(e) = sys::write_fd(go_write.as_raw_fd(), b"g") {
+        sandbox.abort();
+        return Err(LaunchError::internal(format!("starting the sandbox: {e}")));
+    }
+    drop(go_write);
+    sandbox.await_ready()?;
+    Ok(sandbox)
+}
+
+impl Sandbox {
+    /// The host pid of the sandbox's init.
+    pub fn id(&self) -> u32 {
+        self.init as u32
+    }
+
+    /// Kills every process of the sandbox.
+    pub fn kill(&self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.init), Signal::SIGKILL);
+    }
+
+    fn abort(&mut self) {
+        self.kill();
+        let _ = sys::wait4(self.init);
+        self.finish();
+    }
+
+    /// Removes what the run left and dismisses the cleaner.
+    fn finish(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        if let Some(cg) = &self.cgroup {
+            cg.remove();
+        }
+        for p in &self.leftovers.placeholders {
+            remove_placeholder(p);
+        }
+        if let Some(c) = self.cleaner.take() {
+            c.dismiss();
+        }
+    }
+
+    /// Waits for init's "started" line, so set-up errors surface from `spawn`.
+    fn await_ready(&mut self) -> Result<(), LaunchError> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match self.status.read_line(&mut line) {
+                Ok(0) | Err(_) => {
+                    self.abort();
+                    return Err(LaunchError::internal("the sandbox's init exited during set-up"));
+                }
+                Ok(_) if line.starts_with("P\t") => return Ok(()),
+                Ok(_) => {
+                    if let Some(err) = ChildError::decode(line.trim_end()) {
+                        self.abort();
+                        return Err(err);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the run to its end: relays the terminal, forwards signals from `signals`, enforces
+    /// the timeout, then collects the exit status and usage.
+    pub fn wait(mut self, signals: Option<&mut SignalFd>) -> Result<Outcome, LaunchError> {
+        let result = self.watch(signals);
+        let (status, rusage) = sys::wait4(self.init).map_err(|e| LaunchError::internal(format!("wait: {e}")))?;
+        let duration = self.started.elapsed();
+        let stats = self.cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
+        self.finish();
+        let watched = result?;
+        let (exit, mut reason) = match watched.command {
+            Some(exit @ ExitKind::Code(_)) => (exit, EndReason::Exited),
+            Some(exit @ ExitKind::Signal(_)) => (exit, EndReason::Signaled),
+            None if libc::WIFSIGNALED(status) => (ExitKind::Signal(libc::WTERMSIG(status)), EndReason::Signaled),
+            None => return Err(LaunchError::internal("the sandbox's init ended without reporting the command's status")),
+        };
+        if let Some(msg) = watched.exec_error {
+            reason = EndReason::ExecFailed(msg);
+        } else if watched.timed_out {
+            reason = EndReason::Timeout;
+        } else if stats.oom_kills > 0 {
+            reason = EndReason::MemoryLimit;
+        } else if stats.pids_limit_hits > 0 && exit != ExitKind::Code(0) {
+            reason = EndReason::PidsLimit;
+        }
+        Ok(Outcome { exit, reason, duration, rusage, cgroup: stats })
+    }
+
+    fn watch(&mut self, mut signals: Option<&mut SignalFd>) -> Result<Watched, LaunchError> {
+        let mut watched = Watched::default();
+        let mut deadline = self.timeout.map(|t| self.started + t);
+        let mut stdin_open = self.terminal.is_some();
+        let _raw = self.terminal.as_ref().and_then(|_| pty::RawMode::enter(0));
+        if let Some(master) = &self.terminal {
+            pty::sync_size(0, master);
+        }
+        let mut line = String::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let wait_ms = deadline.map(|d| d.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32);
+            let stdin = sys::borrow_fd(0);
+            let mut fds = vec![PollFd::new(self.status.get_ref().as_fd(), PollFlags::POLLIN)];
+            let sig_index = signals.as_ref().map(|s| {
+                fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            let master_index = self.terminal.as_ref().map(|m| {
+                fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            let stdin_index = stdin_open.then(|| {
+                fds.push(PollFd::new(stdin, PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            let timeout = match wait_ms {
+                Some(ms) => PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+                None => PollTimeout::NONE,
+            };
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(LaunchError::internal(format!("poll: {e}"))),
+            }
+            let ready = |i: Option<usize>| {
+                i.and_then(|i| fds.get(i)).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty())
+            };
+            let (status_ready, sig_ready, master_ready, stdin_ready) =
+                (ready(Some(0)), ready(sig_index), ready(master_index), ready(stdin_index));
+            drop(fds);
+
+            if master_ready {
+                self.relay_output(&mut buf);
+            }
+            if stdin_ready {
+                stdin_open = self.relay_input(&mut buf);
+            }
+            if sig_ready {
+                if let Some(sfd) = signals.as_mut() {
+                    while let Ok(Some(info)) = sfd.read_signal() {
+                        let sig = info.ssi_signo as i32;
+                        if sig == libc::SIGWINCH {
+                            if let Some(master) = &self.terminal {
+                                pty::sync_size(0, master);
+                            }
+                        } else if let Ok(sig) = Signal::try_from(sig) {
+                            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.init), sig);
+                        }
+                    }
+                }
+            }
+            if status_ready {
+                line.clear();
+                match self.status.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => watched.parse(line.trim_end()),
+                }
+            }
+            if let Some(d) = deadline {
+                if Instant::now() >= d {
+                    let init = nix::unistd::Pid::from_raw(self.init);
+                    if watched.timed_out {
+                        let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
+                        deadline = None;
+                    } else {
+                        watched.timed_out = true;
+                        let _ = nix::sys::signal::kill(init, Signal::SIGTERM);
+                        deadline = Some(Instant::now() + TIMEOUT_GRACE);
+                    }
+                }
+            }
+        }
+        if self.terminal.is_some() {
+            self.drain_output(&mut buf);
+        }
+        Ok(watched)
+    }
+
+    fn relay_output(&mut self, buf: &mut [u8]) {
+        let Some(master) = &self.terminal else { return };
+        if let Ok(n) = sys::read_fd(master.as_raw_fd(), buf) {
+            let _ = sys::write_fd(1, &buf[..n]);
+        }
+    }
+
+    fn relay_input(&mut self, buf: &mut [u8]) -> bool {
+        let Some(master) = &self.terminal else { return false };
+        match sys::read_fd(0, buf) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => sys::write_fd(master.as_raw_fd(), &buf[..n]).is_ok(),
+        }
+    }
+
+    /// Output still buffered in the terminal after the command exited.
+    fn drain_output(&mut self, buf: &mut [u8]) {
+        let Some(master) = &self.terminal else { return };
+        let _ = nix::fcntl::fcntl(master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+        while let Ok(n) = sys::read_fd(master.as_raw_fd(), buf) {
+            if n == 0 {
+                break;
+            }
+            let _ = sys::write_fd(1, &buf[..n]);
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // A sandbox dropped without `wait` must not keep running.
+        if !self.finished {
+            self.kill();
+            let _ = sys::wait4(self.init);
+            self.finish();
+        }
+    }
+}
+
+/// What init reported about the command.
+#[derive(Default)]
+struct Watched {
+    command: Option<ExitKind>,
+    exec_error: Option<String>,
+    timed_out: bool,
+}
+
+impl Watched {
+    fn parse(&mut self, line: &str) {
+        let parts: Vec<&str> = line.split('\t').collect();
+        match parts.as_slice() {
+            ["X", "exit", code] => self.command = code.parse().ok().map(ExitKind::Code),
+            ["X", "signal", sig, ..] => self.command = sig.parse().ok().map(ExitKind::Signal),
+            ["X", "exec", _, msg] => self.exec_error = Some(msg.to_string()),
+            _ => {}
+        }
+    }
+}

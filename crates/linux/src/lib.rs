@@ -1,0 +1,27 @@
+//! ringfence's Linux backend. The supervisor plans the mount view, the seccomp filter and the
+//! limits, then clones a child into new namespaces; the child, pid 1 of its pid namespace,
+//! builds the view, confines itself and runs the command. See docs/ARCHITECTURE.md.
+
+#![cfg(target_os = "linux")]
+
+mod cgroup;
+mod cleaner;
+mod error;
+pub mod features;
+mod init;
+mod landlock_rules;
+mod launch;
+mod limits;
+pub mod plan;
+mod pty;
+pub mod seccomp;
+mod sys;
+mod view;
+
+pub use cgroup::{CgroupProbe, CgroupStats, LimitMechanism};
+pub use error::{ErrorKind, LaunchError};
+pub use features::{FeatureReport, Features};
+pub use launch::{
+    spawn, EndReason, Enforcement, ExitKind, LaunchSpec, LayerStatus, Outcome, Sandbox, StdioSpec, FORWARDED_SIGNALS,
+    TIMEOUT_GRACE,
+};

@@ -1,0 +1,260 @@
+//! Turns the policy's filesystem rules into the mount operations that build the sandbox's view.
+//! Runs in the supervisor before the clone, so the child only executes a finished list.
+
+use ringfence_policy::{FsAccess, FsRules, Policy, RuleKind};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Filesystems the sandbox gets fresh instead of the host's.
+pub const FRESH_DIRS: &[&str] = &["/tmp", "/dev", "/proc", "/run", "/var/run"];
+
+/// One step of the mount view, applied in order. Paths are host paths; the child prefixes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MountOp {
+    /// An empty tmpfs: a private /tmp (writable) or a mask over a hidden directory.
+    Tmpfs { path: PathBuf, writable: bool, size: u64 },
+    /// The host's `path` bound at the same place, read-only or writable.
+    Bind { path: PathBuf, writable: bool },
+    /// An empty read-only file over a hidden file.
+    MaskFile { path: PathBuf },
+    /// Makes what is already visible at `path` read-only (protected paths in writable roots).
+    ReadOnly { path: PathBuf },
+}
+
+impl MountOp {
+    pub fn path(&self) -> &Path {
+        match self {
+            MountOp::Tmpfs { path, .. }
+            | MountOp::Bind { path, .. }
+            | MountOp::MaskFile { path }
+            | MountOp::ReadOnly { path } => path,
+        }
+    }
+}
+
+/// An empty file or directory created on the host so a missing protected path can be mounted
+/// read-only; removed after the run if still empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placeholder {
+    pub path: PathBuf,
+    pub dir: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MountPlan {
+    pub ops: Vec<MountOp>,
+    pub placeholders: Vec<Placeholder>,
+    /// Canonical rules, for Landlock and for `explain`.
+    pub rules: FsRules,
+    /// The workspace, canonical.
+    pub workspace: PathBuf,
+}
+
+/// A planning error: the policy names something the view can't be built from.
+#[derive(Debug)]
+pub struct PlanError(pub String, pub String);
+
+/// Resolves symlinks in the longest existing prefix of `path` and re-appends the missing tail.
+pub fn canonicalize_lenient(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut tail = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            let mut out = real;
+            for part in tail.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (existing.file_name().map(|n| n.to_owned()), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                tail.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// Policy access as the sandbox sees it: fresh filesystems are writable and never host-backed.
+pub fn view_access(rules: &FsRules, path: &Path) -> FsAccess {
+    rules.access(path).access
+}
+
+fn fresh_root(path: &Path) -> Option<&'static str> {
+    FRESH_DIRS.iter().copied().find(|d| path.starts_with(d))
+}
+
+/// Builds the plan. `extra_masks` are socket paths found in the environment (ssh-agent, D-Bus).
+pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Result<MountPlan, PlanError> {
+    let mut rules = FsRules::default();
+    for rule in &policy.fs.rules {
+        rules.push(rule.kind, canonicalize_lenient(&rule.path), rule.origin.clone());
+    }
+    for mask in extra_masks {
+        rules.push(RuleKind::DenyRead, canonicalize_lenient(mask), ringfence_policy::Origin::builtin("agent socket"));
+    }
+    for dir in keep_run {
+        if Path::new(dir).exists() {
+            rules.push(RuleKind::Read, PathBuf::from(dir), ringfence_policy::Origin::builtin("system runtime"));
+        }
+    }
+    let workspace = canonicalize_lenient(&policy.workspace);
+    let mut plan = MountPlan { rules, workspace, ..Default::default() };
+
+    // What each op'd path shows: `true` when the view there is fresh (tmpfs), else the access
+    // the host mirror has.
+    let mut shown: BTreeMap<PathBuf, (bool, FsAccess)> = BTreeMap::new();
+    shown.insert("/".into(), (false, FsAccess::Read));
+    plan.ops.push(MountOp::Tmpfs { path: "/tmp".into(), writable: true, size: policy.limits.tmp_size.0 });
+    shown.insert("/tmp".into(), (true, FsAccess::Write));
+    for run in ["/run", "/var/run"] {
+        let p = Path::new(run);
+        if p.is_dir() && !p.is_symlink() {
+            plan.ops.push(MountOp::Tmpfs { path: p.into(), writable: false, size: 1 << 20 });
+            shown.insert(p.into(), (true, FsAccess::Read));
+        }
+    }
+
+    let mut paths: Vec<PathBuf> = plan.rules.rules.iter().map(|r| r.path.clone()).collect();
+    paths.sort_by_key(|p| (p.components().count(), p.clone()));
+    paths.dedup();
+    for path in paths {
+        if matches!(fresh_root(&path), Some("/dev" | "/proc")) || path == Path::new("/") {
+            continue;
+        }
+        let want = view_access(&plan.rules, &path);
+        let (_, &(fresh, above)) = shown
+            .range::<PathBuf, _>(..=path.clone())
+            .rev()
+            .find(|(p, _)| path.starts_with(p))
+            .expect("/ is always shown");
+        let meta = std::fs::symlink_metadata(&path).ok();
+        let exists = meta.is_some();
+        let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
+        let op = match (fresh, above, want) {
+            (true, _, FsAccess::Deny) => None,
+            (true, _, access) | (false, FsAccess::Deny, access @ (FsAccess::Read | FsAccess::Write)) => {
+                if !exists {
+                    if access == FsAccess::Write && policy_names_write_root(&plan.rules, &path) {
+                        return Err(PlanError(
+                            format!("the writable root {} does not exist", path.display()),
+                            "create it first, or remove the --write rule".into(),
+                        ));
+                    }
+                    None
+                } else {
+                    Some(MountOp::Bind { path: path.clone(), writable: access == FsAccess::Write })
+                }
+            }
+            (false, a, b) if a == b => None,
+            (false, _, FsAccess::Deny) => match (exists, is_dir) {
+                (false, _) => None,
+                (true, true) => Some(MountOp::Tmpfs { path: path.clone(), writable: false, size: 4096 }),
+                (true, false) => Some(MountOp::MaskFile { path: path.clone() }),
+            },
+            (false, FsAccess::Read, FsAccess::Write) => {
+                if !exists {
+                    return Err(PlanError(
+                        format!("the writable root {} does not exist", path.display()),
+                        "create it first, or remove the --write rule".into(),
+                    ));
+                }
+                Some(MountOp::Bind { path: path.clone(), writable: true })
+            }
+            (false, FsAccess::Write, FsAccess::Read) => {
+                if !exists {
+                    let parent_is_dir = path.parent().is_some_and(|p| p.is_dir() && !p.is_symlink());
+                    if !parent_is_dir {
+                        None
+                    } else {
+                        plan.placeholders.push(Placeholder { path: path.clone(), dir: placeholder_is_dir(&path) });
+                        Some(MountOp::ReadOnly { path: path.clone() })
+                    }
+                } else {
+                    Some(MountOp::ReadOnly { path: path.clone() })
+                }
+            }
+            (false, _, _) => None,
+        };
+        if let Some(op) = op {
+            let now_fresh = matches!(op, MountOp::Tmpfs { .. });
+            shown.insert(path.clone(), (now_fresh, if now_fresh { FsAccess::Read } else { want }));
+            plan.ops.push(op);
+        }
+    }
+    Ok(plan)
+}
+
+fn policy_names_write_root(rules: &FsRules, path: &Path) -> bool {
+    rules.of_kind(RuleKind::Write).any(|r| r.path == path)
+}
+
+/// Protected names that are directories when they exist.
+fn placeholder_is_dir(path: &Path) -> bool {
+    const DIRS: &[&str] = &["hooks", ".vscode", ".idea", ".zed", ".husky", "fish", "git", "ringfence", "autostart", "systemd", "bin"];
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| DIRS.contains(&n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringfence_policy::{Overrides, PolicyBuilder, ProfileName};
+
+    fn tempdir(tag: &str) -> PathBuf {
+        // Not under /tmp: the sandbox gets a fresh /tmp, which would change the plan.
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+        let dir = target.join(format!("rf-plan-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.canonicalize().unwrap()
+    }
+
+    #[test]
+    fn plan_for_workspace_profile() {
+        let home = tempdir("home");
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        std::fs::write(home.join(".netrc"), "x").unwrap();
+        let ws = home.join("proj");
+        std::fs::create_dir_all(ws.join(".git/hooks")).unwrap();
+        let policy = PolicyBuilder::new(&ws, &home).build().unwrap();
+        let plan = build(&policy, &[], &[]).unwrap();
+        let has = |op: MountOp| plan.ops.contains(&op);
+        assert!(has(MountOp::Tmpfs { path: home.join(".ssh"), writable: false, size: 4096 }));
+        assert!(has(MountOp::MaskFile { path: home.join(".netrc") }));
+        assert!(has(MountOp::Bind { path: ws.clone(), writable: true }));
+        assert!(has(MountOp::ReadOnly { path: ws.join(".git/hooks") }));
+        // Missing .git/config inside an existing .git gets a placeholder; .envrc too.
+        assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".git/config"), dir: false }));
+        assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".vscode"), dir: true }));
+        // A missing secret needs no mount (Landlock covers it).
+        assert!(!plan.ops.iter().any(|o| o.path() == home.join(".aws")));
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
+    fn strict_profile_reallows_inside_masked_home() {
+        let home = tempdir("strict");
+        std::fs::create_dir_all(home.join(".cargo/bin")).unwrap();
+        let ws = home.join("proj");
+        std::fs::create_dir_all(&ws).unwrap();
+        let flags = Overrides { profile: Some(ProfileName::Strict), ..Default::default() };
+        let policy = PolicyBuilder::new(&ws, &home).overrides(flags).build().unwrap();
+        let plan = build(&policy, &[], &[]).unwrap();
+        let pos = |p: &Path| plan.ops.iter().position(|o| o.path() == p).unwrap();
+        assert!(pos(&home) < pos(&home.join(".cargo")));
+        assert!(plan.ops.contains(&MountOp::Bind { path: home.join(".cargo"), writable: false }));
+        assert!(plan.ops.contains(&MountOp::Bind { path: ws.clone(), writable: true }));
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
+    fn missing_write_root_is_an_error() {
+        let home = tempdir("missing");
+        let flags = Overrides { write: vec!["/nonexistent/rf".into()], ..Default::default() };
+        let policy = PolicyBuilder::new(&home, &home).overrides(flags).build().unwrap();
+        let err = build(&policy, &[], &[]).unwrap_err();
+        assert!(err.0.contains("does not exist"), "{}", err.0);
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+}

@@ -1,0 +1,337 @@
+//! The few raw system calls that neither nix nor a dedicated crate wraps. Every `unsafe` block of
+//! the backend lives here, each in a small function with the reason it is sound.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::RawFd;
+use std::path::Path;
+
+fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn cpath(path: &Path) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// Fork-like `clone` into new namespaces. Returns the child's pid in the parent and 0 in the child.
+///
+/// The caller must be single-threaded: the child gets a copy of the address space with only the
+/// calling thread, so locks held by other threads would never be released.
+pub fn clone_process(flags: libc::c_int) -> io::Result<libc::pid_t> {
+    // SAFETY: a null stack makes clone behave like fork (the child runs on a copy-on-write copy
+    // of the caller's stack); no pointers are passed, and the caller guarantees one thread.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+            0usize,
+        )
+    };
+    check(rc).map(|pid| pid as libc::pid_t)
+}
+
+/// Plain fork, for the cleaner and the command; same single-thread requirement as above.
+pub fn fork_process() -> io::Result<libc::pid_t> {
+    clone_process(0)
+}
+
+/// `mount_setattr(2)` on a whole subtree (Linux 5.12+): flags set and cleared in one call,
+/// including on locked mounts we may only tighten.
+pub fn mount_setattr_recursive(path: &Path, set: u64, clear: u64, propagation: u64) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr { attr_set: set, attr_clr: clear, propagation, userns_fd: 0 };
+    let c = cpath(path)?;
+    // SAFETY: `c` is a valid C string and `attr` a correctly sized, initialized struct that
+    // outlives the call; the kernel only reads both.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            (libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(rc).map(drop)
+}
+
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// Closes every descriptor from `first` up.
+pub fn close_fds_from(first: RawFd) {
+    // SAFETY: close_range takes plain integers; descriptors the caller still owns as Rust
+    // objects must be below `first` (callers run this right before exec or after fork).
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0) };
+    if rc < 0 {
+        // Kernels before 5.9: close them one by one.
+        let max = nix::unistd::sysconf(nix::unistd::SysconfVar::OPEN_MAX).ok().flatten().unwrap_or(1024);
+        for fd in first..max as RawFd {
+            // SAFETY: as above; EBADF for unused numbers is harmless.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Raw `close`, for descriptors inherited across fork that Rust does not own.
+pub fn close_fd(fd: RawFd) {
+    // SAFETY: closing a raw descriptor number; the caller ensures nothing else uses it.
+    unsafe { libc::close(fd) };
+}
+
+/// Raw `write` of a whole buffer to a descriptor Rust does not own (the status pipe).
+pub fn write_fd(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        // SAFETY: `data` is a valid buffer for `data.len()` bytes for the call.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        data = &data[n as usize..];
+    }
+    Ok(())
+}
+
+/// Raw `read` from a descriptor Rust does not own.
+pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the call.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Borrows a descriptor that stays open for the life of the process (stdio).
+pub fn borrow_fd(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: callers only pass the standard descriptors or ones they keep open for as long as
+    // the borrow is used; the borrow never closes anything.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+/// Raw `dup2` onto a fixed number, for stdio set-up after fork.
+pub fn dup_onto(from: RawFd, to: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 takes plain integers and does not touch memory.
+    check(unsafe { libc::dup2(from, to) } as libc::c_long).map(drop)
+}
+
+/// Brings the loopback interface of the current network namespace up.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: a fresh datagram socket is only used for the two ioctls below and then closed.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `ifreq` is plain old data, zero is a valid value for all its fields.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: `req` is a valid ifreq for SIOCGIFFLAGS/SIOCSIFFLAGS, which read and write only it.
+    let result = unsafe {
+        if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            if libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        }
+    };
+    close_fd(sock);
+    result
+}
+
+/// Empties the permitted, effective and inheritable capability sets, the bounding set and the
+/// ambient set, so nothing the sandbox runs can regain a capability.
+pub fn drop_all_capabilities() -> io::Result<()> {
+    for cap in 0..=63 {
+        // SAFETY: prctl with integer arguments; EINVAL past the last capability ends the loop.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINVAL) {
+                break;
+            }
+            return Err(err);
+        }
+    }
+    // SAFETY: prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) } as libc::c_long)?;
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let header = Header { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    // SAFETY: header and a two-element data array are the layout capset expects for version 3;
+    // both outlive the call and are only read.
+    check(unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) }).map(drop)
+}
+
+/// Sets no_new_privs, so setuid binaries and file capabilities grant nothing.
+pub fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } as libc::c_long).map(drop)
+}
+
+/// Marks the process non-dumpable: no core files, and no ptrace or /proc access from peers.
+pub fn set_non_dumpable() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } as libc::c_long).map(drop)
+}
+
+/// Makes `fd` (a terminal) the controlling terminal of the calling session leader.
+pub fn set_controlling_tty(fd: RawFd) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument and no memory.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } as libc::c_long).map(drop)
+}
+
+/// Reads a terminal's window size.
+pub fn get_winsize(fd: RawFd) -> Option<libc::winsize> {
+    // SAFETY: winsize is plain old data; TIOCGWINSZ writes exactly one into `ws`.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: see above.
+    (unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0).then_some(ws)
+}
+
+/// Sets a terminal's window size.
+pub fn set_winsize(fd: RawFd, ws: &libc::winsize) {
+    // SAFETY: TIOCSWINSZ only reads the winsize it is given.
+    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, ws) };
+}
+
+/// The Landlock ABI version the kernel offers, or 0 without Landlock.
+pub fn landlock_abi() -> i32 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attribute and the VERSION flag the call only returns an integer.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    rc.max(0) as i32
+}
+
+/// Whether seccomp user notification is available (SECCOMP_GET_NOTIF_SIZES succeeds).
+pub fn seccomp_user_notif() -> bool {
+    #[repr(C)]
+    struct Sizes {
+        notif: u16,
+        resp: u16,
+        data: u16,
+    }
+    let mut sizes = Sizes { notif: 0, resp: 0, data: 0 };
+    const SECCOMP_GET_NOTIF_SIZES: libc::c_uint = 3;
+    // SAFETY: the kernel writes one `seccomp_notif_sizes` (three u16) into `sizes`.
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &mut sizes as *mut Sizes) };
+    rc == 0
+}
+
+/// Installs a seccomp filter on the calling thread; no_new_privs must already be set.
+pub fn install_seccomp(program: &[seccompiler::sock_filter]) -> io::Result<()> {
+    #[repr(C)]
+    struct Fprog {
+        len: u16,
+        filter: *const seccompiler::sock_filter,
+    }
+    let len = u16::try_from(program.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let prog = Fprog { len, filter: program.as_ptr() };
+    const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+    // SAFETY: `prog` points at `program`, both alive for the call; the kernel copies the filter.
+    check(unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog as *const Fprog) }).map(drop)
+}
+
+/// Wall-clock-independent resource usage of a reaped child, via `wait4`.
+pub fn wait4(pid: libc::pid_t) -> io::Result<(libc::c_int, libc::rusage)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain old data, filled in by wait4.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `status` and `usage` are valid for writes for the duration of the call.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if rc >= 0 {
+            return Ok((status, usage));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Installs a do-nothing handler, so a pid-namespace init receives the signal at all (the
+/// kernel drops signals to such an init whose handler is the default).
+pub fn install_noop_handler(signal: libc::c_int) {
+    extern "C" fn noop(_: libc::c_int) {}
+    // SAFETY: sigaction is plain old data; the handler is async-signal-safe (it does nothing).
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = noop as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signal, &action, std::ptr::null_mut());
+    }
+}
+
+/// Restores every signal's default disposition and clears the mask, before exec.
+pub fn reset_signals() {
+    // SAFETY: only integer arguments and a zeroed, locally owned sigset.
+    unsafe {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Terminates the calling process at once, without running destructors or atexit handlers
+/// (the right exit for a forked child that must not flush the parent's buffers).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}

@@ -1,0 +1,75 @@
+//! Finding and reading config files, and merging them with flags into one policy.
+
+use ringfence_policy::{LoadedConfig, Overrides, Policy, PolicyBuilder, PolicyError};
+use std::path::{Path, PathBuf};
+
+/// The project config's file name, looked for in the workspace.
+pub const PROJECT_CONFIG: &str = ".ringfence.toml";
+
+/// Where the user config lives: $XDG_CONFIG_HOME/ringfence/config.toml or ~/.config/….
+pub fn user_config_path(home: &Path) -> PathBuf {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| home.join(".config"))
+        .join("ringfence/config.toml")
+}
+
+/// The user's home directory, from $HOME or the password database.
+pub fn home_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(home);
+    }
+    #[cfg(target_os = "linux")]
+    if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::getuid()) {
+        return user.dir;
+    }
+    PathBuf::from("/")
+}
+
+fn read(path: &Path) -> Result<Option<LoadedConfig>, PolicyError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => LoadedConfig::parse(path, text).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(PolicyError::new(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Where the layers of a policy come from.
+#[derive(Clone, Debug, Default)]
+pub struct PolicySources {
+    /// The workspace (the command's directory); the process's cwd when unset.
+    pub workspace: Option<PathBuf>,
+    /// Use this file instead of the user config.
+    pub config: Option<PathBuf>,
+    /// Skip the user and project config files.
+    pub no_config: bool,
+}
+
+/// Builds the effective policy: built-in profile, user config, project config, then `flags`.
+pub fn load_policy(sources: &PolicySources, flags: Overrides) -> Result<Policy, PolicyError> {
+    let workspace = match &sources.workspace {
+        Some(w) => w.clone(),
+        None => std::env::current_dir().map_err(|e| PolicyError::new(format!("the current directory: {e}")))?,
+    };
+    let workspace = workspace.canonicalize().map_err(|e| {
+        PolicyError::new(format!("the workspace {}: {e}", workspace.display()))
+    })?;
+    let home = home_dir();
+    let mut builder = PolicyBuilder::new(&workspace, &home);
+    if !sources.no_config {
+        let user = match &sources.config {
+            Some(path) => Some(read(path)?.ok_or_else(|| {
+                PolicyError::new(format!("--config {}: no such file", path.display()))
+            })?),
+            None => read(&user_config_path(&home))?,
+        };
+        if let Some(user) = user {
+            builder = builder.user_config(user);
+        }
+        if let Some(project) = read(&workspace.join(PROJECT_CONFIG))? {
+            builder = builder.project_config(project);
+        }
+    }
+    builder.overrides(flags).build()
+}

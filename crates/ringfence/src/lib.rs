@@ -1,0 +1,350 @@
+//! ringfence: run a command under kernel-enforced limits.
+//!
+//! ```no_run
+//! use ringfence::{Command, Stdio};
+//! let policy = ringfence::load_policy(&Default::default(), Default::default())?;
+//! let status = Command::new("npm").arg("test").policy(policy).stdout(Stdio::Inherit).status()?;
+//! println!("exit: {:?}", status.code());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! `spawn` must be called while the process has a single thread (the sandbox is created with a
+//! fork-like clone); the CLI does so before it starts anything else.
+
+mod config;
+pub mod exit_code;
+
+pub use config::{home_dir, load_policy, user_config_path, PolicySources, PROJECT_CONFIG};
+pub use ringfence_policy as policy;
+pub use ringfence_policy::{Overrides, Policy, PolicyError};
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[cfg(target_os = "linux")]
+pub use ringfence_linux as linux;
+#[cfg(target_os = "linux")]
+use ringfence_linux::{LaunchSpec, Sandbox, StdioSpec};
+
+/// Where a standard stream of the command goes.
+#[derive(Debug, Default)]
+pub enum Stdio {
+    /// The caller's own stream.
+    #[default]
+    Inherit,
+    /// /dev/null.
+    Null,
+    /// A pipe, available on the [`Child`].
+    Piped,
+}
+
+/// An error from ringfence itself (not from the command).
+#[derive(Debug)]
+pub enum Error {
+    Policy(PolicyError),
+    #[cfg(target_os = "linux")]
+    Launch(ringfence_linux::LaunchError),
+    Unsupported(String),
+    Io(std::io::Error),
+}
+
+impl Error {
+    /// The documented exit code for this error (see [`exit_code`]).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Policy(_) => exit_code::POLICY,
+            #[cfg(target_os = "linux")]
+            Error::Launch(e) => match e.kind {
+                ringfence_linux::ErrorKind::Policy => exit_code::POLICY,
+                ringfence_linux::ErrorKind::Unsupported => exit_code::UNSUPPORTED,
+                ringfence_linux::ErrorKind::Internal => exit_code::INTERNAL,
+            },
+            Error::Unsupported(_) => exit_code::UNSUPPORTED,
+            Error::Io(_) => exit_code::INTERNAL,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Policy(e) => write!(f, "{e}"),
+            #[cfg(target_os = "linux")]
+            Error::Launch(e) => write!(f, "{e}"),
+            Error::Unsupported(e) => write!(f, "{e}"),
+            Error::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<PolicyError> for Error {
+    fn from(e: PolicyError) -> Self {
+        Error::Policy(e)
+    }
+}
+
+/// A command to run in a sandbox, built like `std::process::Command`.
+#[derive(Debug)]
+pub struct Command {
+    program: OsString,
+    args: Vec<OsString>,
+    cwd: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    policy: Option<Policy>,
+    stdio: [Stdio; 3],
+    terminal: bool,
+}
+
+impl Command {
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        Command {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            cwd: None,
+            env: Vec::new(),
+            policy: None,
+            stdio: Default::default(),
+            terminal: false,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// The command's directory; defaults to the policy's workspace.
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Sets a variable for the command, on top of what the policy passes through.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The policy to enforce; defaults to the built-in `workspace` profile for the current directory.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    pub fn stdin(mut self, s: Stdio) -> Self {
+        self.stdio[0] = s;
+        self
+    }
+
+    pub fn stdout(mut self, s: Stdio) -> Self {
+        self.stdio[1] = s;
+        self
+    }
+
+    pub fn stderr(mut self, s: Stdio) -> Self {
+        self.stdio[2] = s;
+        self
+    }
+
+    /// Give the command its own pseudo-terminal, relayed to this process's stdin and stdout
+    /// (for interactive programs; the caller's stdin must be a terminal).
+    pub fn terminal(mut self, on: bool) -> Self {
+        self.terminal = on;
+        self
+    }
+
+    /// The environment the command will get under `policy`.
+    pub fn environment(&self, policy: &Policy, cwd: &std::path::Path) -> Vec<(OsString, OsString)> {
+        use std::os::unix::ffi::OsStringExt;
+        let host = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v)));
+        let mut rules = policy.env.clone();
+        rules.set.extend(self.env.iter().cloned());
+        let overrides = [
+            ("PWD", cwd.to_string_lossy().into_owned()),
+            ("TMPDIR", "/tmp".to_string()),
+            ("RINGFENCE", "1".to_string()),
+        ];
+        rules
+            .apply(host.map(|(k, v)| (k, v.into_vec())), &overrides)
+            .into_iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from_vec(v)))
+            .collect()
+    }
+
+    /// Starts the command.
+    #[cfg(target_os = "linux")]
+    pub fn spawn(self) -> Result<Child, Error> {
+        use std::os::fd::OwnedFd;
+        let policy = match self.policy.clone() {
+            Some(p) => p,
+            None => load_policy(&PolicySources::default(), Overrides::default())?,
+        };
+        let cwd = self.cwd.clone().unwrap_or_else(|| policy.workspace.clone());
+        let env = self.environment(&policy, &cwd);
+        let mut ours: [Option<std::fs::File>; 3] = [None, None, None];
+        let mut specs: Vec<StdioSpec> = Vec::new();
+        for (i, s) in self.stdio.iter().enumerate() {
+            specs.push(match s {
+                Stdio::Inherit => StdioSpec::Inherit,
+                Stdio::Null => StdioSpec::Null,
+                Stdio::Piped => {
+                    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                        .map_err(|e| Error::Io(e.into()))?;
+                    let (theirs, mine): (OwnedFd, OwnedFd) = if i == 0 { (read, write) } else { (write, read) };
+                    ours[i] = Some(std::fs::File::from(mine));
+                    StdioSpec::Fd(theirs)
+                }
+            });
+        }
+        let mut specs = specs.into_iter();
+        let stdio = [(); 3].map(|_| specs.next().unwrap_or(StdioSpec::Inherit));
+        let spec = LaunchSpec {
+            program: self.program,
+            args: self.args,
+            env,
+            cwd,
+            policy,
+            stdio,
+            terminal: self.terminal,
+        };
+        let sandbox = ringfence_linux::spawn(spec).map_err(Error::Launch)?;
+        let [stdin, stdout, stderr] = ours;
+        Ok(Child { sandbox, stdin, stdout, stderr })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn spawn(self) -> Result<Child, Error> {
+        Err(Error::Unsupported("this platform's backend is not available yet; see docs/platforms.md".into()))
+    }
+
+    /// Runs the command to completion.
+    pub fn status(self) -> Result<ExitStatus, Error> {
+        self.spawn()?.wait()
+    }
+}
+
+/// A running sandboxed command.
+pub struct Child {
+    #[cfg(target_os = "linux")]
+    sandbox: Sandbox,
+    pub stdin: Option<std::fs::File>,
+    pub stdout: Option<std::fs::File>,
+    pub stderr: Option<std::fs::File>,
+}
+
+/// How a sandboxed command ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitStatus {
+    code: Option<i32>,
+    signal: Option<i32>,
+    /// Why the run ended, when ringfence ended it.
+    pub reason: EndReason,
+    pub duration: Duration,
+    pub user_time: Duration,
+    pub system_time: Duration,
+    pub max_rss_kb: u64,
+}
+
+/// Why a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    Exited,
+    Signaled,
+    Timeout,
+    MemoryLimit,
+    PidsLimit,
+    ExecFailed(String),
+}
+
+impl ExitStatus {
+    pub fn code(&self) -> Option<i32> {
+        self.code
+    }
+    pub fn signal(&self) -> Option<i32> {
+        self.signal
+    }
+    pub fn success(&self) -> bool {
+        self.code == Some(0) && self.reason == EndReason::Exited
+    }
+
+    /// The exit code ringfence itself exits with for this status (see [`exit_code`]).
+    pub fn exit_code(&self) -> i32 {
+        match (&self.reason, self.code, self.signal) {
+            (EndReason::Timeout, _, _) => exit_code::TIMEOUT,
+            (EndReason::MemoryLimit | EndReason::PidsLimit, _, _) => exit_code::LIMIT,
+            (_, Some(code), _) => code,
+            (_, _, Some(sig)) => 128 + sig,
+            _ => exit_code::INTERNAL,
+        }
+    }
+}
+
+impl Child {
+    #[cfg(target_os = "linux")]
+    pub fn id(&self) -> u32 {
+        self.sandbox.id()
+    }
+
+    /// Kills every process in the sandbox.
+    #[cfg(target_os = "linux")]
+    pub fn kill(&self) {
+        self.sandbox.kill()
+    }
+
+    /// What this run enforces.
+    #[cfg(target_os = "linux")]
+    pub fn enforcement(&self) -> &ringfence_linux::Enforcement {
+        &self.sandbox.enforcement
+    }
+
+    pub fn wait(self) -> Result<ExitStatus, Error> {
+        self.wait_forwarding(None)
+    }
+
+    /// Waits, passing on the signals read from `signals` (the CLI's terminal signals).
+    #[cfg(target_os = "linux")]
+    pub fn wait_forwarding(mut self, signals: Option<&mut nix::sys::signalfd::SignalFd>) -> Result<ExitStatus, Error> {
+        use ringfence_linux::{EndReason as R, ExitKind};
+        drop(self.stdin.take());
+        let out = self.sandbox.wait(signals).map_err(Error::Launch)?;
+        let (code, signal) = match out.exit {
+            ExitKind::Code(c) => (Some(c), None),
+            ExitKind::Signal(s) => (None, Some(s)),
+        };
+        let tv = |t: nix::libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        Ok(ExitStatus {
+            code,
+            signal,
+            reason: match out.reason {
+                R::Exited => EndReason::Exited,
+                R::Signaled => EndReason::Signaled,
+                R::Timeout => EndReason::Timeout,
+                R::MemoryLimit => EndReason::MemoryLimit,
+                R::PidsLimit => EndReason::PidsLimit,
+                R::ExecFailed(m) => EndReason::ExecFailed(m),
+            },
+            duration: out.duration,
+            user_time: tv(out.rusage.ru_utime),
+            system_time: tv(out.rusage.ru_stime),
+            max_rss_kb: out.rusage.ru_maxrss.max(0) as u64,
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn wait_forwarding(self, _signals: Option<&mut ()>) -> Result<ExitStatus, Error> {
+        Err(Error::Unsupported("this platform's backend is not available yet".into()))
+    }
+}
