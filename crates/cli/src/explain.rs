@@ -178,20 +178,21 @@ pub fn render(policy: &Policy) -> String {
     out.push_str("Limits:\n");
     let l = &policy.limits;
     #[cfg(target_os = "linux")]
-    let mech = {
-        let probe = ringfence::linux::CgroupProbe::detect();
-        let needed: Vec<&str> = ["pids", "memory", "cpu"]
-            .into_iter()
-            .zip([l.pids.is_some(), l.memory.is_some(), l.cpus.is_some()])
-            .filter(|(_, on)| *on)
-            .map(|(c, _)| c)
-            .collect();
-        probe.mechanism(&needed).0.to_string()
+    let (pids_mech, mech) = {
+        let kernel = ringfence::linux::Features::probe().kernel;
+        let cap = ringfence::linux::pid_namespace_cap(l, &kernel);
+        let needed = ringfence::linux::needed_controllers(l, cap.is_some());
+        let mech = ringfence::linux::CgroupProbe::detect().mechanism(&needed).0.to_string();
+        let pids = match cap {
+            Some(max) => format!("pid namespace pid_max {max}: the default cap, approximate"),
+            None => mech.clone(),
+        };
+        (pids, mech)
     };
     #[cfg(not(target_os = "linux"))]
-    let mech = "platform backend".to_string();
+    let (pids_mech, mech) = ("platform backend".to_string(), "platform backend".to_string());
     let or_none = |v: Option<String>| v.unwrap_or_else(|| "none".into());
-    out.push_str(&format!("  pids: {}  [{mech}]\n", or_none(l.pids.map(|p| p.to_string()))));
+    out.push_str(&format!("  pids: {}  [{pids_mech}]\n", or_none(l.pids.map(|p| p.to_string()))));
     out.push_str(&format!("  memory: {}  [{mech}]\n", or_none(l.memory.map(|m| m.to_string()))));
     out.push_str(&format!("  cpus: {}  [{mech}]\n", or_none(l.cpus.map(|c| c.to_string()))));
     out.push_str(&format!("  timeout: {}  [supervisor]\n", or_none(l.timeout.map(|t| t.to_string()))));

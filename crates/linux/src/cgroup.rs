@@ -104,10 +104,27 @@ impl CgroupProbe {
     }
 }
 
-/// The controllers a set of limits needs.
-pub fn needed_controllers(limits: &Limits) -> Vec<&'static str> {
+/// Smallest pid_max the kernel accepts in a pid namespace.
+const PID_MAX_MIN: u64 = 301;
+
+/// The default process cap can be the pid namespace's own pid_max (Linux 6.14+): free, where a
+/// cgroup v1 migration costs an RCU grace period per run. Pids are handed out in order and wrap
+/// to 300, so the cap is N concurrent tasks until the numbers wrap and about N-300 after; exact
+/// enough for a fork-bomb guard, so explicit limits still use a cgroup or RLIMIT_NPROC.
+pub fn pid_namespace_cap(limits: &Limits, kernel: &str) -> Option<u64> {
+    let pids = limits.pids?;
+    let eligible = !limits.pids_explicit
+        && limits.memory.is_none()
+        && limits.cpus.is_none()
+        && pids + 1 >= PID_MAX_MIN
+        && crate::features::kernel_at_least(kernel, 6, 14);
+    eligible.then_some(pids + 1)
+}
+
+/// The controllers a set of limits needs; none for pids when the pid namespace caps them.
+pub fn needed_controllers(limits: &Limits, pid_ns_cap: bool) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if limits.pids.is_some() {
+    if limits.pids.is_some() && !pid_ns_cap {
         out.push("pids");
     }
     if limits.memory.is_some() {
@@ -155,7 +172,7 @@ impl RunCgroup {
         let cg = RunCgroup { mechanism, dirs };
         if cg.mechanism == LimitMechanism::CgroupV2 {
             let parent = probe.v2_dir.as_ref().ok_or_else(|| io::Error::other("no cgroup2"))?;
-            enable_v2_controllers(parent, &needed_controllers(limits))?;
+            enable_v2_controllers(parent, &needed_controllers(limits, false))?;
         }
         for (ctrl, dir) in &cg.dirs {
             fs::create_dir(dir)?;

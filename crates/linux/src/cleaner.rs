@@ -35,11 +35,7 @@ impl Leftovers {
 
 /// Removes a placeholder only while it is still empty: whatever the user put there stays.
 pub fn remove_placeholder(p: &Placeholder) {
-    if p.dir {
-        let _ = std::fs::remove_dir(&p.path);
-    } else if std::fs::symlink_metadata(&p.path).is_ok_and(|m| m.is_file() && m.len() == 0) {
-        let _ = std::fs::remove_file(&p.path);
-    }
+    let _ = std::fs::remove_dir(&p.path);
 }
 
 impl Cleaner {

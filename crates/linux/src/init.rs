@@ -3,7 +3,6 @@
 //! command's exit. When it exits, the kernel kills everything left in the namespace.
 
 use crate::error::ChildError;
-use crate::landlock_rules::LandlockBuilder;
 use crate::launch::{ChildSetup, FORWARDED_SIGNALS};
 use crate::{sys, view};
 use nix::sys::signal::{SigSet, Signal};
@@ -44,26 +43,22 @@ fn write_id_maps(uid: u32, gid: u32) -> Result<(), ChildError> {
     write("/proc/self/uid_map", format!("{uid} {uid} 1"))
 }
 
-fn wait_for_go(fd: RawFd) {
-    let mut byte = [0u8; 1];
-    if sys::read_fd(fd, &mut byte).ok() != Some(1) {
+/// Waits for the supervisor's "go", which carries the Landlock ruleset when there is one.
+fn wait_for_go(fd: RawFd) -> Option<RawFd> {
+    match sys::recv_with_fd(fd) {
+        Ok((1, ruleset)) => ruleset,
         // The supervisor died before letting us start: nothing may run unsupervised.
-        sys::exit_now(125);
+        _ => sys::exit_now(125),
     }
 }
 
 fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infallible, ChildError> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| ChildError::internal(format!("pdeathsig: {e}")))?;
     write_id_maps(setup.uid, setup.gid)?;
-    wait_for_go(setup.go_read);
-    sys::close_fd(setup.go_read);
-    // Now inside its cgroup, init starts a cgroup namespace rooted there (best effort: it only
-    // hides the host's cgroup paths, the limits don't depend on it).
-    let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     // Only stdio, the status pipe, and the command's stdio or terminal survive.
     close_inherited(setup);
 
-    view::enter(&setup.plan)?;
+    view::enter(&setup.plan, setup.pid_max)?;
     if setup.isolate_network {
         sys::loopback_up().map_err(|e| ChildError::internal(format!("bringing up loopback: {e}")))?;
     }
@@ -71,19 +66,22 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     nix::unistd::setsid().map_err(|e| ChildError::internal(format!("setsid: {e}")))?;
     crate::limits::apply_fallback(&setup.rlimits)?;
 
-    let landlock = if setup.landlock_abi > 0 {
-        Some(LandlockBuilder::new(&setup.plan.rules, setup.landlock_abi).build().map_err(|e| {
-            ChildError::unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it".into())
-        })?)
-    } else {
-        None
-    };
+    // The supervisor moves us into the run's cgroup and builds the Landlock ruleset meanwhile;
+    // nothing of the command's may run before both are done.
+    let ruleset = wait_for_go(setup.go_read);
+    sys::close_fd(setup.go_read);
+    // Now inside its cgroup, init starts a cgroup namespace rooted there (best effort: it only
+    // hides the host's cgroup paths, the limits don't depend on it).
+    let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     sys::drop_all_capabilities().map_err(|e| ChildError::internal(format!("dropping capabilities: {e}")))?;
     sys::set_no_new_privs().map_err(|e| ChildError::internal(format!("no_new_privs: {e}")))?;
     sys::set_non_dumpable().map_err(|e| ChildError::internal(format!("dumpable: {e}")))?;
-    if let Some(ruleset) = landlock {
-        crate::landlock_rules::restrict(ruleset)
-            .map_err(|e| ChildError::unsupported(format!("Landlock: {e}"), "pass --allow-degraded".into()))?;
+    if let Some(ruleset) = ruleset {
+        crate::landlock_rules::restrict(ruleset, setup.landlock_abi)
+            .map_err(|e| ChildError::unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it".into()))?;
+        sys::close_fd(ruleset);
+    } else if setup.landlock_abi > 0 {
+        return Err(ChildError::internal("the supervisor sent no Landlock ruleset".into()));
     }
     sys::install_seccomp(&setup.seccomp).map_err(|e| {
         ChildError::unsupported(format!("installing the seccomp filter: {e}"), "use a kernel with CONFIG_SECCOMP_FILTER".into())
@@ -106,7 +104,7 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
 }
 
 fn close_inherited(setup: &ChildSetup) {
-    let mut keep: Vec<RawFd> = vec![0, 1, 2, setup.status_write];
+    let mut keep: Vec<RawFd> = vec![0, 1, 2, setup.status_write, setup.go_read];
     keep.extend(setup.stdio.iter().flatten());
     keep.extend(setup.tty);
     let max = keep.iter().copied().max().unwrap_or(2);

@@ -1,53 +1,53 @@
 //! Landlock, the second filesystem layer. Landlock can only grant, so a denied path inside a
-//! readable tree is expressed by granting each of its siblings instead of its parent. Runs in
-//! the sandbox after pivot_root, so rules attach to the view's inodes.
+//! readable tree is expressed by granting each of its siblings instead of its parent.
+//!
+//! The supervisor builds the ruleset from the host tree while the child builds its mount view
+//! (rules name inodes, and the view's binds are the host's inodes); the child then adds the
+//! filesystems that exist only in the view (/tmp, /dev, /proc) and restricts itself.
 
 use landlock::{
-    Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreated,
-    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    Scope, ABI,
 };
 use ringfence_policy::{FsAccess, FsRules};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// Directories whose content is the sandbox's own, with the rights they get.
-fn special_rights(path: &Path, abi: ABI) -> Option<BitFlags<AccessFs>> {
+/// Filesystems that exist only in the sandbox's view, with the rights the child grants them.
+pub fn fresh_dir_rights(abi: i32) -> Vec<(&'static str, u64)> {
+    let abi = ABI::from(abi);
     let all = AccessFs::from_all(abi);
     let read = AccessFs::from_read(abi);
-    let file_rw = read | AccessFs::WriteFile | AccessFs::Truncate | AccessFs::IoctlDev;
-    match path.to_str()? {
-        "/tmp" | "/dev/shm" => Some(all),
-        "/dev" => Some(file_rw & all),
-        "/proc" => Some((read | AccessFs::WriteFile) & all),
-        _ => None,
-    }
+    let device = (read | AccessFs::WriteFile | AccessFs::Truncate | AccessFs::IoctlDev) & all;
+    vec![("/tmp", all.bits()), ("/dev", device.bits()), ("/dev/shm", all.bits()), ("/proc", read.bits())]
 }
 
 pub struct LandlockBuilder<'a> {
     rules: &'a FsRules,
     abi: ABI,
-    /// Paths with a rule, sorted, to find "is there anything below this directory".
-    marks: Vec<PathBuf>,
+    /// Paths with a rule (or a fresh filesystem): where access can change.
+    marks: BTreeSet<PathBuf>,
 }
 
 impl<'a> LandlockBuilder<'a> {
     pub fn new(rules: &'a FsRules, kernel_abi: i32) -> Self {
-        let mut marks: Vec<PathBuf> = rules.rules.iter().map(|r| r.path.clone()).collect();
+        let mut marks: BTreeSet<PathBuf> = rules.rules.iter().map(|r| r.path.clone()).collect();
         marks.extend(["/tmp", "/dev", "/proc", "/dev/shm", "/run", "/var/run"].map(PathBuf::from));
-        marks.sort();
-        marks.dedup();
         LandlockBuilder { rules, abi: ABI::from(kernel_abi), marks }
     }
 
+    /// Paths order component by component, so everything below `dir` directly follows it.
     fn has_marks_below(&self, dir: &Path) -> bool {
-        self.marks.iter().any(|m| m != dir && m.starts_with(dir))
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.marks
+            .range::<Path, _>((Excluded(dir), Unbounded))
+            .next()
+            .is_some_and(|m| m.starts_with(dir))
     }
 
-    fn access(&self, path: &Path) -> FsAccess {
-        self.rules.access(path).access
-    }
-
-    /// Creates the ruleset and adds every rule; `restrict_self` is applied by the caller.
-    pub fn build(&self) -> Result<RulesetCreated, String> {
+    /// Creates the ruleset and adds a rule for every host path; the child adds its fresh
+    /// filesystems and restricts itself.
+    pub fn build(&self) -> Result<std::os::fd::OwnedFd, String> {
         let all = AccessFs::from_all(self.abi);
         let mut ruleset = Ruleset::default()
             .set_compatibility(CompatLevel::BestEffort)
@@ -58,10 +58,10 @@ impl<'a> LandlockBuilder<'a> {
         }
         let mut created = ruleset.create().map_err(|e| e.to_string())?;
         let mut grants = Vec::new();
-        self.visit(Path::new("/"), &mut grants);
-        for (path, rights) in grants {
+        let root = Path::new("/");
+        self.visit(root, self.rules.access(root).access, true, &mut grants);
+        for (path, rights, is_dir) in grants {
             let Ok(fd) = PathFd::new(&path) else { continue };
-            let is_dir = std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
             let rights = if is_dir { rights } else { rights & AccessFs::from_file(self.abi) };
             if rights.is_empty() {
                 continue;
@@ -70,7 +70,7 @@ impl<'a> LandlockBuilder<'a> {
                 .add_rule(PathBeneath::new(fd, rights))
                 .map_err(|e| format!("landlock rule for {}: {e}", path.display()))?;
         }
-        Ok(created)
+        Option::<std::os::fd::OwnedFd>::from(created).ok_or_else(|| "the kernel offers no Landlock ruleset".to_string())
     }
 
     fn rights(&self, access: FsAccess) -> BitFlags<AccessFs> {
@@ -93,44 +93,42 @@ impl<'a> LandlockBuilder<'a> {
         }
     }
 
-    fn visit(&self, path: &Path, grants: &mut Vec<(PathBuf, BitFlags<AccessFs>)>) {
-        if let Some(rights) = special_rights(path, self.abi) {
-            if path == Path::new("/dev") {
-                grants.push((path.into(), rights));
-                if let Some(shm) = special_rights(Path::new("/dev/shm"), self.abi) {
-                    grants.push(("/dev/shm".into(), shm));
-                }
-            } else {
-                grants.push((path.into(), rights));
-            }
+    /// Grants rights from `path` down. `inherited` is the parent's access, which is also this
+    /// path's unless a rule names it.
+    fn visit(&self, path: &Path, inherited: FsAccess, is_dir: bool, grants: &mut Vec<(PathBuf, BitFlags<AccessFs>, bool)>) {
+        if crate::plan::FRESH_DIRS.iter().any(|d| path == Path::new(d)) {
             return;
         }
-        let access = self.access(path);
+        let access = if self.marks.contains(path) { self.rules.access(path).access } else { inherited };
         // Rights reach the whole subtree, so nothing below a writable directory can be narrowed
         // by Landlock; stop here.
-        if access == FsAccess::Write || !self.has_marks_below(path) {
+        if access == FsAccess::Write || !is_dir || !self.has_marks_below(path) {
             if access != FsAccess::Deny {
-                grants.push((path.into(), self.rights(access)));
+                grants.push((path.into(), self.rights(access), is_dir));
             }
             return;
         }
-        grants.push((path.into(), self.passage_rights(access)));
+        grants.push((path.into(), self.passage_rights(access), true));
         let Ok(entries) = std::fs::read_dir(path) else { return };
         for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else { continue };
             // Never follow links: a link to `/` would grant everything.
-            if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+            if kind.is_symlink() {
                 continue;
             }
-            self.visit(&entry.path(), grants);
+            self.visit(&entry.path(), access, kind.is_dir(), grants);
         }
     }
 }
 
-/// Applies the ruleset to the calling process (and everything it starts).
-pub fn restrict(created: RulesetCreated) -> Result<(), String> {
-    let status = created.restrict_self().map_err(|e| e.to_string())?;
-    if status.ruleset == RulesetStatus::NotEnforced {
-        return Err("the kernel accepted the ruleset but does not enforce it".into());
+/// In the child: grants the view's own filesystems, then restricts the calling process (and
+/// everything it starts) to the ruleset.
+pub fn restrict(ruleset: std::os::fd::RawFd, abi: i32) -> Result<(), String> {
+    for (path, rights) in fresh_dir_rights(abi) {
+        if let Ok(dir) = std::fs::File::open(path) {
+            crate::sys::landlock_add_path_rule(ruleset, std::os::fd::AsRawFd::as_raw_fd(&dir), rights)
+                .map_err(|e| format!("landlock rule for {path}: {e}"))?;
+        }
     }
-    Ok(())
+    crate::sys::landlock_restrict_self(ruleset).map_err(|e| format!("landlock_restrict_self: {e}"))
 }

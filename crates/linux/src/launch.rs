@@ -5,7 +5,9 @@ use crate::cleaner::{remove_placeholder, Cleaner, Leftovers};
 use crate::error::{ChildError, ErrorKind, LaunchError};
 use crate::limits::RlimitPlan;
 use crate::plan::{self, MountPlan, Placeholder};
+use crate::landlock_rules::LandlockBuilder;
 use crate::{pty, seccomp, sys};
+use nix::sys::socket::{socketpair, sendmsg, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
@@ -57,6 +59,8 @@ pub(crate) struct ChildSetup {
     pub seccomp: Vec<seccompiler::sock_filter>,
     pub landlock_abi: i32,
     pub rlimits: RlimitPlan,
+    /// The pid namespace's pid_max, when it carries the process cap.
+    pub pid_max: Option<u64>,
     pub isolate_network: bool,
     pub uid: u32,
     pub gid: u32,
@@ -156,8 +160,8 @@ fn agent_sockets() -> Vec<PathBuf> {
 static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Decides how limits are enforced and which requested protections can't be.
-fn assess(policy: &Policy, landlock_abi: i32, probe: &CgroupProbe) -> (LimitMechanism, Enforcement) {
-    let needed = cgroup::needed_controllers(&policy.limits);
+fn assess(policy: &Policy, landlock_abi: i32, probe: &CgroupProbe, pid_cap: Option<u64>) -> (LimitMechanism, Enforcement) {
+    let needed = cgroup::needed_controllers(&policy.limits, pid_cap.is_some());
     let (mechanism, why) = probe.mechanism(&needed);
     let mut e = Enforcement { landlock_abi, ..Default::default() };
     let layer = |n: &str, d: String| LayerStatus { name: n.into(), detail: d };
@@ -176,12 +180,15 @@ fn assess(policy: &Policy, landlock_abi: i32, probe: &CgroupProbe) -> (LimitMech
     }
     e.enforced.push(layer("seccomp", "escalation system calls refused with EPERM".into()));
     e.enforced.push(layer("no_new_privs", "capabilities dropped, setuid inert".into()));
+    if let Some(cap) = pid_cap {
+        e.enforced.push(layer("pids limit", format!("pid namespace pid_max {cap} (default cap)")));
+    }
     if !needed.is_empty() {
         let detail = match (&mechanism, why) {
             (LimitMechanism::Rlimit, Some(why)) => format!("rlimits ({why})"),
             (m, _) => m.to_string(),
         };
-        if mechanism == LimitMechanism::Rlimit && probe.root && policy.limits.pids.is_some() {
+        if mechanism == LimitMechanism::Rlimit && probe.root && needed.contains(&"pids") {
             e.not_enforced.push(layer(
                 "pids limit",
                 "no writable cgroup, and the kernel does not apply RLIMIT_NPROC to uid 0".into(),
@@ -196,16 +203,46 @@ fn assess(policy: &Policy, landlock_abi: i32, probe: &CgroupProbe) -> (LimitMech
 fn create_placeholders(list: &[Placeholder]) -> Vec<Placeholder> {
     let mut made = Vec::new();
     for p in list {
-        let ok = if p.dir {
-            std::fs::create_dir(&p.path).is_ok()
-        } else {
-            std::fs::OpenOptions::new().write(true).create_new(true).open(&p.path).is_ok()
-        };
-        if ok {
+        if std::fs::create_dir(&p.path).is_ok() {
             made.push(p.clone());
         }
     }
     made
+}
+
+/// Creates the run's cgroup. If that fails, rlimits carry the limits instead: not a silent
+/// downgrade, since the run.start event says which mechanism was used and why.
+fn create_cgroup(
+    policy: &Policy,
+    probe: &CgroupProbe,
+    pid_cap: Option<u64>,
+    run_name: &str,
+    enforcement: &mut Enforcement,
+) -> (LimitMechanism, Option<RunCgroup>) {
+    let needed = cgroup::needed_controllers(&policy.limits, pid_cap.is_some());
+    let (mechanism, _) = probe.mechanism(&needed);
+    if mechanism == LimitMechanism::Rlimit {
+        return (mechanism, None);
+    }
+    let dirs = RunCgroup::planned(probe, &mechanism, &needed, run_name);
+    let planned: Vec<PathBuf> = dirs.iter().map(|(_, d)| d.clone()).collect();
+    match RunCgroup::create(mechanism.clone(), dirs, probe, &policy.limits) {
+        Ok(cg) => (mechanism, Some(cg)),
+        Err(err) => {
+            cgroup::remove_dirs(planned.iter().map(|p| p.as_path()));
+            let without = CgroupProbe { v2_writable: false, v1_dirs: vec![], ..probe.clone() };
+            let (_, fallback) = assess(policy, enforcement.landlock_abi, &without, pid_cap);
+            *enforcement = Enforcement { kernel: std::mem::take(&mut enforcement.kernel), ..fallback };
+            if let Some(l) = enforcement.enforced.iter_mut().find(|l| l.name == "limits") {
+                l.detail = format!("rlimits (creating the cgroup failed: {err})");
+            }
+            (LimitMechanism::Rlimit, None)
+        }
+    }
+}
+
+fn internal(what: &str) -> impl Fn(nix::Error) -> LaunchError + '_ {
+    move |e| LaunchError::internal(format!("{what}: {e}"))
 }
 
 /// Starts the command in a new sandbox. Must be called while the process has one thread.
@@ -221,48 +258,19 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         .map_err(|e| LaunchError::new(ErrorKind::Policy, e.0, Some(e.1)))?;
     let seccomp = seccomp::build(policy.allow_ptrace).map_err(LaunchError::internal)?;
     let probe = CgroupProbe::detect();
-    let (mut mechanism, mut enforcement) = assess(policy, landlock_abi, &probe);
-    enforcement.kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let pid_cap = cgroup::pid_namespace_cap(&policy.limits, &kernel);
+    let (_, mut enforcement) = assess(policy, landlock_abi, &probe, pid_cap);
+    enforcement.kernel = kernel;
 
     let run_name = format!("ringfence-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::Relaxed));
-    let needed = cgroup::needed_controllers(&policy.limits);
+    let (mechanism, cgroup) = create_cgroup(policy, &probe, pid_cap, &run_name, &mut enforcement);
     let mut leftovers = Leftovers {
-        cgroups: RunCgroup::planned(&probe, &mechanism, &needed, &run_name).into_iter().map(|(_, d)| d).collect(),
-        placeholders: plan.placeholders.clone(),
-    };
-    let cleaner = if leftovers.is_empty() {
-        None
-    } else {
-        Some(Cleaner::spawn(leftovers.clone()).map_err(|e| LaunchError::internal(format!("starting the cleaner: {e}")))?)
-    };
-    let cgroup = match mechanism {
-        LimitMechanism::Rlimit => None,
-        _ => {
-            let dirs = RunCgroup::planned(&probe, &mechanism, &needed, &run_name);
-            match RunCgroup::create(mechanism.clone(), dirs, &probe, &policy.limits) {
-                Ok(cg) => Some(cg),
-                Err(err) => {
-                    // No silent downgrade: rlimits still enforce the limits, and the run.start
-                    // event says which mechanism was used and why.
-                    cgroup::remove_dirs(leftovers.cgroups.iter().map(|p| p.as_path()));
-                    leftovers.cgroups.clear();
-                    mechanism = LimitMechanism::Rlimit;
-                    let probe_rl = CgroupProbe { v2_writable: false, v1_dirs: vec![], ..probe.clone() };
-                    let (_, e) = assess(policy, landlock_abi, &probe_rl);
-                    enforcement = Enforcement { kernel: enforcement.kernel, ..e };
-                    if let Some(l) = enforcement.enforced.iter_mut().find(|l| l.name == "limits") {
-                        l.detail = format!("rlimits (creating the cgroup failed: {err})");
-                    }
-                    None
-                }
-            }
-        }
+        cgroups: cgroup.iter().flat_map(|c| c.dirs.iter().map(|(_, d)| d.clone())).collect(),
+        placeholders: Vec::new(),
     };
     if !enforcement.not_enforced.is_empty() && !policy.allow_degraded {
-        if let Some(c) = cleaner {
-            leftovers.remove();
-            c.dismiss();
-        }
+        leftovers.remove();
         let what: Vec<String> = enforcement.not_enforced.iter().map(|l| format!("{}: {}", l.name, l.detail)).collect();
         return Err(unsupported(
             format!("this machine can't enforce the requested policy ({})", what.join("; ")),
@@ -270,10 +278,9 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         ));
     }
     leftovers.placeholders = create_placeholders(&plan.placeholders);
-
     let rlimits = if mechanism == LimitMechanism::Rlimit {
         RlimitPlan {
-            nproc: policy.limits.pids,
+            nproc: if pid_cap.is_some() { None } else { policy.limits.pids },
             address_space: policy.limits.memory.map(|m| m.0),
             cpus: policy.limits.cpus.map(|c| c.ceil().max(1.0) as usize),
         }
@@ -281,23 +288,27 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         RlimitPlan::default()
     };
 
-    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::internal(format!("pipe: {e}")));
-    let (go_read, go_write) = pipe()?;
-    let (status_read, status_write) = pipe()?;
+    let (go_child, go_parent) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(internal("socketpair"))?;
+    let (status_read, status_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(internal("pipe"))?;
     let (terminal, tty) = if spec.terminal {
-        let (master, slave) = pty::open(0).map_err(|e| LaunchError::internal(format!("opening a pseudo-terminal: {e}")))?;
+        let (master, slave) = pty::open(0).map_err(internal("opening a pseudo-terminal"))?;
         (Some(master), Some(slave))
     } else {
         (None, None)
     };
     let mut stdio_fds: [Option<OwnedFd>; 3] = [None, None, None];
-    let null = || {
-        std::fs::File::options().read(true).write(true).open("/dev/null").map(OwnedFd::from).map_err(|e| LaunchError::internal(e.to_string()))
-    };
     for (slot, spec) in stdio_fds.iter_mut().zip(spec.stdio) {
         *slot = match spec {
             StdioSpec::Inherit => None,
-            StdioSpec::Null => Some(null()?),
+            StdioSpec::Null => Some(
+                std::fs::File::options()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                    .map(OwnedFd::from)
+                    .map_err(|e| LaunchError::internal(format!("/dev/null: {e}")))?,
+            ),
             StdioSpec::Fd(fd) => Some(fd),
         };
     }
@@ -311,10 +322,11 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         seccomp,
         landlock_abi,
         rlimits,
+        pid_max: pid_cap,
         isolate_network: policy.network == NetworkMode::None,
         uid: nix::unistd::geteuid().as_raw(),
         gid: nix::unistd::getegid().as_raw(),
-        go_read: go_read.as_raw_fd(),
+        go_read: go_child.as_raw_fd(),
         status_write: status_write.as_raw_fd(),
         stdio: [0, 1, 2].map(|i| stdio_fds[i].as_ref().map(|f| f.as_raw_fd())),
         tty: tty.as_ref().map(|t| t.as_raw_fd()),
@@ -328,36 +340,48 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         Ok(pid) => pid,
         Err(e) => {
             leftovers.remove();
-            if let Some(c) = cleaner {
-                c.dismiss();
-            }
             return Err(unsupported(format!("creating the sandbox's namespaces failed: {e}"), crate::features::userns_remedy()));
         }
     };
-    drop((go_read, status_write, tty, stdio_fds));
+    drop((go_child, status_write, tty, stdio_fds));
     let mut sandbox = Sandbox {
         init,
         status: BufReader::new(std::fs::File::from(status_read)),
         terminal,
         cgroup,
-        cleaner,
+        cleaner: None,
         leftovers,
         started: Instant::now(),
         timeout: policy.limits.timeout.map(|t| t.0),
         finished: false,
         enforcement,
     };
-    if let Some(cg) = &sandbox.cgroup {
-        if let Err(e) = cg.attach(init) {
-            sandbox.abort();
-            return Err(LaunchError::internal(format!("moving the sandbox into its cgroup: {e}")));
+    // From here on the child builds its view while we work in parallel.
+    if !sandbox.leftovers.is_empty() {
+        match Cleaner::spawn(sandbox.leftovers.clone()) {
+            Ok(c) => sandbox.cleaner = Some(c),
+            Err(e) => {
+                sandbox.abort();
+                return Err(LaunchError::internal(format!("starting the cleaner: {e}")));
+            }
         }
     }
-    if let Err(e) = sys::write_fd(go_write.as_raw_fd(), b"g") {
+    let ready = sandbox.prepare(&setup.plan, landlock_abi);
+    let ruleset = match ready {
+        Ok(r) => r,
+        Err(e) => {
+            sandbox.abort();
+            return Err(e);
+        }
+    };
+    let fds: Vec<RawFd> = ruleset.iter().map(|r| r.as_raw_fd()).collect();
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+    if let Err(e) = sendmsg::<()>(go_parent.as_raw_fd(), &[std::io::IoSlice::new(b"g")], cmsgs, MsgFlags::empty(), None) {
         sandbox.abort();
         return Err(LaunchError::internal(format!("starting the sandbox: {e}")));
     }
-    drop(go_write);
+    drop((go_parent, ruleset));
     sandbox.await_ready()?;
     Ok(sandbox)
 }
@@ -371,6 +395,29 @@ impl Sandbox {
     /// Kills every process of the sandbox.
     pub fn kill(&self) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.init), Signal::SIGKILL);
+    }
+
+    /// Work done while the child builds its view: moving it into its cgroup (which waits for an
+    /// RCU grace period, milliseconds on cgroup v1) on a thread, and the Landlock ruleset here.
+    /// The child waits for both before it confines itself and starts the command.
+    fn prepare(&self, plan: &MountPlan, landlock_abi: i32) -> Result<Option<OwnedFd>, LaunchError> {
+        let init = self.init;
+        std::thread::scope(|scope| {
+            let attach = self.cgroup.as_ref().map(|cg| scope.spawn(move || cg.attach(init)));
+            let ruleset = if landlock_abi > 0 {
+                let built = LandlockBuilder::new(&plan.rules, landlock_abi).build();
+                Some(built.map_err(|e| unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it"))?)
+            } else {
+                None
+            };
+            if let Some(handle) = attach {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the attach thread panicked")))
+                    .map_err(|e| LaunchError::internal(format!("moving the sandbox into its cgroup: {e}")))?;
+            }
+            Ok(ruleset)
+        })
     }
 
     fn abort(&mut self) {

@@ -18,7 +18,7 @@ pub mod seccomp;
 mod sys;
 mod view;
 
-pub use cgroup::{CgroupProbe, CgroupStats, LimitMechanism};
+pub use cgroup::{needed_controllers, pid_namespace_cap, CgroupProbe, CgroupStats, LimitMechanism};
 pub use error::{ErrorKind, LaunchError};
 pub use features::{FeatureReport, Features};
 pub use launch::{

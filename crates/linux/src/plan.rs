@@ -32,12 +32,13 @@ impl MountOp {
     }
 }
 
-/// An empty file or directory created on the host so a missing protected path can be mounted
-/// read-only; removed after the run if still empty.
+/// An empty directory created on the host so a missing protected path can be mounted read-only;
+/// removed after the run if still empty. Always a directory, even for names that are files
+/// (.envrc, .gitmodules): git ignores empty directories, so the sandbox's `git add -A` can't
+/// commit a placeholder, and no tool mistakes one for real content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placeholder {
     pub path: PathBuf,
-    pub dir: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -54,26 +55,49 @@ pub struct MountPlan {
 #[derive(Debug)]
 pub struct PlanError(pub String, pub String);
 
+/// Resolves symlinks with one `lstat` per new path component, remembering every directory it
+/// has seen: the rules share most of their ancestors ($HOME, ~/.config), and planning runs on
+/// every launch. A missing component ends resolution; the rest is appended as written.
+#[derive(Default)]
+pub struct Canonicalizer {
+    seen: std::collections::HashMap<PathBuf, (PathBuf, bool)>,
+}
+
+impl Canonicalizer {
+    pub fn resolve(&mut self, path: &Path) -> PathBuf {
+        self.resolve_inner(path, 0).0
+    }
+
+    /// The canonical path and whether it exists.
+    fn resolve_inner(&mut self, path: &Path, depth: u32) -> (PathBuf, bool) {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return (PathBuf::from("/"), true);
+        };
+        if let Some(hit) = self.seen.get(path) {
+            return hit.clone();
+        }
+        let (parent, parent_exists) = self.resolve_inner(parent, depth);
+        let candidate = parent.join(name);
+        let result = if !parent_exists {
+            (candidate, false)
+        } else {
+            match std::fs::symlink_metadata(&candidate) {
+                Ok(m) if m.file_type().is_symlink() && depth < 40 => match std::fs::read_link(&candidate) {
+                    Ok(target) => self.resolve_inner(&ringfence_policy::normalize(&parent.join(target)), depth + 1),
+                    Err(_) => (candidate, true),
+                },
+                Ok(_) => (candidate, true),
+                Err(_) => (candidate, false),
+            }
+        };
+        self.seen.insert(path.to_path_buf(), result.clone());
+        result
+    }
+}
+
 /// Resolves symlinks in the longest existing prefix of `path` and re-appends the missing tail.
 pub fn canonicalize_lenient(path: &Path) -> PathBuf {
-    let mut existing = path.to_path_buf();
-    let mut tail = Vec::new();
-    loop {
-        if let Ok(real) = existing.canonicalize() {
-            let mut out = real;
-            for part in tail.iter().rev() {
-                out.push(part);
-            }
-            return out;
-        }
-        match (existing.file_name().map(|n| n.to_owned()), existing.parent()) {
-            (Some(name), Some(parent)) => {
-                tail.push(name);
-                existing = parent.to_path_buf();
-            }
-            _ => return path.to_path_buf(),
-        }
-    }
+    Canonicalizer::default().resolve(path)
 }
 
 /// Policy access as the sandbox sees it: fresh filesystems are writable and never host-backed.
@@ -87,19 +111,20 @@ fn fresh_root(path: &Path) -> Option<&'static str> {
 
 /// Builds the plan. `extra_masks` are socket paths found in the environment (ssh-agent, D-Bus).
 pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Result<MountPlan, PlanError> {
+    let mut canon = Canonicalizer::default();
     let mut rules = FsRules::default();
     for rule in &policy.fs.rules {
-        rules.push(rule.kind, canonicalize_lenient(&rule.path), rule.origin.clone());
+        rules.push(rule.kind, canon.resolve(&rule.path), rule.origin.clone());
     }
     for mask in extra_masks {
-        rules.push(RuleKind::DenyRead, canonicalize_lenient(mask), ringfence_policy::Origin::builtin("agent socket"));
+        rules.push(RuleKind::DenyRead, canon.resolve(mask), ringfence_policy::Origin::builtin("agent socket"));
     }
     for dir in keep_run {
         if Path::new(dir).exists() {
             rules.push(RuleKind::Read, PathBuf::from(dir), ringfence_policy::Origin::builtin("system runtime"));
         }
     }
-    let workspace = canonicalize_lenient(&policy.workspace);
+    let workspace = canon.resolve(&policy.workspace);
     let mut plan = MountPlan { rules, workspace, ..Default::default() };
 
     // What each op'd path shows: `true` when the view there is fresh (tmpfs), else the access
@@ -168,7 +193,7 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
                     if !parent_is_dir {
                         None
                     } else {
-                        plan.placeholders.push(Placeholder { path: path.clone(), dir: placeholder_is_dir(&path) });
+                        plan.placeholders.push(Placeholder { path: path.clone() });
                         Some(MountOp::ReadOnly { path: path.clone() })
                     }
                 } else {
@@ -188,12 +213,6 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
 
 fn policy_names_write_root(rules: &FsRules, path: &Path) -> bool {
     rules.of_kind(RuleKind::Write).any(|r| r.path == path)
-}
-
-/// Protected names that are directories when they exist.
-fn placeholder_is_dir(path: &Path) -> bool {
-    const DIRS: &[&str] = &["hooks", ".vscode", ".idea", ".zed", ".husky", "fish", "git", "ringfence", "autostart", "systemd", "bin"];
-    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| DIRS.contains(&n))
 }
 
 #[cfg(test)]
@@ -225,8 +244,8 @@ mod tests {
         assert!(has(MountOp::Bind { path: ws.clone(), writable: true }));
         assert!(has(MountOp::ReadOnly { path: ws.join(".git/hooks") }));
         // Missing .git/config inside an existing .git gets a placeholder; .envrc too.
-        assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".git/config"), dir: false }));
-        assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".vscode"), dir: true }));
+        assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".git/config") }));
+        assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".envrc") }));
         // A missing secret needs no mount (Landlock covers it).
         assert!(!plan.ops.iter().any(|o| o.path() == home.join(".aws")));
         std::fs::remove_dir_all(&home).unwrap();
@@ -246,6 +265,19 @@ mod tests {
         assert!(plan.ops.contains(&MountOp::Bind { path: home.join(".cargo"), writable: false }));
         assert!(plan.ops.contains(&MountOp::Bind { path: ws.clone(), writable: true }));
         std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
+    fn canonicalizer_follows_links_and_keeps_missing_tails() {
+        let dir = tempdir("canon");
+        std::fs::create_dir_all(dir.join("real/sub")).unwrap();
+        std::os::unix::fs::symlink("real", dir.join("link")).unwrap();
+        std::os::unix::fs::symlink(dir.join("real/sub"), dir.join("abs")).unwrap();
+        let mut c = Canonicalizer::default();
+        assert_eq!(c.resolve(&dir.join("link/sub/x/y")), dir.join("real/sub/x/y"));
+        assert_eq!(c.resolve(&dir.join("abs/z")), dir.join("real/sub/z"));
+        assert_eq!(c.resolve(&dir.join("missing/x")), dir.join("missing/x"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

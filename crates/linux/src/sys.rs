@@ -135,6 +135,22 @@ pub fn borrow_fd(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
+/// Receives a message and at most one descriptor (SCM_RIGHTS) on a socket Rust does not own.
+pub fn recv_with_fd(sock: RawFd) -> io::Result<(usize, Option<RawFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut data = [0u8; 16];
+    let mut iov = [io::IoSliceMut::new(&mut data)];
+    let mut space = nix::cmsg_space!(RawFd);
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let mut fd = None;
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            fd = fds.first().copied();
+        }
+    }
+    Ok((msg.bytes, fd))
+}
+
 /// Raw `dup2` onto a fixed number, for stdio set-up after fork.
 pub fn dup_onto(from: RawFd, to: RawFd) -> io::Result<()> {
     // SAFETY: dup2 takes plain integers and does not touch memory.
@@ -253,6 +269,28 @@ pub fn landlock_abi() -> i32 {
     rc.max(0) as i32
 }
 
+/// Adds a path-beneath rule to a Landlock ruleset (the child's half of the ruleset).
+pub fn landlock_add_path_rule(ruleset: RawFd, dir: RawFd, access: u64) -> io::Result<()> {
+    #[repr(C, packed)]
+    struct PathBeneathAttr {
+        allowed_access: u64,
+        parent_fd: i32,
+    }
+    const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
+    let attr = PathBeneathAttr { allowed_access: access, parent_fd: dir };
+    // SAFETY: `attr` has the kernel's packed layout and lives for the call; it is only read.
+    check(unsafe {
+        libc::syscall(libc::SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &attr as *const PathBeneathAttr, 0)
+    })
+    .map(drop)
+}
+
+/// Enforces a Landlock ruleset on the calling process; no_new_privs must already be set.
+pub fn landlock_restrict_self(ruleset: RawFd) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    check(unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0) }).map(drop)
+}
+
 /// Whether seccomp user notification is available (SECCOMP_GET_NOTIF_SIZES succeeds).
 pub fn seccomp_user_notif() -> bool {
     #[repr(C)]
@@ -335,3 +373,4 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no Rust state.
     unsafe { libc::_exit(code) }
 }
+

@@ -168,7 +168,7 @@ fn build_dev(shm_size: u64) -> Result<(), ChildError> {
 
 /// A /proc for the sandbox's pid namespace, with the kernel's global knobs read-only: a
 /// sandbox running as the host's root would otherwise own /proc/sys (core_pattern!).
-fn build_proc() -> Result<(), ChildError> {
+fn build_proc(pid_max: Option<u64>) -> Result<(), ChildError> {
     let proc = at(NEW, Path::new("/proc"));
     mount(
         Some("proc"),
@@ -178,6 +178,14 @@ fn build_proc() -> Result<(), ChildError> {
         None::<&str>,
     )
     .map_err(|e| mount_err("mounting a fresh /proc on", &proc, e))?;
+    if let Some(max) = pid_max {
+        fs::write(proc.join("sys/kernel/pid_max"), max.to_string()).map_err(|e| {
+            ChildError::unsupported(
+                format!("setting the pid namespace's pid_max for the process cap: {e}"),
+                "pass --pids N to use a cgroup or rlimit instead".into(),
+            )
+        })?;
+    }
     for sub in ["sys", "sysrq-trigger", "irq", "bus", "fs", "kcore", "keys", "timer_list"] {
         let p = proc.join(sub);
         if p.exists() {
@@ -190,7 +198,7 @@ fn build_proc() -> Result<(), ChildError> {
 
 /// Builds the view described by `plan` and makes it the root. Afterwards the host's tree is
 /// no longer reachable from the sandbox's mount namespace.
-pub fn enter(plan: &MountPlan) -> Result<(), ChildError> {
+pub fn enter(plan: &MountPlan, pid_max: Option<u64>) -> Result<(), ChildError> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| mount_err("making mounts private at", Path::new("/"), e))?;
     tmpfs(Path::new(BASE), 0o755, 1 << 20, MsFlags::empty())?;
@@ -210,7 +218,7 @@ pub fn enter(plan: &MountPlan) -> Result<(), ChildError> {
         apply(op, &mut read_only_tmpfs)?;
     }
     build_dev(plan_tmp_size(plan))?;
-    build_proc()?;
+    build_proc(pid_max)?;
     for dst in read_only_tmpfs.iter().rev() {
         mount(
             None::<&str>,

@@ -127,6 +127,7 @@ impl PolicyBuilder {
                     timeout: None,
                     memory: None,
                     pids: Some(DEFAULT_PIDS),
+                    pids_explicit: false,
                     cpus: None,
                     tmp_size: DEFAULT_TMP_SIZE,
                 },
@@ -230,6 +231,7 @@ impl Merge {
                 narrow(v.span(), "raising `limits.pids`")?;
             }
             l.pids = Some(*v.get_ref());
+            l.pids_explicit = true;
         }
         if let Some(v) = &limits.cpus {
             if !(*v.get_ref() > 0.0 && v.get_ref().is_finite()) {
@@ -302,6 +304,7 @@ impl Merge {
                 return Err(PolicyError::new("--pids must be at least 1"));
             }
             l.pids = Some(p);
+            l.pids_explicit = true;
         }
         if let Some(c) = flags.cpus {
             if !(c > 0.0 && c.is_finite()) {

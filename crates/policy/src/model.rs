@@ -113,13 +113,14 @@ impl FsRules {
         FsDecision { access, read_rule, write_rule: if readable { write_rule } else { None } }
     }
 
-    /// The most specific rule of the given kinds that covers `path`.
+    /// The most specific rule of the given kinds that covers `path`. Paths are normalized, so
+    /// byte comparisons stand in for component-wise ones (this runs on every launch).
     fn deciding(&self, path: &Path, kinds: &[RuleKind]) -> Option<&FsRule> {
         let is_deny = |r: &FsRule| matches!(r.kind, RuleKind::DenyRead | RuleKind::DenyWrite);
         self.rules
             .iter()
-            .filter(|r| kinds.contains(&r.kind) && path.starts_with(&r.path))
-            .max_by_key(|r| (r.path.components().count(), r.origin.rank(), is_deny(r)))
+            .filter(|r| kinds.contains(&r.kind) && is_within(path, &r.path))
+            .max_by_key(|r| (r.path.as_os_str().len(), r.origin.rank(), is_deny(r)))
     }
 }
 
@@ -149,6 +150,9 @@ pub struct Limits {
     pub timeout: Option<HumanDuration>,
     pub memory: Option<ByteSize>,
     pub pids: Option<u64>,
+    /// Whether `pids` was set by a config file or flag rather than left at the default; an
+    /// explicit limit is enforced exactly, the default may use a cheaper, approximate cap.
+    pub pids_explicit: bool,
     pub cpus: Option<f64>,
     pub tmp_size: ByteSize,
 }
@@ -214,6 +218,12 @@ impl Policy {
         let hash = Sha256::digest(json);
         hash.iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// Whether normalized `path` is `base` or below it.
+pub fn is_within(path: &Path, base: &Path) -> bool {
+    let (p, b) = (path.as_os_str().as_encoded_bytes(), base.as_os_str().as_encoded_bytes());
+    p.starts_with(b) && (p.len() == b.len() || b.ends_with(b"/") || p[b.len()] == b'/')
 }
 
 /// Lexically normalizes an absolute path: removes `.`, resolves `..`, drops trailing slashes.
@@ -295,6 +305,15 @@ mod tests {
             (RuleKind::DenyWrite, "/w", Origin::flag("--deny-write")),
         ]);
         assert_eq!(fs.access(Path::new("/w/x")).access, FsAccess::Read);
+    }
+
+    #[test]
+    fn within_is_component_wise() {
+        assert!(is_within(Path::new("/a/b"), Path::new("/a")));
+        assert!(is_within(Path::new("/a"), Path::new("/a")));
+        assert!(is_within(Path::new("/a"), Path::new("/")));
+        assert!(!is_within(Path::new("/ab"), Path::new("/a")));
+        assert!(!is_within(Path::new("/a"), Path::new("/a/b")));
     }
 
     #[test]
