@@ -1,0 +1,158 @@
+//! Shared harness for the end-to-end tests: runs the real `ringfence` binary against the real
+//! kernel, as root and as an unprivileged uid, in a scratch tree outside /tmp (the sandbox gets
+//! a private /tmp, so files there would prove nothing about the host).
+
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The unprivileged identity the suite also runs as.
+pub const NOBODY: u32 = 65534;
+
+/// Who runs ringfence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Who {
+    /// The test process's own identity (root in CI).
+    Me,
+    /// uid and gid 65534 via setpriv; only when the tests run as root.
+    Nobody,
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Every identity available: root and nobody when running as root, else just ourselves.
+pub fn identities() -> Vec<Who> {
+    if is_root() {
+        vec![Who::Me, Who::Nobody]
+    } else {
+        vec![Who::Me]
+    }
+}
+
+fn scratch_root() -> PathBuf {
+    let base = std::env::var_os("RINGFENCE_TEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let dir = base.join(format!("ringfence-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// A copy of the binary that every identity can execute.
+pub fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = PathBuf::from(env!("CARGO_BIN_EXE_ringfence"));
+        let dir = scratch_root().join("bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dst = dir.join("ringfence");
+        std::fs::copy(&src, &dst).unwrap();
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dst
+    })
+}
+
+static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A scratch home and workspace owned by `who`, removed on drop.
+pub struct Env {
+    pub who: Who,
+    pub root: PathBuf,
+    pub home: PathBuf,
+    pub ws: PathBuf,
+    /// A host directory outside every writable root, for "the host file is unchanged" checks.
+    pub outside: PathBuf,
+}
+
+impl Env {
+    pub fn new(who: Who) -> Env {
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let root = scratch_root().join(format!("env-{n}-{who:?}"));
+        let _ = std::fs::remove_dir_all(&root);
+        let home = root.join("home");
+        let ws = home.join("project");
+        let outside = root.join("outside");
+        for d in [&home, &ws, &outside] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let env = Env { who, root, home, ws, outside };
+        env.chown_all();
+        env
+    }
+
+    /// Gives the whole tree to the identity that runs ringfence.
+    pub fn chown_all(&self) {
+        if self.who == Who::Nobody {
+            let status = Command::new("chown").args(["-R", "65534:65534"]).arg(&self.root).status().unwrap();
+            assert!(status.success());
+        }
+    }
+
+    /// Writes a file (and its parents) owned by the run's identity.
+    pub fn write(&self, path: &Path, content: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+        self.chown_all();
+    }
+
+    /// A `ringfence` command as `who`, in the workspace, with a small clean environment.
+    pub fn command(&self) -> Command {
+        let mut cmd = if self.who == Who::Nobody {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(binary());
+            c
+        } else {
+            Command::new(binary())
+        };
+        cmd.current_dir(&self.ws)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", &self.home)
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `ringfence run [args] -- sh -c script`.
+    pub fn sh(&self, args: &[&str], script: &str) -> Output {
+        let mut cmd = self.command();
+        cmd.arg("run").args(args).args(["--", "sh", "-c", script]);
+        cmd.output().unwrap()
+    }
+
+    /// `ringfence ARGS...` (any subcommand).
+    pub fn ringfence(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Panics with both streams when the run did not exit with `code`.
+#[track_caller]
+pub fn assert_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
