@@ -156,3 +156,147 @@ pub fn assert_code(o: &Output, code: i32) {
         stderr(o)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for the compatibility, policy and library suites: deadlines, host-side shells, configs.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+/// How long one ringfence invocation may take before the test fails instead of hanging.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs `cmd` to completion with piped stdout and stderr, feeding `input` to its stdin (or
+/// /dev/null). Kills it and panics, with what it printed so far, once `limit` has passed.
+#[track_caller]
+pub fn output_within(cmd: &mut Command, input: Option<Vec<u8>>, limit: Duration) -> Output {
+    cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let writer = child.stdin.take().zip(input).map(|(mut stdin, data)| {
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        })
+    });
+    let drain = |stream: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut s) = stream {
+                let _ = s.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+}
+
+/// Polls `cond` every 20 ms until it holds; panics with `what` after `limit`.
+#[track_caller]
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !cond() {
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Env {
+    /// `ringfence run [args] -- sh -c script`, killed (and failed) after [`DEADLINE`].
+    #[track_caller]
+    pub fn sh_within(&self, args: &[&str], script: &str) -> Output {
+        let mut cmd = self.command();
+        cmd.arg("run").args(args).args(["--", "sh", "-c", script]);
+        output_within(&mut cmd, None, DEADLINE)
+    }
+
+    /// `ringfence ARGS...` (any subcommand), killed (and failed) after [`DEADLINE`].
+    #[track_caller]
+    pub fn ringfence_within(&self, args: &[&str]) -> Output {
+        let mut cmd = self.command();
+        cmd.args(args);
+        output_within(&mut cmd, None, DEADLINE)
+    }
+
+    /// `/bin/sh -c script` on the host, as `who`, in the workspace, with the same small
+    /// environment as [`Env::command`] plus `$RF`, the path of the ringfence binary. For what
+    /// needs a shell around ringfence: extra descriptors, pipes, `script`.
+    pub fn host_sh(&self, script: &str) -> Command {
+        let mut cmd = if self.who == Who::Nobody {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", "-c", script]);
+            c
+        } else {
+            let mut c = Command::new("/bin/sh");
+            c.args(["-c", script]);
+            c
+        };
+        cmd.current_dir(&self.ws)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", &self.home)
+            .env("LANG", "C.UTF-8")
+            .env("RF", binary())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// The user config: ~/.config/ringfence/config.toml under this env's home.
+    pub fn user_config_path(&self) -> PathBuf {
+        self.home.join(".config/ringfence/config.toml")
+    }
+
+    /// The project config: .ringfence.toml in the workspace.
+    pub fn project_config_path(&self) -> PathBuf {
+        self.ws.join(".ringfence.toml")
+    }
+
+    /// Writes the user config.
+    pub fn user_config(&self, text: &str) {
+        self.write(&self.user_config_path(), text);
+    }
+
+    /// Writes the project config.
+    pub fn project_config(&self, text: &str) {
+        self.write(&self.project_config_path(), text);
+    }
+}
+
+/// Waits for a spawned process; kills it and panics after `limit`.
+#[track_caller]
+pub fn wait_within(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process {} did not finish within {limit:?}; killed", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A path as a `&str` (the scratch tree is plain ASCII).
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("scratch paths are UTF-8")
+}

@@ -59,6 +59,8 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     close_inherited(setup);
 
     view::enter(&setup.plan, setup.pid_max)?;
+    // Built here rather than in the supervisor: the child has time while it waits for "go".
+    let seccomp = crate::seccomp::build(setup.allow_ptrace).map_err(ChildError::internal)?;
     if setup.isolate_network {
         sys::loopback_up().map_err(|e| ChildError::internal(format!("bringing up loopback: {e}")))?;
     }
@@ -83,7 +85,7 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     } else if setup.landlock_abi > 0 {
         return Err(ChildError::internal("the supervisor sent no Landlock ruleset".into()));
     }
-    sys::install_seccomp(&setup.seccomp).map_err(|e| {
+    sys::install_seccomp(&seccomp).map_err(|e| {
         ChildError::unsupported(format!("installing the seccomp filter: {e}"), "use a kernel with CONFIG_SECCOMP_FILTER".into())
     })?;
 

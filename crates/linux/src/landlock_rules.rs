@@ -5,10 +5,14 @@
 //! (rules name inodes, and the view's binds are the host's inodes); the child then adds the
 //! filesystems that exist only in the view (/tmp, /dev, /proc) and restricts itself.
 
-use landlock::{
-    Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    Scope, ABI,
-};
+use crate::sys;
+use landlock::{Access, AccessFs, BitFlags, CompatLevel, Compatible, Ruleset, RulesetAttr, Scope, ABI};
+use nix::dir::{Dir, Type};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use ringfence_policy::{FsAccess, FsRules};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -47,7 +51,7 @@ impl<'a> LandlockBuilder<'a> {
 
     /// Creates the ruleset and adds a rule for every host path; the child adds its fresh
     /// filesystems and restricts itself.
-    pub fn build(&self) -> Result<std::os::fd::OwnedFd, String> {
+    pub fn build(&self) -> Result<OwnedFd, String> {
         let all = AccessFs::from_all(self.abi);
         let mut ruleset = Ruleset::default()
             .set_compatibility(CompatLevel::BestEffort)
@@ -56,21 +60,13 @@ impl<'a> LandlockBuilder<'a> {
         if self.abi >= ABI::V6 {
             ruleset = ruleset.scope(Scope::from_all(self.abi)).map_err(|e| e.to_string())?;
         }
-        let mut created = ruleset.create().map_err(|e| e.to_string())?;
-        let mut grants = Vec::new();
+        let created = ruleset.create().map_err(|e| e.to_string())?;
+        let fd = Option::<OwnedFd>::from(created).ok_or_else(|| "the kernel offers no Landlock ruleset".to_string())?;
         let root = Path::new("/");
-        self.visit(root, self.rules.access(root).access, true, &mut grants);
-        for (path, rights, is_dir) in grants {
-            let Ok(fd) = PathFd::new(&path) else { continue };
-            let rights = if is_dir { rights } else { rights & AccessFs::from_file(self.abi) };
-            if rights.is_empty() {
-                continue;
-            }
-            created = created
-                .add_rule(PathBeneath::new(fd, rights))
-                .map_err(|e| format!("landlock rule for {}: {e}", path.display()))?;
-        }
-        Option::<std::os::fd::OwnedFd>::from(created).ok_or_else(|| "the kernel offers no Landlock ruleset".to_string())
+        let dir = Dir::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| format!("opening /: {e}"))?;
+        self.visit_dir(fd.as_raw_fd(), dir, root, self.rules.access(root).access)?;
+        Ok(fd)
     }
 
     fn rights(&self, access: FsAccess) -> BitFlags<AccessFs> {
@@ -93,42 +89,86 @@ impl<'a> LandlockBuilder<'a> {
         }
     }
 
-    /// Grants rights from `path` down. `inherited` is the parent's access, which is also this
-    /// path's unless a rule names it.
-    fn visit(&self, path: &Path, inherited: FsAccess, is_dir: bool, grants: &mut Vec<(PathBuf, BitFlags<AccessFs>, bool)>) {
+    /// Grants rights at one entry of `parent`, opened relative to it (one lookup, not a whole
+    /// path walk: this runs for a few hundred entries on every launch).
+    fn visit(&self, ruleset: RawFd, parent: RawFd, name: &CStr, path: &Path, inherited: FsAccess, is_dir: bool) -> Result<(), String> {
         if crate::plan::FRESH_DIRS.iter().any(|d| path == Path::new(d)) {
-            return;
+            return Ok(());
         }
         let access = if self.marks.contains(path) { self.rules.access(path).access } else { inherited };
         // Rights reach the whole subtree, so nothing below a writable directory can be narrowed
         // by Landlock; stop here.
         if access == FsAccess::Write || !is_dir || !self.has_marks_below(path) {
-            if access != FsAccess::Deny {
-                grants.push((path.into(), self.rights(access), is_dir));
+            if access == FsAccess::Deny {
+                return Ok(());
             }
-            return;
+            let rights = if is_dir { self.rights(access) } else { self.rights(access) & AccessFs::from_file(self.abi) };
+            let Ok(fd) = nix::fcntl::openat(
+                sys::borrow_fd(parent),
+                name,
+                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) else {
+                return Ok(());
+            };
+            return self.grant(ruleset, fd.as_raw_fd(), rights, path);
         }
-        grants.push((path.into(), self.passage_rights(access), true));
-        let Ok(entries) = std::fs::read_dir(path) else { return };
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else { continue };
-            // Never follow links: a link to `/` would grant everything.
-            if kind.is_symlink() {
+        let Ok(dir) = Dir::openat(
+            sys::borrow_fd(parent),
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return Ok(());
+        };
+        self.visit_dir(ruleset, dir, path, access)
+    }
+
+    /// Grants passage through `dir` and visits its entries.
+    fn visit_dir(&self, ruleset: RawFd, mut dir: Dir, path: &Path, access: FsAccess) -> Result<(), String> {
+        let dir_fd = dir.as_raw_fd();
+        self.grant(ruleset, dir_fd, self.passage_rights(access), path)?;
+        let mut entries = Vec::new();
+        for entry in dir.iter().flatten() {
+            let name = entry.file_name();
+            if name.to_bytes() == b"." || name.to_bytes() == b".." {
                 continue;
             }
-            self.visit(&entry.path(), access, kind.is_dir(), grants);
+            // Never follow links: a link to `/` would grant everything.
+            let is_dir = match entry.file_type() {
+                Some(Type::Symlink) => continue,
+                Some(Type::Directory) => true,
+                Some(_) => false,
+                None => nix::sys::stat::fstatat(sys::borrow_fd(dir_fd), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR),
+            };
+            entries.push((name.to_owned(), is_dir));
         }
+        for (name, is_dir) in entries {
+            let child = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+            self.visit(ruleset, dir_fd, &name, &child, access, is_dir)?;
+        }
+        Ok(())
+    }
+
+    fn grant(&self, ruleset: RawFd, fd: RawFd, rights: BitFlags<AccessFs>, path: &Path) -> Result<(), String> {
+        let rights = rights & AccessFs::from_all(self.abi);
+        if rights.is_empty() {
+            return Ok(());
+        }
+        sys::landlock_add_path_rule(ruleset, fd, rights.bits())
+            .map_err(|e| format!("landlock rule for {}: {e}", path.display()))
     }
 }
 
 /// In the child: grants the view's own filesystems, then restricts the calling process (and
 /// everything it starts) to the ruleset.
-pub fn restrict(ruleset: std::os::fd::RawFd, abi: i32) -> Result<(), String> {
+pub fn restrict(ruleset: RawFd, abi: i32) -> Result<(), String> {
     for (path, rights) in fresh_dir_rights(abi) {
         if let Ok(dir) = std::fs::File::open(path) {
-            crate::sys::landlock_add_path_rule(ruleset, std::os::fd::AsRawFd::as_raw_fd(&dir), rights)
+            sys::landlock_add_path_rule(ruleset, dir.as_raw_fd(), rights)
                 .map_err(|e| format!("landlock rule for {path}: {e}"))?;
         }
     }
-    crate::sys::landlock_restrict_self(ruleset).map_err(|e| format!("landlock_restrict_self: {e}"))
+    sys::landlock_restrict_self(ruleset).map_err(|e| format!("landlock_restrict_self: {e}"))
 }

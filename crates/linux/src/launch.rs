@@ -6,7 +6,7 @@ use crate::error::{ChildError, ErrorKind, LaunchError};
 use crate::limits::RlimitPlan;
 use crate::plan::{self, MountPlan, Placeholder};
 use crate::landlock_rules::LandlockBuilder;
-use crate::{pty, seccomp, sys};
+use crate::{pty, sys};
 use nix::sys::socket::{socketpair, sendmsg, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
@@ -56,7 +56,7 @@ pub(crate) struct ChildSetup {
     pub env: Vec<(OsString, OsString)>,
     pub cwd: PathBuf,
     pub plan: MountPlan,
-    pub seccomp: Vec<seccompiler::sock_filter>,
+    pub allow_ptrace: bool,
     pub landlock_abi: i32,
     pub rlimits: RlimitPlan,
     /// The pid namespace's pid_max, when it carries the process cap.
@@ -256,10 +256,14 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     };
     let plan = plan::build(policy, &agent_sockets(), keep_run)
         .map_err(|e| LaunchError::new(ErrorKind::Policy, e.0, Some(e.1)))?;
-    let seccomp = seccomp::build(policy.allow_ptrace).map_err(LaunchError::internal)?;
-    let probe = CgroupProbe::detect();
     let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     let pid_cap = cgroup::pid_namespace_cap(&policy.limits, &kernel);
+    // Reading the cgroup hierarchy costs a little; skip it when no limit needs one.
+    let probe = if cgroup::needed_controllers(&policy.limits, pid_cap.is_some()).is_empty() {
+        CgroupProbe { root: nix::unistd::geteuid().is_root(), ..Default::default() }
+    } else {
+        CgroupProbe::detect()
+    };
     let (_, mut enforcement) = assess(policy, landlock_abi, &probe, pid_cap);
     enforcement.kernel = kernel;
 
@@ -319,7 +323,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         env: spec.env,
         cwd: spec.cwd,
         plan,
-        seccomp,
+        allow_ptrace: policy.allow_ptrace,
         landlock_abi,
         rlimits,
         pid_max: pid_cap,

@@ -190,7 +190,13 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
             (false, FsAccess::Write, FsAccess::Read) => {
                 if !exists {
                     let parent_is_dir = path.parent().is_some_and(|p| p.is_dir() && !p.is_symlink());
-                    if !parent_is_dir {
+                    let builtin_while_present = ringfence_policy::Origin::builtin(ringfence_policy::profile::WHILE_PRESENT);
+                    let while_present = plan
+                        .rules
+                        .of_kind(RuleKind::DenyWrite)
+                        .filter(|r| r.path == path)
+                        .all(|r| r.origin == builtin_while_present);
+                    if !parent_is_dir || while_present {
                         None
                     } else {
                         plan.placeholders.push(Placeholder { path: path.clone() });

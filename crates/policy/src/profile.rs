@@ -25,12 +25,18 @@ pub const SYSTEM_SECRETS: &[&str] = &[
     "/etc/ssl/private", "/etc/sudoers", "/etc/sudoers.d",
 ];
 
-/// Paths inside every writable root that stay read-only: code there runs later, outside the
-/// sandbox (git hooks and config, direnv, editor tasks, commit-hook frameworks, our own config).
-pub const PROTECTED_IN_WRITE_ROOTS: &[&str] = &[
-    ".git/hooks", ".git/config", ".gitmodules", ".envrc", ".vscode", ".idea", ".zed", ".husky",
-    ".pre-commit-config.yaml", ".ringfence.toml",
-];
+/// Paths inside every writable root that stay read-only, even when absent (an empty
+/// placeholder is mounted read-only for the run): code there runs later, outside the sandbox
+/// (git hooks and config, submodules, direnv, editor tasks, our own config).
+pub const PROTECTED_IN_WRITE_ROOTS: &[&str] =
+    &[".git/hooks", ".git/config", ".gitmodules", ".envrc", ".vscode", ".idea", ".ringfence.toml"];
+
+/// Paths inside every writable root that stay read-only while they exist. When absent they are
+/// inert: their tools only run them once a hook in .git (itself protected) points at them.
+pub const PROTECTED_WHILE_PRESENT: &[&str] = &[".husky", ".pre-commit-config.yaml", ".zed"];
+
+/// The origin of rules from `PROTECTED_WHILE_PRESENT`; backends skip placeholders for them.
+pub const WHILE_PRESENT: &str = "protected path, while present";
 
 /// Files under $HOME that run code at login or on use; read-only even when $HOME is writable.
 pub const PROTECTED_IN_HOME: &[&str] = &[
@@ -79,11 +85,14 @@ pub fn base_rules(profile: ProfileName, workspace: &Path, home: &Path) -> FsRule
 /// Adds the protected paths below every writable root; called once all roots are known.
 pub fn protect_write_roots(fs: &mut FsRules) {
     let roots: Vec<_> = fs.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
+    let lists = [(PROTECTED_IN_WRITE_ROOTS, "protected path"), (PROTECTED_WHILE_PRESENT, WHILE_PRESENT)];
     for root in roots {
-        for name in PROTECTED_IN_WRITE_ROOTS {
-            let path = root.join(name);
-            if !fs.rules.iter().any(|r| r.kind == RuleKind::DenyWrite && r.path == path) {
-                fs.push(RuleKind::DenyWrite, path, Origin::builtin("protected path"));
+        for (names, what) in lists {
+            for name in names {
+                let path = root.join(name);
+                if !fs.rules.iter().any(|r| r.kind == RuleKind::DenyWrite && r.path == path) {
+                    fs.push(RuleKind::DenyWrite, path, Origin::builtin(what));
+                }
             }
         }
     }
