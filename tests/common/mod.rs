@@ -300,3 +300,208 @@ pub fn wait_within(child: &mut std::process::Child, limit: Duration) -> std::pro
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("scratch paths are UTF-8")
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for the security suite (tests/security_*.rs).
+// ---------------------------------------------------------------------------------------------
+
+/// How long one sandboxed run may take before the suite calls the sandbox hung.
+pub const RUN_LIMIT: Duration = Duration::from_secs(30);
+
+/// A python3 prelude for probing system calls through libc's `syscall()`. `probe(name, nr,
+/// *args)` prints `name OK <ret>` or `name ERR <ERRNO>`; read the lines with [`probe_results`].
+pub const PY_SYSCALL: &str = r#"
+import ctypes, errno, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def sc(nr, *args):
+    conv = [a if not isinstance(a, int) else ctypes.c_long(a) for a in args]
+    ctypes.set_errno(0)
+    r = libc.syscall(ctypes.c_long(nr), *conv)
+    return r, ctypes.get_errno()
+def probe(name, nr, *args):
+    r, e = sc(nr, *args)
+    if r == -1:
+        print(name, "ERR", errno.errorcode.get(e, str(e)), flush=True)
+    else:
+        print(name, "OK", r, flush=True)
+    return r
+"#;
+
+/// Parses `name OK n` / `name ERR ERRNO` lines into name -> "OK" or the errno name.
+pub fn probe_results(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let name = parts.next()?;
+            let verdict = match parts.next()? {
+                "OK" => "OK".to_string(),
+                "ERR" => parts.next()?.to_string(),
+                _ => return None,
+            };
+            Some((name.to_string(), verdict))
+        })
+        .collect()
+}
+
+/// A string no other test (or earlier run) uses, for files, processes and sockets.
+pub fn marker(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("rf{tag}{}x{n}", std::process::id())
+}
+
+/// A unique `sleep` argument (`300.<digits>`): the host can find such a sleep by its argv.
+pub fn sleep_marker() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("300.{}{:03}", std::process::id(), n)
+}
+
+/// Host pids of live (non-zombie) processes with an argument exactly equal to `arg`.
+pub fn pids_with_arg(arg: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if cmdline.split(|b| *b == 0).any(|a| a == arg.as_bytes()) && is_alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Whether `pid` exists on the host and is not a zombie.
+pub fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes; returns whether it held.
+pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Collects a spawned child's piped streams and status; kills it and panics after `limit`, so a
+/// hung sandbox fails the test instead of hanging the suite.
+pub fn collect_within(mut child: std::process::Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            let _ = tx.send(buf);
+        });
+        rx
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the run did not finish within {limit:?} (killed)");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // A process that outlived the run would keep the pipes open.
+    let grace = Duration::from_secs(5);
+    let stdout = out.recv_timeout(grace).expect("stdout still open after the run ended: something outlived it");
+    let stderr = err.recv_timeout(grace).expect("stderr still open after the run ended: something outlived it");
+    Output { status, stdout, stderr }
+}
+
+/// Runs `cmd` with piped output, bounded by `limit` (see [`collect_within`]).
+pub fn bounded_output(mut cmd: Command, limit: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    collect_within(cmd.spawn().unwrap(), limit)
+}
+
+/// Both streams, for assertion messages and "does the output contain a secret" checks.
+pub fn both(o: &Output) -> String {
+    format!("{}{}", stdout(o), stderr(o))
+}
+
+impl Env {
+    /// The uid that runs ringfence.
+    pub fn uid(&self) -> u32 {
+        match self.who {
+            Who::Me => nix::unistd::geteuid().as_raw(),
+            Who::Nobody => NOBODY,
+        }
+    }
+
+    /// `ringfence run [args] -- argv...`, not yet started.
+    pub fn run_command(&self, args: &[&str], argv: &[&str]) -> Command {
+        let mut cmd = self.command();
+        cmd.arg("run").args(args).arg("--").args(argv);
+        cmd
+    }
+
+    /// `ringfence run [args] -- argv...`, bounded by [`RUN_LIMIT`].
+    pub fn run_argv(&self, args: &[&str], argv: &[&str]) -> Output {
+        bounded_output(self.run_command(args, argv), RUN_LIMIT)
+    }
+
+    /// `ringfence run [args] -- sh -c script`, bounded by [`RUN_LIMIT`].
+    pub fn run_sh(&self, args: &[&str], script: &str) -> Output {
+        self.run_argv(args, &["sh", "-c", script])
+    }
+
+    /// `ringfence run [args] -- python3 -c code`, bounded by [`RUN_LIMIT`].
+    pub fn run_py(&self, args: &[&str], code: &str) -> Output {
+        self.run_argv(args, &["python3", "-c", code])
+    }
+
+    /// The same program run on the host WITHOUT the sandbox, as the same identity and with the
+    /// same clean environment: the positive control showing an attack would work unconfined.
+    pub fn host_command(&self, argv: &[&str]) -> Command {
+        let mut cmd = if self.who == Who::Nobody {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).args(argv);
+            c
+        } else {
+            let mut c = Command::new(argv[0]);
+            c.args(&argv[1..]);
+            c
+        };
+        cmd.current_dir(&self.ws)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", &self.home)
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `argv` on the host, unsandboxed, as the run's identity (see [`Env::host_command`]).
+    pub fn host(&self, argv: &[&str]) -> Output {
+        bounded_output(self.host_command(argv), RUN_LIMIT)
+    }
+
+    /// Gives one path (not following a final symlink) to the run's identity.
+    pub fn give(&self, path: &Path) {
+        if self.who == Who::Nobody {
+            std::os::unix::fs::lchown(path, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+}

@@ -171,6 +171,10 @@ impl PolicyArgs {
     }
 
     pub fn sources(&self) -> ringfence::PolicySources {
-        ringfence::PolicySources { workspace: self.workspace.clone(), config: self.config.clone(), no_config: self.no_config }
+        ringfence::PolicySources {
+            workspace: self.workspace.clone(),
+            config: self.config.clone(),
+            no_config: self.no_config,
+        }
     }
 }

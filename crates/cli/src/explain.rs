@@ -151,7 +151,10 @@ pub fn render(policy: &Policy) -> String {
     }
     secret.sort();
     other.sort();
-    out.push_str(&format!("  dropped as secret-looking: {}\n", if secret.is_empty() { "none".into() } else { secret.join(", ") }));
+    out.push_str(&format!(
+        "  dropped as secret-looking: {}\n",
+        if secret.is_empty() { "none".into() } else { secret.join(", ") }
+    ));
     out.push_str(&format!("  dropped, not allowed: {} variable(s)\n", other.len()));
     for (k, v) in &policy.env.set {
         out.push_str(&format!("  set: {k}={v}\n"));

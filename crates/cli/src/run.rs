@@ -158,7 +158,9 @@ fn reason_name(reason: &EndReason) -> &'static str {
 /// Says why ringfence ended the run, on stderr and in the events.
 fn explain_end(status: &ExitStatus, events: Option<&mut EventWriter>) {
     let (limit, message) = match &status.reason {
-        EndReason::Timeout => ("timeout", format!("timed out after {:.1}s; the command was killed", status.duration.as_secs_f64())),
+        EndReason::Timeout => {
+            ("timeout", format!("timed out after {:.1}s; the command was killed", status.duration.as_secs_f64()))
+        }
         EndReason::MemoryLimit => ("memory", "the memory limit was reached; the command was killed".to_string()),
         EndReason::PidsLimit => ("pids", "the process limit was reached (fork failed inside the sandbox)".to_string()),
         EndReason::ExecFailed(msg) => {

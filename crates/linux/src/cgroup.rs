@@ -62,7 +62,11 @@ impl CgroupProbe {
                     if superopts.split(',').any(|o| o == ctrl) {
                         let path = own
                             .lines()
-                            .filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2)))
+                            .filter_map(|l| {
+                                let mut parts = l.splitn(3, ':');
+                                parts.next();
+                                parts.next().zip(parts.next())
+                            })
                             .find(|(ctrls, _)| ctrls.split(',').any(|c| c == ctrl))
                             .map(|(_, p)| p)
                             .unwrap_or("/");
@@ -93,7 +97,12 @@ impl CgroupProbe {
             Some(dir) => format!(
                 "the cgroup {} lacks the {} controller(s)",
                 dir.display(),
-                needed.iter().filter(|c| !self.v2_controllers.iter().any(|h| h == *c)).cloned().collect::<Vec<_>>().join(", ")
+                needed
+                    .iter()
+                    .filter(|c| !self.v2_controllers.iter().any(|h| h == *c))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         if v1_ok {
@@ -154,7 +163,12 @@ pub struct CgroupStats {
 
 impl RunCgroup {
     /// The directories this run will use, before they exist (so the cleaner knows them).
-    pub fn planned(probe: &CgroupProbe, mechanism: &LimitMechanism, needed: &[&str], name: &str) -> Vec<(String, PathBuf)> {
+    pub fn planned(
+        probe: &CgroupProbe,
+        mechanism: &LimitMechanism,
+        needed: &[&str],
+        name: &str,
+    ) -> Vec<(String, PathBuf)> {
         match mechanism {
             LimitMechanism::CgroupV2 => probe.v2_dir.iter().map(|d| (String::new(), d.join(name))).collect(),
             LimitMechanism::CgroupV1 => probe
@@ -168,7 +182,12 @@ impl RunCgroup {
     }
 
     /// Creates the directories and writes the limits.
-    pub fn create(mechanism: LimitMechanism, dirs: Vec<(String, PathBuf)>, probe: &CgroupProbe, limits: &Limits) -> io::Result<Self> {
+    pub fn create(
+        mechanism: LimitMechanism,
+        dirs: Vec<(String, PathBuf)>,
+        probe: &CgroupProbe,
+        limits: &Limits,
+    ) -> io::Result<Self> {
         let cg = RunCgroup { mechanism, dirs };
         if cg.mechanism == LimitMechanism::CgroupV2 {
             let parent = probe.v2_dir.as_ref().ok_or_else(|| io::Error::other("no cgroup2"))?;

@@ -60,14 +60,13 @@ pub fn userns_remedy() -> String {
 
 impl Features {
     pub fn probe() -> Self {
-        let kernel = nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
         let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
         Features {
             kernel,
             userns: probe_userns(),
-            apparmor_userns_restricted: read_trimmed("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref()
+            apparmor_userns_restricted: read_trimmed("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+                .as_deref()
                 == Some("1"),
             landlock_abi: sys::landlock_abi(),
             seccomp: status.lines().any(|l| l.starts_with("Seccomp:")),
@@ -126,7 +125,9 @@ impl Features {
                 LimitMechanism::CgroupV2 => (true, "cgroup v2 (delegated)".to_string()),
                 LimitMechanism::CgroupV1 => (true, "cgroup v1 (as root)".to_string()),
                 LimitMechanism::Rlimit => match ctrl {
-                    "pids" if self.cgroups.root => (false, "rlimit, which the kernel does not apply to uid 0".to_string()),
+                    "pids" if self.cgroups.root => {
+                        (false, "rlimit, which the kernel does not apply to uid 0".to_string())
+                    }
                     "pids" => (true, "rlimit (RLIMIT_NPROC, per sandbox user namespace)".to_string()),
                     "memory" => (true, "rlimit (RLIMIT_AS: address space, not resident memory)".to_string()),
                     _ => (true, "CPU affinity (whole cores)".to_string()),
@@ -176,13 +177,8 @@ fn probe_userns() -> Result<(), String> {
                 nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
                 None::<&str>,
             );
-            let tmpfs = nix::mount::mount(
-                Some("tmpfs"),
-                "/tmp",
-                Some("tmpfs"),
-                nix::mount::MsFlags::empty(),
-                None::<&str>,
-            );
+            let tmpfs =
+                nix::mount::mount(Some("tmpfs"), "/tmp", Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>);
             sys::exit_now(if private.is_ok() && tmpfs.is_ok() { 0 } else { 1 })
         }
         Ok(pid) => match sys::wait4(pid) {

@@ -34,9 +34,8 @@ impl StatusPipe {
 
 fn write_id_maps(uid: u32, gid: u32) -> Result<(), ChildError> {
     let write = |file: &str, text: String| {
-        std::fs::write(file, text).map_err(|e| {
-            ChildError::unsupported(format!("writing {file}: {e}"), crate::features::userns_remedy())
-        })
+        std::fs::write(file, text)
+            .map_err(|e| ChildError::unsupported(format!("writing {file}: {e}"), crate::features::userns_remedy()))
     };
     write("/proc/self/setgroups", "deny".into())?;
     write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
@@ -79,14 +78,18 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     sys::set_no_new_privs().map_err(|e| ChildError::internal(format!("no_new_privs: {e}")))?;
     sys::set_non_dumpable().map_err(|e| ChildError::internal(format!("dumpable: {e}")))?;
     if let Some(ruleset) = ruleset {
-        crate::landlock_rules::restrict(ruleset, setup.landlock_abi)
-            .map_err(|e| ChildError::unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it".into()))?;
+        crate::landlock_rules::restrict(ruleset, setup.landlock_abi).map_err(|e| {
+            ChildError::unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it".into())
+        })?;
         sys::close_fd(ruleset);
     } else if setup.landlock_abi > 0 {
         return Err(ChildError::internal("the supervisor sent no Landlock ruleset".into()));
     }
     sys::install_seccomp(&seccomp).map_err(|e| {
-        ChildError::unsupported(format!("installing the seccomp filter: {e}"), "use a kernel with CONFIG_SECCOMP_FILTER".into())
+        ChildError::unsupported(
+            format!("installing the seccomp filter: {e}"),
+            "use a kernel with CONFIG_SECCOMP_FILTER".into(),
+        )
     })?;
 
     let mut mask = SigSet::empty();
@@ -159,15 +162,10 @@ fn exec_command(setup: &ChildSetup, status: &mut StatusPipe) -> ! {
 /// execve through the sandbox's own PATH (libc's execvpe would search ringfence's PATH).
 fn exec_search(setup: &ChildSetup) -> nix::Error {
     let to_c = |s: &[u8]| CString::new(s).unwrap_or_default();
-    let argv: Vec<CString> = std::iter::once(setup.program.as_bytes())
-        .chain(setup.args.iter().map(|a| a.as_bytes()))
-        .map(to_c)
-        .collect();
-    let envp: Vec<CString> = setup
-        .env
-        .iter()
-        .map(|(k, v)| to_c(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
-        .collect();
+    let argv: Vec<CString> =
+        std::iter::once(setup.program.as_bytes()).chain(setup.args.iter().map(|a| a.as_bytes())).map(to_c).collect();
+    let envp: Vec<CString> =
+        setup.env.iter().map(|(k, v)| to_c(&[k.as_bytes(), b"=", v.as_bytes()].concat())).collect();
     let program = setup.program.as_bytes();
     if program.contains(&b'/') {
         return nix::unistd::execve(&to_c(program), &argv, &envp).unwrap_err();

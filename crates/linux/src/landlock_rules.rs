@@ -10,11 +10,11 @@ use landlock::{Access, AccessFs, BitFlags, CompatLevel, Compatible, Ruleset, Rul
 use nix::dir::{Dir, Type};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
+use ringfence_policy::{FsAccess, FsRules};
+use std::collections::BTreeSet;
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use ringfence_policy::{FsAccess, FsRules};
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Filesystems that exist only in the sandbox's view, with the rights the child grants them.
@@ -35,7 +35,15 @@ pub struct LandlockBuilder<'a> {
 
 impl<'a> LandlockBuilder<'a> {
     pub fn new(rules: &'a FsRules, kernel_abi: i32) -> Self {
-        let mut marks: BTreeSet<PathBuf> = rules.rules.iter().map(|r| r.path.clone()).collect();
+        // A hidden path the caller can't read anyway (/etc/shadow for a normal user) needs no
+        // carve-out: the kernel's permission check is its second layer. Skipping it spares
+        // enumerating its directory, the bulk of the ruleset's cost.
+        let unreadable = |r: &ringfence_policy::FsRule| {
+            r.kind == ringfence_policy::RuleKind::DenyRead
+                && nix::unistd::access(&r.path, nix::unistd::AccessFlags::R_OK) == Err(nix::Error::EACCES)
+        };
+        let mut marks: BTreeSet<PathBuf> =
+            rules.rules.iter().filter(|r| !unreadable(r)).map(|r| r.path.clone()).collect();
         marks.extend(["/tmp", "/dev", "/proc", "/dev/shm", "/run", "/var/run"].map(PathBuf::from));
         LandlockBuilder { rules, abi: ABI::from(kernel_abi), marks }
     }
@@ -43,10 +51,7 @@ impl<'a> LandlockBuilder<'a> {
     /// Paths order component by component, so everything below `dir` directly follows it.
     fn has_marks_below(&self, dir: &Path) -> bool {
         use std::ops::Bound::{Excluded, Unbounded};
-        self.marks
-            .range::<Path, _>((Excluded(dir), Unbounded))
-            .next()
-            .is_some_and(|m| m.starts_with(dir))
+        self.marks.range::<Path, _>((Excluded(dir), Unbounded)).next().is_some_and(|m| m.starts_with(dir))
     }
 
     /// Creates the ruleset and adds a rule for every host path; the child adds its fresh
@@ -91,7 +96,15 @@ impl<'a> LandlockBuilder<'a> {
 
     /// Grants rights at one entry of `parent`, opened relative to it (one lookup, not a whole
     /// path walk: this runs for a few hundred entries on every launch).
-    fn visit(&self, ruleset: RawFd, parent: RawFd, name: &CStr, path: &Path, inherited: FsAccess, is_dir: bool) -> Result<(), String> {
+    fn visit(
+        &self,
+        ruleset: RawFd,
+        parent: RawFd,
+        name: &CStr,
+        path: &Path,
+        inherited: FsAccess,
+        is_dir: bool,
+    ) -> Result<(), String> {
         if crate::plan::FRESH_DIRS.iter().any(|d| path == Path::new(d)) {
             return Ok(());
         }

@@ -3,14 +3,14 @@
 use crate::cgroup::{self, CgroupProbe, CgroupStats, LimitMechanism, RunCgroup};
 use crate::cleaner::{remove_placeholder, Cleaner, Leftovers};
 use crate::error::{ChildError, ErrorKind, LaunchError};
+use crate::landlock_rules::LandlockBuilder;
 use crate::limits::RlimitPlan;
 use crate::plan::{self, MountPlan, Placeholder};
-use crate::landlock_rules::LandlockBuilder;
 use crate::{pty, sys};
-use nix::sys::socket::{socketpair, sendmsg, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
+use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 use ringfence_policy::{NetworkMode, Policy};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -160,23 +160,26 @@ fn agent_sockets() -> Vec<PathBuf> {
 static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Decides how limits are enforced and which requested protections can't be.
-fn assess(policy: &Policy, landlock_abi: i32, probe: &CgroupProbe, pid_cap: Option<u64>) -> (LimitMechanism, Enforcement) {
+fn assess(
+    policy: &Policy,
+    landlock_abi: i32,
+    probe: &CgroupProbe,
+    pid_cap: Option<u64>,
+) -> (LimitMechanism, Enforcement) {
     let needed = cgroup::needed_controllers(&policy.limits, pid_cap.is_some());
     let (mechanism, why) = probe.mechanism(&needed);
     let mut e = Enforcement { landlock_abi, ..Default::default() };
     let layer = |n: &str, d: String| LayerStatus { name: n.into(), detail: d };
     e.enforced.push(layer(
         "namespaces",
-        format!(
-            "user, mount, pid, ipc, uts, cgroup{}",
-            if policy.network == NetworkMode::None { ", net" } else { "" }
-        ),
+        format!("user, mount, pid, ipc, uts, cgroup{}", if policy.network == NetworkMode::None { ", net" } else { "" }),
     ));
     e.enforced.push(layer("mount view", "read-only host, masks, writable roots, private /tmp /dev /proc".into()));
     if landlock_abi > 0 {
         e.enforced.push(layer("landlock", format!("ABI {landlock_abi}")));
     } else {
-        e.not_enforced.push(layer("landlock", "the kernel has no Landlock: one filesystem layer instead of two".into()));
+        e.not_enforced
+            .push(layer("landlock", "the kernel has no Landlock: one filesystem layer instead of two".into()));
     }
     e.enforced.push(layer("seccomp", "escalation system calls refused with EPERM".into()));
     e.enforced.push(layer("no_new_privs", "capabilities dropped, setuid inert".into()));
@@ -335,7 +338,8 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         stdio: [0, 1, 2].map(|i| stdio_fds[i].as_ref().map(|f| f.as_raw_fd())),
         tty: tty.as_ref().map(|t| t.as_raw_fd()),
     };
-    let mut flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    let mut flags =
+        libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     if setup.isolate_network {
         flags |= libc::CLONE_NEWNET;
     }
@@ -344,7 +348,10 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         Ok(pid) => pid,
         Err(e) => {
             leftovers.remove();
-            return Err(unsupported(format!("creating the sandbox's namespaces failed: {e}"), crate::features::userns_remedy()));
+            return Err(unsupported(
+                format!("creating the sandbox's namespaces failed: {e}"),
+                crate::features::userns_remedy(),
+            ));
         }
     };
     drop((go_child, status_write, tty, stdio_fds));
@@ -381,7 +388,8 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let fds: Vec<RawFd> = ruleset.iter().map(|r| r.as_raw_fd()).collect();
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
-    if let Err(e) = sendmsg::<()>(go_parent.as_raw_fd(), &[std::io::IoSlice::new(b"g")], cmsgs, MsgFlags::empty(), None) {
+    if let Err(e) = sendmsg::<()>(go_parent.as_raw_fd(), &[std::io::IoSlice::new(b"g")], cmsgs, MsgFlags::empty(), None)
+    {
         sandbox.abort();
         return Err(LaunchError::internal(format!("starting the sandbox: {e}")));
     }
@@ -408,12 +416,15 @@ impl Sandbox {
         let init = self.init;
         std::thread::scope(|scope| {
             let attach = self.cgroup.as_ref().map(|cg| scope.spawn(move || cg.attach(init)));
-            let ruleset = if landlock_abi > 0 {
-                let built = LandlockBuilder::new(&plan.rules, landlock_abi).build();
-                Some(built.map_err(|e| unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it"))?)
-            } else {
-                None
-            };
+            let ruleset =
+                if landlock_abi > 0 {
+                    let built = LandlockBuilder::new(&plan.rules, landlock_abi).build();
+                    Some(built.map_err(|e| {
+                        unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it")
+                    })?)
+                } else {
+                    None
+                };
             if let Some(handle) = attach {
                 handle
                     .join()
@@ -480,7 +491,9 @@ impl Sandbox {
             Some(exit @ ExitKind::Code(_)) => (exit, EndReason::Exited),
             Some(exit @ ExitKind::Signal(_)) => (exit, EndReason::Signaled),
             None if libc::WIFSIGNALED(status) => (ExitKind::Signal(libc::WTERMSIG(status)), EndReason::Signaled),
-            None => return Err(LaunchError::internal("the sandbox's init ended without reporting the command's status")),
+            None => {
+                return Err(LaunchError::internal("the sandbox's init ended without reporting the command's status"))
+            }
         };
         if let Some(msg) = watched.exec_error {
             reason = EndReason::ExecFailed(msg);
@@ -505,7 +518,8 @@ impl Sandbox {
         let mut line = String::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let wait_ms = deadline.map(|d| d.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32);
+            let wait_ms =
+                deadline.map(|d| d.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32);
             let stdin = sys::borrow_fd(0);
             let mut fds = vec![PollFd::new(self.status.get_ref().as_fd(), PollFlags::POLLIN)];
             let sig_index = signals.as_ref().map(|s| {
@@ -529,9 +543,8 @@ impl Sandbox {
                 Err(nix::Error::EINTR) => continue,
                 Err(e) => return Err(LaunchError::internal(format!("poll: {e}"))),
             }
-            let ready = |i: Option<usize>| {
-                i.and_then(|i| fds.get(i)).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty())
-            };
+            let ready =
+                |i: Option<usize>| i.and_then(|i| fds.get(i)).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
             let (status_ready, sig_ready, master_ready, stdin_ready) =
                 (ready(Some(0)), ready(sig_index), ready(master_index), ready(stdin_index));
             drop(fds);

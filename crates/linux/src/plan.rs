@@ -61,11 +61,19 @@ pub struct PlanError(pub String, pub String);
 #[derive(Default)]
 pub struct Canonicalizer {
     seen: std::collections::HashMap<PathBuf, (PathBuf, bool)>,
+    /// Whether each existing canonical path seen is a directory.
+    dirs: std::collections::HashMap<PathBuf, bool>,
 }
 
 impl Canonicalizer {
     pub fn resolve(&mut self, path: &Path) -> PathBuf {
         self.resolve_inner(path, 0).0
+    }
+
+    /// For a canonical path already resolved: None if absent, else whether it is a directory.
+    pub fn kind(&mut self, canonical: &Path) -> Option<bool> {
+        let (_, exists) = self.resolve_inner(canonical, 0);
+        exists.then(|| self.dirs.get(canonical).copied().unwrap_or(canonical == Path::new("/")))
     }
 
     /// The canonical path and whether it exists.
@@ -86,7 +94,10 @@ impl Canonicalizer {
                     Ok(target) => self.resolve_inner(&ringfence_policy::normalize(&parent.join(target)), depth + 1),
                     Err(_) => (candidate, true),
                 },
-                Ok(_) => (candidate, true),
+                Ok(m) => {
+                    self.dirs.insert(candidate.clone(), m.is_dir());
+                    (candidate, true)
+                }
                 Err(_) => (candidate, false),
             }
         };
@@ -154,9 +165,9 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
             .rev()
             .find(|(p, _)| path.starts_with(p))
             .expect("/ is always shown");
-        let meta = std::fs::symlink_metadata(&path).ok();
-        let exists = meta.is_some();
-        let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
+        let kind = canon.kind(&path);
+        let exists = kind.is_some();
+        let is_dir = kind.unwrap_or(false);
         let op = match (fresh, above, want) {
             (true, _, FsAccess::Deny) => None,
             (true, _, access) | (false, FsAccess::Deny, access @ (FsAccess::Read | FsAccess::Write)) => {
@@ -189,8 +200,9 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
             }
             (false, FsAccess::Write, FsAccess::Read) => {
                 if !exists {
-                    let parent_is_dir = path.parent().is_some_and(|p| p.is_dir() && !p.is_symlink());
-                    let builtin_while_present = ringfence_policy::Origin::builtin(ringfence_policy::profile::WHILE_PRESENT);
+                    let parent_is_dir = path.parent().is_some_and(|p| canon.kind(p) == Some(true));
+                    let builtin_while_present =
+                        ringfence_policy::Origin::builtin(ringfence_policy::profile::WHILE_PRESENT);
                     let while_present = plan
                         .rules
                         .of_kind(RuleKind::DenyWrite)

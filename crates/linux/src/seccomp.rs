@@ -1,8 +1,7 @@
 //! The seccomp filter: EPERM for the escalation surface, never a kill, so tools degrade politely.
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-    TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 use std::collections::BTreeMap;
 
@@ -92,10 +91,7 @@ pub fn build(allow_ptrace: bool) -> Result<BpfProgram, String> {
     // weakens the process, so only the query and PER_LINUX pass.
     rules.insert(
         libc::SYS_personality,
-        vec![rule(vec![
-            cond(0, SeccompCmpOp::Ne, 0),
-            cond(0, SeccompCmpOp::Ne, 0xffff_ffff),
-        ])],
+        vec![rule(vec![cond(0, SeccompCmpOp::Ne, 0), cond(0, SeccompCmpOp::Ne, 0xffff_ffff)])],
     );
     // Terminal injection: pushing input into a terminal or reading another console.
     rules.insert(
@@ -112,13 +108,9 @@ pub fn build(allow_ptrace: bool) -> Result<BpfProgram, String> {
         .map(|flag| rule(vec![cond(0, SeccompCmpOp::MaskedEq(flag), flag)]))
         .collect();
     rules.insert(libc::SYS_clone, namespace_rules);
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        TargetArch::x86_64,
-    )
-    .map_err(|e| e.to_string())?;
+    let filter =
+        SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), TargetArch::x86_64)
+            .map_err(|e| e.to_string())?;
     let program: BpfProgram = filter.try_into().map_err(|e: seccompiler::BackendError| e.to_string())?;
     let mut out = prologue();
     out.extend(program);
@@ -139,11 +131,11 @@ fn prologue() -> BpfProgram {
     const RET_ERRNO: u32 = 0x0005_0000;
     let ins = |code, jt, jf, k| sock_filter { code, jt, jf, k };
     vec![
-        ins(LD_W_ABS, 0, 0, 4),                     // arch
-        ins(JEQ_K, 1, 0, AUDIT_ARCH_X86_64),        // native: skip the refusal
+        ins(LD_W_ABS, 0, 0, 4),              // arch
+        ins(JEQ_K, 1, 0, AUDIT_ARCH_X86_64), // native: skip the refusal
         ins(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32),
-        ins(LD_W_ABS, 0, 0, 0),                     // syscall number
-        ins(JGE_K, 0, 1, X32_SYSCALL_BIT),          // x32: refuse
+        ins(LD_W_ABS, 0, 0, 0),            // syscall number
+        ins(JGE_K, 0, 1, X32_SYSCALL_BIT), // x32: refuse
         ins(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32),
         ins(JEQ_K, 0, 1, libc::SYS_clone3 as u32),
         ins(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32),

@@ -280,7 +280,13 @@ pub fn landlock_add_path_rule(ruleset: RawFd, dir: RawFd, access: u64) -> io::Re
     let attr = PathBeneathAttr { allowed_access: access, parent_fd: dir };
     // SAFETY: `attr` has the kernel's packed layout and lives for the call; it is only read.
     check(unsafe {
-        libc::syscall(libc::SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &attr as *const PathBeneathAttr, 0)
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset,
+            LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const PathBeneathAttr,
+            0,
+        )
     })
     .map(drop)
 }
@@ -373,4 +379,3 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no Rust state.
     unsafe { libc::_exit(code) }
 }
-

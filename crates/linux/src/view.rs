@@ -46,7 +46,10 @@ fn set_flags(dst: &Path, read_only: bool) -> Result<(), ChildError> {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => remount_each(dst, read_only),
         Err(e) if e.raw_os_error() == Some(libc::EPERM) && !read_only => Err(ChildError::policy(
-            format!("{} is on a read-only filesystem and can't be made writable", dst.strip_prefix(NEW).unwrap_or(dst).display()),
+            format!(
+                "{} is on a read-only filesystem and can't be made writable",
+                dst.strip_prefix(NEW).unwrap_or(dst).display()
+            ),
             "remove it from the writable roots".into(),
         )),
         Err(e) => Err(ChildError::internal(format!("setting mount flags on {}: {e}", dst.display()))),
@@ -61,7 +64,8 @@ fn remount_each(dst: &Path, read_only: bool) -> Result<(), ChildError> {
         if !point.starts_with(dst) {
             continue;
         }
-        let current = nix::sys::statvfs::statvfs(point).map(|s| s.flags()).unwrap_or(nix::sys::statvfs::FsFlags::empty());
+        let current =
+            nix::sys::statvfs::statvfs(point).map(|s| s.flags()).unwrap_or(nix::sys::statvfs::FsFlags::empty());
         let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
         for (fs_flag, ms_flag) in [
             (nix::sys::statvfs::FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
@@ -131,7 +135,8 @@ fn build_dev(shm_size: u64) -> Result<(), ChildError> {
         let dst = dev.join(name);
         ensure_mountpoint(&dst, false)?;
         let src = at(OLD, &Path::new("/dev").join(name));
-        mount(Some(&src), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| mount_err("binding", &src, e))?;
+        mount(Some(&src), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| mount_err("binding", &src, e))?;
     }
     let pts = dev.join("pts");
     ensure_mountpoint(&pts, true)?;
@@ -170,14 +175,8 @@ fn build_dev(shm_size: u64) -> Result<(), ChildError> {
 /// sandbox running as the host's root would otherwise own /proc/sys (core_pattern!).
 fn build_proc(pid_max: Option<u64>) -> Result<(), ChildError> {
     let proc = at(NEW, Path::new("/proc"));
-    mount(
-        Some("proc"),
-        &proc,
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None::<&str>,
-    )
-    .map_err(|e| mount_err("mounting a fresh /proc on", &proc, e))?;
+    mount(Some("proc"), &proc, Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
+        .map_err(|e| mount_err("mounting a fresh /proc on", &proc, e))?;
     if let Some(max) = pid_max {
         fs::write(proc.join("sys/kernel/pid_max"), max.to_string()).map_err(|e| {
             ChildError::unsupported(
@@ -207,8 +206,9 @@ pub fn enter(plan: &MountPlan, pid_max: Option<u64>) -> Result<(), ChildError> {
     }
     let empty = at(BASE, Path::new("/empty"));
     fs::write(&empty, b"").map_err(|e| ChildError::internal(format!("/empty: {e}")))?;
-    fs::set_permissions(&empty, fs::Permissions::from_mode(0)).map_err(|e| ChildError::internal(e.to_string()))?;
-    nix::unistd::pivot_root(BASE, &at(BASE, Path::new(OLD))).map_err(|e| mount_err("pivot_root to", Path::new(BASE), e))?;
+    fs::set_permissions(&empty, fs::Permissions::from_mode(0o000)).map_err(|e| ChildError::internal(e.to_string()))?;
+    nix::unistd::pivot_root(BASE, &at(BASE, Path::new(OLD)))
+        .map_err(|e| mount_err("pivot_root to", Path::new(BASE), e))?;
     nix::unistd::chdir("/").map_err(|e| ChildError::internal(e.to_string()))?;
 
     bind(Path::new(OLD), Path::new(NEW))?;

@@ -152,10 +152,7 @@ fn explain_toml_error(raw: &str) -> (String, Option<String>) {
     if let Some(rest) = raw.strip_prefix("unknown variant `") {
         let (name, rest) = rest.split_once('`').unwrap_or((rest, ""));
         let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
-        return (
-            format!("unknown value `{name}`"),
-            Some(format!("use one of: {}", expected.join(", "))),
-        );
+        return (format!("unknown value `{name}`"), Some(format!("use one of: {}", expected.join(", "))));
     }
     if raw.starts_with("invalid type") {
         return (raw.clone(), Some(type_hint(&raw)));

@@ -6,8 +6,20 @@ use std::collections::BTreeMap;
 
 /// Variables passed through by default.
 pub const DEFAULT_KEEP: &[&str] = &[
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TERM", "COLORTERM", "TZ",
-    "SHELL", "PWD", "TMPDIR", "NO_COLOR",
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TERM",
+    "COLORTERM",
+    "TZ",
+    "SHELL",
+    "PWD",
+    "TMPDIR",
+    "NO_COLOR",
 ];
 
 /// Name fragments that mark a variable as a likely secret.
@@ -88,9 +100,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 /// Checks a name for `--env-keep` or `keep`: letters, digits, `_`, and glob characters.
 pub fn validate_keep(pattern: &str) -> Result<(), String> {
     if pattern.is_empty() || !pattern.chars().all(|c| c.is_ascii_alphanumeric() || "_*?".contains(c)) {
-        return Err(format!(
-            "`{pattern}` is not a variable name or glob; use letters, digits, `_`, `*` and `?`"
-        ));
+        return Err(format!("`{pattern}` is not a variable name or glob; use letters, digits, `_`, `*` and `?`"));
     }
     Ok(())
 }
@@ -135,16 +145,11 @@ mod tests {
         set.insert("FOO".into(), "1".into());
         set.insert("TMPDIR".into(), "/nope".into());
         let rules = EnvRules { keep: vec![], set };
-        let host: Vec<(String, String)> =
-            vec![("PATH".into(), "/bin".into()), ("SECRET_TOKEN".into(), "x".into())];
+        let host: Vec<(String, String)> = vec![("PATH".into(), "/bin".into()), ("SECRET_TOKEN".into(), "x".into())];
         let env = rules.apply(host, &[("TMPDIR", "/tmp".into())]);
         assert_eq!(
             env,
-            vec![
-                ("FOO".into(), "1".into()),
-                ("PATH".into(), "/bin".into()),
-                ("TMPDIR".into(), "/tmp".into())
-            ]
+            vec![("FOO".into(), "1".into()), ("PATH".into(), "/bin".into()), ("TMPDIR".into(), "/tmp".into())]
         );
     }
 }

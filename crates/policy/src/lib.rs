@@ -91,9 +91,9 @@ impl PolicyBuilder {
         let Some(user) = &self.user else { return false };
         let Some(list) = &user.config.trusted_projects else { return false };
         let base = user.path.parent().unwrap_or(Path::new("/"));
-        list.get_ref().iter().any(|p| {
-            model::expand_path(p.get_ref(), base, &self.home).is_ok_and(|p| p == self.workspace)
-        })
+        list.get_ref()
+            .iter()
+            .any(|p| model::expand_path(p.get_ref(), base, &self.home).is_ok_and(|p| p == self.workspace))
     }
 
     pub fn build(self) -> Result<Policy, PolicyError> {
@@ -105,9 +105,8 @@ impl PolicyBuilder {
             }
         }
         let trusted = self.project_trusted();
-        let profile_from = |c: &Option<LoadedConfig>| {
-            c.as_ref().and_then(|c| c.config.profile.as_ref().map(|p| *p.get_ref()))
-        };
+        let profile_from =
+            |c: &Option<LoadedConfig>| c.as_ref().and_then(|c| c.config.profile.as_ref().map(|p| *p.get_ref()));
         let profile = match (self.flags.profile, &self.project) {
             (Some(p), _) => p,
             (None, Some(project)) if !trusted && project.config.profile.is_some() => {
@@ -152,12 +151,11 @@ impl PolicyBuilder {
 }
 
 fn narrowing_error(file: &LoadedConfig, span: std::ops::Range<usize>, what: &str) -> PolicyError {
-    file.error_at(span, format!("{what} would widen the policy, and a project config can only narrow it"))
-        .with_help(
-            "remove it, pass it as a flag, or trust this project from outside the sandbox: \
+    file.error_at(span, format!("{what} would widen the policy, and a project config can only narrow it")).with_help(
+        "remove it, pass it as a flag, or trust this project from outside the sandbox: \
              add its folder to `trusted_projects` in ~/.config/ringfence/config.toml, \
              or run with --trust-project",
-        )
+    )
 }
 
 struct Merge {
@@ -190,8 +188,8 @@ impl Merge {
                 narrow(list.span(), &format!("`filesystem.{}`", kind_key(kind)))?;
             }
             for entry in list.get_ref() {
-                let path = model::expand_path(entry.get_ref(), &base, home)
-                    .map_err(|e| file.error_at(entry.span(), e))?;
+                let path =
+                    model::expand_path(entry.get_ref(), &base, home).map_err(|e| file.error_at(entry.span(), e))?;
                 let origin = Origin::File { path: file.path.clone(), line: file.line_of(entry.span().start) };
                 self.policy.fs.push(kind, path, origin);
             }
@@ -277,8 +275,8 @@ impl Merge {
         ];
         for (list, kind, flag) in lists {
             for raw in list {
-                let path = model::expand_path(raw, &cwd, &home)
-                    .map_err(|e| PolicyError::new(format!("{flag} {raw}: {e}")))?;
+                let path =
+                    model::expand_path(raw, &cwd, &home).map_err(|e| PolicyError::new(format!("{flag} {raw}: {e}")))?;
                 self.policy.fs.push(kind, path, Origin::flag(format!("{flag} {raw}")));
             }
         }
@@ -287,9 +285,8 @@ impl Merge {
             self.policy.env.keep.push(k.clone());
         }
         for (k, v) in &flags.env_set {
-            env::validate_name(k).map_err(|e| {
-                PolicyError::new(format!("--env {k}=…: {e}")).with_help("write --env NAME=VALUE")
-            })?;
+            env::validate_name(k)
+                .map_err(|e| PolicyError::new(format!("--env {k}=…: {e}")).with_help("write --env NAME=VALUE"))?;
             self.policy.env.set.insert(k.clone(), v.clone());
         }
         let l = &mut self.policy.limits;

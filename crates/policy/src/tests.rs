@@ -63,7 +63,9 @@ fn strict_and_read_only_profiles() {
 
 #[test]
 fn precedence_profile_user_project_flags() {
-    let u = user("profile = \"strict\"\n[limits]\npids = 100\ntimeout = \"10m\"\n[filesystem]\nwrite = [\"~/.cache/pip\"]\n");
+    let u = user(
+        "profile = \"strict\"\n[limits]\npids = 100\ntimeout = \"10m\"\n[filesystem]\nwrite = [\"~/.cache/pip\"]\n",
+    );
     let pr = project("[limits]\npids = 50\ntimeout = \"5m\"\n[filesystem]\ndeny_read = [\"secrets\"]\n");
     let p = builder().user_config(u).project_config(pr).build().unwrap();
     assert_eq!(p.profile, ProfileName::Strict);
@@ -99,11 +101,8 @@ fn project_config_can_only_narrow() {
     }
     // Trusted from outside, the same file may widen.
     let u = user("trusted_projects = [\"~/proj\"]\n");
-    let p = builder()
-        .user_config(u)
-        .project_config(project("[filesystem]\nwrite = [\"/opt/cache\"]\n"))
-        .build()
-        .unwrap();
+    let p =
+        builder().user_config(u).project_config(project("[filesystem]\nwrite = [\"/opt/cache\"]\n")).build().unwrap();
     assert_eq!(access(&p, "/opt/cache/x"), FsAccess::Write);
     let flags = Overrides { trust_project: true, ..Default::default() };
     let p = builder().project_config(project("[network]\nmode = \"host\"\n")).overrides(flags).build();
@@ -112,11 +111,7 @@ fn project_config_can_only_narrow() {
 
 #[test]
 fn project_cannot_trust_itself() {
-    let e = builder()
-        .project_config(project("trusted_projects = [\".\"]\n"))
-        .build()
-        .unwrap_err()
-        .to_string();
+    let e = builder().project_config(project("trusted_projects = [\".\"]\n")).build().unwrap_err().to_string();
     assert_eq!(
         e,
         "/home/u/proj/.ringfence.toml:1:20: `trusted_projects` belongs in the user config only\n  \

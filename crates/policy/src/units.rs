@@ -33,9 +33,7 @@ impl std::str::FromStr for HumanDuration {
             let (num, tail) = rest.split_at(digits);
             let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
             let (unit, next) = tail.split_at(unit_len);
-            let value: f64 = num
-                .parse()
-                .map_err(|_| format!("`{text}` is not a duration; {hint}"))?;
+            let value: f64 = num.parse().map_err(|_| format!("`{text}` is not a duration; {hint}"))?;
             let scale = match unit.trim() {
                 "ms" => 0.001,
                 "s" | "sec" | "secs" => 1.0,
@@ -80,13 +78,9 @@ impl std::str::FromStr for ByteSize {
     fn from_str(text: &str) -> Result<Self, String> {
         let hint = "write a size like `512M`, `2G` or `1048576`";
         let s = text.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
+        let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("`{text}` is not a size; {hint}"))?;
+        let value: f64 = num.parse().map_err(|_| format!("`{text}` is not a size; {hint}"))?;
         let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" | "kib" => 1 << 10,
@@ -160,14 +154,8 @@ macro_rules! string_serde {
     };
 }
 
-string_serde!(
-    HumanDuration,
-    "A duration such as \"30s\", \"10m\" or \"1h30m\"; a bare number is seconds."
-);
-string_serde!(
-    ByteSize,
-    "A size such as \"512M\" or \"2G\" (binary units); a bare number is bytes."
-);
+string_serde!(HumanDuration, "A duration such as \"30s\", \"10m\" or \"1h30m\"; a bare number is seconds.");
+string_serde!(ByteSize, "A size such as \"512M\" or \"2G\" (binary units); a bare number is bytes.");
 
 #[cfg(test)]
 mod tests {

@@ -52,16 +52,16 @@ pub fn load_policy(sources: &PolicySources, flags: Overrides) -> Result<Policy, 
         Some(w) => w.clone(),
         None => std::env::current_dir().map_err(|e| PolicyError::new(format!("the current directory: {e}")))?,
     };
-    let workspace = workspace.canonicalize().map_err(|e| {
-        PolicyError::new(format!("the workspace {}: {e}", workspace.display()))
-    })?;
+    let workspace = workspace
+        .canonicalize()
+        .map_err(|e| PolicyError::new(format!("the workspace {}: {e}", workspace.display())))?;
     let home = home_dir();
     let mut builder = PolicyBuilder::new(&workspace, &home);
     if !sources.no_config {
         let user = match &sources.config {
-            Some(path) => Some(read(path)?.ok_or_else(|| {
-                PolicyError::new(format!("--config {}: no such file", path.display()))
-            })?),
+            Some(path) => Some(
+                read(path)?.ok_or_else(|| PolicyError::new(format!("--config {}: no such file", path.display())))?,
+            ),
             None => read(&user_config_path(&home))?,
         };
         if let Some(user) = user {

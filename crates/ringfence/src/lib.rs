@@ -201,8 +201,8 @@ impl Command {
                 Stdio::Inherit => StdioSpec::Inherit,
                 Stdio::Null => StdioSpec::Null,
                 Stdio::Piped => {
-                    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                        .map_err(|e| Error::Io(e.into()))?;
+                    let (read, write) =
+                        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Io(e.into()))?;
                     let (theirs, mine): (OwnedFd, OwnedFd) = if i == 0 { (read, write) } else { (write, read) };
                     ours[i] = Some(std::fs::File::from(mine));
                     StdioSpec::Fd(theirs)
@@ -211,15 +211,8 @@ impl Command {
         }
         let mut specs = specs.into_iter();
         let stdio = [(); 3].map(|_| specs.next().unwrap_or(StdioSpec::Inherit));
-        let spec = LaunchSpec {
-            program: self.program,
-            args: self.args,
-            env,
-            cwd,
-            policy,
-            stdio,
-            terminal: self.terminal,
-        };
+        let spec =
+            LaunchSpec { program: self.program, args: self.args, env, cwd, policy, stdio, terminal: self.terminal };
         let sandbox = ringfence_linux::spawn(spec).map_err(Error::Launch)?;
         let [stdin, stdout, stderr] = ours;
         Ok(Child { sandbox, stdin, stdout, stderr })
