@@ -66,7 +66,7 @@ pub enum EventBody {
         signal: Option<i32>,
         /// ringfence's own exit code for the run.
         status: i32,
-        /// `exited`, `signaled`, `timeout`, `limit` or `error`.
+        /// `exited`, `signaled`, `timeout`, `limit` or `exec-failed`.
         reason: String,
         duration_ms: u64,
         rusage: Rusage,

@@ -57,7 +57,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_pty: bool,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<OsString>,
 }
 
@@ -69,7 +69,7 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub json: bool,
     /// Ignored: lets `explain` take the same command line as `run`.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<OsString>,
 }
 

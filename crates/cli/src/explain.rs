@@ -4,7 +4,7 @@ use crate::args::ExplainArgs;
 use crate::report;
 use ringfence::exit_code;
 use ringfence_policy::env::{EnvVerdict, DEFAULT_KEEP};
-use ringfence_policy::{FsAccess, NetworkMode, Policy, RuleKind};
+use ringfence_policy::{FsAccess, NetworkMode, Origin, Policy, RuleKind};
 use std::path::Path;
 
 pub fn explain(args: ExplainArgs) -> i32 {
@@ -16,10 +16,10 @@ pub fn explain(args: ExplainArgs) -> i32 {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&policy).unwrap_or_default());
+        crate::emit(&(serde_json::to_string_pretty(&policy).unwrap_or_default() + "\n"));
         return 0;
     }
-    print!("{}", render(&policy));
+    crate::emit(&render(&policy));
     0
 }
 
@@ -34,7 +34,7 @@ fn access_name(a: FsAccess) -> &'static str {
 #[cfg(target_os = "linux")]
 fn filesystem(policy: &Policy, out: &mut String) {
     use ringfence::linux::plan::{self, MountOp};
-    let abi = ringfence::linux::Features::probe().landlock_abi;
+    let abi = ringfence::linux::features::landlock_abi();
     let landlock = if abi > 0 { format!("landlock (ABI {abi})") } else { "landlock unavailable".into() };
     let plan = match plan::build(policy, &[], &["/run/current-system"]) {
         Ok(p) => p,
@@ -79,10 +79,16 @@ fn filesystem(policy: &Policy, out: &mut String) {
     ));
     out.push_str("  /dev                                         null, zero, full, random, urandom, tty, own devpts and /dev/shm\n");
     out.push_str("  /proc                                        the sandbox's own processes; /proc/sys read-only\n");
+    // Absent hidden paths in read-only regions: the sandbox can't create them, and Landlock
+    // keeps them unreadable if the host does. (In writable regions they get a placeholder.)
     let absent: Vec<_> = plan
         .rules
         .of_kind(RuleKind::DenyRead)
-        .filter(|r| !r.path.exists() && plan.rules.access(&r.path).access == FsAccess::Deny)
+        .filter(|r| {
+            !r.path.exists()
+                && plan.rules.access(&r.path).access == FsAccess::Deny
+                && !plan.placeholders.iter().any(|p| p.path == r.path)
+        })
         .map(|r| r.path.display().to_string())
         .collect();
     if !absent.is_empty() {
@@ -92,7 +98,8 @@ fn filesystem(policy: &Policy, out: &mut String) {
             absent.join(", ")
         ));
     }
-    let skipped: Vec<_> = plan
+    let while_present = Origin::builtin(ringfence_policy::profile::WHILE_PRESENT);
+    let (inert, unplaced): (Vec<_>, Vec<_>) = plan
         .rules
         .of_kind(RuleKind::DenyWrite)
         .filter(|r| {
@@ -100,13 +107,17 @@ fn filesystem(policy: &Policy, out: &mut String) {
                 && !r.path.exists()
                 && !plan.placeholders.iter().any(|p| p.path == r.path)
         })
-        .map(|r| r.path.display().to_string())
-        .collect();
-    if !skipped.is_empty() {
-        out.push_str(&format!(
-            "  protected only once their folder exists (nothing to bind yet): {}\n",
-            skipped.join(", ")
-        ));
+        .partition(|r| r.origin == while_present);
+    let names = |list: Vec<&ringfence_policy::FsRule>| {
+        let mut v: Vec<_> = list.iter().map(|r| r.path.display().to_string()).collect();
+        v.dedup();
+        v.join(", ")
+    };
+    if !unplaced.is_empty() {
+        out.push_str(&format!("  protected once their folder exists (none to bind yet): {}\n", names(unplaced)));
+    }
+    if !inert.is_empty() {
+        out.push_str(&format!("  protected while present (absent, they run nothing): {}\n", names(inert)));
     }
 }
 
@@ -117,6 +128,13 @@ fn filesystem(policy: &Policy, out: &mut String) {
         let a = policy.fs.access(&r.path).access;
         out.push_str(&format!("  {:<44} {}  from {}\n", r.path.display(), access_name(a), r.origin));
     }
+}
+
+fn landlock_abi() -> i32 {
+    #[cfg(target_os = "linux")]
+    return ringfence::linux::features::landlock_abi();
+    #[cfg(not(target_os = "linux"))]
+    return 0;
 }
 
 pub fn render(policy: &Policy) -> String {
@@ -168,7 +186,10 @@ pub fn render(policy: &Policy) -> String {
     });
 
     out.push_str("Processes:\n");
-    out.push_str("  host processes invisible, signals and ptrace can't reach them  [pid namespace, landlock scope]\n");
+    out.push_str(&format!(
+        "  host processes invisible, signals and ptrace can't reach them  [pid namespace{}]\n",
+        if landlock_abi() >= 6 { ", landlock signal scope" } else { "" }
+    ));
     out.push_str("  everything dies with the command or with ringfence  [pid namespace init, parent-death signal]\n");
     out.push_str("  no setuid, no capabilities, no new namespaces, io_uring, bpf, perf, userfaultfd, keyctl,\n");
     out.push_str("  mount, kexec, modules, open_by_handle_at, TIOCSTI/TIOCLINUX  [seccomp: EPERM]\n");
@@ -182,7 +203,7 @@ pub fn render(policy: &Policy) -> String {
     let l = &policy.limits;
     #[cfg(target_os = "linux")]
     let (pids_mech, mech) = {
-        let kernel = ringfence::linux::Features::probe().kernel;
+        let kernel = ringfence::linux::features::kernel_release();
         let cap = ringfence::linux::pid_namespace_cap(l, &kernel);
         let needed = ringfence::linux::needed_controllers(l, cap.is_some());
         let mech = ringfence::linux::CgroupProbe::detect().mechanism(&needed).0.to_string();
@@ -196,8 +217,9 @@ pub fn render(policy: &Policy) -> String {
     let (pids_mech, mech) = ("platform backend".to_string(), "platform backend".to_string());
     let or_none = |v: Option<String>| v.unwrap_or_else(|| "none".into());
     out.push_str(&format!("  pids: {}  [{pids_mech}]\n", or_none(l.pids.map(|p| p.to_string()))));
-    out.push_str(&format!("  memory: {}  [{mech}]\n", or_none(l.memory.map(|m| m.to_string()))));
-    out.push_str(&format!("  cpus: {}  [{mech}]\n", or_none(l.cpus.map(|c| c.to_string()))));
+    let with = |v: Option<String>| v.map(|v| format!("{v}  [{mech}]")).unwrap_or_else(|| "none".into());
+    out.push_str(&format!("  memory: {}\n", with(l.memory.map(|m| m.to_string()))));
+    out.push_str(&format!("  cpus: {}\n", with(l.cpus.map(|c| c.to_string()))));
     out.push_str(&format!("  timeout: {}  [supervisor]\n", or_none(l.timeout.map(|t| t.to_string()))));
     out.push_str(&format!("  /tmp size: {}  [tmpfs]\n", l.tmp_size));
     if policy.allow_degraded {

@@ -32,11 +32,17 @@ fn main() {
         args::Command::Explain(a) => explain::explain(a),
         args::Command::Check => check::check(),
         args::Command::Schema => {
-            print!("{}", ringfence_policy::config::json_schema());
+            emit(&ringfence_policy::config::json_schema());
             0
         }
     };
     std::process::exit(code);
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 /// Prints an error the way every ringfence error looks.

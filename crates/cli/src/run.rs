@@ -61,6 +61,7 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
     let argv_text: Vec<String> =
         std::iter::once(&program).chain(rest.iter()).map(|a| a.to_string_lossy().into_owned()).collect();
     let cwd = policy.workspace.clone();
+    let limits = policy.limits.clone();
     let profile = policy.profile.to_string();
     let digest = policy.digest();
     let command = Command::new(&program)
@@ -96,8 +97,8 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
             }),
         });
         let _ = w.emit(EventBody::ProcExec {
-            pid: child.id(),
-            ppid: std::process::id(),
+            pid: child.command_id().unwrap_or_else(|| child.id()),
+            ppid: child.id(),
             argv: argv_text,
             cwd: cwd.display().to_string(),
         });
@@ -110,7 +111,7 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
         }
     };
     let code = status.exit_code();
-    explain_end(&status, events.as_mut());
+    explain_end(&status, &limits, events.as_mut());
     if let Some(w) = events.as_mut() {
         let _ = w.emit(EventBody::RunEnd {
             exit_code: status.code(),
@@ -156,13 +157,24 @@ fn reason_name(reason: &EndReason) -> &'static str {
 }
 
 /// Says why ringfence ended the run, on stderr and in the events.
-fn explain_end(status: &ExitStatus, events: Option<&mut EventWriter>) {
-    let (limit, message) = match &status.reason {
-        EndReason::Timeout => {
-            ("timeout", format!("timed out after {:.1}s; the command was killed", status.duration.as_secs_f64()))
-        }
-        EndReason::MemoryLimit => ("memory", "the memory limit was reached; the command was killed".to_string()),
-        EndReason::PidsLimit => ("pids", "the process limit was reached (fork failed inside the sandbox)".to_string()),
+fn explain_end(status: &ExitStatus, limits: &ringfence_policy::Limits, events: Option<&mut EventWriter>) {
+    let text = |v: Option<String>| v.unwrap_or_default();
+    let (limit, value, message) = match &status.reason {
+        EndReason::Timeout => (
+            "timeout",
+            text(limits.timeout.map(|t| t.to_string())),
+            format!("timed out after {:.1}s; the command was killed", status.duration.as_secs_f64()),
+        ),
+        EndReason::MemoryLimit => (
+            "memory",
+            text(limits.memory.map(|m| m.to_string())),
+            "the memory limit was reached; the command was killed".to_string(),
+        ),
+        EndReason::PidsLimit => (
+            "pids",
+            text(limits.pids.map(|p| p.to_string())),
+            "the process limit was reached (fork failed inside the sandbox)".to_string(),
+        ),
         EndReason::ExecFailed(msg) => {
             eprintln!("ringfence: {msg}");
             return;
@@ -171,6 +183,6 @@ fn explain_end(status: &ExitStatus, events: Option<&mut EventWriter>) {
     };
     eprintln!("ringfence: {message} (exit {})", status.exit_code());
     if let Some(w) = events {
-        let _ = w.emit(EventBody::LimitHit { limit: limit.into(), value: String::new(), detail: message });
+        let _ = w.emit(EventBody::LimitHit { limit: limit.into(), value, detail: message });
     }
 }

@@ -31,6 +31,16 @@ fn read_trimmed(path: &str) -> Option<String> {
     fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
+/// The Landlock ABI the kernel offers (0 without Landlock); one cheap system call.
+pub fn landlock_abi() -> i32 {
+    sys::landlock_abi()
+}
+
+/// The running kernel's release, like "6.18.44".
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+}
+
 /// Whether a kernel release string ("6.18.44-foo") is at least `major.minor`.
 pub fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
     let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
@@ -60,7 +70,7 @@ pub fn userns_remedy() -> String {
 
 impl Features {
     pub fn probe() -> Self {
-        let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+        let kernel = kernel_release();
         let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
         Features {
             kernel,
@@ -125,13 +135,19 @@ impl Features {
                 LimitMechanism::CgroupV2 => (true, "cgroup v2 (delegated)".to_string()),
                 LimitMechanism::CgroupV1 => (true, "cgroup v1 (as root)".to_string()),
                 LimitMechanism::Rlimit => match ctrl {
-                    "pids" if self.cgroups.root => {
-                        (false, "rlimit, which the kernel does not apply to uid 0".to_string())
-                    }
+                    "pids" if self.cgroups.root => (
+                        kernel_at_least(&self.kernel, 6, 14),
+                        "rlimit, which the kernel does not apply to uid 0".to_string(),
+                    ),
                     "pids" => (true, "rlimit (RLIMIT_NPROC, per sandbox user namespace)".to_string()),
                     "memory" => (true, "rlimit (RLIMIT_AS: address space, not resident memory)".to_string()),
                     _ => (true, "CPU affinity (whole cores)".to_string()),
                 },
+            };
+            let detail = if ctrl == "pids" && kernel_at_least(&self.kernel, 6, 14) {
+                format!("default cap: the pid namespace's pid_max; --pids N: {detail}")
+            } else {
+                detail
             };
             out.push(FeatureReport {
                 name: limit,

@@ -39,8 +39,12 @@ impl<'a> LandlockBuilder<'a> {
         // carve-out: the kernel's permission check is its second layer. Skipping it spares
         // enumerating its directory, the bulk of the ruleset's cost.
         let unreadable = |r: &ringfence_policy::FsRule| {
+            use nix::unistd::{access, AccessFlags};
+            let denied = |flags| access(&r.path, flags) == Err(nix::Error::EACCES);
+            // A directory we may enter but not list (mode 0711) still exposes its files.
             r.kind == ringfence_policy::RuleKind::DenyRead
-                && nix::unistd::access(&r.path, nix::unistd::AccessFlags::R_OK) == Err(nix::Error::EACCES)
+                && denied(AccessFlags::R_OK)
+                && (!r.path.is_dir() || denied(AccessFlags::X_OK))
         };
         let mut marks: BTreeSet<PathBuf> =
             rules.rules.iter().filter(|r| !unreadable(r)).map(|r| r.path.clone()).collect();
@@ -105,7 +109,9 @@ impl<'a> LandlockBuilder<'a> {
         inherited: FsAccess,
         is_dir: bool,
     ) -> Result<(), String> {
-        if crate::plan::FRESH_DIRS.iter().any(|d| path == Path::new(d)) {
+        // The child grants its own /tmp, /dev and /proc; the host's are not in its view. (/run
+        // is walked: the binds the view keeps there are host inodes.)
+        if ["/tmp", "/dev", "/proc"].iter().any(|d| path == Path::new(d)) {
             return Ok(());
         }
         let access = if self.marks.contains(path) { self.rules.access(path).access } else { inherited };

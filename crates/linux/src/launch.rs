@@ -236,9 +236,11 @@ fn create_cgroup(
             let without = CgroupProbe { v2_writable: false, v1_dirs: vec![], ..probe.clone() };
             let (_, fallback) = assess(policy, enforcement.landlock_abi, &without, pid_cap);
             *enforcement = Enforcement { kernel: std::mem::take(&mut enforcement.kernel), ..fallback };
+            let detail = format!("rlimits (creating the cgroup failed: {err})");
             if let Some(l) = enforcement.enforced.iter_mut().find(|l| l.name == "limits") {
-                l.detail = format!("rlimits (creating the cgroup failed: {err})");
+                l.detail = detail.clone();
             }
+            enforcement.limits = Some(detail);
             (LimitMechanism::Rlimit, None)
         }
     }
@@ -259,7 +261,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     };
     let plan = plan::build(policy, &agent_sockets(), keep_run)
         .map_err(|e| LaunchError::new(ErrorKind::Policy, e.0, Some(e.1)))?;
-    let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let kernel = crate::features::kernel_release();
     let pid_cap = cgroup::pid_namespace_cap(&policy.limits, &kernel);
     // Reading the cgroup hierarchy costs a little; skip it when no limit needs one.
     let probe = if cgroup::needed_controllers(&policy.limits, pid_cap.is_some()).is_empty() {
@@ -371,27 +373,20 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     if !sandbox.leftovers.is_empty() {
         match Cleaner::spawn(sandbox.leftovers.clone()) {
             Ok(c) => sandbox.cleaner = Some(c),
-            Err(e) => {
-                sandbox.abort();
-                return Err(LaunchError::internal(format!("starting the cleaner: {e}")));
-            }
+            Err(e) => return Err(sandbox.abort(LaunchError::internal(format!("starting the cleaner: {e}")))),
         }
     }
     let ready = sandbox.prepare(&setup.plan, landlock_abi);
     let ruleset = match ready {
         Ok(r) => r,
-        Err(e) => {
-            sandbox.abort();
-            return Err(e);
-        }
+        Err(e) => return Err(sandbox.abort(e)),
     };
     let fds: Vec<RawFd> = ruleset.iter().map(|r| r.as_raw_fd()).collect();
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
     if let Err(e) = sendmsg::<()>(go_parent.as_raw_fd(), &[std::io::IoSlice::new(b"g")], cmsgs, MsgFlags::empty(), None)
     {
-        sandbox.abort();
-        return Err(LaunchError::internal(format!("starting the sandbox: {e}")));
+        return Err(sandbox.abort(LaunchError::internal(format!("starting the sandbox: {e}"))));
     }
     drop((go_parent, ruleset));
     sandbox.await_ready()?;
@@ -402,6 +397,12 @@ impl Sandbox {
     /// The host pid of the sandbox's init.
     pub fn id(&self) -> u32 {
         self.init as u32
+    }
+
+    /// The host pid of the command, while it runs (init's only child).
+    pub fn command_id(&self) -> Option<u32> {
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.init)).ok()?;
+        children.split_whitespace().next()?.parse().ok()
     }
 
     /// Kills every process of the sandbox.
@@ -435,10 +436,20 @@ impl Sandbox {
         })
     }
 
-    fn abort(&mut self) {
+    /// Ends a launch that failed. The child's own report, when it sent one, is the better
+    /// explanation than ours (a broken pipe usually means the child failed first).
+    fn abort(&mut self, ours: LaunchError) -> LaunchError {
         self.kill();
         let _ = sys::wait4(self.init);
         self.finish();
+        let mut line = String::new();
+        while matches!(self.status.read_line(&mut line), Ok(n) if n > 0) {
+            if let Some(theirs) = ChildError::decode(line.trim_end()) {
+                return theirs;
+            }
+            line.clear();
+        }
+        ours
     }
 
     /// Removes what the run left and dismisses the cleaner.
@@ -464,14 +475,12 @@ impl Sandbox {
             line.clear();
             match self.status.read_line(&mut line) {
                 Ok(0) | Err(_) => {
-                    self.abort();
-                    return Err(LaunchError::internal("the sandbox's init exited during set-up"));
+                    return Err(self.abort(LaunchError::internal("the sandbox's init exited during set-up")));
                 }
                 Ok(_) if line.starts_with("P\t") => return Ok(()),
                 Ok(_) => {
                     if let Some(err) = ChildError::decode(line.trim_end()) {
-                        self.abort();
-                        return Err(err);
+                        return Err(self.abort(err));
                     }
                 }
             }

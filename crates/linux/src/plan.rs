@@ -1,8 +1,8 @@
 //! Turns the policy's filesystem rules into the mount operations that build the sandbox's view.
 //! Runs in the supervisor before the clone, so the child only executes a finished list.
 
-use ringfence_policy::{FsAccess, FsRules, Policy, RuleKind};
-use std::collections::BTreeMap;
+use ringfence_policy::{FsAccess, FsRules, Origin, Policy, RuleKind};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Filesystems the sandbox gets fresh instead of the host's.
@@ -120,6 +120,37 @@ fn fresh_root(path: &Path) -> Option<&'static str> {
     FRESH_DIRS.iter().copied().find(|d| path.starts_with(d))
 }
 
+/// Directories between a writable root and a protected or hidden path inside it. Each is bound
+/// onto itself, so it becomes a mount point the sandbox can't rename or remove: otherwise
+/// `mv .git .git-old && mkdir -p .git/hooks` would sidestep the protection of `.git/hooks`.
+fn pins(rules: &FsRules) -> BTreeSet<PathBuf> {
+    let mut pins = BTreeSet::new();
+    for rule in rules.rules.iter().filter(|r| matches!(r.kind, RuleKind::DenyWrite | RuleKind::DenyRead)) {
+        let Some(parent) = rule.path.parent() else { continue };
+        let decision = rules.access(parent);
+        let Some(root) =
+            decision.write_rule.filter(|w| w.kind == RuleKind::Write && decision.access == FsAccess::Write)
+        else {
+            continue;
+        };
+        pins.extend(rule.path.ancestors().skip(1).take_while(|a| *a != root.path).map(Path::to_path_buf));
+    }
+    pins
+}
+
+/// Rules of the user's under /dev or /proc: those are the sandbox's own and can't be re-bound.
+fn check_fresh_kernel_dirs(rules: &FsRules) -> Result<(), PlanError> {
+    for rule in &rules.rules {
+        if matches!(fresh_root(&rule.path), Some("/dev" | "/proc")) && !matches!(rule.origin, Origin::Builtin { .. }) {
+            return Err(PlanError(
+                format!("{}: {} is the sandbox's own and can't be changed by a rule", rule.origin, rule.path.display()),
+                "remove the rule; the sandbox gets a minimal /dev and its own /proc".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Builds the plan. `extra_masks` are socket paths found in the environment (ssh-agent, D-Bus).
 pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Result<MountPlan, PlanError> {
     let mut canon = Canonicalizer::default();
@@ -128,13 +159,14 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
         rules.push(rule.kind, canon.resolve(&rule.path), rule.origin.clone());
     }
     for mask in extra_masks {
-        rules.push(RuleKind::DenyRead, canon.resolve(mask), ringfence_policy::Origin::builtin("agent socket"));
+        rules.push(RuleKind::DenyRead, canon.resolve(mask), Origin::builtin("agent socket"));
     }
     for dir in keep_run {
         if Path::new(dir).exists() {
-            rules.push(RuleKind::Read, PathBuf::from(dir), ringfence_policy::Origin::builtin("system runtime"));
+            rules.push(RuleKind::Read, PathBuf::from(dir), Origin::builtin("system runtime"));
         }
     }
+    check_fresh_kernel_dirs(&rules)?;
     let workspace = canon.resolve(&policy.workspace);
     let mut plan = MountPlan { rules, workspace, ..Default::default() };
 
@@ -152,8 +184,9 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
         }
     }
 
-    let mut paths: Vec<PathBuf> = plan.rules.rules.iter().map(|r| r.path.clone()).collect();
-    paths.sort_by_key(|p| (p.components().count(), p.clone()));
+    let pins = pins(&plan.rules);
+    let mut paths: Vec<PathBuf> = plan.rules.rules.iter().map(|r| r.path.clone()).chain(pins.iter().cloned()).collect();
+    paths.sort_by_cached_key(|p| (p.components().count(), p.clone()));
     paths.dedup();
     for path in paths {
         if matches!(fresh_root(&path), Some("/dev" | "/proc")) || path == Path::new("/") {
@@ -166,59 +199,54 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
             .find(|(p, _)| path.starts_with(p))
             .expect("/ is always shown");
         let kind = canon.kind(&path);
-        let exists = kind.is_some();
-        let is_dir = kind.unwrap_or(false);
-        let op = match (fresh, above, want) {
-            (true, _, FsAccess::Deny) => None,
-            (true, _, access) | (false, FsAccess::Deny, access @ (FsAccess::Read | FsAccess::Write)) => {
-                if !exists {
-                    if access == FsAccess::Write && policy_names_write_root(&plan.rules, &path) {
-                        return Err(PlanError(
-                            format!("the writable root {} does not exist", path.display()),
-                            "create it first, or remove the --write rule".into(),
-                        ));
-                    }
-                    None
-                } else {
-                    Some(MountOp::Bind { path: path.clone(), writable: access == FsAccess::Write })
+        let parent_is_dir = path.parent().is_some_and(|p| canon.kind(p) == Some(true));
+        let op = match (fresh, above, want, kind) {
+            (true, _, FsAccess::Deny, _) => None,
+            (true, _, access, None) | (false, FsAccess::Deny, access @ (FsAccess::Read | FsAccess::Write), None) => {
+                if access == FsAccess::Write && policy_names_write_root(&plan.rules, &path) {
+                    return Err(missing_write_root(&path));
                 }
+                None
             }
-            (false, a, b) if a == b => None,
-            (false, _, FsAccess::Deny) => match (exists, is_dir) {
-                (false, _) => None,
-                (true, true) => Some(MountOp::Tmpfs { path: path.clone(), writable: false, size: 4096 }),
-                (true, false) => Some(MountOp::MaskFile { path: path.clone() }),
-            },
-            (false, FsAccess::Read, FsAccess::Write) => {
-                if !exists {
-                    return Err(PlanError(
-                        format!("the writable root {} does not exist", path.display()),
-                        "create it first, or remove the --write rule".into(),
-                    ));
-                }
+            (true, _, access, Some(_))
+            | (false, FsAccess::Deny, access @ (FsAccess::Read | FsAccess::Write), Some(_)) => {
+                Some(MountOp::Bind { path: path.clone(), writable: access == FsAccess::Write })
+            }
+            (false, a, b, Some(true)) if a == b && a == FsAccess::Write && pins.contains(&path) => {
                 Some(MountOp::Bind { path: path.clone(), writable: true })
             }
-            (false, FsAccess::Write, FsAccess::Read) => {
-                if !exists {
-                    let parent_is_dir = path.parent().is_some_and(|p| canon.kind(p) == Some(true));
-                    let builtin_while_present =
-                        ringfence_policy::Origin::builtin(ringfence_policy::profile::WHILE_PRESENT);
-                    let while_present = plan
-                        .rules
-                        .of_kind(RuleKind::DenyWrite)
-                        .filter(|r| r.path == path)
-                        .all(|r| r.origin == builtin_while_present);
-                    if !parent_is_dir || while_present {
-                        None
-                    } else {
-                        plan.placeholders.push(Placeholder { path: path.clone() });
-                        Some(MountOp::ReadOnly { path: path.clone() })
-                    }
+            (false, a, b, _) if a == b => None,
+            (false, _, FsAccess::Deny, Some(true)) => {
+                Some(MountOp::Tmpfs { path: path.clone(), writable: false, size: 4096 })
+            }
+            (false, _, FsAccess::Deny, Some(false)) => Some(MountOp::MaskFile { path: path.clone() }),
+            // Hidden but absent inside a writable tree: the sandbox could create it, so an empty
+            // read-only mask takes the name for the run.
+            (false, FsAccess::Write, FsAccess::Deny, None) if parent_is_dir => {
+                plan.placeholders.push(Placeholder { path: path.clone() });
+                Some(MountOp::Tmpfs { path: path.clone(), writable: false, size: 4096 })
+            }
+            (false, _, FsAccess::Deny, None) => None,
+            (false, FsAccess::Read, FsAccess::Write, None) => return Err(missing_write_root(&path)),
+            (false, FsAccess::Read, FsAccess::Write, Some(_)) => {
+                Some(MountOp::Bind { path: path.clone(), writable: true })
+            }
+            (false, FsAccess::Write, FsAccess::Read, Some(_)) => Some(MountOp::ReadOnly { path: path.clone() }),
+            (false, FsAccess::Write, FsAccess::Read, None) => {
+                let while_present_origin = Origin::builtin(ringfence_policy::profile::WHILE_PRESENT);
+                let while_present = plan
+                    .rules
+                    .of_kind(RuleKind::DenyWrite)
+                    .filter(|r| r.path == path)
+                    .all(|r| r.origin == while_present_origin);
+                if !parent_is_dir || while_present {
+                    None
                 } else {
+                    plan.placeholders.push(Placeholder { path: path.clone() });
                     Some(MountOp::ReadOnly { path: path.clone() })
                 }
             }
-            (false, _, _) => None,
+            (false, _, _, _) => None,
         };
         if let Some(op) = op {
             let now_fresh = matches!(op, MountOp::Tmpfs { .. });
@@ -227,6 +255,13 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
         }
     }
     Ok(plan)
+}
+
+fn missing_write_root(path: &Path) -> PlanError {
+    PlanError(
+        format!("the writable root {} does not exist", path.display()),
+        "create it first, or remove the --write rule".into(),
+    )
 }
 
 fn policy_names_write_root(rules: &FsRules, path: &Path) -> bool {
@@ -264,6 +299,10 @@ mod tests {
         // Missing .git/config inside an existing .git gets a placeholder; .envrc too.
         assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".git/config") }));
         assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".envrc") }));
+        // The directory leading to protected paths is pinned, so it can't be renamed away.
+        let pin = plan.ops.iter().position(|o| *o == MountOp::Bind { path: ws.join(".git"), writable: true });
+        let hooks = plan.ops.iter().position(|o| *o == MountOp::ReadOnly { path: ws.join(".git/hooks") });
+        assert!(pin.unwrap() < hooks.unwrap());
         // A missing secret needs no mount (Landlock covers it).
         assert!(!plan.ops.iter().any(|o| o.path() == home.join(".aws")));
         std::fs::remove_dir_all(&home).unwrap();

@@ -52,11 +52,14 @@ pub const DENIED: &[(&str, i64)] = &[
     ("reboot", libc::SYS_reboot),
     ("syslog", libc::SYS_syslog),
     ("quotactl", libc::SYS_quotactl),
+    #[cfg(target_arch = "x86_64")]
     ("iopl", libc::SYS_iopl),
+    #[cfg(target_arch = "x86_64")]
     ("ioperm", libc::SYS_ioperm),
     ("fanotify_init", libc::SYS_fanotify_init),
     ("lookup_dcookie", libc::SYS_lookup_dcookie),
     ("vhangup", libc::SYS_vhangup),
+    #[cfg(target_arch = "x86_64")]
     ("uselib", libc::SYS_uselib),
 ];
 
@@ -108,38 +111,50 @@ pub fn build(allow_ptrace: bool) -> Result<BpfProgram, String> {
         .map(|flag| rule(vec![cond(0, SeccompCmpOp::MaskedEq(flag), flag)]))
         .collect();
     rules.insert(libc::SYS_clone, namespace_rules);
-    let filter =
-        SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), TargetArch::x86_64)
-            .map_err(|e| e.to_string())?;
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), TARGET)
+        .map_err(|e| e.to_string())?;
     let program: BpfProgram = filter.try_into().map_err(|e: seccompiler::BackendError| e.to_string())?;
     let mut out = prologue();
     out.extend(program);
     Ok(out)
 }
 
-/// Hand-written first instructions, for what seccompiler can't say: a foreign architecture or
-/// an x32 system call gets EPERM (not the kill seccompiler would emit), and clone3 gets ENOSYS
-/// so libc falls back to clone, whose flags the filter can inspect.
+#[cfg(target_arch = "x86_64")]
+const TARGET: TargetArch = TargetArch::x86_64;
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xc000_003e;
+#[cfg(target_arch = "aarch64")]
+const TARGET: TargetArch = TargetArch::aarch64;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xc000_00b7;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("ringfence's seccomp filter supports x86_64 and aarch64");
+
+/// Hand-written first instructions, for what seccompiler can't say: a foreign architecture (or,
+/// on x86_64, an x32 system call) gets EPERM rather than the kill seccompiler would emit, and
+/// clone3 gets ENOSYS so libc falls back to clone, whose flags the filter can inspect.
 fn prologue() -> BpfProgram {
     use seccompiler::sock_filter;
     const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
     const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
     const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
     const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     const RET_ERRNO: u32 = 0x0005_0000;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     let ins = |code, jt, jf, k| sock_filter { code, jt, jf, k };
-    vec![
-        ins(LD_W_ABS, 0, 0, 4),              // arch
-        ins(JEQ_K, 1, 0, AUDIT_ARCH_X86_64), // native: skip the refusal
+    let mut program = vec![
+        ins(LD_W_ABS, 0, 0, 4),       // arch
+        ins(JEQ_K, 1, 0, AUDIT_ARCH), // native: skip the refusal
         ins(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32),
-        ins(LD_W_ABS, 0, 0, 0),            // syscall number
-        ins(JGE_K, 0, 1, X32_SYSCALL_BIT), // x32: refuse
-        ins(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32),
-        ins(JEQ_K, 0, 1, libc::SYS_clone3 as u32),
-        ins(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32),
-    ]
+        ins(LD_W_ABS, 0, 0, 0), // syscall number
+    ];
+    if cfg!(target_arch = "x86_64") {
+        program.push(ins(JGE_K, 0, 1, X32_SYSCALL_BIT)); // x32: refuse
+        program.push(ins(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32));
+    }
+    program.push(ins(JEQ_K, 0, 1, libc::SYS_clone3 as u32));
+    program.push(ins(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32));
+    program
 }
 
 #[cfg(test)]

@@ -77,7 +77,13 @@ fn remount_each(dst: &Path, read_only: bool) -> Result<(), ChildError> {
                 flags |= ms_flag;
             }
         }
-        if read_only || current.contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+        if current.contains(nix::sys::statvfs::FsFlags::ST_RDONLY) && !read_only {
+            return Err(ChildError::policy(
+                format!("{} is on a read-only filesystem and can't be made writable", point.display()),
+                "remove it from the writable roots".into(),
+            ));
+        }
+        if read_only {
             flags |= MsFlags::MS_RDONLY;
         }
         mount(None::<&str>, point, None::<&str>, flags, None::<&str>).map_err(|e| mount_err("remounting", point, e))?;
@@ -176,7 +182,17 @@ fn build_dev(shm_size: u64) -> Result<(), ChildError> {
 fn build_proc(pid_max: Option<u64>) -> Result<(), ChildError> {
     let proc = at(NEW, Path::new("/proc"));
     mount(Some("proc"), &proc, Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
-        .map_err(|e| mount_err("mounting a fresh /proc on", &proc, e))?;
+        .map_err(|e| match e {
+            // The kernel refuses a new procfs while the host's /proc is partly covered (as in
+            // containers that mask /proc/kcore and friends).
+            nix::Error::EPERM => ChildError::unsupported(
+                format!("mounting a fresh /proc was refused: {e}"),
+                "if this runs in a container, give it an unmasked /proc (docker: \
+             --security-opt systempaths=unconfined); otherwise see `ringfence check`"
+                    .into(),
+            ),
+            _ => mount_err("mounting a fresh /proc on", &proc, e),
+        })?;
     if let Some(max) = pid_max {
         fs::write(proc.join("sys/kernel/pid_max"), max.to_string()).map_err(|e| {
             ChildError::unsupported(

@@ -51,6 +51,8 @@ pub struct Overrides {
 pub struct PolicyBuilder {
     workspace: PathBuf,
     home: PathBuf,
+    /// Where the user config lives, for messages (it may not exist).
+    user_config_path: PathBuf,
     user: Option<LoadedConfig>,
     project: Option<LoadedConfig>,
     flags: Overrides,
@@ -62,10 +64,17 @@ impl PolicyBuilder {
         PolicyBuilder {
             workspace: model::normalize(workspace),
             home: model::normalize(home),
+            user_config_path: PathBuf::from("~/.config/ringfence/config.toml"),
             user: None,
             project: None,
             flags: Overrides::default(),
         }
+    }
+
+    /// Where the user config lives ($XDG_CONFIG_HOME aware), named in messages.
+    pub fn user_config_path(mut self, path: &Path) -> Self {
+        self.user_config_path = path.to_path_buf();
+        self
     }
 
     pub fn user_config(mut self, config: LoadedConfig) -> Self {
@@ -101,19 +110,24 @@ impl PolicyBuilder {
             if let Some(list) = &project.config.trusted_projects {
                 return Err(project
                     .error_at(list.span(), "`trusted_projects` belongs in the user config only")
-                    .with_help("move it to ~/.config/ringfence/config.toml"));
+                    .with_help(format!("move it to {}", self.user_config_path.display())));
             }
         }
         let trusted = self.project_trusted();
         let profile_from =
             |c: &Option<LoadedConfig>| c.as_ref().and_then(|c| c.config.profile.as_ref().map(|p| *p.get_ref()));
+        let user_profile = profile_from(&self.user).unwrap_or_default();
         let profile = match (self.flags.profile, &self.project) {
             (Some(p), _) => p,
-            (None, Some(project)) if !trusted && project.config.profile.is_some() => {
-                let span = project.config.profile.as_ref().map(|p| p.span()).unwrap_or(0..0);
-                return Err(narrowing_error(project, span, "`profile`"));
-            }
-            _ => profile_from(&self.project).or(profile_from(&self.user)).unwrap_or_default(),
+            (None, Some(project)) if !trusted => match &project.config.profile {
+                // From `workspace`, both other profiles only take away; between them, neither.
+                Some(p) if *p.get_ref() != user_profile && user_profile != ProfileName::Workspace => {
+                    return Err(narrowing_error(project, p.span(), "`profile`", &self.user_config_path));
+                }
+                Some(p) => *p.get_ref(),
+                None => user_profile,
+            },
+            _ => profile_from(&self.project).unwrap_or(user_profile),
         };
         let mut state = Merge {
             policy: Policy {
@@ -137,10 +151,11 @@ impl PolicyBuilder {
             },
         };
         if let Some(user) = &self.user {
-            state.apply_file(user, &self.home, true)?;
+            state.apply_file(user, &self.home, Layer::User)?;
         }
         if let Some(project) = &self.project {
-            state.apply_file(project, &self.home, trusted)?;
+            let layer = if trusted { Layer::TrustedProject } else { Layer::Project(&self.user_config_path) };
+            state.apply_file(project, &self.home, layer)?;
         }
         state.apply_flags(&self.flags)?;
         let mut policy = state.policy;
@@ -150,12 +165,23 @@ impl PolicyBuilder {
     }
 }
 
-fn narrowing_error(file: &LoadedConfig, span: std::ops::Range<usize>, what: &str) -> PolicyError {
+fn narrowing_error(file: &LoadedConfig, span: std::ops::Range<usize>, what: &str, user_config: &Path) -> PolicyError {
     file.error_at(span, format!("{what} would widen the policy, and a project config can only narrow it")).with_help(
-        "remove it, pass it as a flag, or trust this project from outside the sandbox: \
-             add its folder to `trusted_projects` in ~/.config/ringfence/config.toml, \
-             or run with --trust-project",
+        format!(
+            "remove it, pass it as a flag, or trust this project from outside the sandbox: \
+             add its folder to `trusted_projects` in {}, or run with --trust-project",
+            user_config.display()
+        ),
     )
+}
+
+/// Which config file is being applied, and what it may do.
+#[derive(Clone, Copy)]
+enum Layer<'a> {
+    User,
+    TrustedProject,
+    /// An untrusted project config: narrow only; the path is the user config's, for messages.
+    Project(&'a Path),
 }
 
 struct Merge {
@@ -165,14 +191,13 @@ struct Merge {
 type SpannedList = Option<Spanned<Vec<Spanned<String>>>>;
 
 impl Merge {
-    fn apply_file(&mut self, file: &LoadedConfig, home: &Path, may_widen: bool) -> Result<(), PolicyError> {
+    fn apply_file(&mut self, file: &LoadedConfig, home: &Path, layer: Layer) -> Result<(), PolicyError> {
         let cfg = &file.config;
         let base = file.path.parent().unwrap_or(Path::new("/")).to_path_buf();
         let narrow = |span: std::ops::Range<usize>, what: &str| -> Result<(), PolicyError> {
-            if may_widen {
-                Ok(())
-            } else {
-                Err(narrowing_error(file, span, what))
+            match layer {
+                Layer::Project(user_config) => Err(narrowing_error(file, span, what, user_config)),
+                _ => Ok(()),
             }
         };
         let fs = &cfg.filesystem;
@@ -190,7 +215,11 @@ impl Merge {
             for entry in list.get_ref() {
                 let path =
                     model::expand_path(entry.get_ref(), &base, home).map_err(|e| file.error_at(entry.span(), e))?;
-                let origin = Origin::File { path: file.path.clone(), line: file.line_of(entry.span().start) };
+                let (path_, line) = (file.path.clone(), file.line_of(entry.span().start));
+                let origin = match layer {
+                    Layer::User => Origin::File { path: path_, line },
+                    _ => Origin::Project { path: path_, line },
+                };
                 self.policy.fs.push(kind, path, origin);
             }
         }

@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 pub enum Origin {
     /// A built-in profile, or one of its built-in lists.
     Builtin { what: String },
-    /// A config file, with the line of the entry.
+    /// The user's config file, with the line of the entry.
     File { path: PathBuf, line: usize },
+    /// The project's config file, with the line of the entry.
+    Project { path: PathBuf, line: usize },
     /// A command-line flag or the library builder.
     Flag { flag: String },
 }
@@ -30,7 +32,8 @@ impl Origin {
         match self {
             Origin::Builtin { .. } => 0,
             Origin::File { .. } => 1,
-            Origin::Flag { .. } => 2,
+            Origin::Project { .. } => 2,
+            Origin::Flag { .. } => 3,
         }
     }
 }
@@ -39,7 +42,7 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Builtin { what } => write!(f, "built-in {what}"),
-            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::File { path, line } | Origin::Project { path, line } => write!(f, "{}:{line}", path.display()),
             Origin::Flag { flag } => write!(f, "{flag}"),
         }
     }

@@ -78,11 +78,11 @@ pub const SYSTEM_SECRETS: &[&str] = &[
 /// placeholder is mounted read-only for the run): code there runs later, outside the sandbox
 /// (git hooks and config, submodules, direnv, editor tasks, our own config).
 pub const PROTECTED_IN_WRITE_ROOTS: &[&str] =
-    &[".git/hooks", ".git/config", ".gitmodules", ".envrc", ".vscode", ".idea", ".ringfence.toml"];
+    &[".git/hooks", ".git/config", ".gitmodules", ".envrc", ".vscode", ".idea", ".zed", ".ringfence.toml"];
 
 /// Paths inside every writable root that stay read-only while they exist. When absent they are
 /// inert: their tools only run them once a hook in .git (itself protected) points at them.
-pub const PROTECTED_WHILE_PRESENT: &[&str] = &[".husky", ".pre-commit-config.yaml", ".zed"];
+pub const PROTECTED_WHILE_PRESENT: &[&str] = &[".husky", ".pre-commit-config.yaml"];
 
 /// The origin of rules from `PROTECTED_WHILE_PRESENT`; backends skip placeholders for them.
 pub const WHILE_PRESENT: &str = "protected path, while present";

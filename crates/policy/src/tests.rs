@@ -91,7 +91,6 @@ fn project_config_can_only_narrow() {
         ("[limits]\npids = 100000\n", "raising `limits.pids`"),
         ("[process]\nallow_ptrace = true\n", "`process.allow_ptrace`"),
         ("[network]\nmode = \"host\"\n", "`network.mode`"),
-        ("profile = \"strict\"\n", "`profile` would widen"),
     ];
     for (text, expected) in cases {
         let e = builder().project_config(project(text)).build().unwrap_err().to_string();
@@ -107,6 +106,26 @@ fn project_config_can_only_narrow() {
     let flags = Overrides { trust_project: true, ..Default::default() };
     let p = builder().project_config(project("[network]\nmode = \"host\"\n")).overrides(flags).build();
     assert_eq!(p.unwrap().network, NetworkMode::Host);
+}
+
+#[test]
+fn project_may_only_choose_a_narrower_profile() {
+    let p = builder().project_config(project("profile = \"strict\"\n")).build().unwrap();
+    assert_eq!(p.profile, ProfileName::Strict);
+    let e = builder()
+        .user_config(user("profile = \"strict\"\n"))
+        .project_config(project("profile = \"read-only\"\n"))
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`profile` would widen"), "{e}");
+}
+
+#[test]
+fn trusted_project_rules_outrank_user_rules() {
+    let u = user("trusted_projects = [\"~/proj\"]\n[filesystem]\ndeny_read = [\"~/data\"]\n");
+    let p = builder().user_config(u).project_config(project("[filesystem]\nread = [\"~/data\"]\n")).build().unwrap();
+    assert_eq!(access(&p, "/home/u/data/x"), FsAccess::Read);
 }
 
 #[test]

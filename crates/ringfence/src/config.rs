@@ -56,13 +56,14 @@ pub fn load_policy(sources: &PolicySources, flags: Overrides) -> Result<Policy, 
         .canonicalize()
         .map_err(|e| PolicyError::new(format!("the workspace {}: {e}", workspace.display())))?;
     let home = home_dir();
-    let mut builder = PolicyBuilder::new(&workspace, &home);
+    let user_path = user_config_path(&home);
+    let mut builder = PolicyBuilder::new(&workspace, &home).user_config_path(&user_path);
     if !sources.no_config {
         let user = match &sources.config {
             Some(path) => Some(
                 read(path)?.ok_or_else(|| PolicyError::new(format!("--config {}: no such file", path.display())))?,
             ),
-            None => read(&user_config_path(&home))?,
+            None => read(&user_path)?,
         };
         if let Some(user) = user {
             builder = builder.user_config(user);

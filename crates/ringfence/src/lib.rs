@@ -192,6 +192,10 @@ impl Command {
             Some(p) => p,
             None => load_policy(&PolicySources::default(), Overrides::default())?,
         };
+        for (name, _) in &self.env {
+            policy::env::validate_name(name)
+                .map_err(|e| Error::Policy(PolicyError::new(format!("Command::env: {e}"))))?;
+        }
         let cwd = self.cwd.clone().unwrap_or_else(|| policy.workspace.clone());
         let env = self.environment(&policy, &cwd);
         let mut ours: [Option<std::fs::File>; 3] = [None, None, None];
@@ -220,7 +224,7 @@ impl Command {
 
     #[cfg(not(target_os = "linux"))]
     pub fn spawn(self) -> Result<Child, Error> {
-        Err(Error::Unsupported("this platform's backend is not available yet; see docs/platforms.md".into()))
+        Err(Error::Unsupported("this platform's backend is not available yet; see the README's Status".into()))
     }
 
     /// Runs the command to completion.
@@ -289,6 +293,12 @@ impl Child {
     #[cfg(target_os = "linux")]
     pub fn id(&self) -> u32 {
         self.sandbox.id()
+    }
+
+    /// The host pid of the command itself, while it runs.
+    #[cfg(target_os = "linux")]
+    pub fn command_id(&self) -> Option<u32> {
+        self.sandbox.command_id()
     }
 
     /// Kills every process in the sandbox.
