@@ -112,6 +112,13 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
     };
     let code = status.exit_code();
     explain_end(&status, &limits, events.as_mut());
+    for (path, detail) in &status.git_findings {
+        eprintln!("ringfence: warning: {}: {detail}", path.display());
+        if let Some(w) = events.as_mut() {
+            let _ =
+                w.emit(EventBody::PolicyDeny { rule: "git".into(), detail: format!("{}: {detail}", path.display()) });
+        }
+    }
     if let Some(w) = events.as_mut() {
         let _ = w.emit(EventBody::RunEnd {
             exit_code: status.code(),

@@ -3,6 +3,7 @@
 use crate::cgroup::{self, CgroupProbe, CgroupStats, LimitMechanism, RunCgroup};
 use crate::cleaner::{remove_placeholder, Cleaner, Leftovers};
 use crate::error::{ChildError, ErrorKind, LaunchError};
+use crate::gitcheck::{GitFinding, GitSnapshot};
 use crate::landlock_rules::LandlockBuilder;
 use crate::limits::RlimitPlan;
 use crate::plan::{self, MountPlan, Placeholder};
@@ -11,7 +12,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
-use ringfence_policy::{NetworkMode, Policy};
+use ringfence_policy::{NetworkMode, Policy, RuleKind};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -108,6 +109,8 @@ pub enum EndReason {
 
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// Git hooks or config the run left that would run code on the host later.
+    pub git_findings: Vec<GitFinding>,
     pub exit: ExitKind,
     pub reason: EndReason,
     pub duration: Duration,
@@ -125,6 +128,7 @@ pub struct Sandbox {
     leftovers: Leftovers,
     started: Instant,
     timeout: Option<Duration>,
+    git: GitSnapshot,
     /// Set once the run's leftovers are removed.
     finished: bool,
     pub enforcement: Enforcement,
@@ -297,6 +301,8 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         RlimitPlan::default()
     };
 
+    let write_roots: Vec<PathBuf> = plan.rules.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
+    let git = GitSnapshot::take(&write_roots);
     let (go_child, go_parent) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
         .map_err(internal("socketpair"))?;
     let (status_read, status_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(internal("pipe"))?;
@@ -366,6 +372,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         leftovers,
         started: Instant::now(),
         timeout: policy.limits.timeout.map(|t| t.0),
+        git,
         finished: false,
         enforcement,
     };
@@ -513,7 +520,7 @@ impl Sandbox {
         } else if stats.pids_limit_hits > 0 && exit != ExitKind::Code(0) {
             reason = EndReason::PidsLimit;
         }
-        Ok(Outcome { exit, reason, duration, rusage, cgroup: stats })
+        Ok(Outcome { git_findings: self.git.review(), exit, reason, duration, rusage, cgroup: stats })
     }
 
     fn watch(&mut self, mut signals: Option<&mut SignalFd>) -> Result<Watched, LaunchError> {

@@ -8,6 +8,7 @@ mod cgroup;
 mod cleaner;
 mod error;
 pub mod features;
+mod gitcheck;
 mod init;
 mod landlock_rules;
 mod launch;
@@ -21,6 +22,7 @@ mod view;
 pub use cgroup::{needed_controllers, pid_namespace_cap, CgroupProbe, CgroupStats, LimitMechanism};
 pub use error::{ErrorKind, LaunchError};
 pub use features::{FeatureReport, Features};
+pub use gitcheck::GitFinding;
 pub use launch::{
     spawn, EndReason, Enforcement, ExitKind, LaunchSpec, LayerStatus, Outcome, Sandbox, StdioSpec, FORWARDED_SIGNALS,
     TIMEOUT_GRACE,

@@ -253,6 +253,8 @@ pub struct ExitStatus {
     pub user_time: Duration,
     pub system_time: Duration,
     pub max_rss_kb: u64,
+    /// Git hooks the run added (moved aside) and git config it set that runs programs.
+    pub git_findings: Vec<(PathBuf, String)>,
 }
 
 /// Why a run ended.
@@ -343,6 +345,7 @@ impl Child {
             user_time: tv(out.rusage.ru_utime),
             system_time: tv(out.rusage.ru_stime),
             max_rss_kb: out.rusage.ru_maxrss.max(0) as u64,
+            git_findings: out.git_findings.into_iter().map(|f| (f.path, f.detail)).collect(),
         })
     }
 
