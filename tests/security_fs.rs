@@ -147,8 +147,9 @@ fn writes_outside_workspace_fail() {
 
 /// Protected paths that exist: git hooks and config (also via `git config core.hooksPath` and
 /// `core.fsmonitor`), .gitmodules, .envrc, .vscode/tasks.json, .idea, .husky, .zed,
-/// .pre-commit-config.yaml and .ringfence.toml can't be changed, removed or renamed; a commit
-/// in the same repository works (control: the rest of .git and the workspace are writable).
+/// .pre-commit-config.yaml and .ringfence.toml can't be changed, removed, renamed away or
+/// replaced by renaming something over them; a commit in the same repository works (control:
+/// the rest of .git and the workspace are writable).
 #[test]
 fn protected_paths_stay_read_only() {
     for who in identities() {
@@ -191,6 +192,9 @@ fn protected_paths_stay_read_only() {
             echo evil > .idea/workspace.xml; mkdir .idea/runConfigurations
             echo evil > .husky/pre-commit; echo evil > .zed/tasks.json; echo evil > .pre-commit-config.yaml
             printf '[network]\nmode = "host"\n' > .ringfence.toml; mv .ringfence.toml rf.old
+            mkdir x && echo evil > x/tasks.json && mv -T x .vscode; rm -rf x
+            echo evil > e && mv -T e .envrc; python3 -c 'import os; open("g", "w").write("[core]\n\tfsmonitor = touch pwned\n"); os.rename("g", ".git/config")'
+            rm -f e g
             echo 'fn main() {}' > main.rs && git add main.rs && git -c user.name=t -c user.email=t@example.invalid commit -qm work && echo CONTROL-OK
             true"#;
         let out = env.run_sh(&[], script);
@@ -219,9 +223,10 @@ fn git_init(env: &Env) {
 }
 
 /// Protected paths that don't exist at the start (.git/hooks in an existing .git, .gitmodules,
-/// .envrc, .vscode, .idea, .husky, .zed, .pre-commit-config.yaml, .ringfence.toml) can't be
-/// created, and no placeholder for them is left on the host after the run; an ordinary new file
-/// and directory can (control).
+/// .envrc, .vscode, .idea, .ringfence.toml) can't be created (directly or by renaming a
+/// prepared file or directory onto the name), and no placeholder for them is
+/// left on the host after the run; an ordinary new file and directory can (control). (.husky,
+/// .zed and .pre-commit-config.yaml are protected only while present, by design.)
 #[test]
 fn absent_protected_paths_are_not_created() {
     for who in identities() {
@@ -231,12 +236,14 @@ fn absent_protected_paths_are_not_created() {
         let git_before = names(&env.ws.join(".git"));
         let script = r#"
             mkdir -p .git/hooks; echo evil > .git/hooks/pre-commit; rmdir .git/hooks && echo evil > .git/hooks
-            for f in .gitmodules .envrc .pre-commit-config.yaml .ringfence.toml; do
+            for f in .gitmodules .envrc .ringfence.toml; do
                 echo evil > $f; rmdir $f; echo evil > $f; mv $f $f.moved
             done
-            for d in .vscode .idea .husky .zed; do
+            for d in .vscode .idea; do
                 mkdir -p $d; echo evil > $d/tasks.json; rmdir $d; echo evil > $d; mv $d $d.moved
             done
+            mkdir x && echo evil > x/pre-commit && mv -T x .git/hooks; rm -rf x
+            echo evil > e && mv -T e .envrc; mkdir v && mv -T v .vscode; rm -rf e v
             echo ok > ok.txt && mkdir okdir && echo CONTROL-OK
             true"#;
         let out = env.run_sh(&[], script);
@@ -251,40 +258,65 @@ fn absent_protected_paths_are_not_created() {
     }
 }
 
-/// A protected path whose parent is missing at the start is still protected: in a workspace
-/// without .git, `git init` can't plant .git/config (core.fsmonitor runs on the user's next
-/// `git status`) or .git/hooks; with a writable $HOME, ~/.local/bin and ~/.config/autostart
-/// can't be created when ~/.local and ~/.config don't exist. Control: ordinary files can.
+/// A repository the command creates (the workspace had no .git, so nothing could be mounted
+/// read-only in advance) must not leave code for the host's git to run: no active hook, and no
+/// core.fsmonitor in its effective config (git runs it on the user's next `git status`).
+/// Control: the repository itself is created.
 #[test]
-#[ignore = "BUG: protected paths whose parent directory is missing at start are not protected (git init plants .git/config and hooks; ~/.local/bin, ~/.config/autostart)"]
-fn protected_paths_with_missing_parent_stay_unwritable() {
+#[ignore = "BUG: a repository created during the run keeps core.fsmonitor in .git/config (only a warning is printed); the user's next `git status` runs it"]
+fn git_init_during_run_cannot_plant_code() {
     for who in identities() {
         let env = Env::new(who);
-        let home = p(&env.home);
         let script = r#"
-            git init -q . ; git config core.fsmonitor 'touch pwned'
-            mkdir -p .git/hooks && echo 'touch pwned' > .git/hooks/pre-commit
+            git init -q . && git config core.fsmonitor 'touch pwned' && git config core.hooksPath .git/hooks
+            mkdir -p .git/hooks && printf '#!/bin/sh\ntouch pwned\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit
+            echo CONTROL-OK"#;
+        let out = env.run_sh(&[], script);
+        let text = both(&out);
+        assert!(
+            text.contains("CONTROL-OK") && env.ws.join(".git/HEAD").exists(),
+            "{who:?}: git init failed (control):\n{text}"
+        );
+        assert_eq!(
+            state(&env.ws.join(".git/hooks/pre-commit")),
+            State::Absent,
+            "{who:?}: an active hook was planted:\n{text}"
+        );
+        let config = host_git_config(&env);
+        assert!(
+            !config.contains("core.fsmonitor"),
+            "{who:?}: core.fsmonitor is in effect on the host:\n{config}\n{text}"
+        );
+    }
+}
+
+/// With a writable $HOME, login-time paths whose parent is missing at the start stay
+/// unwritable: ~/.local/bin and ~/.config/autostart can't be created when ~/.local and
+/// ~/.config don't exist. Control: ordinary files in $HOME can.
+#[test]
+#[ignore = "BUG: with --write $HOME, protected paths whose parent directory is missing (~/.local/bin, ~/.config/autostart, ~/.config/systemd) can be created"]
+fn home_login_paths_with_missing_parent_stay_protected() {
+    for who in identities() {
+        let env = Env::new(who);
+        let script = r#"
             mkdir -p ~/.local/bin && echo evil > ~/.local/bin/ls
             mkdir -p ~/.config/autostart && echo evil > ~/.config/autostart/evil.desktop
-            echo ok > ok.txt && echo ok > ~/cache.txt && echo CONTROL-OK
-            true"#;
-        let out = env.run_sh(&["--write", home], script);
+            mkdir -p ~/.config/systemd/user && echo evil > ~/.config/systemd/user/evil.service
+            echo ok > ~/cache.txt && echo CONTROL-OK"#;
+        let out = env.run_sh(&["--write", p(&env.home)], script);
         let text = both(&out);
         assert!(text.contains("CONTROL-OK"), "{who:?}: ordinary writes failed (control):\n{text}");
-        for planted in [".git/config", ".git/hooks/pre-commit"] {
-            assert_eq!(state(&env.ws.join(planted)), State::Absent, "{who:?}: {planted} was planted:\n{text}");
-        }
-        for planted in [".local/bin/ls", ".config/autostart/evil.desktop"] {
+        for planted in [".local/bin/ls", ".config/autostart/evil.desktop", ".config/systemd/user/evil.service"] {
             assert_eq!(state(&env.home.join(planted)), State::Absent, "{who:?}: ~/{planted} was planted:\n{text}");
         }
     }
 }
 
-/// Renaming the directory that holds protected paths (.git) moves the read-only mounts with it;
-/// a new .git made in its place must not end up on the host with hooks or config the sandbox
-/// wrote. Control: the rename attempt runs (a normal file write works).
+/// Renaming a directory that holds protected paths (.git) would carry the read-only mounts away
+/// with it; a new .git made in its place must not end up on the host with hooks or config the
+/// sandbox wrote, and the repository's effective config stays the same. Control: the script
+/// runs (a normal file write works).
 #[test]
-#[ignore = "BUG: renaming .git (parent of the read-only .git/hooks and .git/config mounts) lets the sandbox plant a new .git with hooks and config"]
 fn renaming_git_dir_cannot_plant_hooks() {
     for who in identities() {
         let env = Env::new(who);
@@ -292,6 +324,7 @@ fn renaming_git_dir_cannot_plant_hooks() {
         env.write(&env.ws.join(".git/hooks/pre-commit"), "original\n");
         let hooks_before = tree(&env.ws.join(".git/hooks"));
         let config_before = state(&env.ws.join(".git/config"));
+        let effective_before = host_git_config(&env);
         let script = r#"
             mv .git .git-old; mkdir -p .git/hooks; cp -r .git-old/* .git/ 2>/dev/null
             echo 'touch pwned' > .git/hooks/pre-commit; printf '[core]\n\tfsmonitor = touch pwned\n' > .git/config
@@ -302,6 +335,50 @@ fn renaming_git_dir_cannot_plant_hooks() {
         assert!(text.contains("CONTROL-OK"), "{who:?}: ordinary writes failed (control):\n{text}");
         assert_eq!(tree(&env.ws.join(".git/hooks")), hooks_before, "{who:?}: .git/hooks changed:\n{text}");
         assert_eq!(state(&env.ws.join(".git/config")), config_before, "{who:?}: .git/config changed:\n{text}");
+        assert_eq!(host_git_config(&env), effective_before, "{who:?}: the effective git config changed:\n{text}");
+    }
+}
+
+/// The repository's effective git configuration, as the host's git sees it (reading config runs
+/// nothing).
+fn host_git_config(env: &Env) -> String {
+    let out = std::process::Command::new("git")
+        .args(["-c", "safe.directory=*", "-C", p(&env.ws), "config", "--list", "--show-origin"])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_SYSTEM", "/dev/null")
+        .output()
+        .unwrap();
+    stdout(&out)
+}
+
+/// Files in .git other than hooks and config that make git load configuration from elsewhere
+/// can't be written: `.git/commondir` pointing at a workspace directory with a config of the
+/// sandbox's choosing would make the user's next `git status` run its core.fsmonitor (and use
+/// its hooks). The repository's effective config is unchanged; a commit works (control).
+#[test]
+#[ignore = "BUG: .git/commondir is writable, so git on the host reads config and hooks from a directory the sandbox wrote"]
+fn git_commondir_cannot_redirect_config() {
+    for who in identities() {
+        let env = Env::new(who);
+        git_init(&env);
+        let before = host_git_config(&env);
+        assert!(before.contains("core.bare=false"), "{who:?}: no config before the run (control):\n{before}");
+        let script = r#"
+            mkdir -p evil/hooks evil/objects evil/refs && cp .git/HEAD evil/
+            printf '[core]\n\trepositoryformatversion = 0\n\tfsmonitor = touch pwned\n' > evil/config
+            printf '#!/bin/sh\ntouch pwned\n' > evil/hooks/pre-commit
+            echo "$PWD/evil" > .git/commondir
+            echo ok > ok.txt && git add ok.txt && git -c user.name=t -c user.email=t@example.invalid commit -qm x; echo CONTROL-OK
+            true"#;
+        let out = env.run_sh(&[], script);
+        let text = both(&out);
+        assert!(text.contains("CONTROL-OK"), "{who:?}: the script did not run (control):\n{text}");
+        assert_eq!(
+            state(&env.ws.join(".git/commondir")),
+            State::Absent,
+            "{who:?}: .git/commondir was planted:\n{text}"
+        );
+        assert_eq!(host_git_config(&env), before, "{who:?}: the repository's effective git config changed");
     }
 }
 
@@ -341,7 +418,8 @@ fn writable_home_keeps_login_files_read_only() {
 }
 
 /// `--deny-write PATH` keeps an existing workspace file read-only and an absent one uncreated
-/// (without leaving a placeholder); its siblings stay writable (control).
+/// (without leaving a placeholder), also against renaming their parent directory away; their
+/// siblings stay writable (control).
 #[test]
 fn deny_write_flag_protects_paths() {
     for who in identities() {
@@ -353,12 +431,14 @@ fn deny_write_flag_protects_paths() {
         let before = state(&frozen);
         let script = "echo evil > data/frozen.txt; rm -f data/frozen.txt; mv data/frozen.txt data/f2; \
                       mkdir data/generated; echo evil > data/generated; \
+                      mv data data-old && mkdir data && echo evil > data/frozen.txt; \
                       echo ok > data/other.txt && echo ok > data/new.txt && echo CONTROL-OK";
         let out = env.run_sh(&["--deny-write", p(&frozen), "--deny-write", p(&absent)], script);
         let text = both(&out);
         assert!(text.contains("CONTROL-OK"), "{who:?}: sibling writes failed (control):\n{text}");
         assert_eq!(state(&frozen), before, "{who:?}: the denied file changed:\n{text}");
         assert_eq!(names(&env.ws.join("data")), ["frozen.txt", "new.txt", "other.txt"], "{who:?}:\n{text}");
+        assert_eq!(names(&env.ws), ["data"], "{who:?}: the parent was renamed away:\n{text}");
     }
 }
 
@@ -429,8 +509,8 @@ fn hardlinks_cannot_reach_outside_files() {
     }
 }
 
-/// Files can't be moved across the workspace boundary in either direction; moving within the
-/// workspace works (control).
+/// Files can't be moved across the workspace boundary in either direction (`mv` may fall back
+/// to copying, which only reads); moving within the workspace works (control).
 #[test]
 fn renames_across_the_boundary_fail() {
     for who in identities() {
@@ -449,7 +529,7 @@ fn renames_across_the_boundary_fail() {
         let text = both(&out);
         assert!(text.contains("CONTROL-OK"), "{who:?}: an inside rename failed (control):\n{text}");
         assert_eq!(tree(&env.outside), before, "{who:?}: the outside directory changed:\n{text}");
-        assert_eq!(names(&env.ws), ["sub"], "{who:?}:\n{text}");
+        assert_eq!(names(&env.ws.join("sub")), ["mine.txt"], "{who:?}:\n{text}");
     }
 }
 
@@ -485,7 +565,7 @@ fn strict_profile_hides_home() {
         env.write(&env.home.join(".bashrc"), &format!("PRIVATE-{tag}\n"));
         env.write(&env.home.join(".cargo/env"), &format!("TOOLCHAIN-{tag}\n"));
         env.write(&env.ws.join("code.txt"), &format!("WORKSPACE-{tag}\n"));
-        let script = "cat ~/Documents/diary.txt ~/.bashrc; ls -la ~; cat ~/.cargo/env; cat code.txt; \
+        let script = "cat ~/Documents/diary.txt ~/.bashrc; echo LS: $(ls -A ~); cat ~/.cargo/env; cat code.txt; \
                       echo new > new.txt && echo CONTROL-OK";
         let out = env.run_sh(&["--profile", "strict"], script);
         let text = both(&out);
@@ -493,6 +573,7 @@ fn strict_profile_hides_home() {
         assert!(text.contains(&format!("WORKSPACE-{tag}")), "{who:?}: workspace unreadable (control):\n{text}");
         assert!(text.contains(&format!("TOOLCHAIN-{tag}")), "{who:?}: ~/.cargo unreadable (control):\n{text}");
         assert!(!text.contains(&format!("PRIVATE-{tag}")), "{who:?}: a $HOME file leaked:\n{text}");
-        assert!(!text.contains("Documents"), "{who:?}: $HOME is listable:\n{text}");
+        let listing = text.lines().find(|l| l.starts_with("LS:")).unwrap_or_default();
+        assert!(!listing.contains("Documents") && !listing.contains(".bashrc"), "{who:?}: $HOME is listable:\n{text}");
     }
 }

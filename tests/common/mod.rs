@@ -442,14 +442,6 @@ pub fn both(o: &Output) -> String {
 }
 
 impl Env {
-    /// The uid that runs ringfence.
-    pub fn uid(&self) -> u32 {
-        match self.who {
-            Who::Me => nix::unistd::geteuid().as_raw(),
-            Who::Nobody => NOBODY,
-        }
-    }
-
     /// `ringfence run [args] -- argv...`, not yet started.
     pub fn run_command(&self, args: &[&str], argv: &[&str]) -> Command {
         let mut cmd = self.command();
