@@ -99,11 +99,20 @@ fn syntax_error_points_at_the_line() {
     assert!(stderr(&out).starts_with(&prefix), "{}", stderr(&out));
 }
 
-const WIDEN_HELP: &str = "  help: remove it, pass it as a flag, or trust this project from outside the sandbox: \
-add its folder to `trusted_projects` in ~/.config/ringfence/config.toml, or run with --trust-project\n";
+/// The help line of a widening error; it names the user config that would trust the project.
+fn widen_help(env: &Env) -> String {
+    format!(
+        "  help: remove it, pass it as a flag, or trust this project from outside the sandbox: \
+         add its folder to `trusted_projects` in {}, or run with --trust-project\n",
+        env.user_config_path().display()
+    )
+}
 
 /// Project configs that would widen the policy, each with the line:col of the offending value.
-/// The user config (when given) sets `limits.pids = 100`, so the project may not raise it.
+/// The user config (when given) starts from the `strict` profile and sets `limits.pids = 100`,
+/// so the project may not go back to `workspace` nor raise the limit.
+const USER_CONFIG: &str = "profile = \"strict\"\n[limits]\npids = 100\n";
+
 const WIDENING: &[(&str, &str)] = &[
     ("# cache\n[filesystem]\nwrite = [\"~/cache\"]\n", "3:9: `filesystem.write` would widen"),
     ("[filesystem]\n\nread = [\"~/.ssh\"]\n", "3:8: `filesystem.read` would widen"),
@@ -111,7 +120,7 @@ const WIDENING: &[(&str, &str)] = &[
     ("[environment]\nkeep = [\"MY_VAR\"]\n", "2:8: `environment.keep` would widen"),
     ("[limits]\npids = 200\n", "2:8: raising `limits.pids` would widen"),
     ("[process]\nallow_ptrace = true\n", "2:16: `process.allow_ptrace` would widen"),
-    ("profile = \"read-only\"\n", "1:11: `profile` would widen"),
+    ("profile = \"workspace\"\n", "1:11: `profile` would widen"),
 ];
 
 /// A project config that widens the policy is refused with exit 121, pointing at the line.
@@ -120,12 +129,13 @@ fn project_config_cannot_widen() {
     for who in identities() {
         for (text, expected) in WIDENING {
             let env = Env::new(who);
-            env.user_config("[limits]\npids = 100\n");
+            env.user_config(USER_CONFIG);
             env.write(&env.home.join("cache/.keep"), "");
             env.project_config(text);
             let message = format!(
-                "ringfence: error: {}:{expected} the policy, and a project config can only narrow it\n{WIDEN_HELP}",
-                project_path(&env).display()
+                "ringfence: error: {}:{expected} the policy, and a project config can only narrow it\n{}",
+                project_path(&env).display(),
+                widen_help(&env)
             );
             assert_policy_error(&env, &[], &message);
         }
@@ -145,7 +155,7 @@ fn trusted_project_may_widen() {
                     "absolute" => format!("trusted_projects = [\"{}\"]\n", env.ws.display()),
                     _ => String::new(),
                 };
-                env.user_config(&format!("{trusted}[limits]\npids = 100\n"));
+                env.user_config(&format!("{trusted}{USER_CONFIG}"));
                 env.write(&env.home.join("cache/.keep"), "");
                 env.project_config(text);
                 let args: &[&str] = if how == "flag" { &["--trust-project"] } else { &[] };
@@ -164,15 +174,36 @@ fn trusted_project_may_widen() {
     }
 }
 
+/// Without any trust, a project config may narrow: a stricter profile, a lower limit, more
+/// denied and protected paths; and the narrowing takes effect.
+#[test]
+fn project_config_may_narrow() {
+    for who in identities() {
+        let env = Env::new(who);
+        env.write(&env.ws.join("notes.txt"), "n\n");
+        env.project_config(
+            "profile = \"read-only\"\n[limits]\npids = 64\ntimeout = \"5m\"\n\
+             [filesystem]\ndeny_read = [\"private\"]\ndeny_write = [\"vendor\"]\n",
+        );
+        let policy = explain_json(&env, &[]);
+        assert_eq!(policy["profile"], "read-only", "{who:?}");
+        assert_eq!(policy["limits"]["pids"], 64, "{who:?}");
+        let out = env.sh_within(&[], "cat notes.txt; echo x > new.txt");
+        assert_ne!(out.status.code(), Some(0), "{who:?}: the read-only profile let the write through");
+        assert_eq!(stdout(&out), "n\n", "{who:?}");
+        assert!(!env.ws.join("new.txt").exists(), "{who:?}");
+    }
+}
+
 /// A project can't trust itself: `trusted_projects` belongs in the user config only.
 #[test]
 fn project_cannot_trust_itself() {
     let env = Env::new(Who::Me);
     env.project_config("trusted_projects = [\".\"]\n[filesystem]\nwrite = [\"/opt\"]\n");
     let message = format!(
-        "ringfence: error: {}:1:20: `trusted_projects` belongs in the user config only\n  \
-         help: move it to ~/.config/ringfence/config.toml\n",
-        project_path(&env).display()
+        "ringfence: error: {}:1:20: `trusted_projects` belongs in the user config only\n  help: move it to {}\n",
+        project_path(&env).display(),
+        env.user_config_path().display()
     );
     assert_policy_error(&env, &[], &message);
     assert_policy_error(&env, &["--trust-project"], &message);
@@ -280,6 +311,33 @@ fn config_flag_replaces_user_config() {
     assert_policy_error(&env, &["--config", path_str(&missing)], &message);
 }
 
+/// The user config is read from $XDG_CONFIG_HOME/ringfence/config.toml when that is set, and
+/// it must be protected there too: a run must not edit the file that decides the next run's
+/// policy (and its `trusted_projects`). Fails today: only ~/.config/ringfence is protected, so
+/// with XDG_CONFIG_HOME inside a writable root the sandbox can rewrite its own user config.
+#[test]
+#[ignore = "BUG: the user config under $XDG_CONFIG_HOME is not protected; a run can edit it when it is in a writable root"]
+fn xdg_user_config_is_protected() {
+    for who in identities() {
+        let env = Env::new(who);
+        let xdg = env.ws.join(".xdg");
+        let config = xdg.join("ringfence/config.toml");
+        env.write(&config, "[limits]\npids = 100\n");
+        let run = |args: &[&str]| {
+            let mut cmd = env.command();
+            cmd.env("XDG_CONFIG_HOME", &xdg).args(args);
+            output_within(&mut cmd, None, DEADLINE)
+        };
+        let out = run(&["explain", "--json"]);
+        assert_code(&out, 0);
+        let policy: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(policy["sources"], serde_json::json!([path_str(&config)]), "{who:?}: the XDG config is read");
+        let out = run(&["run", "--", "sh", "-c", "echo 'trusted_projects = [\"/\"]' >> .xdg/ringfence/config.toml"]);
+        assert_ne!(out.status.code(), Some(0), "{who:?}: the sandbox edited its user config");
+        assert_eq!(std::fs::read_to_string(&config).unwrap(), "[limits]\npids = 100\n", "{who:?}");
+    }
+}
+
 /// `--no-config` ignores both config files, even broken ones.
 #[test]
 fn no_config_ignores_both() {
@@ -317,7 +375,7 @@ fn explain_shows_the_policy_and_its_layers() {
             "Filesystem (the most specific rule wins):\n".into(),
             "/tmp                                         writable   private tmpfs, 1G  [mount view]\n".into(),
             format!("{}", env.home.join("cache").display()),
-            format!("writable   bind  [mount view, landlock (ABI"),
+            "writable   bind  [mount view, landlock (ABI".into(),
             format!("      from {}:3\n", user.display()),
             format!("{}", ws.join("secret.txt").display()),
             "hidden     masked  [mount view, landlock (ABI".into(),
@@ -417,12 +475,9 @@ fn cli_errors_exit_121() {
     }
 }
 
-/// A mistyped flag of `run` is a usage error (121, with a suggestion), not the command to run.
-/// Today the command positional takes hyphenated values (`allow_hyphen_values`), so
-/// `run --tmeout 5s -- make` tries to execute `--tmeout` and exits 127 "command not found",
-/// and `explain --tmeout 5s` silently ignores it and exits 0.
+/// A mistyped flag of `run` or `explain` is a usage error (121, with a suggestion), not the
+/// command to run (127) nor silently ignored.
 #[test]
-#[ignore = "BUG: an unknown flag after `run`/`explain` is taken as the command (127) or ignored (0), not a usage error (121)"]
 fn unknown_run_flag_is_a_usage_error() {
     let env = Env::new(Who::Me);
     for sub in ["run", "explain"] {

@@ -294,7 +294,6 @@ fn git_init_during_run_cannot_plant_code() {
 /// unwritable: ~/.local/bin and ~/.config/autostart can't be created when ~/.local and
 /// ~/.config don't exist. Control: ordinary files in $HOME can.
 #[test]
-#[ignore = "BUG: with --write $HOME, protected paths whose parent directory is missing (~/.local/bin, ~/.config/autostart, ~/.config/systemd) can be created"]
 fn home_login_paths_with_missing_parent_stay_protected() {
     for who in identities() {
         let env = Env::new(who);

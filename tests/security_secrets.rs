@@ -320,7 +320,6 @@ fn kernel_keyring_is_off_limits() {
 /// The host's keys are not even listed: /proc/keys and /proc/key-users inside don't show the
 /// description of a key the host put in the identity's user keyring.
 #[test]
-#[ignore = "BUG: /proc/keys inside the sandbox lists the host user's keys (descriptions, ids, sizes)"]
 fn kernel_keyring_is_not_listed() {
     for who in identities() {
         let env = Env::new(who);

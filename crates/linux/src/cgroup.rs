@@ -253,11 +253,6 @@ impl RunCgroup {
         }
         stats
     }
-
-    /// Removes the run's directories once their processes are gone.
-    pub fn remove(&self) {
-        remove_dirs(self.dirs.iter().map(|(_, d)| d.as_path()));
-    }
 }
 
 /// Removes cgroup directories, waiting briefly for exiting processes to leave them.

@@ -27,7 +27,8 @@ impl Leftovers {
     /// Removes everything that is ours and still empty.
     pub fn remove(&self) {
         cgroup::remove_dirs(self.cgroups.iter().map(|p| p.as_path()));
-        for p in &self.placeholders {
+        // Deepest first: a folder made for the run empties once its placeholder is gone.
+        for p in self.placeholders.iter().rev() {
             remove_placeholder(p);
         }
     }
@@ -35,7 +36,11 @@ impl Leftovers {
 
 /// Removes a placeholder only while it is still empty: whatever the user put there stays.
 pub fn remove_placeholder(p: &Placeholder) {
-    let _ = std::fs::remove_dir(&p.path);
+    if p.dir {
+        let _ = std::fs::remove_dir(&p.path);
+    } else if std::fs::symlink_metadata(&p.path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        let _ = std::fs::remove_file(&p.path);
+    }
 }
 
 impl Cleaner {

@@ -1,7 +1,7 @@
 //! The supervisor side: validate and plan, clone into the namespaces, then watch the run.
 
 use crate::cgroup::{self, CgroupProbe, CgroupStats, LimitMechanism, RunCgroup};
-use crate::cleaner::{remove_placeholder, Cleaner, Leftovers};
+use crate::cleaner::{Cleaner, Leftovers};
 use crate::error::{ChildError, ErrorKind, LaunchError};
 use crate::gitcheck::{GitFinding, GitSnapshot};
 use crate::landlock_rules::LandlockBuilder;
@@ -210,7 +210,12 @@ fn assess(
 fn create_placeholders(list: &[Placeholder]) -> Vec<Placeholder> {
     let mut made = Vec::new();
     for p in list {
-        if std::fs::create_dir(&p.path).is_ok() {
+        let created = if p.dir {
+            std::fs::create_dir(&p.path).is_ok()
+        } else {
+            std::fs::OpenOptions::new().write(true).create_new(true).open(&p.path).is_ok()
+        };
+        if created {
             made.push(p.clone());
         }
     }
@@ -464,12 +469,7 @@ impl Sandbox {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        if let Some(cg) = &self.cgroup {
-            cg.remove();
-        }
-        for p in &self.leftovers.placeholders {
-            remove_placeholder(p);
-        }
+        self.leftovers.remove();
         if let Some(c) = self.cleaner.take() {
             c.dismiss();
         }

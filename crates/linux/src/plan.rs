@@ -32,13 +32,23 @@ impl MountOp {
     }
 }
 
-/// An empty directory created on the host so a missing protected path can be mounted read-only;
-/// removed after the run if still empty. Always a directory, even for names that are files
-/// (.envrc, .gitmodules): git ignores empty directories, so the sandbox's `git add -A` can't
-/// commit a placeholder, and no tool mistakes one for real content.
+/// Something created on the host so a missing protected path can be mounted read-only, removed
+/// after the run if still empty: the path itself, or a missing folder on the way to it.
+/// Placeholders are empty directories, even for names that are files (.envrc, .gitmodules):
+/// git ignores empty directories, so the sandbox's `git add -A` can't commit one. Only files
+/// that tools read in any directory ($HOME's rc files and .gitconfig) get an empty file,
+/// since a directory there would break the tools inside.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placeholder {
     pub path: PathBuf,
+    pub dir: bool,
+}
+
+impl Placeholder {
+    fn new(path: &Path) -> Self {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        Placeholder { path: path.to_path_buf(), dir: !ringfence_policy::profile::HOME_FILES.contains(&name) }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -138,6 +148,35 @@ fn pins(rules: &FsRules) -> BTreeSet<PathBuf> {
     pins
 }
 
+/// Missing folders on the way to missing protected paths inside writable roots (~/.config when
+/// ~/.config/autostart is protected and $HOME is writable). They are created for the run and
+/// pinned, so the protected path can get its placeholder. Never inside `.git`: an absent `.git`
+/// must stay creatable by `git init`; the post-run git check covers new repositories.
+fn missing_parents(rules: &FsRules, canon: &mut Canonicalizer) -> BTreeSet<PathBuf> {
+    let while_present = Origin::builtin(ringfence_policy::profile::WHILE_PRESENT);
+    let mut out = BTreeSet::new();
+    for rule in rules.of_kind(RuleKind::DenyWrite).filter(|r| r.origin != while_present) {
+        let Some(parent) = rule.path.parent() else { continue };
+        let decision = rules.access(parent);
+        let Some(root) = decision.write_rule.filter(|w| w.kind == RuleKind::Write && decision.access == FsAccess::Write)
+        else {
+            continue;
+        };
+        let chain: Vec<PathBuf> = rule
+            .path
+            .ancestors()
+            .skip(1)
+            .take_while(|a| *a != root.path && canon.kind(a).is_none())
+            .map(Path::to_path_buf)
+            .collect();
+        let top_exists = chain.last().and_then(|top| top.parent()).is_some_and(|p| canon.kind(p) == Some(true));
+        if top_exists && !chain.iter().any(|d| d.file_name() == Some(std::ffi::OsStr::new(".git"))) {
+            out.extend(chain);
+        }
+    }
+    out
+}
+
 /// Rules of the user's under /dev or /proc: those are the sandbox's own and can't be re-bound.
 fn check_fresh_kernel_dirs(rules: &FsRules) -> Result<(), PlanError> {
     for rule in &rules.rules {
@@ -185,6 +224,7 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
     }
 
     let pins = pins(&plan.rules);
+    let missing_dirs = missing_parents(&plan.rules, &mut canon);
     let mut paths: Vec<PathBuf> = plan.rules.rules.iter().map(|r| r.path.clone()).chain(pins.iter().cloned()).collect();
     paths.sort_by_cached_key(|p| (p.components().count(), p.clone()));
     paths.dedup();
@@ -198,8 +238,9 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
             .rev()
             .find(|(p, _)| path.starts_with(p))
             .expect("/ is always shown");
-        let kind = canon.kind(&path);
-        let parent_is_dir = path.parent().is_some_and(|p| canon.kind(p) == Some(true));
+        let will_create = missing_dirs.contains(&path);
+        let kind = if will_create { Some(true) } else { canon.kind(&path) };
+        let parent_is_dir = path.parent().is_some_and(|p| missing_dirs.contains(p) || canon.kind(p) == Some(true));
         let op = match (fresh, above, want, kind) {
             (true, _, FsAccess::Deny, _) => None,
             (true, _, access, None) | (false, FsAccess::Deny, access @ (FsAccess::Read | FsAccess::Write), None) => {
@@ -213,6 +254,9 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
                 Some(MountOp::Bind { path: path.clone(), writable: access == FsAccess::Write })
             }
             (false, a, b, Some(true)) if a == b && a == FsAccess::Write && pins.contains(&path) => {
+                if will_create {
+                    plan.placeholders.push(Placeholder { path: path.clone(), dir: true });
+                }
                 Some(MountOp::Bind { path: path.clone(), writable: true })
             }
             (false, a, b, _) if a == b => None,
@@ -223,7 +267,7 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
             // Hidden but absent inside a writable tree: the sandbox could create it, so an empty
             // read-only mask takes the name for the run.
             (false, FsAccess::Write, FsAccess::Deny, None) if parent_is_dir => {
-                plan.placeholders.push(Placeholder { path: path.clone() });
+                plan.placeholders.push(Placeholder { path: path.clone(), dir: true });
                 Some(MountOp::Tmpfs { path: path.clone(), writable: false, size: 4096 })
             }
             (false, _, FsAccess::Deny, None) => None,
@@ -242,7 +286,7 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
                 if !parent_is_dir || while_present {
                     None
                 } else {
-                    plan.placeholders.push(Placeholder { path: path.clone() });
+                    plan.placeholders.push(Placeholder::new(&path));
                     Some(MountOp::ReadOnly { path: path.clone() })
                 }
             }
@@ -297,8 +341,8 @@ mod tests {
         assert!(has(MountOp::Bind { path: ws.clone(), writable: true }));
         assert!(has(MountOp::ReadOnly { path: ws.join(".git/hooks") }));
         // Missing .git/config inside an existing .git gets a placeholder; .envrc too.
-        assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".git/config") }));
-        assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".envrc") }));
+        assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".git/config"), dir: true }));
+        assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".envrc"), dir: true }));
         // The directory leading to protected paths is pinned, so it can't be renamed away.
         let pin = plan.ops.iter().position(|o| *o == MountOp::Bind { path: ws.join(".git"), writable: true });
         let hooks = plan.ops.iter().position(|o| *o == MountOp::ReadOnly { path: ws.join(".git/hooks") });

@@ -201,10 +201,18 @@ fn build_proc(pid_max: Option<u64>) -> Result<(), ChildError> {
             )
         })?;
     }
-    for sub in ["sys", "sysrq-trigger", "irq", "bus", "fs", "kcore", "keys", "timer_list"] {
+    for sub in ["sys", "sysrq-trigger", "irq", "bus", "fs", "kcore", "timer_list"] {
         let p = proc.join(sub);
         if p.exists() {
             bind(&p, &p)?;
+            set_flags(&p, true)?;
+        }
+    }
+    // The key lists show the keys of the sandbox's uid, which is the caller's: hide them.
+    for sub in ["keys", "key-users"] {
+        let p = proc.join(sub);
+        if p.exists() {
+            bind(Path::new("/empty"), &p)?;
             set_flags(&p, true)?;
         }
     }
