@@ -262,7 +262,6 @@ fn terminal_session_under_script() {
 /// the host's devpts, but the sandbox mounts a new devpts instance, so ttyname() (tty, ssh,
 /// gpg, python's os.ttyname) can't find /dev/pts/N and reports "not a tty".
 #[test]
-#[ignore = "BUG: ttyname() fails inside: the command's pty is from the host devpts, the sandbox has its own"]
 fn tty_names_the_terminal() {
     for who in identities() {
         let env = Env::new(who);
@@ -457,12 +456,10 @@ fn tmux_interactive_python() {
     }
 }
 
-/// Asserts ringfence's message about a failed exec. Its absence is tolerated here, because of
-/// the race pinned by `exec_failure_message_is_never_lost`; tighten once that is fixed.
+/// Asserts ringfence's message about a failed exec.
 #[track_caller]
 fn assert_exec_message(out: &std::process::Output, expected: &str) {
-    let err = stderr(out);
-    assert!(err == expected || err.is_empty(), "expected {expected:?}, got {err:?}");
+    assert_eq!(stderr(out), expected);
     assert_eq!(stdout(out), "");
 }
 
@@ -491,13 +488,9 @@ fn non_executable_is_126() {
     }
 }
 
-/// The "command not found" message appears on every run, also under load. It is lost now and
-/// then (about 1 run in 150 with four runs at once): init forks the command and only then
-/// reports "P <pid>"; when the command's failed exec reports "X exec …" first, the
-/// supervisor's `await_ready` reads and discards that line while looking for "P". The run
-/// still exits 127, but silently, and its reason (events, --json-status) is "exited".
+/// The "command not found" message appears on every run, also under load: the command's
+/// failed exec may report before init's "P <pid>" line, and that report must not be lost.
 #[test]
-#[ignore = "BUG: the exec-failure report is dropped when it beats init's \"P\" line (silent 127, reason \"exited\")"]
 fn exec_failure_message_is_never_lost() {
     let threads: Vec<_> = (0..6)
         .map(|_| {
@@ -601,7 +594,6 @@ fn json_status_on_fd_3() {
 /// log is overwritten), can't open a socket at all (ENXIO), and needs permission on the pipe
 /// (EACCES); in the last two the status is lost with only a message on stderr.
 #[test]
-#[ignore = "BUG: --json-status reopens /proc/self/fd/N: overwrites a `3>>` log from offset 0, fails on sockets"]
 fn json_status_writes_through_the_descriptor() {
     for who in identities() {
         let env = Env::new(who);
@@ -636,7 +628,6 @@ print(rc, mine.makefile().readline().startswith("{"))
 /// workspace, including `.ringfence.toml`, and the second run then fails to read that
 /// "project config" with "Is a directory" and exits 121.
 #[test]
-#[ignore = "BUG: a second concurrent run in a workspace reads the first run's .ringfence.toml placeholder directory and exits 121"]
 fn concurrent_runs_share_a_workspace() {
     for who in identities() {
         let env = Env::new(who);

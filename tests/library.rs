@@ -150,10 +150,8 @@ fn missing_program() {
         .status()
         .unwrap();
     assert_eq!(status.exit_code(), 127);
-    // `Exited` only because of the race pinned by compat's exec_failure_message_is_never_lost.
     assert!(
-        matches!(&status.reason, EndReason::ExecFailed(m) if m.contains("nonexistent-cmd: command not found"))
-            || status.reason == EndReason::Exited,
+        matches!(&status.reason, EndReason::ExecFailed(m) if m.contains("nonexistent-cmd: command not found")),
         "{:?}",
         status.reason
     );

@@ -263,7 +263,6 @@ fn absent_protected_paths_are_not_created() {
 /// core.fsmonitor in its effective config (git runs it on the user's next `git status`).
 /// Control: the repository itself is created.
 #[test]
-#[ignore = "BUG: a repository created during the run keeps core.fsmonitor in .git/config (only a warning is printed); the user's next `git status` runs it"]
 fn git_init_during_run_cannot_plant_code() {
     for who in identities() {
         let env = Env::new(who);
@@ -355,7 +354,6 @@ fn host_git_config(env: &Env) -> String {
 /// sandbox's choosing would make the user's next `git status` run its core.fsmonitor (and use
 /// its hooks). The repository's effective config is unchanged; a commit works (control).
 #[test]
-#[ignore = "BUG: .git/commondir is writable, so git on the host reads config and hooks from a directory the sandbox wrote"]
 fn git_commondir_cannot_redirect_config() {
     for who in identities() {
         let env = Env::new(who);

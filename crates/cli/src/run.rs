@@ -29,13 +29,6 @@ fn layers(list: &[ringfence::linux::LayerStatus]) -> Vec<Layer> {
     list.iter().map(|l| Layer { name: l.name.clone(), detail: l.detail.clone() }).collect()
 }
 
-/// Writes to an inherited descriptor by reopening it through /proc, so no unsafe is needed.
-fn write_to_fd(fd: i32, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new().write(true).open(format!("/proc/self/fd/{fd}"))?;
-    file.write_all(text.as_bytes())
-}
-
 pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
     let policy = match ringfence::load_policy(&args.policy.sources(), args.policy.overrides()) {
         Ok(p) => p,
@@ -44,6 +37,12 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
             return exit_code::POLICY;
         }
     };
+    if let Some(fd) = args.json_status {
+        if !ringfence::linux::inherited_fd_is_open(fd) {
+            report(&format!("--json-status {fd}: descriptor {fd} is not open (open it, e.g. `{fd}>status.json`)"));
+            return exit_code::POLICY;
+        }
+    }
     let mut events = match &args.events {
         Some(path) => match EventWriter::create(path, run_id()) {
             Ok(w) => Some(w),
@@ -138,7 +137,7 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
             "duration_ms": status.duration.as_millis() as u64,
             "rusage": rusage(&status),
         });
-        if let Err(e) = write_to_fd(fd, &format!("{json}\n")) {
+        if let Err(e) = ringfence::linux::write_inherited_fd(fd, format!("{json}\n").as_bytes()) {
             report(&format!("--json-status {fd}: {e}"));
         }
     }

@@ -9,7 +9,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::ffi::CString;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 /// Entry point of the cloned child; never returns.
@@ -43,12 +43,29 @@ fn write_id_maps(uid: u32, gid: u32) -> Result<(), ChildError> {
 }
 
 /// Waits for the supervisor's "go", which carries the Landlock ruleset when there is one.
-fn wait_for_go(fd: RawFd) -> Option<RawFd> {
+fn wait_for_go(fd: RawFd) -> Option<OwnedFd> {
     match sys::recv_with_fd(fd) {
         Ok((1, ruleset)) => ruleset,
         // The supervisor died before letting us start: nothing may run unsupervised.
         _ => sys::exit_now(125),
     }
+}
+
+/// Opens the command's terminal in the sandbox's own devpts (so `tty` and `ttyname` name a
+/// device that exists inside) and hands the master side to the supervisor for the relay.
+fn open_terminal(go: RawFd) -> Result<OwnedFd, ChildError> {
+    use nix::fcntl::OFlag;
+    let fail = |what: &str, e: nix::Error| ChildError::internal(format!("{what}: {e}"));
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| fail("opening /dev/ptmx", e))?;
+    nix::pty::grantpt(&master).map_err(|e| fail("grantpt", e))?;
+    nix::pty::unlockpt(&master).map_err(|e| fail("unlockpt", e))?;
+    let name = nix::pty::ptsname_r(&master).map_err(|e| fail("ptsname", e))?;
+    let slave = nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY, nix::sys::stat::Mode::empty())
+        .map_err(|e| fail(&name, e))?;
+    sys::send_with_fd(go, b"t", Some(master.as_raw_fd()))
+        .map_err(|e| ChildError::internal(format!("handing over the terminal: {e}")))?;
+    Ok(slave)
 }
 
 fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infallible, ChildError> {
@@ -58,6 +75,7 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     close_inherited(setup);
 
     view::enter(&setup.plan, setup.pid_max)?;
+    let tty = if setup.terminal { Some(open_terminal(setup.go_read)?) } else { None };
     // Built here rather than in the supervisor: the child has time while it waits for "go".
     let seccomp = crate::seccomp::build(setup.allow_ptrace).map_err(ChildError::internal)?;
     if setup.isolate_network {
@@ -78,10 +96,9 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     sys::set_no_new_privs().map_err(|e| ChildError::internal(format!("no_new_privs: {e}")))?;
     sys::set_non_dumpable().map_err(|e| ChildError::internal(format!("dumpable: {e}")))?;
     if let Some(ruleset) = ruleset {
-        crate::landlock_rules::restrict(ruleset, setup.landlock_abi).map_err(|e| {
+        crate::landlock_rules::restrict(ruleset.as_raw_fd(), setup.landlock_abi).map_err(|e| {
             ChildError::unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it".into())
         })?;
-        sys::close_fd(ruleset);
     } else if setup.landlock_abi > 0 {
         return Err(ChildError::internal("the supervisor sent no Landlock ruleset".into()));
     }
@@ -102,8 +119,9 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
 
     let command = sys::fork_process().map_err(|e| ChildError::internal(format!("fork: {e}")))?;
     if command == 0 {
-        exec_command(setup, status);
+        exec_command(setup, tty.as_ref().map(|t| t.as_raw_fd()), status);
     }
+    drop(tty);
     status.send(&format!("P\t{command}\n"));
     reap(Pid::from_raw(command), &mask, status)
 }
@@ -111,7 +129,6 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
 fn close_inherited(setup: &ChildSetup) {
     let mut keep: Vec<RawFd> = vec![0, 1, 2, setup.status_write, setup.go_read];
     keep.extend(setup.stdio.iter().flatten());
-    keep.extend(setup.tty);
     let max = keep.iter().copied().max().unwrap_or(2);
     for fd in 3..=max {
         if !keep.contains(&fd) {
@@ -122,8 +139,8 @@ fn close_inherited(setup: &ChildSetup) {
 }
 
 /// In the forked command process: stdio, terminal, session, then exec. Never returns.
-fn exec_command(setup: &ChildSetup, status: &mut StatusPipe) -> ! {
-    if let Some(tty) = setup.tty {
+fn exec_command(setup: &ChildSetup, tty: Option<RawFd>, status: &mut StatusPipe) -> ! {
+    if let Some(tty) = tty {
         let _ = nix::unistd::setsid();
         let _ = sys::set_controlling_tty(tty);
         for target in 0..3 {

@@ -11,7 +11,7 @@ use crate::{pty, sys};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
-use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use ringfence_policy::{NetworkMode, Policy, RuleKind};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -68,7 +68,8 @@ pub(crate) struct ChildSetup {
     pub go_read: RawFd,
     pub status_write: RawFd,
     pub stdio: [Option<RawFd>; 3],
-    pub tty: Option<RawFd>,
+    /// Open a terminal for the command inside the sandbox.
+    pub terminal: bool,
 }
 
 /// One protection and how it is enforced on this run.
@@ -129,6 +130,8 @@ pub struct Sandbox {
     started: Instant,
     timeout: Option<Duration>,
     git: GitSnapshot,
+    /// Status lines that arrived before init's "started" line.
+    early: Vec<String>,
     /// Set once the run's leftovers are removed.
     finished: bool,
     pub enforcement: Enforcement,
@@ -311,12 +314,6 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let (go_child, go_parent) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
         .map_err(internal("socketpair"))?;
     let (status_read, status_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(internal("pipe"))?;
-    let (terminal, tty) = if spec.terminal {
-        let (master, slave) = pty::open(0).map_err(internal("opening a pseudo-terminal"))?;
-        (Some(master), Some(slave))
-    } else {
-        (None, None)
-    };
     let mut stdio_fds: [Option<OwnedFd>; 3] = [None, None, None];
     for (slot, spec) in stdio_fds.iter_mut().zip(spec.stdio) {
         *slot = match spec {
@@ -349,7 +346,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         go_read: go_child.as_raw_fd(),
         status_write: status_write.as_raw_fd(),
         stdio: [0, 1, 2].map(|i| stdio_fds[i].as_ref().map(|f| f.as_raw_fd())),
-        tty: tty.as_ref().map(|t| t.as_raw_fd()),
+        terminal: spec.terminal,
     };
     let mut flags =
         libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
@@ -367,17 +364,18 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
             ));
         }
     };
-    drop((go_child, status_write, tty, stdio_fds));
+    drop((go_child, status_write, stdio_fds));
     let mut sandbox = Sandbox {
         init,
         status: BufReader::new(std::fs::File::from(status_read)),
-        terminal,
+        terminal: None,
         cgroup,
         cleaner: None,
         leftovers,
         started: Instant::now(),
         timeout: policy.limits.timeout.map(|t| t.0),
         git,
+        early: Vec::new(),
         finished: false,
         enforcement,
     };
@@ -393,11 +391,15 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         Ok(r) => r,
         Err(e) => return Err(sandbox.abort(e)),
     };
-    let fds: Vec<RawFd> = ruleset.iter().map(|r| r.as_raw_fd()).collect();
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
-    if let Err(e) = sendmsg::<()>(go_parent.as_raw_fd(), &[std::io::IoSlice::new(b"g")], cmsgs, MsgFlags::empty(), None)
-    {
+    if setup.terminal {
+        match sys::recv_with_fd(go_parent.as_raw_fd()) {
+            Ok((1, Some(master))) => sandbox.terminal = Some(master),
+            Ok(_) | Err(_) => {
+                return Err(sandbox.abort(LaunchError::internal("the sandbox's init sent no terminal")));
+            }
+        }
+    }
+    if let Err(e) = sys::send_with_fd(go_parent.as_raw_fd(), b"g", ruleset.as_ref().map(|r| r.as_raw_fd())) {
         return Err(sandbox.abort(LaunchError::internal(format!("starting the sandbox: {e}"))));
     }
     drop((go_parent, ruleset));
@@ -489,6 +491,8 @@ impl Sandbox {
                     if let Some(err) = ChildError::decode(line.trim_end()) {
                         return Err(self.abort(err));
                     }
+                    // The command's own report (exec failed) can beat init's "started" line.
+                    self.early.push(line.trim_end().to_string());
                 }
             }
         }
@@ -525,6 +529,9 @@ impl Sandbox {
 
     fn watch(&mut self, mut signals: Option<&mut SignalFd>) -> Result<Watched, LaunchError> {
         let mut watched = Watched::default();
+        for line in std::mem::take(&mut self.early) {
+            watched.parse(&line);
+        }
         let mut deadline = self.timeout.map(|t| self.started + t);
         let mut stdin_open = self.terminal.is_some();
         let _raw = self.terminal.as_ref().and_then(|_| pty::RawMode::enter(0));
@@ -622,7 +629,11 @@ impl Sandbox {
     fn relay_input(&mut self, buf: &mut [u8]) -> bool {
         let Some(master) = &self.terminal else { return false };
         match sys::read_fd(0, buf) {
-            Ok(0) | Err(_) => false,
+            // Our input ended: pass the end on as the terminal's end-of-file character.
+            Ok(0) | Err(_) => {
+                let _ = sys::write_fd(master.as_raw_fd(), b"\x04");
+                false
+            }
             Ok(n) => sys::write_fd(master.as_raw_fd(), &buf[..n]).is_ok(),
         }
     }

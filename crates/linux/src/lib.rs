@@ -23,6 +23,17 @@ pub use cgroup::{needed_controllers, pid_namespace_cap, CgroupProbe, CgroupStats
 pub use error::{ErrorKind, LaunchError};
 pub use features::{FeatureReport, Features};
 pub use gitcheck::GitFinding;
+
+/// Writes to a descriptor inherited from the caller (`--json-status 3`), as it is: appending,
+/// socket or pipe alike.
+pub fn write_inherited_fd(fd: std::os::fd::RawFd, data: &[u8]) -> std::io::Result<()> {
+    sys::write_fd(fd, data)
+}
+
+/// Whether the caller passed this descriptor open.
+pub fn inherited_fd_is_open(fd: std::os::fd::RawFd) -> bool {
+    sys::fd_is_open(fd)
+}
 pub use launch::{
     spawn, EndReason, Enforcement, ExitKind, LaunchSpec, LayerStatus, Outcome, Sandbox, StdioSpec, FORWARDED_SIGNALS,
     TIMEOUT_GRACE,

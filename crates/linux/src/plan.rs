@@ -158,7 +158,8 @@ fn missing_parents(rules: &FsRules, canon: &mut Canonicalizer) -> BTreeSet<PathB
     for rule in rules.of_kind(RuleKind::DenyWrite).filter(|r| r.origin != while_present) {
         let Some(parent) = rule.path.parent() else { continue };
         let decision = rules.access(parent);
-        let Some(root) = decision.write_rule.filter(|w| w.kind == RuleKind::Write && decision.access == FsAccess::Write)
+        let Some(root) =
+            decision.write_rule.filter(|w| w.kind == RuleKind::Write && decision.access == FsAccess::Write)
         else {
             continue;
         };

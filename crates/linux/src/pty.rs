@@ -6,14 +6,6 @@ use crate::sys;
 use nix::sys::termios::{self, SetArg, Termios};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-/// A new pseudo-terminal sized like the user's terminal on `like`.
-pub fn open(like: RawFd) -> nix::Result<(OwnedFd, OwnedFd)> {
-    let size = sys::get_winsize(like);
-    let pair = nix::pty::openpty(size.as_ref(), None)?;
-    nix::fcntl::fcntl(&pair.master, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
-    Ok((pair.master, pair.slave))
-}
-
 /// Puts the user's terminal in raw mode for the relay and restores it when dropped.
 pub struct RawMode {
     fd: RawFd,

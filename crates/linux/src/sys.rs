@@ -113,6 +113,12 @@ pub fn write_fd(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether a descriptor number is open in this process.
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD takes no argument and touches no memory.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
 /// Raw `read` from a descriptor Rust does not own.
 pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     loop {
@@ -135,8 +141,18 @@ pub fn borrow_fd(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
+/// Sends a message with at most one descriptor (SCM_RIGHTS) on a socket Rust does not own.
+pub fn send_with_fd(sock: RawFd, data: &[u8], fd: Option<RawFd>) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds: Vec<RawFd> = fd.into_iter().collect();
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+    sendmsg::<()>(sock, &[io::IoSlice::new(data)], cmsgs, MsgFlags::empty(), None)?;
+    Ok(())
+}
+
 /// Receives a message and at most one descriptor (SCM_RIGHTS) on a socket Rust does not own.
-pub fn recv_with_fd(sock: RawFd) -> io::Result<(usize, Option<RawFd>)> {
+pub fn recv_with_fd(sock: RawFd) -> io::Result<(usize, Option<std::os::fd::OwnedFd>)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut data = [0u8; 16];
     let mut iov = [io::IoSliceMut::new(&mut data)];
@@ -145,7 +161,10 @@ pub fn recv_with_fd(sock: RawFd) -> io::Result<(usize, Option<RawFd>)> {
     let mut fd = None;
     for cmsg in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            fd = fds.first().copied();
+            use std::os::fd::FromRawFd;
+            // SAFETY: SCM_RIGHTS just installed these descriptors in our table; nothing else
+            // owns them, so each is wrapped exactly once.
+            fd = fds.first().map(|&raw| unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) });
         }
     }
     Ok((msg.bytes, fd))

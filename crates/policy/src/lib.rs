@@ -64,7 +64,7 @@ impl PolicyBuilder {
         PolicyBuilder {
             workspace: model::normalize(workspace),
             home: model::normalize(home),
-            user_config_path: PathBuf::from("~/.config/ringfence/config.toml"),
+            user_config_path: model::normalize(&home.join(".config/ringfence/config.toml")),
             user: None,
             project: None,
             flags: Overrides::default(),
@@ -159,6 +159,11 @@ impl PolicyBuilder {
         }
         state.apply_flags(&self.flags)?;
         let mut policy = state.policy;
+        // The files that shape the next run must not be editable by this one.
+        let own = [self.user_config_path.parent().map(Path::to_path_buf), self.user.as_ref().map(|u| u.path.clone())];
+        for path in own.into_iter().flatten() {
+            policy.fs.push(RuleKind::DenyWrite, model::normalize(&path), Origin::builtin("ringfence config"));
+        }
         profile::protect_write_roots(&mut policy.fs);
         validate(&policy)?;
         Ok(policy)

@@ -112,8 +112,18 @@ pub const PROTECTED_IN_HOME: &[&str] = &[
 /// Names in `PROTECTED_IN_HOME` that are files tools read wherever they are; their placeholders
 /// are empty files rather than directories.
 pub const HOME_FILES: &[&str] = &[
-    ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".zshrc", ".zshenv", ".zprofile",
-    ".zlogin", ".gitconfig", ".pam_environment", ".xprofile",
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".profile",
+    ".zshrc",
+    ".zshenv",
+    ".zprofile",
+    ".zlogin",
+    ".gitconfig",
+    ".pam_environment",
+    ".xprofile",
 ];
 
 /// Toolchain directories the `strict` profile keeps readable inside $HOME.

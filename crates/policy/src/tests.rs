@@ -134,7 +134,7 @@ fn project_cannot_trust_itself() {
     assert_eq!(
         e,
         "/home/u/proj/.ringfence.toml:1:20: `trusted_projects` belongs in the user config only\n  \
-         help: move it to ~/.config/ringfence/config.toml"
+         help: move it to /home/u/.config/ringfence/config.toml"
     );
 }
 

@@ -22,6 +22,9 @@ impl std::str::FromStr for HumanDuration {
             return Err(format!("empty duration; {hint}"));
         }
         if let Ok(secs) = s.parse::<u64>() {
+            if secs == 0 {
+                return Err(format!("duration `{text}` is zero; {hint}"));
+            }
             return Ok(HumanDuration(Duration::from_secs(secs)));
         }
         let mut total = Duration::ZERO;
@@ -170,6 +173,7 @@ mod tests {
         assert_eq!(d("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(d("10 minutes").is_err());
         assert!(d("0s").is_err());
+        assert!(d("0").is_err());
         assert!(d("").is_err());
         assert_eq!(HumanDuration(Duration::from_secs(5400)).to_string(), "1h30m");
         assert_eq!(HumanDuration(Duration::from_millis(250)).to_string(), "250ms");

@@ -28,6 +28,10 @@ pub fn home_dir() -> PathBuf {
 }
 
 fn read(path: &Path) -> Result<Option<LoadedConfig>, PolicyError> {
+    // A directory here is a concurrent run's read-only placeholder for the absent file.
+    if path.is_dir() {
+        return Ok(None);
+    }
     match std::fs::read_to_string(path) {
         Ok(text) => LoadedConfig::parse(path, text).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
