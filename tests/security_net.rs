@@ -381,7 +381,6 @@ fn run_dir_sockets_are_unreachable() {
 /// A listening socket anywhere else the sandbox can read (here a host directory outside the
 /// workspace; in real life ~/.emacs.d/server, a tmux or IDE socket under $HOME) is unreachable.
 #[test]
-#[ignore = "BUG: connect() to a path-based Unix socket in any readable host directory succeeds (read-only mounts and Landlock ABI<=7 don't stop connect)"]
 fn path_unix_socket_outside_workspace_is_unreachable() {
     for who in identities() {
         let env = Env::new(who);

@@ -46,8 +46,9 @@ impl<'a> LandlockBuilder<'a> {
                 && denied(AccessFlags::R_OK)
                 && (!r.path.is_dir() || denied(AccessFlags::X_OK))
         };
+        let socket = ringfence_policy::Origin::builtin(crate::plan::HOST_SOCKET);
         let mut marks: BTreeSet<PathBuf> =
-            rules.rules.iter().filter(|r| !unreadable(r)).map(|r| r.path.clone()).collect();
+            rules.rules.iter().filter(|r| !unreadable(r) && r.origin != socket).map(|r| r.path.clone()).collect();
         marks.extend(["/tmp", "/dev", "/proc", "/dev/shm", "/run", "/var/run"].map(PathBuf::from));
         LandlockBuilder { rules, abi: ABI::from(kernel_abi), marks }
     }

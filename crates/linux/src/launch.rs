@@ -142,8 +142,19 @@ fn unsupported(message: impl Into<String>, remedy: impl Into<String>) -> LaunchE
 }
 
 /// Sockets named in the environment that reach host services (agents, buses, docker).
-fn agent_sockets() -> Vec<PathBuf> {
-    let mut out = Vec::new();
+/// Unix sockets of host services the sandbox could otherwise connect to: those named in the
+/// environment (ssh-agent, D-Bus, docker) and every path-bound socket the host's network
+/// namespace has open (/proc/net/unix). A read-only mount doesn't stop connect(2), so each is
+/// masked. Sockets bound after the launch are not covered; Landlock ABI 9 covers them.
+fn host_sockets() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(7))
+        .filter(|path| path.starts_with('/'))
+        .map(PathBuf::from)
+        .collect();
     let var = |k: &str| std::env::var_os(k).map(PathBuf::from);
     if let Some(p) = var("SSH_AUTH_SOCK") {
         out.push(p);
@@ -271,7 +282,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     } else {
         &["/run/current-system", "/run/wrappers"]
     };
-    let plan = plan::build(policy, &agent_sockets(), keep_run)
+    let plan = plan::build(policy, &host_sockets(), keep_run)
         .map_err(|e| LaunchError::new(ErrorKind::Policy, e.0, Some(e.1)))?;
     let kernel = crate::features::kernel_release();
     let pid_cap = cgroup::pid_namespace_cap(&policy.limits, &kernel);

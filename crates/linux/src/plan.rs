@@ -5,6 +5,10 @@ use ringfence_policy::{FsAccess, FsRules, Origin, Policy, RuleKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// Origin of the masks over host services' sockets. They need no Landlock carve-out: below ABI
+/// 9 Landlock can't stop connect(2) anyway, and from ABI 9 read-only regions lack the right.
+pub const HOST_SOCKET: &str = "host service socket";
+
 /// Filesystems the sandbox gets fresh instead of the host's.
 pub const FRESH_DIRS: &[&str] = &["/tmp", "/dev", "/proc", "/run", "/var/run"];
 
@@ -199,7 +203,7 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
         rules.push(rule.kind, canon.resolve(&rule.path), rule.origin.clone());
     }
     for mask in extra_masks {
-        rules.push(RuleKind::DenyRead, canon.resolve(mask), Origin::builtin("agent socket"));
+        rules.push(RuleKind::DenyRead, canon.resolve(mask), Origin::builtin(HOST_SOCKET));
     }
     for dir in keep_run {
         if Path::new(dir).exists() {
