@@ -34,12 +34,26 @@ pub fn identities() -> Vec<Who> {
     }
 }
 
+/// This test process's scratch folder. Test binaries have no teardown, so the first call also
+/// removes the folders of test processes that have exited.
 fn scratch_root() -> PathBuf {
-    let base = std::env::var_os("RINGFENCE_TEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp"));
-    let dir = base.join(format!("ringfence-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let base =
+            std::env::var_os("RINGFENCE_TEST_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp"));
+        for entry in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("ringfence-e2e-") else { continue };
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = base.join(format!("ringfence-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    })
+    .clone()
 }
 
 /// A copy of the binary that every identity can execute.
