@@ -8,7 +8,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 pub struct Cleaner {
-    pid: libc::pid_t,
     done: Option<OwnedFd>,
 }
 
@@ -44,39 +43,49 @@ pub fn remove_placeholder(p: &Placeholder) {
 }
 
 impl Cleaner {
-    /// Forks the cleaner. Must be called while the process is single-threaded.
+    /// Starts the cleaner as a grandchild, so it is never our zombie: when told to go, it exits
+    /// on its own and nothing has to wait for it. Uses libc's fork, which keeps the allocator
+    /// usable in the child while other threads run.
     pub fn spawn(leftovers: Leftovers) -> std::io::Result<Cleaner> {
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let pid = sys::fork_process()?;
-        if pid == 0 {
+        let middle = sys::fork_with_libc()?;
+        if middle == 0 {
             drop(write);
-            let keep = read.as_raw_fd();
             let _ = nix::unistd::setsid();
-            if let Ok(null) = std::fs::File::options().read(true).write(true).open("/dev/null") {
-                for fd in 0..3 {
-                    let _ = sys::dup_onto(null.as_raw_fd(), fd);
-                }
+            match sys::fork_with_libc() {
+                Ok(0) => run(read, &leftovers),
+                _ => sys::exit_now(0),
             }
-            for fd in 3..keep {
-                sys::close_fd(fd);
-            }
-            sys::close_fds_from(keep + 1);
-            let mut byte = [0u8; 1];
-            if sys::read_fd(keep, &mut byte).ok() != Some(1) {
-                // The supervisor is gone: its sandbox dies with it; clean up after both.
-                leftovers.remove();
-            }
-            sys::exit_now(0);
         }
         drop(read);
-        Ok(Cleaner { pid, done: Some(write) })
+        sys::wait4(middle)?;
+        Ok(Cleaner { done: Some(write) })
     }
 
-    /// Tells the cleaner the supervisor cleaned up itself, and reaps it.
+    /// Tells the cleaner the supervisor cleaned up itself.
     pub fn dismiss(mut self) {
         if let Some(fd) = self.done.take() {
             let _ = sys::write_fd(fd.as_raw_fd(), b"d");
         }
-        let _ = sys::wait4(self.pid);
     }
+}
+
+/// The cleaner's life: wait until the supervisor says it is done, or dies.
+fn run(read: OwnedFd, leftovers: &Leftovers) -> ! {
+    let keep = read.as_raw_fd();
+    if let Ok(null) = std::fs::File::options().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            let _ = sys::dup_onto(null.as_raw_fd(), fd);
+        }
+    }
+    for fd in 3..keep {
+        sys::close_fd(fd);
+    }
+    sys::close_fds_from(keep + 1);
+    let mut byte = [0u8; 1];
+    if sys::read_fd(keep, &mut byte).ok() != Some(1) {
+        // The supervisor is gone: its sandbox dies with it; clean up after both.
+        leftovers.remove();
+    }
+    sys::exit_now(0)
 }

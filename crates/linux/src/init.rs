@@ -85,16 +85,17 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     nix::unistd::setsid().map_err(|e| ChildError::internal(format!("setsid: {e}")))?;
     crate::limits::apply_fallback(&setup.rlimits)?;
 
-    // The supervisor moves us into the run's cgroup and builds the Landlock ruleset meanwhile;
-    // nothing of the command's may run before both are done.
+    // The supervisor builds the Landlock ruleset (and moves us into the run's cgroup) meanwhile;
+    // nothing of the command's may run before that is done. Without a cgroup to wait for, the
+    // rest of the confinement happens while we wait.
+    if !setup.cgroup {
+        confine(&seccomp)?;
+    }
     let ruleset = wait_for_go(setup.go_read);
     sys::close_fd(setup.go_read);
-    // Now inside its cgroup, init starts a cgroup namespace rooted there (best effort: it only
-    // hides the host's cgroup paths, the limits don't depend on it).
-    let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP);
-    sys::drop_all_capabilities().map_err(|e| ChildError::internal(format!("dropping capabilities: {e}")))?;
-    sys::set_no_new_privs().map_err(|e| ChildError::internal(format!("no_new_privs: {e}")))?;
-    sys::set_non_dumpable().map_err(|e| ChildError::internal(format!("dumpable: {e}")))?;
+    if setup.cgroup {
+        confine(&seccomp)?;
+    }
     if let Some(ruleset) = ruleset {
         crate::landlock_rules::restrict(ruleset.as_raw_fd(), setup.landlock_abi).map_err(|e| {
             ChildError::unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it".into())
@@ -102,12 +103,6 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     } else if setup.landlock_abi > 0 {
         return Err(ChildError::internal("the supervisor sent no Landlock ruleset".into()));
     }
-    sys::install_seccomp(&seccomp).map_err(|e| {
-        ChildError::unsupported(
-            format!("installing the seccomp filter: {e}"),
-            "use a kernel with CONFIG_SECCOMP_FILTER".into(),
-        )
-    })?;
 
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
@@ -124,6 +119,21 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     drop(tty);
     status.send(&format!("P\t{command}\n"));
     reap(Pid::from_raw(command), &mask, status)
+}
+
+/// Everything but Landlock: a cgroup namespace rooted at our cgroup (best effort: it only hides
+/// the host's cgroup paths), no capabilities, no_new_privs, not dumpable, and the seccomp filter.
+fn confine(seccomp: &[seccompiler::sock_filter]) -> Result<(), ChildError> {
+    let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+    sys::drop_all_capabilities().map_err(|e| ChildError::internal(format!("dropping capabilities: {e}")))?;
+    sys::set_no_new_privs().map_err(|e| ChildError::internal(format!("no_new_privs: {e}")))?;
+    sys::set_non_dumpable().map_err(|e| ChildError::internal(format!("dumpable: {e}")))?;
+    sys::install_seccomp(seccomp).map_err(|e| {
+        ChildError::unsupported(
+            format!("installing the seccomp filter: {e}"),
+            "use a kernel with CONFIG_SECCOMP_FILTER".into(),
+        )
+    })
 }
 
 fn close_inherited(setup: &ChildSetup) {

@@ -70,6 +70,8 @@ pub(crate) struct ChildSetup {
     pub stdio: [Option<RawFd>; 3],
     /// Open a terminal for the command inside the sandbox.
     pub terminal: bool,
+    /// The supervisor moves the child into a cgroup after the clone.
+    pub cgroup: bool,
 }
 
 /// One protection and how it is enforced on this run.
@@ -358,6 +360,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         status_write: status_write.as_raw_fd(),
         stdio: [0, 1, 2].map(|i| stdio_fds[i].as_ref().map(|f| f.as_raw_fd())),
         terminal: spec.terminal,
+        cgroup: cgroup.is_some(),
     };
     let mut flags =
         libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
@@ -391,12 +394,6 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         enforcement,
     };
     // From here on the child builds its view while we work in parallel.
-    if !sandbox.leftovers.is_empty() {
-        match Cleaner::spawn(sandbox.leftovers.clone()) {
-            Ok(c) => sandbox.cleaner = Some(c),
-            Err(e) => return Err(sandbox.abort(LaunchError::internal(format!("starting the cleaner: {e}")))),
-        }
-    }
     let ready = sandbox.prepare(&setup.plan, landlock_abi);
     let ruleset = match ready {
         Ok(r) => r,
@@ -435,30 +432,26 @@ impl Sandbox {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.init), Signal::SIGKILL);
     }
 
-    /// Work done while the child builds its view: moving it into its cgroup (which waits for an
-    /// RCU grace period, milliseconds on cgroup v1) on a thread, and the Landlock ruleset here.
-    /// The child waits for both before it confines itself and starts the command.
-    fn prepare(&self, plan: &MountPlan, landlock_abi: i32) -> Result<Option<OwnedFd>, LaunchError> {
+    /// Work done while the child builds its view: the Landlock ruleset on a thread; here, the
+    /// cleaner and the move into the run's cgroup (which waits for an RCU grace period,
+    /// milliseconds on cgroup v1). The child waits for all of it before it starts the command.
+    fn prepare(&mut self, plan: &MountPlan, landlock_abi: i32) -> Result<Option<OwnedFd>, LaunchError> {
         let init = self.init;
-        std::thread::scope(|scope| {
-            let attach = self.cgroup.as_ref().map(|cg| scope.spawn(move || cg.attach(init)));
-            let ruleset =
-                if landlock_abi > 0 {
-                    let built = LandlockBuilder::new(&plan.rules, landlock_abi).build();
-                    Some(built.map_err(|e| {
-                        unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it")
-                    })?)
-                } else {
-                    None
-                };
-            if let Some(handle) = attach {
-                handle
-                    .join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("the attach thread panicked")))
-                    .map_err(|e| LaunchError::internal(format!("moving the sandbox into its cgroup: {e}")))?;
-            }
-            Ok(ruleset)
-        })
+        let leftovers = (!self.leftovers.is_empty()).then(|| self.leftovers.clone());
+        let cgroup = self.cgroup.as_ref();
+        let (cleaner, attached, ruleset) = std::thread::scope(|scope| {
+            let landlock =
+                (landlock_abi > 0).then(|| scope.spawn(|| LandlockBuilder::new(&plan.rules, landlock_abi).build()));
+            let cleaner = leftovers.map(Cleaner::spawn).transpose();
+            let attached = cgroup.map_or(Ok(()), |cg| cg.attach(init));
+            let ruleset = landlock
+                .map(|h| h.join().unwrap_or_else(|_| Err("the Landlock thread panicked".to_string())))
+                .transpose();
+            (cleaner, attached, ruleset)
+        });
+        self.cleaner = cleaner.map_err(|e| LaunchError::internal(format!("starting the cleaner: {e}")))?;
+        attached.map_err(|e| LaunchError::internal(format!("moving the sandbox into its cgroup: {e}")))?;
+        ruleset.map_err(|e| unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it"))
     }
 
     /// Ends a launch that failed. The child's own report, when it sent one, is the better

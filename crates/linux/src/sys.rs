@@ -44,6 +44,14 @@ pub fn fork_process() -> io::Result<libc::pid_t> {
     clone_process(0)
 }
 
+/// libc's `fork`, whose at-fork handlers leave the allocator's locks usable in the child even
+/// when other threads were running.
+pub fn fork_with_libc() -> io::Result<libc::pid_t> {
+    // SAFETY: fork has no memory arguments; the caller's child only runs self-contained code
+    // (no locks other threads could hold, apart from the allocator's, which libc resets).
+    check(unsafe { libc::fork() } as libc::c_long).map(|pid| pid as libc::pid_t)
+}
+
 /// `mount_setattr(2)` on a whole subtree (Linux 5.12+): flags set and cleared in one call,
 /// including on locked mounts we may only tighten.
 pub fn mount_setattr_recursive(path: &Path, set: u64, clear: u64, propagation: u64) -> io::Result<()> {
