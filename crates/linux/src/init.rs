@@ -228,17 +228,23 @@ fn reap(command: Pid, mask: &SigSet, status: &mut StatusPipe) -> ! {
         }
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == command => {
-                    status.send(&format!("X\texit\t{code}\n"));
-                    sys::exit_now(0);
-                }
+                Ok(WaitStatus::Exited(pid, code)) if pid == command => end(status, &format!("X\texit\t{code}\n")),
                 Ok(WaitStatus::Signaled(pid, sig, core)) if pid == command => {
-                    status.send(&format!("X\tsignal\t{}\t{}\n", sig as i32, core));
-                    sys::exit_now(0);
+                    end(status, &format!("X\tsignal\t{}\t{}\n", sig as i32, core))
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => continue,
             }
         }
     }
+}
+
+/// Ends the run: kills and reaps everything left in the namespace, then reports. The report
+/// thus promises the supervisor that nothing of the sandbox runs any more, so it may clean up
+/// while the kernel tears the namespaces down.
+fn end(status: &mut StatusPipe, report: &str) -> ! {
+    let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
+    while waitpid(None, None).is_ok() {}
+    status.send(report);
+    sys::exit_now(0)
 }

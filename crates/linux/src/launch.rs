@@ -134,6 +134,9 @@ pub struct Sandbox {
     git: GitSnapshot,
     /// Status lines that arrived before init's "started" line.
     early: Vec<String>,
+    /// Set once placeholders are removed and git state reviewed.
+    settled: bool,
+    git_findings: Vec<GitFinding>,
     /// Set once the run's leftovers are removed.
     finished: bool,
     pub enforcement: Enforcement,
@@ -390,6 +393,8 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         timeout: policy.limits.timeout.map(|t| t.0),
         git,
         early: Vec::new(),
+        settled: false,
+        git_findings: Vec::new(),
         finished: false,
         enforcement,
     };
@@ -508,6 +513,7 @@ impl Sandbox {
         let result = self.watch(signals);
         let (status, rusage) = sys::wait4(self.init).map_err(|e| LaunchError::internal(format!("wait: {e}")))?;
         let duration = self.started.elapsed();
+        self.settle();
         let stats = self.cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
         self.finish();
         let watched = result?;
@@ -528,7 +534,18 @@ impl Sandbox {
         } else if stats.pids_limit_hits > 0 && exit != ExitKind::Code(0) {
             reason = EndReason::PidsLimit;
         }
-        Ok(Outcome { git_findings: self.git.review(), exit, reason, duration, rusage, cgroup: stats })
+        let git_findings = std::mem::take(&mut self.git_findings);
+        Ok(Outcome { git_findings, exit, reason, duration, rusage, cgroup: stats })
+    }
+
+    /// Once nothing of the sandbox runs: reviews git state and removes the placeholders.
+    fn settle(&mut self) {
+        if !std::mem::replace(&mut self.settled, true) {
+            self.git_findings = self.git.review();
+            for p in self.leftovers.placeholders.iter().rev() {
+                crate::cleaner::remove_placeholder(p);
+            }
+        }
     }
 
     fn watch(&mut self, mut signals: Option<&mut SignalFd>) -> Result<Watched, LaunchError> {
@@ -601,6 +618,11 @@ impl Sandbox {
                 match self.status.read_line(&mut line) {
                     Ok(0) | Err(_) => break,
                     Ok(_) => watched.parse(line.trim_end()),
+                }
+                // Init reports only once everything else in the sandbox is dead: clean up while
+                // the kernel tears the namespaces down.
+                if watched.command.is_some() {
+                    self.settle();
                 }
             }
             if let Some(d) = deadline {

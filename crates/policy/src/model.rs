@@ -83,6 +83,12 @@ pub struct FsRule {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FsRules {
     pub rules: Vec<FsRule>,
+    /// Rule positions by path, kept by `push`: a lookup walks a path's ancestors instead of
+    /// every rule (planning asks this for hundreds of paths on every launch).
+    #[serde(skip)]
+    by_path: std::collections::HashMap<PathBuf, Vec<usize>>,
+    #[serde(skip)]
+    indexed: usize,
 }
 
 /// The decision for one path and the rule that made it.
@@ -95,6 +101,8 @@ pub struct FsDecision<'a> {
 
 impl FsRules {
     pub fn push(&mut self, kind: RuleKind, path: PathBuf, origin: Origin) {
+        self.by_path.entry(path.clone()).or_default().push(self.rules.len());
+        self.indexed += 1;
         self.rules.push(FsRule { kind, path, origin });
     }
 
@@ -116,14 +124,25 @@ impl FsRules {
         FsDecision { access, read_rule, write_rule: if readable { write_rule } else { None } }
     }
 
-    /// The most specific rule of the given kinds that covers `path`. Paths are normalized, so
-    /// byte comparisons stand in for component-wise ones (this runs on every launch).
+    /// The most specific rule of the given kinds that covers `path` (absolute, normalized).
     fn deciding(&self, path: &Path, kinds: &[RuleKind]) -> Option<&FsRule> {
         let is_deny = |r: &FsRule| matches!(r.kind, RuleKind::DenyRead | RuleKind::DenyWrite);
-        self.rules
-            .iter()
-            .filter(|r| kinds.contains(&r.kind) && is_within(path, &r.path))
-            .max_by_key(|r| (r.path.as_os_str().len(), r.origin.rank(), is_deny(r)))
+        if self.indexed != self.rules.len() {
+            // Rules pushed straight into `rules`: compare them all.
+            return self
+                .rules
+                .iter()
+                .filter(|r| kinds.contains(&r.kind) && is_within(path, &r.path))
+                .max_by_key(|r| (r.path.as_os_str().len(), r.origin.rank(), is_deny(r)));
+        }
+        path.ancestors().find_map(|ancestor| {
+            self.by_path
+                .get(ancestor)?
+                .iter()
+                .map(|&i| &self.rules[i])
+                .filter(|r| kinds.contains(&r.kind))
+                .max_by_key(|r| (r.origin.rank(), is_deny(r)))
+        })
     }
 }
 
