@@ -44,8 +44,8 @@ pub fn remove_placeholder(p: &Placeholder) {
 
 impl Cleaner {
     /// Starts the cleaner as a grandchild, so it is never our zombie: when told to go, it exits
-    /// on its own and nothing has to wait for it. Uses libc's fork, which keeps the allocator
-    /// usable in the child while other threads run.
+    /// on its own and nothing has to wait for it. Uses libc's fork, whose at-fork handlers keep
+    /// the allocator usable in the child (library callers may have threads).
     pub fn spawn(leftovers: Leftovers) -> std::io::Result<Cleaner> {
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let middle = sys::fork_with_libc()?;

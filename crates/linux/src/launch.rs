@@ -314,7 +314,6 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
             "see `ringfence check` for how to enable it, or pass --allow-degraded to run with less",
         ));
     }
-    leftovers.placeholders = create_placeholders(&plan.placeholders);
     let rlimits = if mechanism == LimitMechanism::Rlimit {
         RlimitPlan {
             nproc: if pid_cap.is_some() { None } else { policy.limits.pids },
@@ -325,8 +324,6 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         RlimitPlan::default()
     };
 
-    let write_roots: Vec<PathBuf> = plan.rules.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
-    let git = GitSnapshot::take(&write_roots);
     let (go_child, go_parent) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
         .map_err(internal("socketpair"))?;
     let (status_read, status_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(internal("pipe"))?;
@@ -345,6 +342,22 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
             StdioSpec::Fd(fd) => Some(fd),
         };
     }
+
+    // The cleaner starts before anything it cleans exists, so a SIGKILL at any later point
+    // leaves nothing behind.
+    leftovers.placeholders = plan.placeholders.clone();
+    let cleaner = if leftovers.is_empty() {
+        None
+    } else {
+        match Cleaner::spawn(leftovers.clone()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                leftovers.remove();
+                return Err(LaunchError::internal(format!("starting the cleaner: {e}")));
+            }
+        }
+    };
+    leftovers.placeholders = create_placeholders(&plan.placeholders);
 
     let setup = ChildSetup {
         program: spec.program,
@@ -375,6 +388,9 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         Ok(pid) => pid,
         Err(e) => {
             leftovers.remove();
+            if let Some(c) = cleaner {
+                c.dismiss();
+            }
             return Err(unsupported(
                 format!("creating the sandbox's namespaces failed: {e}"),
                 crate::features::userns_remedy(),
@@ -382,12 +398,14 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         }
     };
     drop((go_child, status_write, stdio_fds));
+    let write_roots: Vec<PathBuf> = setup.plan.rules.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
+    let git = GitSnapshot::take(&write_roots);
     let mut sandbox = Sandbox {
         init,
         status: BufReader::new(std::fs::File::from(status_read)),
         terminal: None,
         cgroup,
-        cleaner: None,
+        cleaner,
         leftovers,
         started: Instant::now(),
         timeout: policy.limits.timeout.map(|t| t.0),
@@ -437,24 +455,20 @@ impl Sandbox {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.init), Signal::SIGKILL);
     }
 
-    /// Work done while the child builds its view: the Landlock ruleset on a thread; here, the
-    /// cleaner and the move into the run's cgroup (which waits for an RCU grace period,
-    /// milliseconds on cgroup v1). The child waits for all of it before it starts the command.
+    /// Work done while the child builds its view: the Landlock ruleset, and on a thread the
+    /// move into the run's cgroup (which mostly waits for an RCU grace period, milliseconds on
+    /// cgroup v1). The child waits for both before it starts the command.
     fn prepare(&mut self, plan: &MountPlan, landlock_abi: i32) -> Result<Option<OwnedFd>, LaunchError> {
         let init = self.init;
-        let leftovers = (!self.leftovers.is_empty()).then(|| self.leftovers.clone());
         let cgroup = self.cgroup.as_ref();
-        let (cleaner, attached, ruleset) = std::thread::scope(|scope| {
-            let landlock =
-                (landlock_abi > 0).then(|| scope.spawn(|| LandlockBuilder::new(&plan.rules, landlock_abi).build()));
-            let cleaner = leftovers.map(Cleaner::spawn).transpose();
-            let attached = cgroup.map_or(Ok(()), |cg| cg.attach(init));
-            let ruleset = landlock
-                .map(|h| h.join().unwrap_or_else(|_| Err("the Landlock thread panicked".to_string())))
-                .transpose();
-            (cleaner, attached, ruleset)
+        let (attached, ruleset) = std::thread::scope(|scope| {
+            let attach = cgroup.map(|cg| scope.spawn(move || cg.attach(init)));
+            let ruleset = (landlock_abi > 0).then(|| LandlockBuilder::new(&plan.rules, landlock_abi).build()).transpose();
+            let attached = attach.map_or(Ok(()), |h| {
+                h.join().unwrap_or_else(|_| Err(std::io::Error::other("the attach thread panicked")))
+            });
+            (attached, ruleset)
         });
-        self.cleaner = cleaner.map_err(|e| LaunchError::internal(format!("starting the cleaner: {e}")))?;
         attached.map_err(|e| LaunchError::internal(format!("moving the sandbox into its cgroup: {e}")))?;
         ruleset.map_err(|e| unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it"))
     }
