@@ -123,13 +123,18 @@ impl Env {
         } else {
             Command::new(binary())
         };
+        self.clean_env(&mut cmd);
+        cmd
+    }
+
+    /// The workspace as the directory, and a small clean environment.
+    fn clean_env(&self, cmd: &mut Command) {
         cmd.current_dir(&self.ws)
             .env_clear()
             .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
             .env("HOME", &self.home)
             .env("LANG", "C.UTF-8")
             .stdin(Stdio::null());
-        cmd
     }
 
     /// `ringfence run [args] -- sh -c script`.
@@ -490,12 +495,7 @@ impl Env {
             c.args(&argv[1..]);
             c
         };
-        cmd.current_dir(&self.ws)
-            .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", &self.home)
-            .env("LANG", "C.UTF-8")
-            .stdin(Stdio::null());
+        self.clean_env(&mut cmd);
         cmd
     }
 

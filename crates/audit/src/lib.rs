@@ -29,6 +29,30 @@ pub struct Layer {
     pub detail: String,
 }
 
+/// Why a run ended; `name` is its `reason` in the run.end event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    Exited,
+    Signaled,
+    Timeout,
+    MemoryLimit,
+    PidsLimit,
+    /// The command could not be started (not found, not executable), with the message.
+    ExecFailed(String),
+}
+
+impl EndReason {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EndReason::Exited => "exited",
+            EndReason::Signaled => "signaled",
+            EndReason::Timeout => "timeout",
+            EndReason::MemoryLimit | EndReason::PidsLimit => "limit",
+            EndReason::ExecFailed(_) => "exec-failed",
+        }
+    }
+}
+
 /// Resource usage of the whole sandbox.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rusage {

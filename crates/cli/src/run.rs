@@ -123,7 +123,7 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
             exit_code: status.code(),
             signal: status.signal(),
             status: code,
-            reason: reason_name(&status.reason).into(),
+            reason: status.reason.name().into(),
             duration_ms: status.duration.as_millis() as u64,
             rusage: rusage(&status),
         });
@@ -133,7 +133,7 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
             "exit_code": status.code(),
             "signal": status.signal(),
             "status": code,
-            "reason": reason_name(&status.reason),
+            "reason": status.reason.name(),
             "duration_ms": status.duration.as_millis() as u64,
             "rusage": rusage(&status),
         });
@@ -149,16 +149,6 @@ fn rusage(status: &ExitStatus) -> Rusage {
         user_ms: status.user_time.as_millis() as u64,
         system_ms: status.system_time.as_millis() as u64,
         max_rss_kb: status.max_rss_kb,
-    }
-}
-
-fn reason_name(reason: &EndReason) -> &'static str {
-    match reason {
-        EndReason::Exited => "exited",
-        EndReason::Signaled => "signaled",
-        EndReason::Timeout => "timeout",
-        EndReason::MemoryLimit | EndReason::PidsLimit => "limit",
-        EndReason::ExecFailed(_) => "exec-failed",
     }
 }
 

@@ -295,3 +295,61 @@ fn enable_v2_controllers(parent: &Path, needed: &[&str]) -> io::Result<()> {
     fs::write(leaf.join("cgroup.procs"), &me)?;
     fs::write(&control, &request)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringfence_policy::{ByteSize, Limits};
+
+    fn limits() -> Limits {
+        Limits {
+            timeout: None,
+            memory: Some(ByteSize(64 << 20)),
+            pids: Some(50),
+            pids_explicit: true,
+            cpus: Some(1.5),
+            tmp_size: ByteSize(1 << 20),
+        }
+    }
+
+    /// A cgroup v2 directory stand-in: the control files are plain files, so the writes land
+    /// where the kernel would read them.
+    #[test]
+    fn v2_limits_are_written_to_the_run_cgroup() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../target/cgroup-v2-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        fs::write(base.join("cgroup.subtree_control"), "").unwrap();
+        let probe = CgroupProbe {
+            v2_dir: Some(base.clone()),
+            v2_controllers: vec!["pids".into(), "memory".into(), "cpu".into()],
+            v2_writable: true,
+            ..Default::default()
+        };
+        let needed = needed_controllers(&limits(), false);
+        assert_eq!(probe.mechanism(&needed).0, LimitMechanism::CgroupV2);
+        let dirs = RunCgroup::planned(&probe, &LimitMechanism::CgroupV2, &needed, "run");
+        let cg = RunCgroup::create(LimitMechanism::CgroupV2, dirs, &probe, &limits()).unwrap();
+        let read = |f: &str| fs::read_to_string(base.join("run").join(f)).unwrap();
+        assert_eq!(fs::read_to_string(base.join("cgroup.subtree_control")).unwrap(), "+pids +memory +cpu");
+        assert_eq!(read("pids.max"), "50");
+        assert_eq!(read("memory.max"), (64u64 << 20).to_string());
+        assert_eq!(read("memory.swap.max"), "0");
+        assert_eq!(read("cpu.max"), "150000 100000");
+        fs::write(base.join("run/pids.events"), "max 3\n").unwrap();
+        fs::write(base.join("run/memory.events"), "low 0\noom_kill 1\n").unwrap();
+        let stats = cg.stats();
+        assert_eq!((stats.pids_limit_hits, stats.oom_kills), (3, 1));
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn the_mechanism_falls_back_and_says_why() {
+        let probe = CgroupProbe { v2_dir: Some("/sys/fs/cgroup/x".into()), root: false, ..Default::default() };
+        let (mech, why) = probe.mechanism(&["pids"]);
+        assert_eq!(mech, LimitMechanism::Rlimit);
+        assert!(why.unwrap().contains("not delegated"));
+        let root = CgroupProbe { root: true, v1_dirs: vec![("pids".into(), "/sys/fs/cgroup/pids".into())], ..probe };
+        assert_eq!(root.mechanism(&["pids"]).0, LimitMechanism::CgroupV1);
+    }
+}

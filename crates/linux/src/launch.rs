@@ -12,6 +12,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use ringfence_audit::EndReason;
 use ringfence_policy::{NetworkMode, Policy, RuleKind};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -96,18 +97,6 @@ pub struct Enforcement {
 pub enum ExitKind {
     Code(i32),
     Signal(i32),
-}
-
-/// Why the run ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EndReason {
-    Exited,
-    Signaled,
-    Timeout,
-    MemoryLimit,
-    PidsLimit,
-    /// The command could not be started (not found, not executable).
-    ExecFailed(String),
 }
 
 #[derive(Clone, Debug)]
@@ -463,7 +452,8 @@ impl Sandbox {
         let cgroup = self.cgroup.as_ref();
         let (attached, ruleset) = std::thread::scope(|scope| {
             let attach = cgroup.map(|cg| scope.spawn(move || cg.attach(init)));
-            let ruleset = (landlock_abi > 0).then(|| LandlockBuilder::new(&plan.rules, landlock_abi).build()).transpose();
+            let ruleset =
+                (landlock_abi > 0).then(|| LandlockBuilder::new(&plan.rules, landlock_abi).build()).transpose();
             let attached = attach.map_or(Ok(()), |h| {
                 h.join().unwrap_or_else(|_| Err(std::io::Error::other("the attach thread panicked")))
             });

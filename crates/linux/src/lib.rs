@@ -35,6 +35,6 @@ pub fn inherited_fd_is_open(fd: std::os::fd::RawFd) -> bool {
     sys::fd_is_open(fd)
 }
 pub use launch::{
-    spawn, EndReason, Enforcement, ExitKind, LaunchSpec, LayerStatus, Outcome, Sandbox, StdioSpec, FORWARDED_SIGNALS,
+    spawn, Enforcement, ExitKind, LaunchSpec, LayerStatus, Outcome, Sandbox, StdioSpec, FORWARDED_SIGNALS,
     TIMEOUT_GRACE,
 };

@@ -140,16 +140,17 @@ fn fresh_root(path: &Path) -> Option<&'static str> {
 fn pins(rules: &FsRules) -> BTreeSet<PathBuf> {
     let mut pins = BTreeSet::new();
     for rule in rules.rules.iter().filter(|r| matches!(r.kind, RuleKind::DenyWrite | RuleKind::DenyRead)) {
-        let Some(parent) = rule.path.parent() else { continue };
-        let decision = rules.access(parent);
-        let Some(root) =
-            decision.write_rule.filter(|w| w.kind == RuleKind::Write && decision.access == FsAccess::Write)
-        else {
-            continue;
-        };
-        pins.extend(rule.path.ancestors().skip(1).take_while(|a| *a != root.path).map(Path::to_path_buf));
+        let Some(root) = writable_root(rules, &rule.path) else { continue };
+        pins.extend(rule.path.ancestors().skip(1).take_while(|a| *a != root).map(Path::to_path_buf));
     }
     pins
+}
+
+/// The writable root whose tree holds `path`'s folder, if that folder is writable.
+fn writable_root<'a>(rules: &'a FsRules, path: &Path) -> Option<&'a Path> {
+    let decision = rules.access(path.parent()?);
+    let rule = decision.write_rule.filter(|w| w.kind == RuleKind::Write && decision.access == FsAccess::Write)?;
+    Some(&rule.path)
 }
 
 /// Missing folders on the way to missing protected paths inside writable roots (~/.config when
@@ -160,18 +161,12 @@ fn missing_parents(rules: &FsRules, canon: &mut Canonicalizer) -> BTreeSet<PathB
     let while_present = Origin::builtin(ringfence_policy::profile::WHILE_PRESENT);
     let mut out = BTreeSet::new();
     for rule in rules.of_kind(RuleKind::DenyWrite).filter(|r| r.origin != while_present) {
-        let Some(parent) = rule.path.parent() else { continue };
-        let decision = rules.access(parent);
-        let Some(root) =
-            decision.write_rule.filter(|w| w.kind == RuleKind::Write && decision.access == FsAccess::Write)
-        else {
-            continue;
-        };
+        let Some(root) = writable_root(rules, &rule.path) else { continue };
         let chain: Vec<PathBuf> = rule
             .path
             .ancestors()
             .skip(1)
-            .take_while(|a| *a != root.path && canon.kind(a).is_none())
+            .take_while(|a| *a != root && canon.kind(a).is_none())
             .map(Path::to_path_buf)
             .collect();
         let top_exists = chain.last().and_then(|top| top.parent()).is_some_and(|p| canon.kind(p) == Some(true));

@@ -88,29 +88,8 @@ pub const PROTECTED_WHILE_PRESENT: &[&str] = &[".husky", ".pre-commit-config.yam
 pub const WHILE_PRESENT: &str = "protected path, while present";
 
 /// Files under $HOME that run code at login or on use; read-only even when $HOME is writable.
-pub const PROTECTED_IN_HOME: &[&str] = &[
-    ".bashrc",
-    ".bash_profile",
-    ".bash_login",
-    ".bash_logout",
-    ".profile",
-    ".zshrc",
-    ".zshenv",
-    ".zprofile",
-    ".zlogin",
-    ".config/fish",
-    ".gitconfig",
-    ".config/git",
-    ".config/ringfence",
-    ".config/autostart",
-    ".config/systemd",
-    ".local/bin",
-    ".pam_environment",
-    ".xprofile",
-];
-
-/// Names in `PROTECTED_IN_HOME` that are files tools read wherever they are; their placeholders
-/// are empty files rather than directories.
+/// Their placeholders, when absent, are empty files: tools read them wherever they are, and a
+/// directory there would break the tools inside.
 pub const HOME_FILES: &[&str] = &[
     ".bashrc",
     ".bash_profile",
@@ -125,6 +104,10 @@ pub const HOME_FILES: &[&str] = &[
     ".pam_environment",
     ".xprofile",
 ];
+
+/// Folders under $HOME whose content runs code at login or on use; read-only like `HOME_FILES`.
+pub const HOME_DIRS: &[&str] =
+    &[".config/fish", ".config/git", ".config/ringfence", ".config/autostart", ".config/systemd", ".local/bin"];
 
 /// Toolchain directories the `strict` profile keeps readable inside $HOME.
 pub const STRICT_TOOLCHAINS: &[&str] = &[
@@ -171,7 +154,7 @@ pub fn base_rules(profile: ProfileName, workspace: &Path, home: &Path) -> FsRule
     } else {
         fs.push(RuleKind::Write, workspace.to_path_buf(), origin("workspace"));
     }
-    for file in PROTECTED_IN_HOME {
+    for file in HOME_FILES.iter().chain(HOME_DIRS) {
         fs.push(RuleKind::DenyWrite, home.join(file), origin("protected path"));
     }
     fs

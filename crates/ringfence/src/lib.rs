@@ -15,6 +15,7 @@ mod config;
 pub mod exit_code;
 
 pub use config::{home_dir, load_policy, user_config_path, PolicySources, PROJECT_CONFIG};
+pub use ringfence_audit::EndReason;
 pub use ringfence_policy as policy;
 pub use ringfence_policy::{Overrides, Policy, PolicyError};
 
@@ -257,17 +258,6 @@ pub struct ExitStatus {
     pub git_findings: Vec<(PathBuf, String)>,
 }
 
-/// Why a run ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EndReason {
-    Exited,
-    Signaled,
-    Timeout,
-    MemoryLimit,
-    PidsLimit,
-    ExecFailed(String),
-}
-
 impl ExitStatus {
     pub fn code(&self) -> Option<i32> {
         self.code
@@ -322,7 +312,7 @@ impl Child {
     /// Waits, passing on the signals read from `signals` (the CLI's terminal signals).
     #[cfg(target_os = "linux")]
     pub fn wait_forwarding(mut self, signals: Option<&mut nix::sys::signalfd::SignalFd>) -> Result<ExitStatus, Error> {
-        use ringfence_linux::{EndReason as R, ExitKind};
+        use ringfence_linux::ExitKind;
         drop(self.stdin.take());
         let out = self.sandbox.wait(signals).map_err(Error::Launch)?;
         let (code, signal) = match out.exit {
@@ -333,14 +323,7 @@ impl Child {
         Ok(ExitStatus {
             code,
             signal,
-            reason: match out.reason {
-                R::Exited => EndReason::Exited,
-                R::Signaled => EndReason::Signaled,
-                R::Timeout => EndReason::Timeout,
-                R::MemoryLimit => EndReason::MemoryLimit,
-                R::PidsLimit => EndReason::PidsLimit,
-                R::ExecFailed(m) => EndReason::ExecFailed(m),
-            },
+            reason: out.reason,
             duration: out.duration,
             user_time: tv(out.rusage.ru_utime),
             system_time: tv(out.rusage.ru_stime),
