@@ -574,3 +574,115 @@ fn strict_profile_hides_home() {
         assert!(!listing.contains("Documents") && !listing.contains(".bashrc"), "{who:?}: $HOME is listable:\n{text}");
     }
 }
+
+/// Two runs at once in one workspace: when the first ends, the second's protected paths stay
+/// read-only (the first must not remove placeholders the second still uses), and once both
+/// have ended no placeholder is left. Control: the workspace itself stays writable.
+#[test]
+fn concurrent_runs_keep_each_others_placeholders() {
+    for who in identities() {
+        let env = Env::new(who);
+        let spawn = |argv: &[&str]| {
+            let mut cmd = env.run_command(&[], argv);
+            cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        };
+        let first = spawn(&["sh", "-c", "sleep 1"]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let script = "sleep 2; echo evil > .envrc; mkdir -p .vscode && echo evil > .vscode/tasks.json; \
+                      echo ok > plain.txt && echo CONTROL-OK";
+        let second = spawn(&["sh", "-c", script]);
+        let first = collect_within(first, std::time::Duration::from_secs(20));
+        assert_code(&first, 0);
+        let out = collect_within(second, std::time::Duration::from_secs(20));
+        let text = both(&out);
+        assert!(text.contains("CONTROL-OK"), "{who:?}: plain write failed (control):\n{text}");
+        for name in [".envrc", ".vscode"] {
+            assert_eq!(state(&env.ws.join(name)), State::Absent, "{who:?}: {name} was planted or left:\n{text}");
+        }
+    }
+}
+
+/// A writable root inside another (the workspace under a writable $HOME) can't be renamed away
+/// and replaced by a fresh repository with hooks. Control: other folders in $HOME can be.
+#[test]
+fn nested_writable_root_cannot_be_swapped() {
+    for who in identities() {
+        let env = Env::new(who);
+        let git = std::process::Command::new("git").args(["init", "-q"]).arg(&env.ws).status().unwrap();
+        assert!(git.success());
+        env.chown_all();
+        let script = format!(
+            "mkdir -p {home}/other && mv {home}/other {home}/other2 && echo CONTROL-OK; \
+             mv {ws} {ws}-old && mkdir {ws} && cd {ws} && git init -q . && \
+             printf '#!/bin/sh\\ntouch pwned\\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit",
+            home = p(&env.home),
+            ws = p(&env.ws)
+        );
+        let out = env.run_sh(&["--write", p(&env.home)], &script);
+        let text = both(&out);
+        assert!(text.contains("CONTROL-OK"), "{who:?}: renaming in $HOME failed (control):\n{text}");
+        assert!(env.ws.join(".git/HEAD").exists(), "{who:?}: the workspace was swapped:\n{text}");
+        assert_eq!(state(&env.ws.join(".git/hooks/pre-commit")), State::Absent, "{who:?}: hook planted:\n{text}");
+    }
+}
+
+/// A repository created during the run can't route git to a config the command wrote with
+/// `include.path`, nor hide a key on its section's line. Control: the repository still works.
+#[test]
+fn new_repository_include_is_defused() {
+    for who in identities() {
+        let env = Env::new(who);
+        let script = "git init -q . && printf '[core]\\n\\tfsmonitor = touch pwned\\n' > evil.cfg && \
+                      git config include.path ../evil.cfg && printf '[core] pager = touch pwned2\\n' >> .git/config && \
+                      echo CONTROL-OK";
+        let out = env.run_sh(&[], script);
+        let text = both(&out);
+        assert!(text.contains("CONTROL-OK"), "{who:?}: setup failed (control):\n{text}");
+        let config = host_git_config(&env);
+        assert!(!config.contains("fsmonitor") && !config.contains("pager"), "{who:?}: risky config kept:\n{config}");
+        let status = std::process::Command::new("git")
+            .args(["-c", "safe.directory=*", "-C", p(&env.ws), "status", "--short"])
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{who:?}: the repository is broken: {}", stderr(&status));
+        assert_eq!(state(&env.ws.join("pwned")), State::Absent);
+    }
+}
+
+/// A config file named with a relative --config path is as protected as the user config.
+#[test]
+fn relative_config_file_is_protected() {
+    for who in identities() {
+        let env = Env::new(who);
+        env.write(&env.ws.join("cfg/rf.toml"), "[limits]\ntimeout = \"1m\"\n");
+        let before = state(&env.ws.join("cfg/rf.toml"));
+        let out = env.run_sh(
+            &["--config", "cfg/rf.toml"],
+            "echo 'trusted_projects = [\"/\"]' >> cfg/rf.toml; echo ok > x && echo CONTROL-OK",
+        );
+        let text = both(&out);
+        assert!(text.contains("CONTROL-OK"), "{who:?}: control failed:\n{text}");
+        assert_eq!(state(&env.ws.join("cfg/rf.toml")), before, "{who:?}: the config file changed:\n{text}");
+    }
+}
+
+/// With a writable $HOME, a secret whose folder is missing at the start can't be created for
+/// the host to find later (~/.local/share/keyrings with no ~/.local), and secret files read
+/// as empty files, not folders. Control: ordinary files in $HOME can be written.
+#[test]
+fn absent_secrets_in_a_writable_home_stay_hidden() {
+    for who in identities() {
+        let env = Env::new(who);
+        let script = "mkdir -p ~/.local/share/keyrings && echo s > ~/.local/share/keyrings/login.keyring; \
+                      echo s > ~/.netrc; test -f ~/.netrc && echo NETRC-IS-FILE; echo ok > ~/plain.txt && echo CONTROL-OK";
+        let out = env.run_sh(&["--write", p(&env.home)], script);
+        let text = both(&out);
+        assert!(text.contains("CONTROL-OK"), "{who:?}: control failed:\n{text}");
+        assert!(text.contains("NETRC-IS-FILE"), "{who:?}: .netrc placeholder is not a file:\n{text}");
+        assert_eq!(state(&env.home.join(".local/share/keyrings")), State::Absent, "{who:?}:\n{text}");
+        assert_eq!(state(&env.home.join(".netrc")), State::Absent, "{who:?}:\n{text}");
+        assert_eq!(state(&env.home.join(".local")), State::Absent, "{who:?}: a folder was left:\n{text}");
+    }
+}

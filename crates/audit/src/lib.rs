@@ -77,7 +77,14 @@ pub enum EventBody {
         kernel: serde_json::Value,
     },
     #[serde(rename = "proc.exec")]
-    ProcExec { pid: u32, ppid: u32, argv: Vec<String>, cwd: String },
+    ProcExec {
+        /// The command's host pid; 0 when it ended before ringfence could read it.
+        pid: u32,
+        /// The host pid of the sandbox's init, the command's parent.
+        ppid: u32,
+        argv: Vec<String>,
+        cwd: String,
+    },
     #[serde(rename = "policy.deny")]
     PolicyDeny { rule: String, detail: String },
     #[serde(rename = "limit.hit")]

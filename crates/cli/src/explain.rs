@@ -19,7 +19,13 @@ pub fn explain(args: ExplainArgs) -> i32 {
         crate::emit(&(serde_json::to_string_pretty(&policy).unwrap_or_default() + "\n"));
         return 0;
     }
-    crate::emit(&render(&policy));
+    match render(&policy) {
+        Ok(text) => crate::emit(&text),
+        Err(e) => {
+            report(&e);
+            return exit_code::POLICY;
+        }
+    }
     0
 }
 
@@ -32,17 +38,12 @@ fn access_name(a: FsAccess) -> &'static str {
 }
 
 #[cfg(target_os = "linux")]
-fn filesystem(policy: &Policy, out: &mut String) {
+fn filesystem(policy: &Policy, out: &mut String) -> Result<(), String> {
     use ringfence::linux::plan::{self, MountOp};
     let abi = ringfence::linux::features::landlock_abi();
     let landlock = if abi > 0 { format!("landlock (ABI {abi})") } else { "landlock unavailable".into() };
-    let plan = match plan::build(policy, &[], &["/run/current-system"]) {
-        Ok(p) => p,
-        Err(e) => {
-            out.push_str(&format!("  (the mount view can't be built: {}; {})\n", e.0, e.1));
-            return;
-        }
-    };
+    let plan = plan::build(policy, &plan::host_sockets(), plan::kept_runtime_dirs(policy.network))
+        .map_err(|e| format!("{}\n  fix: {}", e.0, e.1))?;
     out.push_str("Filesystem (the most specific rule wins):\n");
     for op in &plan.ops {
         let how = match op {
@@ -119,15 +120,17 @@ fn filesystem(policy: &Policy, out: &mut String) {
     if !inert.is_empty() {
         out.push_str(&format!("  protected while present (absent, they run nothing): {}\n", names(inert)));
     }
+    Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]
-fn filesystem(policy: &Policy, out: &mut String) {
+fn filesystem(policy: &Policy, out: &mut String) -> Result<(), String> {
     out.push_str("Filesystem:\n");
     for r in &policy.fs.rules {
         let a = policy.fs.access(&r.path).access;
         out.push_str(&format!("  {:<44} {}  from {}\n", r.path.display(), access_name(a), r.origin));
     }
+    Ok(())
 }
 
 fn landlock_abi() -> i32 {
@@ -137,7 +140,7 @@ fn landlock_abi() -> i32 {
     return 0;
 }
 
-pub fn render(policy: &Policy) -> String {
+pub fn render(policy: &Policy) -> Result<String, String> {
     let mut out = String::new();
     out.push_str(&format!("Profile: {}    Workspace: {}\n", policy.profile, policy.workspace.display()));
     if policy.sources.is_empty() {
@@ -147,7 +150,7 @@ pub fn render(policy: &Policy) -> String {
         out.push_str(&format!("Config files: {}\n", list.join(", ")));
     }
     out.push('\n');
-    filesystem(policy, &mut out);
+    filesystem(policy, &mut out)?;
     let ws = policy.fs.access(&policy.workspace).access;
     out.push_str(&format!("  workspace is {}\n\n", access_name(ws)));
 
@@ -225,5 +228,5 @@ pub fn render(policy: &Policy) -> String {
     if policy.allow_degraded {
         out.push_str("\n--allow-degraded: protections this machine lacks are skipped (see `ringfence check`)\n");
     }
-    out
+    Ok(out)
 }

@@ -96,7 +96,7 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
             }),
         });
         let _ = w.emit(EventBody::ProcExec {
-            pid: child.command_id().unwrap_or_else(|| child.id()),
+            pid: child.command_id().unwrap_or(0),
             ppid: child.id(),
             argv: argv_text,
             cwd: cwd.display().to_string(),

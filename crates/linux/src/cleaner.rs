@@ -2,6 +2,7 @@
 //! without doing it (even by SIGKILL): it waits on a pipe whose only writer is the supervisor.
 
 use crate::cgroup;
+use crate::gitcheck::GitSnapshot;
 use crate::plan::Placeholder;
 use crate::sys;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -16,6 +17,8 @@ pub struct Cleaner {
 pub struct Leftovers {
     pub cgroups: Vec<PathBuf>,
     pub placeholders: Vec<Placeholder>,
+    /// Git state before the run, reviewed if the supervisor can't do it.
+    pub git: GitSnapshot,
 }
 
 impl Leftovers {
@@ -28,17 +31,8 @@ impl Leftovers {
         cgroup::remove_dirs(self.cgroups.iter().map(|p| p.as_path()));
         // Deepest first: a folder made for the run empties once its placeholder is gone.
         for p in self.placeholders.iter().rev() {
-            remove_placeholder(p);
+            crate::placeholder::remove_orphan(p);
         }
-    }
-}
-
-/// Removes a placeholder only while it is still empty: whatever the user put there stays.
-pub fn remove_placeholder(p: &Placeholder) {
-    if p.dir {
-        let _ = std::fs::remove_dir(&p.path);
-    } else if std::fs::symlink_metadata(&p.path).is_ok_and(|m| m.is_file() && m.len() == 0) {
-        let _ = std::fs::remove_file(&p.path);
     }
 }
 
@@ -84,8 +78,11 @@ fn run(read: OwnedFd, leftovers: &Leftovers) -> ! {
     sys::close_fds_from(keep + 1);
     let mut byte = [0u8; 1];
     if sys::read_fd(keep, &mut byte).ok() != Some(1) {
-        // The supervisor is gone: its sandbox dies with it; clean up after both.
+        // The supervisor is gone, and the kernel is killing its sandbox (init's parent-death
+        // signal). Give that a moment, then clean up after both.
+        std::thread::sleep(std::time::Duration::from_millis(100));
         leftovers.remove();
+        leftovers.git.review();
     }
     sys::exit_now(0)
 }

@@ -58,9 +58,7 @@ enum Kind {
 fn sensitive_files(gitdir: &Path, top: bool) -> Vec<(PathBuf, Kind)> {
     let mut dirs = vec![gitdir.to_path_buf()];
     for nested in ["modules", "worktrees"] {
-        if let Ok(entries) = std::fs::read_dir(gitdir.join(nested)) {
-            dirs.extend(entries.flatten().map(|e| e.path()));
-        }
+        nested_gitdirs(&gitdir.join(nested), 0, &mut dirs);
     }
     let mut out = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
@@ -83,6 +81,24 @@ fn sensitive_files(gitdir: &Path, top: bool) -> Vec<(PathBuf, Kind)> {
     out
 }
 
+/// Git directories below `dir`: submodule names may contain slashes (`modules/vendor/lib`), and
+/// submodules have their own `modules`.
+fn nested_gitdirs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) || depth > 8 {
+            continue;
+        }
+        if path.join("HEAD").is_file() || path.join("config").is_file() || path.join("commondir").is_file() {
+            out.push(path.clone());
+        }
+        if path.file_name().is_some_and(|n| n != "objects" && n != "refs" && n != "logs") {
+            nested_gitdirs(&path, depth + 1, out);
+        }
+    }
+}
+
 /// The git directory of a worktree: `.git` itself, or where a `.git` file points.
 fn gitdir(root: &Path) -> Option<PathBuf> {
     let dot_git = root.join(".git");
@@ -96,7 +112,7 @@ fn gitdir(root: &Path) -> Option<PathBuf> {
 }
 
 /// What was there before the run, per writable root.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct GitSnapshot {
     roots: Vec<(PathBuf, bool)>,
     files: BTreeMap<PathBuf, Stamp>,
@@ -130,10 +146,14 @@ impl GitSnapshot {
                 let why = match kind {
                     Kind::Hook => "the command added this git hook".to_string(),
                     Kind::CommonDir => "the command wrote this commondir, which points git at another directory".into(),
-                    Kind::Config => match risky_keys(&file).first() {
-                        Some(key) => format!("the command set `{key}` here, which makes git run a program"),
-                        None => continue,
-                    },
+                    Kind::Config => {
+                        let keys = risky_keys(&file);
+                        if keys.is_empty() {
+                            continue;
+                        }
+                        findings.push(defuse_config(&file, &keys));
+                        continue;
+                    }
                 };
                 findings.push(quarantine(&file, why));
             }
@@ -158,23 +178,58 @@ fn quarantine(file: &Path, why: String) -> GitFinding {
     GitFinding { path: file.to_path_buf(), detail }
 }
 
+/// Keeps a config file's harmless lines and moves the original aside, so the repository still
+/// works but runs nothing the command chose.
+fn defuse_config(file: &Path, keys: &[String]) -> GitFinding {
+    let what = format!("the command set {} here, which makes git run a program or read another file", keys.join(", "));
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let kept: String = classify(&text).into_iter().filter_map(|line| line.keep).map(|l| l + "\n").collect();
+    let finding = quarantine(file, what);
+    if !file.exists() {
+        let _ = std::fs::write(file, kept);
+    }
+    finding
+}
+
+/// One line of a git config file: the risky key (`section.key`) it sets, if any, and what of
+/// it to keep (a risky line keeps just its section header, if it opened one).
+struct ConfigLine {
+    risky: Option<String>,
+    keep: Option<String>,
+}
+
+/// Classifies each line of a git config file. A key may follow its section header on the same
+/// line.
+fn classify(text: &str) -> Vec<ConfigLine> {
+    let mut section = String::new();
+    text.lines()
+        .map(|raw| {
+            let mut line = raw.trim();
+            let mut header_text = None;
+            if let Some(rest) = line.strip_prefix('[') {
+                let (header, after) = rest.split_once(']').unwrap_or((rest, ""));
+                section = header.trim().to_ascii_lowercase();
+                header_text = Some(format!("[{header}]"));
+                line = after.trim();
+            }
+            let risky = (!line.is_empty() && !line.starts_with('#') && !line.starts_with(';')).then(|| {
+                let (key, value) = line.split_once('=').unwrap_or((line, ""));
+                let key = key.trim().to_ascii_lowercase();
+                let include = section.starts_with("include") && key == "path";
+                let alias_runs = section == "alias" && value.trim().trim_start_matches('"').starts_with('!');
+                (RISKY_KEYS.contains(&key.as_str()) || include || alias_runs).then(|| format!("{section}.{key}"))
+            });
+            let risky = risky.flatten();
+            let keep = if risky.is_some() { header_text } else { Some(raw.to_string()) };
+            ConfigLine { risky, keep }
+        })
+        .collect()
+}
+
 /// The keys (`section.key`) in a git config file that make git run programs.
 fn risky_keys(path: &Path) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
-    let mut section = String::new();
-    let mut out = Vec::new();
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('[') {
-            section = line.trim_matches(|c| c == '[' || c == ']').to_ascii_lowercase();
-            continue;
-        }
-        let key = line.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
-        let alias_runs = section == "alias" && line.split_once('=').is_some_and(|(_, v)| v.trim().starts_with('!'));
-        if RISKY_KEYS.contains(&key.as_str()) || alias_runs {
-            out.push(format!("{section}.{key}"));
-        }
-    }
-    out
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    classify(&text).into_iter().filter_map(|line| line.risky).collect()
 }
 
 #[cfg(test)]
@@ -196,13 +251,15 @@ mod tests {
         std::fs::create_dir_all(root.join(".git/hooks")).unwrap();
         std::fs::write(root.join(".git/hooks/pre-commit"), "#!/bin/sh\nevil\n").unwrap();
         std::fs::write(root.join(".git/hooks/pre-commit.sample"), "ok").unwrap();
-        std::fs::write(root.join(".git/config"), "[core]\n\tfsmonitor = evil\n").unwrap();
+        std::fs::write(root.join(".git/config"), "[core] fsmonitor = evil\n\tbare = false\n").unwrap();
         let findings = snap.review();
         assert_eq!(findings.len(), 2, "{findings:?}");
         assert!(!root.join(".git/hooks/pre-commit").exists());
         assert!(root.join(format!(".git/hooks/pre-commit{QUARANTINE_SUFFIX}")).exists());
         assert!(root.join(".git/hooks/pre-commit.sample").exists());
-        assert!(!root.join(".git/config").exists());
+        // The config stays, without the risky line; the original is kept aside.
+        assert_eq!(std::fs::read_to_string(root.join(".git/config")).unwrap(), "[core]\n\tbare = false\n");
+        assert!(root.join(format!(".git/config{QUARANTINE_SUFFIX}")).exists());
         assert!(findings.iter().any(|f| f.detail.contains("core.fsmonitor")));
         std::fs::remove_dir_all(&root).unwrap();
     }
@@ -228,10 +285,24 @@ mod tests {
     }
 
     #[test]
-    fn alias_with_a_shell_command_is_risky() {
+    fn risky_keys_are_found_in_every_spelling() {
         let root = scratch("alias");
-        std::fs::write(root.join("config"), "[alias]\n\tst = status\n\tx = !sh -c evil\n").unwrap();
-        assert_eq!(risky_keys(&root.join("config")), vec!["alias.x".to_string()]);
+        let text = "[alias]\n\tst = status\n\tx = !sh -c evil\n[core] fsmonitor = evil\n\
+                    [include]\n\tpath = ../evil.cfg\n[includeIf \"gitdir:/\"]\n\tpath = x\n# pager = no\n";
+        std::fs::write(root.join("config"), text).unwrap();
+        let keys = risky_keys(&root.join("config"));
+        assert_eq!(keys, vec!["alias.x", "core.fsmonitor", "include.path", "includeif \"gitdir:/\".path"]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn submodules_with_slashes_are_reviewed() {
+        let root = scratch("nested");
+        std::fs::create_dir_all(root.join(".git/modules/vendor/lib/hooks")).unwrap();
+        std::fs::write(root.join(".git/modules/vendor/lib/HEAD"), "ref: refs/heads/main\n").unwrap();
+        let snap = GitSnapshot::take(std::slice::from_ref(&root));
+        std::fs::write(root.join(".git/modules/vendor/lib/hooks/post-checkout"), "evil").unwrap();
+        assert_eq!(snap.review().len(), 1);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

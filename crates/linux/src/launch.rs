@@ -6,7 +6,8 @@ use crate::error::{ChildError, ErrorKind, LaunchError};
 use crate::gitcheck::{GitFinding, GitSnapshot};
 use crate::landlock_rules::LandlockBuilder;
 use crate::limits::RlimitPlan;
-use crate::plan::{self, MountPlan, Placeholder};
+use crate::placeholder;
+use crate::plan::{self, MountPlan};
 use crate::{pty, sys};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
@@ -118,9 +119,12 @@ pub struct Sandbox {
     cgroup: Option<RunCgroup>,
     cleaner: Option<Cleaner>,
     leftovers: Leftovers,
+    /// Placeholders this run uses, locked shared until it ends.
+    held: Vec<placeholder::Held>,
     started: Instant,
     timeout: Option<Duration>,
-    git: GitSnapshot,
+    /// The command's host pid.
+    command: Option<u32>,
     /// Status lines that arrived before init's "started" line.
     early: Vec<String>,
     /// Set once placeholders are removed and git state reviewed.
@@ -133,40 +137,6 @@ pub struct Sandbox {
 
 fn unsupported(message: impl Into<String>, remedy: impl Into<String>) -> LaunchError {
     LaunchError::new(ErrorKind::Unsupported, message, Some(remedy.into()))
-}
-
-/// Sockets named in the environment that reach host services (agents, buses, docker).
-/// Unix sockets of host services the sandbox could otherwise connect to: those named in the
-/// environment (ssh-agent, D-Bus, docker) and every path-bound socket the host's network
-/// namespace has open (/proc/net/unix). A read-only mount doesn't stop connect(2), so each is
-/// masked. Sockets bound after the launch are not covered; Landlock ABI 9 covers them.
-fn host_sockets() -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_to_string("/proc/net/unix")
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .filter_map(|line| line.split_whitespace().nth(7))
-        .filter(|path| path.starts_with('/'))
-        .map(PathBuf::from)
-        .collect();
-    let var = |k: &str| std::env::var_os(k).map(PathBuf::from);
-    if let Some(p) = var("SSH_AUTH_SOCK") {
-        out.push(p);
-    }
-    for key in ["DBUS_SESSION_BUS_ADDRESS", "DBUS_SYSTEM_BUS_ADDRESS", "DOCKER_HOST"] {
-        if let Ok(v) = std::env::var(key) {
-            for part in v.split([';', ',']) {
-                let path = part
-                    .strip_prefix("unix:path=")
-                    .or_else(|| part.strip_prefix("unix://"))
-                    .map(|p| p.split(',').next().unwrap_or(p));
-                if let Some(p) = path.filter(|p| p.starts_with('/')) {
-                    out.push(PathBuf::from(p));
-                }
-            }
-        }
-    }
-    out
 }
 
 static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -215,19 +185,26 @@ fn assess(
     (mechanism, e)
 }
 
-fn create_placeholders(list: &[Placeholder]) -> Vec<Placeholder> {
-    let mut made = Vec::new();
-    for p in list {
-        let created = if p.dir {
-            std::fs::create_dir(&p.path).is_ok()
-        } else {
-            std::fs::OpenOptions::new().write(true).create_new(true).open(&p.path).is_ok()
-        };
-        if created {
-            made.push(p.clone());
+/// Creates (or joins) the plan's placeholders. One the caller may not create (a folder it can't
+/// write, a read-only filesystem) is one the sandbox can't create either: its mount is dropped.
+fn hold_placeholders(plan: &mut MountPlan) -> Result<Vec<placeholder::Held>, LaunchError> {
+    let mut held = Vec::new();
+    for p in &plan.placeholders {
+        match placeholder::hold(p) {
+            Ok(Some(h)) => held.push(h),
+            Ok(None) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS | libc::ENOENT)) => {
+                plan.ops.retain(|op| op.path() != p.path);
+            }
+            Err(e) => {
+                for h in held {
+                    h.release();
+                }
+                return Err(LaunchError::internal(format!("creating the placeholder {}: {e}", p.path.display())));
+            }
         }
     }
-    made
+    Ok(held)
 }
 
 /// Creates the run's cgroup. If that fails, rlimits carry the limits instead: not a silent
@@ -271,12 +248,7 @@ fn internal(what: &str) -> impl Fn(nix::Error) -> LaunchError + '_ {
 pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let policy = &spec.policy;
     let landlock_abi = sys::landlock_abi();
-    let keep_run: &[&str] = if policy.network == NetworkMode::Host {
-        &["/run/systemd/resolve", "/run/current-system", "/run/wrappers"]
-    } else {
-        &["/run/current-system", "/run/wrappers"]
-    };
-    let plan = plan::build(policy, &host_sockets(), keep_run)
+    let mut plan = plan::build(policy, &plan::host_sockets(), plan::kept_runtime_dirs(policy.network))
         .map_err(|e| LaunchError::new(ErrorKind::Policy, e.0, Some(e.1)))?;
     let kernel = crate::features::kernel_release();
     let pid_cap = cgroup::pid_namespace_cap(&policy.limits, &kernel);
@@ -294,6 +266,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let mut leftovers = Leftovers {
         cgroups: cgroup.iter().flat_map(|c| c.dirs.iter().map(|(_, d)| d.clone())).collect(),
         placeholders: Vec::new(),
+        git: GitSnapshot::default(),
     };
     if !enforcement.not_enforced.is_empty() && !policy.allow_degraded {
         leftovers.remove();
@@ -335,6 +308,8 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     // The cleaner starts before anything it cleans exists, so a SIGKILL at any later point
     // leaves nothing behind.
     leftovers.placeholders = plan.placeholders.clone();
+    let write_roots: Vec<PathBuf> = plan.rules.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
+    leftovers.git = GitSnapshot::take(&write_roots);
     let cleaner = if leftovers.is_empty() {
         None
     } else {
@@ -346,7 +321,16 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
             }
         }
     };
-    leftovers.placeholders = create_placeholders(&plan.placeholders);
+    let held = match hold_placeholders(&mut plan) {
+        Ok(h) => h,
+        Err(e) => {
+            leftovers.remove();
+            if let Some(c) = cleaner {
+                c.dismiss();
+            }
+            return Err(e);
+        }
+    };
 
     let setup = ChildSetup {
         program: spec.program,
@@ -387,8 +371,6 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         }
     };
     drop((go_child, status_write, stdio_fds));
-    let write_roots: Vec<PathBuf> = setup.plan.rules.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
-    let git = GitSnapshot::take(&write_roots);
     let mut sandbox = Sandbox {
         init,
         status: BufReader::new(std::fs::File::from(status_read)),
@@ -396,9 +378,10 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         cgroup,
         cleaner,
         leftovers,
+        held,
         started: Instant::now(),
         timeout: policy.limits.timeout.map(|t| t.0),
-        git,
+        command: None,
         early: Vec::new(),
         settled: false,
         git_findings: Vec::new(),
@@ -433,10 +416,9 @@ impl Sandbox {
         self.init as u32
     }
 
-    /// The host pid of the command, while it runs (init's only child).
+    /// The host pid of the command, read when it started (None if it had already ended).
     pub fn command_id(&self) -> Option<u32> {
-        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.init)).ok()?;
-        children.split_whitespace().next()?.parse().ok()
+        self.command
     }
 
     /// Kills every process of the sandbox.
@@ -484,6 +466,9 @@ impl Sandbox {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
+        for h in std::mem::take(&mut self.held).into_iter().rev() {
+            h.release();
+        }
         self.leftovers.remove();
         if let Some(c) = self.cleaner.take() {
             c.dismiss();
@@ -499,7 +484,12 @@ impl Sandbox {
                 Ok(0) | Err(_) => {
                     return Err(self.abort(LaunchError::internal("the sandbox's init exited during set-up")));
                 }
-                Ok(_) if line.starts_with("P\t") => return Ok(()),
+                Ok(_) if line.starts_with("P\t") => {
+                    // Init's only child; read now, while it surely still runs or has just ended.
+                    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.init));
+                    self.command = children.ok().and_then(|c| c.split_whitespace().next()?.parse().ok());
+                    return Ok(());
+                }
                 Ok(_) => {
                     if let Some(err) = ChildError::decode(line.trim_end()) {
                         return Err(self.abort(err));
@@ -545,9 +535,9 @@ impl Sandbox {
     /// Once nothing of the sandbox runs: reviews git state and removes the placeholders.
     fn settle(&mut self) {
         if !std::mem::replace(&mut self.settled, true) {
-            self.git_findings = self.git.review();
-            for p in self.leftovers.placeholders.iter().rev() {
-                crate::cleaner::remove_placeholder(p);
+            self.git_findings = self.leftovers.git.review();
+            for h in std::mem::take(&mut self.held).into_iter().rev() {
+                h.release();
             }
         }
     }

@@ -13,6 +13,7 @@ mod init;
 mod landlock_rules;
 mod launch;
 mod limits;
+mod placeholder;
 pub mod plan;
 mod pty;
 pub mod seccomp;

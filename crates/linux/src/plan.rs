@@ -36,22 +36,40 @@ impl MountOp {
     }
 }
 
-/// Something created on the host so a missing protected path can be mounted read-only, removed
-/// after the run if still empty: the path itself, or a missing folder on the way to it.
-/// Placeholders are empty directories, even for names that are files (.envrc, .gitmodules):
-/// git ignores empty directories, so the sandbox's `git add -A` can't commit one. Only files
-/// that tools read in any directory ($HOME's rc files and .gitconfig) get an empty file,
-/// since a directory there would break the tools inside.
+/// Something created on the host for a missing protected or hidden path, so it can be mounted
+/// over for the run; removed after the run if still empty and no concurrent run uses it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placeholder {
     pub path: PathBuf,
-    pub dir: bool,
+    pub kind: PlaceholderKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaceholderKind {
+    /// An empty read-only directory. Used even for names that are files (.envrc, .gitmodules):
+    /// git ignores empty directories, so the sandbox's `git add -A` can't commit one.
+    Dir,
+    /// An empty read-only file, for names tools read wherever they are ($HOME's rc files,
+    /// .gitconfig, .netrc), where a directory would break the tools inside.
+    File,
+    /// A missing folder on the way to a placeholder; writable, like the tree it is in.
+    Folder,
+}
+
+fn basename(path: &Path) -> &str {
+    path.file_name().and_then(|n| n.to_str()).unwrap_or("")
 }
 
 impl Placeholder {
-    fn new(path: &Path) -> Self {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        Placeholder { path: path.to_path_buf(), dir: !ringfence_policy::profile::HOME_FILES.contains(&name) }
+    fn protected(path: &Path) -> Self {
+        let file = ringfence_policy::profile::HOME_FILES.contains(&basename(path));
+        Placeholder { path: path.to_path_buf(), kind: if file { PlaceholderKind::File } else { PlaceholderKind::Dir } }
+    }
+
+    fn hidden(path: &Path) -> Self {
+        let file =
+            ringfence_policy::profile::HOME_SECRET_FILES.iter().any(|f| basename(Path::new(f)) == basename(path));
+        Placeholder { path: path.to_path_buf(), kind: if file { PlaceholderKind::File } else { PlaceholderKind::Dir } }
     }
 }
 
@@ -139,6 +157,13 @@ fn fresh_root(path: &Path) -> Option<&'static str> {
 /// `mv .git .git-old && mkdir -p .git/hooks` would sidestep the protection of `.git/hooks`.
 fn pins(rules: &FsRules) -> BTreeSet<PathBuf> {
     let mut pins = BTreeSet::new();
+    // A writable root inside another (the workspace under a writable $HOME) must not be
+    // renamed away and replaced either.
+    for rule in rules.of_kind(RuleKind::Write) {
+        if writable_root(rules, &rule.path).is_some() {
+            pins.insert(rule.path.clone());
+        }
+    }
     for rule in rules.rules.iter().filter(|r| matches!(r.kind, RuleKind::DenyWrite | RuleKind::DenyRead)) {
         let Some(root) = writable_root(rules, &rule.path) else { continue };
         pins.extend(rule.path.ancestors().skip(1).take_while(|a| *a != root).map(Path::to_path_buf));
@@ -153,14 +178,15 @@ fn writable_root<'a>(rules: &'a FsRules, path: &Path) -> Option<&'a Path> {
     Some(&rule.path)
 }
 
-/// Missing folders on the way to missing protected paths inside writable roots (~/.config when
-/// ~/.config/autostart is protected and $HOME is writable). They are created for the run and
+/// Missing folders on the way to missing protected or hidden paths inside writable roots
+/// (~/.config when ~/.config/autostart is protected and $HOME is writable). They are created for the run and
 /// pinned, so the protected path can get its placeholder. Never inside `.git`: an absent `.git`
 /// must stay creatable by `git init`; the post-run git check covers new repositories.
 fn missing_parents(rules: &FsRules, canon: &mut Canonicalizer) -> BTreeSet<PathBuf> {
     let while_present = Origin::builtin(ringfence_policy::profile::WHILE_PRESENT);
     let mut out = BTreeSet::new();
-    for rule in rules.of_kind(RuleKind::DenyWrite).filter(|r| r.origin != while_present) {
+    let candidates = rules.rules.iter().filter(|r| matches!(r.kind, RuleKind::DenyWrite | RuleKind::DenyRead));
+    for rule in candidates.filter(|r| r.origin != while_present && r.origin != Origin::builtin(HOST_SOCKET)) {
         let Some(root) = writable_root(rules, &rule.path) else { continue };
         let chain: Vec<PathBuf> = rule
             .path
@@ -188,6 +214,48 @@ fn check_fresh_kernel_dirs(rules: &FsRules) -> Result<(), PlanError> {
         }
     }
     Ok(())
+}
+
+/// Unix sockets of host services the sandbox could otherwise connect to: those named in the
+/// environment (ssh-agent, D-Bus, docker) and every path-bound socket the host's network
+/// namespace has open (/proc/net/unix). A read-only mount doesn't stop connect(2), so each is
+/// masked. Sockets bound after the launch are not covered; Landlock ABI 9 covers them.
+pub fn host_sockets() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_to_string("/proc/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(7))
+        .filter(|path| path.starts_with('/'))
+        .map(PathBuf::from)
+        .collect();
+    let var = |k: &str| std::env::var_os(k).map(PathBuf::from);
+    if let Some(p) = var("SSH_AUTH_SOCK") {
+        out.push(p);
+    }
+    for key in ["DBUS_SESSION_BUS_ADDRESS", "DBUS_SYSTEM_BUS_ADDRESS", "DOCKER_HOST"] {
+        if let Ok(v) = std::env::var(key) {
+            for part in v.split([';', ',']) {
+                let path = part
+                    .strip_prefix("unix:path=")
+                    .or_else(|| part.strip_prefix("unix://"))
+                    .map(|p| p.split(',').next().unwrap_or(p));
+                if let Some(p) = path.filter(|p| p.starts_with('/')) {
+                    out.push(PathBuf::from(p));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Folders under /run (otherwise an empty tmpfs) the sandbox still needs: NixOS keeps its
+/// system there, and with the host's network, the resolver's files.
+pub fn kept_runtime_dirs(network: ringfence_policy::NetworkMode) -> &'static [&'static str] {
+    match network {
+        ringfence_policy::NetworkMode::Host => &["/run/systemd/resolve", "/run/current-system", "/run/wrappers"],
+        ringfence_policy::NetworkMode::None => &["/run/current-system", "/run/wrappers"],
+    }
 }
 
 /// Builds the plan. `extra_masks` are socket paths found in the environment (ssh-agent, D-Bus).
@@ -255,27 +323,41 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
             }
             (false, a, b, Some(true)) if a == b && a == FsAccess::Write && pins.contains(&path) => {
                 if will_create {
-                    plan.placeholders.push(Placeholder { path: path.clone(), dir: true });
+                    plan.placeholders.push(Placeholder { path: path.clone(), kind: PlaceholderKind::Folder });
                 }
                 Some(MountOp::Bind { path: path.clone(), writable: true })
             }
             (false, a, b, _) if a == b => None,
-            (false, _, FsAccess::Deny, Some(true)) => {
-                Some(MountOp::Tmpfs { path: path.clone(), writable: false, size: 4096 })
+            (false, above, FsAccess::Deny, Some(is_dir)) => {
+                if above == FsAccess::Write {
+                    adopt(&mut plan.placeholders, Placeholder::hidden(&path));
+                }
+                Some(if is_dir {
+                    MountOp::Tmpfs { path: path.clone(), writable: false, size: 4096 }
+                } else {
+                    MountOp::MaskFile { path: path.clone() }
+                })
             }
-            (false, _, FsAccess::Deny, Some(false)) => Some(MountOp::MaskFile { path: path.clone() }),
             // Hidden but absent inside a writable tree: the sandbox could create it, so an empty
             // read-only mask takes the name for the run.
             (false, FsAccess::Write, FsAccess::Deny, None) if parent_is_dir => {
-                plan.placeholders.push(Placeholder { path: path.clone(), dir: true });
-                Some(MountOp::Tmpfs { path: path.clone(), writable: false, size: 4096 })
+                let placeholder = Placeholder::hidden(&path);
+                let op = match placeholder.kind {
+                    PlaceholderKind::File => MountOp::MaskFile { path: path.clone() },
+                    _ => MountOp::Tmpfs { path: path.clone(), writable: false, size: 4096 },
+                };
+                plan.placeholders.push(placeholder);
+                Some(op)
             }
             (false, _, FsAccess::Deny, None) => None,
             (false, FsAccess::Read, FsAccess::Write, None) => return Err(missing_write_root(&path)),
             (false, FsAccess::Read, FsAccess::Write, Some(_)) => {
                 Some(MountOp::Bind { path: path.clone(), writable: true })
             }
-            (false, FsAccess::Write, FsAccess::Read, Some(_)) => Some(MountOp::ReadOnly { path: path.clone() }),
+            (false, FsAccess::Write, FsAccess::Read, Some(_)) => {
+                adopt(&mut plan.placeholders, Placeholder::protected(&path));
+                Some(MountOp::ReadOnly { path: path.clone() })
+            }
             (false, FsAccess::Write, FsAccess::Read, None) => {
                 let while_present_origin = Origin::builtin(ringfence_policy::profile::WHILE_PRESENT);
                 let while_present = plan
@@ -286,7 +368,7 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
                 if !parent_is_dir || while_present {
                     None
                 } else {
-                    plan.placeholders.push(Placeholder::new(&path));
+                    plan.placeholders.push(Placeholder::protected(&path));
                     Some(MountOp::ReadOnly { path: path.clone() })
                 }
             }
@@ -299,6 +381,14 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
         }
     }
     Ok(plan)
+}
+
+/// A concurrent run's placeholder found in place is shared: this run holds it too, so the other
+/// run's end can't remove it from under this run's mount.
+fn adopt(list: &mut Vec<Placeholder>, candidate: Placeholder) {
+    if crate::placeholder::is_placeholder(&candidate) {
+        list.push(candidate);
+    }
 }
 
 fn missing_write_root(path: &Path) -> PlanError {
@@ -318,9 +408,9 @@ mod tests {
     use ringfence_policy::{Overrides, PolicyBuilder, ProfileName};
 
     fn tempdir(tag: &str) -> PathBuf {
-        // Not under /tmp: the sandbox gets a fresh /tmp, which would change the plan.
-        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
-        let dir = target.join(format!("rf-plan-{tag}-{}", std::process::id()));
+        // Not under /tmp (where a checkout may live): the sandbox's /tmp is fresh, which would
+        // change the plan.
+        let dir = Path::new("/var/tmp").join(format!("rf-plan-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir.canonicalize().unwrap()
@@ -341,8 +431,8 @@ mod tests {
         assert!(has(MountOp::Bind { path: ws.clone(), writable: true }));
         assert!(has(MountOp::ReadOnly { path: ws.join(".git/hooks") }));
         // Missing .git/config inside an existing .git gets a placeholder; .envrc too.
-        assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".git/config"), dir: true }));
-        assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".envrc"), dir: true }));
+        assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".git/config"), kind: PlaceholderKind::Dir }));
+        assert!(plan.placeholders.contains(&Placeholder { path: ws.join(".envrc"), kind: PlaceholderKind::Dir }));
         // The directory leading to protected paths is pinned, so it can't be renamed away.
         let pin = plan.ops.iter().position(|o| *o == MountOp::Bind { path: ws.join(".git"), writable: true });
         let hooks = plan.ops.iter().position(|o| *o == MountOp::ReadOnly { path: ws.join(".git/hooks") });

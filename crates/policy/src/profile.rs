@@ -3,8 +3,8 @@
 use crate::model::{FsRules, Origin, ProfileName, RuleKind};
 use std::path::Path;
 
-/// Secrets under $HOME that no profile lets the sandbox read.
-pub const HOME_SECRETS: &[&str] = &[
+/// Secret folders under $HOME that no profile lets the sandbox read.
+pub const HOME_SECRET_DIRS: &[&str] = &[
     ".ssh",
     ".gnupg",
     ".aws",
@@ -12,12 +12,6 @@ pub const HOME_SECRETS: &[&str] = &[
     ".config/gcloud",
     ".kube",
     ".docker",
-    ".netrc",
-    ".npmrc",
-    ".yarnrc.yml",
-    ".pypirc",
-    ".git-credentials",
-    ".config/git/credentials",
     ".config/gh",
     ".config/hub",
     ".password-store",
@@ -29,27 +23,37 @@ pub const HOME_SECRETS: &[&str] = &[
     ".config/BraveSoftware",
     ".config/microsoft-edge",
     ".config/vivaldi",
+    ".config/op",
+    ".config/rclone",
+    ".config/doctl",
+    ".config/hcloud",
+    ".oci",
+    ".config/sops",
+];
+
+/// Secret files under $HOME that no profile lets the sandbox read.
+pub const HOME_SECRET_FILES: &[&str] = &[
+    ".netrc",
+    ".npmrc",
+    ".yarnrc.yml",
+    ".pypirc",
+    ".git-credentials",
+    ".config/git/credentials",
     ".cargo/credentials",
     ".cargo/credentials.toml",
     ".vault-token",
     ".terraform.d/credentials.tfrc.json",
-    ".config/op",
     ".gem/credentials",
     ".m2/settings.xml",
     ".m2/settings-security.xml",
     ".gradle/gradle.properties",
-    ".config/rclone",
     ".s3cfg",
     ".boto",
     ".pgpass",
     ".my.cnf",
     ".config/containers/auth.json",
-    ".config/doctl",
-    ".config/hcloud",
-    ".oci",
     ".codex/auth.json",
     ".claude/.credentials.json",
-    ".config/sops",
     ".bash_history",
     ".zsh_history",
     ".python_history",
@@ -143,7 +147,7 @@ pub fn base_rules(profile: ProfileName, workspace: &Path, home: &Path) -> FsRule
             fs.push(RuleKind::Read, home.join(dir), origin("toolchain directory"));
         }
     }
-    for secret in HOME_SECRETS {
+    for secret in HOME_SECRET_DIRS.iter().chain(HOME_SECRET_FILES) {
         fs.push(RuleKind::DenyRead, home.join(secret), origin("secret list"));
     }
     for secret in SYSTEM_SECRETS {

@@ -64,9 +64,12 @@ pub fn load_policy(sources: &PolicySources, flags: Overrides) -> Result<Policy, 
     let mut builder = PolicyBuilder::new(&workspace, &home).user_config_path(&user_path);
     if !sources.no_config {
         let user = match &sources.config {
-            Some(path) => Some(
-                read(path)?.ok_or_else(|| PolicyError::new(format!("--config {}: no such file", path.display())))?,
-            ),
+            Some(path) => {
+                // Made absolute, so the file is protected and its own relative paths resolve.
+                let path = std::path::absolute(path).map_err(|e| PolicyError::new(format!("--config: {e}")))?;
+                let loaded = read(&path)?;
+                Some(loaded.ok_or_else(|| PolicyError::new(format!("--config {}: no such file", path.display())))?)
+            }
             None => read(&user_path)?,
         };
         if let Some(user) = user {
