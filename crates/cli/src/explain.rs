@@ -15,18 +15,32 @@ pub fn explain(args: ExplainArgs) -> i32 {
             return exit_code::POLICY;
         }
     };
-    if args.json {
-        crate::emit(&(serde_json::to_string_pretty(&policy).unwrap_or_default() + "\n"));
-        return 0;
-    }
-    match render(&policy) {
-        Ok(text) => crate::emit(&text),
+    let text =
+        if args.json { Ok(serde_json::to_string_pretty(&policy).unwrap_or_default() + "\n") } else { render(&policy) };
+    // Like `run`, a policy whose mount view can't be built is an error, whatever the format.
+    match text.and_then(|text| check_view(&policy).map(|()| text)) {
+        Ok(text) => {
+            crate::emit(&text);
+            0
+        }
         Err(e) => {
             report(&e);
-            return exit_code::POLICY;
+            exit_code::POLICY
         }
     }
-    0
+}
+
+#[cfg(target_os = "linux")]
+fn check_view(policy: &Policy) -> Result<(), String> {
+    use ringfence::linux::plan;
+    plan::build(policy, &[], plan::kept_runtime_dirs(policy.network))
+        .map(drop)
+        .map_err(|e| format!("{}\n  fix: {}", e.0, e.1))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn check_view(_: &Policy) -> Result<(), String> {
+    Ok(())
 }
 
 fn access_name(a: FsAccess) -> &'static str {
@@ -53,7 +67,20 @@ fn filesystem(policy: &Policy, out: &mut String) -> Result<(), String> {
             MountOp::Tmpfs { path, .. } if path.starts_with("/run") || path.starts_with("/var/run") => {
                 "hidden     empty tmpfs (host sockets and runtime state)  [mount view]".to_string()
             }
-            MountOp::Tmpfs { .. } | MountOp::MaskFile { .. } => format!("hidden     masked  [mount view, {landlock}]"),
+            MountOp::Tmpfs { path, .. } | MountOp::MaskFile { path } => {
+                // Landlock can't narrow a writable tree, and below ABI 9 can't stop connect(2).
+                let socket = plan
+                    .rules
+                    .rules
+                    .iter()
+                    .any(|r| &r.path == path && r.origin == ringfence_policy::Origin::builtin(plan::HOST_SOCKET));
+                let writable = path.parent().is_some_and(|p| plan.rules.access(p).access == FsAccess::Write);
+                if socket || writable {
+                    "hidden     masked  [mount view]".to_string()
+                } else {
+                    format!("hidden     masked  [mount view, {landlock}]")
+                }
+            }
             MountOp::Bind { writable: true, .. } => format!("writable   bind  [mount view, {landlock}]"),
             MountOp::Bind { writable: false, .. } => format!("read-only  bind  [mount view, {landlock}]"),
             MountOp::ReadOnly { path } => {
@@ -86,8 +113,10 @@ fn filesystem(policy: &Policy, out: &mut String) -> Result<(), String> {
         .rules
         .of_kind(RuleKind::DenyRead)
         .filter(|r| {
+            let parent = r.path.parent().unwrap_or(Path::new("/"));
             !r.path.exists()
                 && plan.rules.access(&r.path).access == FsAccess::Deny
+                && plan.rules.access(parent).access != FsAccess::Write
                 && !plan.placeholders.iter().any(|p| p.path == r.path)
         })
         .map(|r| r.path.display().to_string())

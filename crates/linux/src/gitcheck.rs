@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 /// Suffix given to a file moved aside.
 pub const QUARANTINE_SUFFIX: &str = ".ringfence-quarantined";
@@ -38,11 +37,12 @@ pub struct GitFinding {
     pub detail: String,
 }
 
-/// What a file looked like: modification time and size.
-type Stamp = Option<(SystemTime, u64)>;
+/// What a file held (these files are small); compared by content, since a command can restore
+/// a modification time.
+type Stamp = Option<Vec<u8>>;
 
 fn stamp(path: &Path) -> Stamp {
-    std::fs::symlink_metadata(path).ok().and_then(|m| Some((m.modified().ok()?, m.len())))
+    std::fs::read(path).ok()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -206,7 +206,8 @@ fn classify(text: &str) -> Vec<ConfigLine> {
         .map(|raw| {
             let mut line = raw.trim();
             let mut header_text = None;
-            if let Some(rest) = line.strip_prefix('[') {
+            // Several headers may share a line (`[user] [core] fsmonitor = x`): the last counts.
+            while let Some(rest) = line.strip_prefix('[') {
                 let (header, after) = rest.split_once(']').unwrap_or((rest, ""));
                 section = header.trim().to_ascii_lowercase();
                 header_text = Some(format!("[{header}]"));
@@ -288,10 +289,14 @@ mod tests {
     fn risky_keys_are_found_in_every_spelling() {
         let root = scratch("alias");
         let text = "[alias]\n\tst = status\n\tx = !sh -c evil\n[core] fsmonitor = evil\n\
-                    [include]\n\tpath = ../evil.cfg\n[includeIf \"gitdir:/\"]\n\tpath = x\n# pager = no\n";
+                    [include]\n\tpath = ../evil.cfg\n[includeIf \"gitdir:/\"]\n\tpath = x\n# pager = no\n\
+                    [user] [core] sshCommand = evil\n";
         std::fs::write(root.join("config"), text).unwrap();
         let keys = risky_keys(&root.join("config"));
-        assert_eq!(keys, vec!["alias.x", "core.fsmonitor", "include.path", "includeif \"gitdir:/\".path"]);
+        assert_eq!(
+            keys,
+            vec!["alias.x", "core.fsmonitor", "include.path", "includeif \"gitdir:/\".path", "core.sshcommand"]
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -310,7 +310,9 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     leftovers.placeholders = plan.placeholders.clone();
     let write_roots: Vec<PathBuf> = plan.rules.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
     leftovers.git = GitSnapshot::take(&write_roots);
-    let cleaner = if leftovers.is_empty() {
+    // Any writable root may get a new repository whose hooks the cleaner must review if the
+    // supervisor dies; only a run that writes nothing needs no cleaner.
+    let cleaner = if leftovers.is_empty() && write_roots.is_empty() {
         None
     } else {
         match Cleaner::spawn(leftovers.clone()) {
@@ -360,6 +362,10 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         Ok(0) => crate::init::main(&setup),
         Ok(pid) => pid,
         Err(e) => {
+            // Our own shared locks would keep the placeholders from being removed.
+            for h in held.into_iter().rev() {
+                h.release();
+            }
             leftovers.remove();
             if let Some(c) = cleaner {
                 c.dismiss();

@@ -12,11 +12,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 #[cfg(test)]
 use std::path::Path;
 
-/// Modes that mark an empty entry as a read-only placeholder, read-only on the host too.
-/// Folders keep the usual mode: the sandbox writes into them.
+/// Modes that mark an entry as ours: read-only placeholders are read-only on the host too;
+/// folders stay writable (the sandbox writes into them) and carry the sticky bit as the mark.
 const DIR_MODE: u32 = 0o555;
 const FILE_MODE: u32 = 0o444;
-const FOLDER_MODE: u32 = 0o755;
+pub const FOLDER_MODE: u32 = 0o1755;
 
 /// A placeholder this run uses, locked shared for as long as the run lasts.
 #[derive(Debug)]
@@ -32,7 +32,7 @@ pub fn is_placeholder(p: &Placeholder) -> bool {
     let empty_dir = || meta.is_dir() && std::fs::read_dir(&p.path).is_ok_and(|mut d| d.next().is_none());
     match p.kind {
         PlaceholderKind::Dir => mode == DIR_MODE && empty_dir(),
-        PlaceholderKind::Folder => empty_dir(),
+        PlaceholderKind::Folder => mode == FOLDER_MODE && empty_dir(),
         PlaceholderKind::File => meta.is_file() && mode == FILE_MODE && meta.len() == 0,
     }
 }

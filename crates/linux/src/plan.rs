@@ -322,8 +322,11 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
                 Some(MountOp::Bind { path: path.clone(), writable: access == FsAccess::Write })
             }
             (false, a, b, Some(true)) if a == b && a == FsAccess::Write && pins.contains(&path) => {
+                let folder = Placeholder { path: path.clone(), kind: PlaceholderKind::Folder };
                 if will_create {
-                    plan.placeholders.push(Placeholder { path: path.clone(), kind: PlaceholderKind::Folder });
+                    plan.placeholders.push(folder);
+                } else {
+                    adopt_folder(&mut plan.placeholders, folder);
                 }
                 Some(MountOp::Bind { path: path.clone(), writable: true })
             }
@@ -387,6 +390,17 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
 /// run's end can't remove it from under this run's mount.
 fn adopt(list: &mut Vec<Placeholder>, candidate: Placeholder) {
     if crate::placeholder::is_placeholder(&candidate) {
+        list.push(candidate);
+    }
+}
+
+/// A concurrent run's folder (marked by its mode) is shared like a placeholder, even though
+/// it holds things: it is removed only once empty and unused.
+fn adopt_folder(list: &mut Vec<Placeholder>, candidate: Placeholder) {
+    use std::os::unix::fs::PermissionsExt;
+    let ours = std::fs::symlink_metadata(&candidate.path)
+        .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o7777 == crate::placeholder::FOLDER_MODE);
+    if ours {
         list.push(candidate);
     }
 }

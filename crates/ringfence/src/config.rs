@@ -65,8 +65,9 @@ pub fn load_policy(sources: &PolicySources, flags: Overrides) -> Result<Policy, 
     if !sources.no_config {
         let user = match &sources.config {
             Some(path) => {
-                // Made absolute, so the file is protected and its own relative paths resolve.
-                let path = std::path::absolute(path).map_err(|e| PolicyError::new(format!("--config: {e}")))?;
+                // Made absolute (against the workspace, like other paths in flags), so the file is
+                // protected and its own relative paths resolve.
+                let path = workspace.join(path);
                 let loaded = read(&path)?;
                 Some(loaded.ok_or_else(|| PolicyError::new(format!("--config {}: no such file", path.display())))?)
             }
