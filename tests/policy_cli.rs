@@ -377,7 +377,8 @@ fn explain_shows_the_policy_and_its_layers() {
             "writable   bind  [mount view, landlock (ABI".into(),
             format!("      from {}:3\n", user.display()),
             format!("{}", ws.join("secret.txt").display()),
-            "hidden     masked  [mount view, landlock (ABI".into(),
+            // Inside the writable workspace only the mount layer can hide it.
+            "hidden     masked  [mount view]\n".into(),
             format!("      from {}:2\n", project.display()),
             "/ (everything else)                          read-only  host tree, nosuid, nodev  [mount view, landlock"
                 .into(),
