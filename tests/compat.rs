@@ -642,3 +642,16 @@ fn concurrent_runs_share_a_workspace() {
         assert_eq!(stdout(&out), "second\n");
     }
 }
+
+/// Started with stdin closed, ringfence gives the command /dev/null there, never one of its own
+/// descriptors.
+#[test]
+fn closed_stdin_becomes_dev_null() {
+    for who in identities() {
+        let env = Env::new(who);
+        let script = format!("exec <&-; {} run -- readlink /proc/self/fd/0", binary().display());
+        let out = output_within(&mut env.host_sh(&script), None, DEADLINE);
+        assert_code(&out, 0);
+        assert_eq!(stdout(&out), "/dev/null\n", "{who:?}: {}", stderr(&out));
+    }
+}

@@ -8,7 +8,24 @@ mod run;
 use clap::Parser;
 use ringfence::exit_code;
 
+/// Opens /dev/null on any of the standard descriptors the caller left closed, so that no pipe
+/// or socket of ringfence's own lands on 0, 1 or 2 and is taken for the command's stdio.
+#[cfg(target_os = "linux")]
+fn fill_closed_stdio() {
+    use std::os::fd::IntoRawFd;
+    for fd in 0..3 {
+        if !ringfence::linux::inherited_fd_is_open(fd) {
+            // The lowest free number is the one just found closed.
+            if let Ok(null) = std::fs::File::options().read(true).write(true).open("/dev/null") {
+                let _ = null.into_raw_fd();
+            }
+        }
+    }
+}
+
 fn main() {
+    #[cfg(target_os = "linux")]
+    fill_closed_stdio();
     // Signals the supervisor forwards are blocked before anything else, so none is lost
     // between now and the moment the sandbox's init can take them.
     #[cfg(target_os = "linux")]
