@@ -655,3 +655,21 @@ fn closed_stdin_becomes_dev_null() {
         assert_eq!(stdout(&out), "/dev/null\n", "{who:?}: {}", stderr(&out));
     }
 }
+
+/// vim in tmux: the full-screen editor draws, takes keys, and saves into the workspace (seen on
+/// the host); `:q` ends the run with 0.
+#[test]
+fn tmux_vim_edits_a_file() {
+    for who in identities() {
+        let env = Env::new(who);
+        let tmux = Tmux::start(&env, &pane_command(&env, "-- /usr/bin/vim -u NONE -N notes.txt"));
+        tmux.expect_line("~");
+        tmux.send(&["i"]);
+        tmux.send(&["-l", "written in vim"]);
+        tmux.send(&["Escape"]);
+        tmux.line(":wq");
+        tmux.expect_line("RF_EXIT=0");
+        let saved = std::fs::read_to_string(env.ws.join("notes.txt")).unwrap_or_default();
+        assert_eq!(saved, "written in vim\n", "{who:?}");
+    }
+}
