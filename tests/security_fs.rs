@@ -686,3 +686,26 @@ fn absent_secrets_in_a_writable_home_stay_hidden() {
         assert_eq!(state(&env.home.join(".local")), State::Absent, "{who:?}: a folder was left:\n{text}");
     }
 }
+
+/// A repository whose `core.hooksPath` points into the worktree (`.githooks`): that folder is
+/// as protected as `.git/hooks`, present or not. Control: other folders can be created.
+#[test]
+fn custom_hooks_path_is_protected() {
+    for who in identities() {
+        let env = Env::new(who);
+        let git = std::process::Command::new("git").args(["init", "-q"]).arg(&env.ws).status().unwrap();
+        assert!(git.success());
+        let set = std::process::Command::new("git")
+            .args(["-c", "safe.directory=*", "-C", p(&env.ws), "config", "core.hooksPath", ".githooks"])
+            .status()
+            .unwrap();
+        assert!(set.success());
+        env.chown_all();
+        let script = "mkdir -p .githooks; printf '#!/bin/sh\\ntouch pwned\\n' > .githooks/pre-commit; \
+                      mkdir -p other && echo ok > other/x && echo CONTROL-OK";
+        let out = env.run_sh(&[], script);
+        let text = both(&out);
+        assert!(text.contains("CONTROL-OK"), "{who:?}: control failed:\n{text}");
+        assert_eq!(state(&env.ws.join(".githooks")), State::Absent, "{who:?}: hooks folder planted or left:\n{text}");
+    }
+}

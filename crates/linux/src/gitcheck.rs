@@ -191,9 +191,11 @@ fn defuse_config(file: &Path, keys: &[String]) -> GitFinding {
     finding
 }
 
-/// One line of a git config file: the risky key (`section.key`) it sets, if any, and what of
-/// it to keep (a risky line keeps just its section header, if it opened one).
+/// One line of a git config file: the setting (`section.key`, value) it makes, if any, whether
+/// that setting is risky, and what of the line to keep (a risky line keeps just its section
+/// header, if it opened one).
 struct ConfigLine {
+    setting: Option<(String, String)>,
     risky: Option<String>,
     keep: Option<String>,
 }
@@ -213,18 +215,43 @@ fn classify(text: &str) -> Vec<ConfigLine> {
                 header_text = Some(format!("[{header}]"));
                 line = after.trim();
             }
-            let risky = (!line.is_empty() && !line.starts_with('#') && !line.starts_with(';')).then(|| {
+            let setting = (!line.is_empty() && !line.starts_with('#') && !line.starts_with(';')).then(|| {
                 let (key, value) = line.split_once('=').unwrap_or((line, ""));
-                let key = key.trim().to_ascii_lowercase();
-                let include = section.starts_with("include") && key == "path";
-                let alias_runs = section == "alias" && value.trim().trim_start_matches('"').starts_with('!');
-                (RISKY_KEYS.contains(&key.as_str()) || include || alias_runs).then(|| format!("{section}.{key}"))
+                (format!("{section}.{}", key.trim().to_ascii_lowercase()), value.trim().trim_matches('"').to_string())
             });
-            let risky = risky.flatten();
+            let risky = setting.as_ref().and_then(|(name, value)| {
+                let key = name.rsplit('.').next().unwrap_or("");
+                let include = section.starts_with("include") && key == "path";
+                let alias_runs = section == "alias" && value.starts_with('!');
+                (RISKY_KEYS.contains(&key) || include || alias_runs).then(|| name.clone())
+            });
             let keep = if risky.is_some() { header_text } else { Some(raw.to_string()) };
-            ConfigLine { risky, keep }
+            ConfigLine { setting, risky, keep }
         })
         .collect()
+}
+
+/// Where git looks for the hooks of the worktree `root`: every `core.hooksPath` its repository
+/// or the user's global config sets. Hooks there run on the host at the next commit, so the
+/// plan keeps them read-only like `.git/hooks`.
+pub fn hook_dirs(root: &Path, home: &Path) -> Vec<PathBuf> {
+    let mut configs = vec![home.join(".gitconfig"), home.join(".config/git/config"), PathBuf::from("/etc/gitconfig")];
+    configs.extend(gitdir(root).map(|d| d.join("config")));
+    let mut out = Vec::new();
+    for config in configs {
+        let text = std::fs::read_to_string(&config).unwrap_or_default();
+        for (name, value) in classify(&text).into_iter().filter_map(|l| l.setting) {
+            if name != "core.hookspath" || value.is_empty() {
+                continue;
+            }
+            let dir = match value.strip_prefix("~/") {
+                Some(rest) => home.join(rest),
+                None => root.join(&value),
+            };
+            out.push(ringfence_policy::normalize(&dir));
+        }
+    }
+    out
 }
 
 /// The keys (`section.key`) in a git config file that make git run programs.
@@ -297,6 +324,19 @@ mod tests {
             keys,
             vec!["alias.x", "core.fsmonitor", "include.path", "includeif \"gitdir:/\".path", "core.sshcommand"]
         );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn hooks_paths_are_found() {
+        let root = scratch("hookspath");
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::write(root.join(".git/config"), "[core]\n\thooksPath = .githooks\n").unwrap();
+        let home = root.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(home.join(".gitconfig"), "[core] hooksPath = \"~/hooks\"\n").unwrap();
+        let n = |p: PathBuf| ringfence_policy::normalize(&p);
+        assert_eq!(hook_dirs(&root, &home), vec![n(home.join("hooks")), n(root.join(".githooks"))]);
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -273,6 +273,12 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
             rules.push(RuleKind::Read, PathBuf::from(dir), Origin::builtin("system runtime"));
         }
     }
+    let roots: Vec<PathBuf> = rules.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
+    for root in roots {
+        for dir in crate::gitcheck::hook_dirs(&root, &policy.home) {
+            rules.push(RuleKind::DenyWrite, canon.resolve(&dir), Origin::builtin("git core.hooksPath"));
+        }
+    }
     check_fresh_kernel_dirs(&rules)?;
     let workspace = canon.resolve(&policy.workspace);
     let mut plan = MountPlan { rules, workspace, ..Default::default() };
