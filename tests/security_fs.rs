@@ -301,7 +301,7 @@ fn home_login_paths_with_missing_parent_stay_protected() {
             mkdir -p ~/.config/autostart && echo evil > ~/.config/autostart/evil.desktop
             mkdir -p ~/.config/systemd/user && echo evil > ~/.config/systemd/user/evil.service
             echo ok > ~/cache.txt && echo CONTROL-OK"#;
-        let out = env.run_sh(&["--write", p(&env.home)], script);
+        let out = env.run_sh(&["--allow-writable-home", "--write", p(&env.home)], script);
         let text = both(&out);
         assert!(text.contains("CONTROL-OK"), "{who:?}: ordinary writes failed (control):\n{text}");
         for planted in [".local/bin/ls", ".config/autostart/evil.desktop", ".config/systemd/user/evil.service"] {
@@ -401,7 +401,7 @@ fn writable_home_keeps_login_files_read_only() {
             mkdir -p ~/.config/autostart; echo evil > ~/.config/autostart/e.desktop
             echo ok > ~/cache.txt && echo CONTROL-OK
             true"#;
-        let out = env.run_sh(&["--write", p(&env.home)], script);
+        let out = env.run_sh(&["--allow-writable-home", "--write", p(&env.home)], script);
         let text = both(&out);
         assert!(text.contains("CONTROL-OK"), "{who:?}: ordinary $HOME writes failed (control):\n{text}");
         assert_eq!([".bashrc", ".gitconfig"].map(|f| state(&env.home.join(f))), before, "{who:?}:\n{text}");
@@ -619,7 +619,7 @@ fn nested_writable_root_cannot_be_swapped() {
             home = p(&env.home),
             ws = p(&env.ws)
         );
-        let out = env.run_sh(&["--write", p(&env.home)], &script);
+        let out = env.run_sh(&["--allow-writable-home", "--write", p(&env.home)], &script);
         let text = both(&out);
         assert!(text.contains("CONTROL-OK"), "{who:?}: renaming in $HOME failed (control):\n{text}");
         assert!(env.ws.join(".git/HEAD").exists(), "{who:?}: the workspace was swapped:\n{text}");
@@ -677,7 +677,7 @@ fn absent_secrets_in_a_writable_home_stay_hidden() {
         let env = Env::new(who);
         let script = "mkdir -p ~/.local/share/keyrings && echo s > ~/.local/share/keyrings/login.keyring; \
                       echo s > ~/.netrc; test -f ~/.netrc && echo NETRC-IS-FILE; echo ok > ~/plain.txt && echo CONTROL-OK";
-        let out = env.run_sh(&["--write", p(&env.home)], script);
+        let out = env.run_sh(&["--allow-writable-home", "--write", p(&env.home)], script);
         let text = both(&out);
         assert!(text.contains("CONTROL-OK"), "{who:?}: control failed:\n{text}");
         assert!(text.contains("NETRC-IS-FILE"), "{who:?}: .netrc placeholder is not a file:\n{text}");
@@ -707,5 +707,18 @@ fn custom_hooks_path_is_protected() {
         let text = both(&out);
         assert!(text.contains("CONTROL-OK"), "{who:?}: control failed:\n{text}");
         assert_eq!(state(&env.ws.join(".githooks")), State::Absent, "{who:?}: hooks folder planted or left:\n{text}");
+    }
+}
+
+/// A writable root that holds $HOME is refused unless asked for explicitly: no list protects
+/// every startup file there (`~/.bash_aliases`, Python `.pth` files, tool configs). Exit 121.
+#[test]
+fn writable_home_needs_an_explicit_flag() {
+    for who in identities() {
+        let env = Env::new(who);
+        let out = env.run_sh(&["--write", p(&env.home)], "echo evil > ~/.bash_aliases");
+        assert_code(&out, 121);
+        assert!(stderr(&out).contains("--allow-writable-home"), "{who:?}: {}", stderr(&out));
+        assert_eq!(state(&env.home.join(".bash_aliases")), State::Absent);
     }
 }

@@ -129,6 +129,10 @@ pub struct PolicyArgs {
     /// Run even if a requested protection can't be enforced (warns, and records it).
     #[arg(long)]
     pub allow_degraded: bool,
+    /// Allow a writable root that holds your home folder (dangerous: startup files there beyond
+    /// the protected list can be changed).
+    #[arg(long)]
+    pub allow_writable_home: bool,
     /// The workspace directory (default: the current directory).
     #[arg(long, short = 'C', value_name = "DIR")]
     pub workspace: Option<PathBuf>,
@@ -166,6 +170,7 @@ impl PolicyArgs {
             network: self.network,
             allow_ptrace: self.allow_ptrace,
             allow_degraded: self.allow_degraded,
+            allow_writable_home: self.allow_writable_home,
             trust_project: self.trust_project,
         }
     }

@@ -38,17 +38,23 @@ pub fn is_placeholder(p: &Placeholder) -> bool {
 }
 
 fn create(p: &Placeholder) -> io::Result<()> {
-    let (result, mode) = match p.kind {
-        PlaceholderKind::Dir => (nix::unistd::mkdir(&p.path, Mode::from_bits_truncate(DIR_MODE)), DIR_MODE),
-        PlaceholderKind::Folder => (nix::unistd::mkdir(&p.path, Mode::from_bits_truncate(FOLDER_MODE)), FOLDER_MODE),
-        PlaceholderKind::File => {
-            let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
-            (nix::fcntl::open(&p.path, flags, Mode::from_bits_truncate(FILE_MODE)).map(drop), FILE_MODE)
-        }
+    let mode = match p.kind {
+        PlaceholderKind::Dir => DIR_MODE,
+        PlaceholderKind::Folder => FOLDER_MODE,
+        PlaceholderKind::File => FILE_MODE,
     };
-    result.map_err(io::Error::from)?;
-    // The umask may have taken bits away; the mode is what marks it as ours.
-    std::fs::set_permissions(&p.path, std::fs::Permissions::from_mode(mode))
+    let bits = Mode::from_bits_truncate(mode);
+    // The umask may take bits away, and the mode is what marks it as ours: set it through a
+    // descriptor that can't have been swapped for a link (a concurrent sandbox writes here).
+    let fd = if p.kind == PlaceholderKind::File {
+        let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        nix::fcntl::open(&p.path, flags, bits)?
+    } else {
+        nix::unistd::mkdir(&p.path, bits)?;
+        open(p)?
+    };
+    nix::sys::stat::fchmod(&fd, bits)?;
+    Ok(())
 }
 
 fn open(p: &Placeholder) -> io::Result<OwnedFd> {

@@ -43,6 +43,8 @@ pub struct Overrides {
     pub network: Option<NetworkMode>,
     pub allow_ptrace: bool,
     pub allow_degraded: bool,
+    /// Allow a writable root that holds $HOME (its many startup files can't all be protected).
+    pub allow_writable_home: bool,
     /// Let the project config widen the policy (the user trusts it from outside).
     pub trust_project: bool,
 }
@@ -130,6 +132,7 @@ impl PolicyBuilder {
             _ => profile_from(&self.project).unwrap_or(user_profile),
         };
         let mut state = Merge {
+            allow_writable_home: false,
             policy: Policy {
                 profile,
                 workspace: self.workspace.clone(),
@@ -158,6 +161,7 @@ impl PolicyBuilder {
             state.apply_file(project, &self.home, layer)?;
         }
         state.apply_flags(&self.flags)?;
+        let allow_writable_home = state.allow_writable_home;
         let mut policy = state.policy;
         // The files that shape the next run must not be editable by this one.
         let own = [self.user_config_path.parent().map(Path::to_path_buf), self.user.as_ref().map(|u| u.path.clone())];
@@ -165,7 +169,7 @@ impl PolicyBuilder {
             policy.fs.push(RuleKind::DenyWrite, model::normalize(&path), Origin::builtin("ringfence config"));
         }
         profile::protect_write_roots(&mut policy.fs);
-        validate(&policy)?;
+        validate(&policy, allow_writable_home)?;
         Ok(policy)
     }
 }
@@ -191,6 +195,7 @@ enum Layer<'a> {
 
 struct Merge {
     policy: Policy,
+    allow_writable_home: bool,
 }
 
 type SpannedList = Option<Spanned<Vec<Spanned<String>>>>;
@@ -352,6 +357,7 @@ impl Merge {
         }
         self.policy.allow_ptrace |= flags.allow_ptrace;
         self.policy.allow_degraded |= flags.allow_degraded;
+        self.allow_writable_home = flags.allow_writable_home;
         Ok(())
     }
 }
@@ -365,7 +371,7 @@ fn kind_key(kind: RuleKind) -> &'static str {
     }
 }
 
-fn validate(policy: &Policy) -> Result<(), PolicyError> {
+fn validate(policy: &Policy, allow_writable_home: bool) -> Result<(), PolicyError> {
     let ws = policy.fs.access(&policy.workspace);
     if ws.access == FsAccess::Deny {
         let rule = ws.read_rule.map(|r| format!(" by {} ({})", r.path.display(), r.origin));
@@ -380,6 +386,21 @@ fn validate(policy: &Policy) -> Result<(), PolicyError> {
         if rule.path == Path::new("/") {
             return Err(PolicyError::new(format!("{}: `/` can't be a writable root", rule.origin))
                 .with_help("name the folders the command must write"));
+        }
+        // $HOME holds more startup files (shell includes, Python .pth files, tool configs)
+        // than any list can protect; writing it takes an explicit choice.
+        let home_writable = policy.home != Path::new("/") && model::is_within(&policy.home, &rule.path);
+        if home_writable && !allow_writable_home && policy.fs.access(&policy.home).access == FsAccess::Write {
+            return Err(PolicyError::new(format!(
+                "{}: {} would make your home folder {} writable",
+                rule.origin,
+                rule.path.display(),
+                policy.home.display()
+            ))
+            .with_help(
+                "run from a project folder and add only the folders the command needs (--write ~/.cache/pip), \
+                 or pass --allow-writable-home to accept that startup files there can be changed",
+            ));
         }
     }
     Ok(())

@@ -29,6 +29,7 @@ pub const HOME_SECRET_DIRS: &[&str] = &[
     ".config/hcloud",
     ".oci",
     ".config/sops",
+    ".config/github-copilot",
 ];
 
 /// Secret files under $HOME that no profile lets the sandbox read.
@@ -61,6 +62,8 @@ pub const HOME_SECRET_FILES: &[&str] = &[
     ".psql_history",
     ".mysql_history",
     ".local/share/fish/fish_history",
+    ".cache/huggingface/token",
+    ".huggingface/token",
 ];
 
 /// Host-wide secrets.
@@ -76,6 +79,8 @@ pub const SYSTEM_SECRETS: &[&str] = &[
     "/etc/ssl/private",
     "/etc/sudoers",
     "/etc/sudoers.d",
+    "/var/backups/shadow.bak",
+    "/var/backups/gshadow.bak",
 ];
 
 /// Paths inside every writable root that stay read-only, even when absent (an empty
@@ -86,7 +91,8 @@ pub const PROTECTED_IN_WRITE_ROOTS: &[&str] =
 
 /// Paths inside every writable root that stay read-only while they exist. When absent they are
 /// inert: their tools only run them once a hook in .git (itself protected) points at them.
-pub const PROTECTED_WHILE_PRESENT: &[&str] = &[".husky", ".pre-commit-config.yaml"];
+pub const PROTECTED_WHILE_PRESENT: &[&str] =
+    &[".husky", ".pre-commit-config.yaml", "lefthook.yml", ".lefthook.yml", "mise.toml", ".mise.toml"];
 
 /// The origin of rules from `PROTECTED_WHILE_PRESENT`; backends skip placeholders for them.
 pub const WHILE_PRESENT: &str = "protected path, while present";
