@@ -1,34 +1,25 @@
 //! Git state the mount view can't protect in advance: a repository the command creates during
 //! the run (`git init` must work, so an absent `.git` can't be made read-only), `commondir`
-//! files (an empty placeholder would break git), and submodule and worktree git directories
-//! (`git submodule update` must be able to write them). What they contain can make the user's
-//! git run programs later, so after the run anything the command added or changed there that
-//! could is moved aside and reported.
+//! files (an empty placeholder would break git), submodule and worktree git directories
+//! (`git submodule update` must write them), a `.git` swapped for a link or a gitfile, and a
+//! writable root turned into a bare repository. What they contain can make the user's git run
+//! programs later, so after the run anything the command added or changed there is moved aside
+//! (configs are rebuilt from the keys known to be harmless) and reported.
+//!
+//! The sandbox, or a concurrent run in the same folder, controls these trees: every lookup is
+//! relative to the writable root and never follows a symbolic link (openat2), and nothing is
+//! opened, written or changed by path.
 
+use nix::fcntl::{openat2, renameat, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{fstatat, Mode, SFlag};
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Suffix given to a file moved aside.
 pub const QUARANTINE_SUFFIX: &str = ".ringfence-quarantined";
-
-/// Config keys that make git run a program.
-const RISKY_KEYS: &[&str] = &[
-    "hookspath",
-    "fsmonitor",
-    "sshcommand",
-    "pager",
-    "editor",
-    "askpass",
-    "gitproxy",
-    "textconv",
-    "clean",
-    "smudge",
-    "process",
-    "driver",
-    "helper",
-    "command",
-    "worktree",
-];
 
 /// Something the run left that would run code on the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,99 +28,171 @@ pub struct GitFinding {
     pub detail: String,
 }
 
-/// What a file held (these files are small); compared by content, since a command can restore
-/// a modification time.
-type Stamp = Option<Vec<u8>>;
-
-fn stamp(path: &Path) -> Stamp {
-    std::fs::read(path).ok()
+/// What stood at a path: nothing, a link (its target), a file (its content), or a directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Entry {
+    Missing,
+    Link(OsString),
+    File(Vec<u8>),
+    Dir,
+    Other,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Hook,
     CommonDir,
     Config,
+    /// The worktree's `.git` itself, when it is not a directory.
+    DotGit,
+    /// A folder git follows (`hooks`, a submodule's git directory), when it is not a folder.
+    Folder,
 }
 
-/// The files of a git directory that can make git run programs or read another directory.
-/// `top` includes the repository's own hooks and config (read-only in the sandbox when the
-/// repository existed before the run).
-fn sensitive_files(gitdir: &Path, top: bool) -> Vec<(PathBuf, Kind)> {
-    let mut dirs = vec![gitdir.to_path_buf()];
-    for nested in ["modules", "worktrees"] {
-        nested_gitdirs(&gitdir.join(nested), 0, &mut dirs);
-    }
-    let mut out = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let own = i == 0;
-        out.push((dir.join("commondir"), Kind::CommonDir));
-        out.push((dir.join("config.worktree"), Kind::Config));
-        if !own || top {
-            out.push((dir.join("config"), Kind::Config));
-            if let Ok(hooks) = std::fs::read_dir(dir.join("hooks")) {
-                for hook in hooks.flatten().map(|e| e.path()) {
-                    let name = hook.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    if !name.ends_with(".sample") && !name.ends_with(QUARANTINE_SUFFIX) {
-                        out.push((hook, Kind::Hook));
-                    }
+fn open_beneath(root: &OwnedFd, rel: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(root.as_fd(), rel, how)
+}
+
+/// The folder holding `rel` (opened without following links), and `rel`'s last name.
+fn parent_of<'a>(root: &OwnedFd, rel: &'a Path) -> nix::Result<(OwnedFd, &'a std::ffi::OsStr)> {
+    let name = rel.file_name().ok_or(nix::Error::EINVAL)?;
+    let parent = rel.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    Ok((open_beneath(root, parent, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?, name))
+}
+
+fn entry(root: &OwnedFd, rel: &Path) -> Entry {
+    let Ok((dir, name)) = parent_of(root, rel) else { return Entry::Missing };
+    let Ok(st) = fstatat(dir.as_fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) else { return Entry::Missing };
+    match SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) {
+        SFlag::S_IFLNK => Entry::Link(nix::fcntl::readlinkat(dir.as_fd(), name).unwrap_or_default()),
+        SFlag::S_IFDIR => Entry::Dir,
+        SFlag::S_IFREG => {
+            let mut content = Vec::new();
+            match open_beneath(root, rel, OFlag::O_RDONLY) {
+                Ok(fd) => {
+                    let _ = std::fs::File::from(fd).take(1 << 20).read_to_end(&mut content);
+                    Entry::File(content)
                 }
+                Err(_) => Entry::Other,
+            }
+        }
+        _ => Entry::Other,
+    }
+}
+
+/// Names in a folder (not following links), or none.
+fn names(root: &OwnedFd, rel: &Path) -> Vec<OsString> {
+    let Ok(fd) = open_beneath(root, rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY) else { return Vec::new() };
+    let Ok(mut dir) = nix::dir::Dir::from_fd(fd) else { return Vec::new() };
+    dir.iter()
+        .flatten()
+        .map(|e| OsString::from(std::ffi::OsStr::from_bytes(e.file_name().to_bytes())))
+        .filter(|n| n != "." && n != "..")
+        .collect()
+}
+
+use std::os::unix::ffi::OsStrExt;
+
+/// Git directories below `rel` (`.git/modules/vendor/lib`, submodules of submodules).
+fn nested_gitdirs(root: &OwnedFd, rel: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    if depth > 8 {
+        return;
+    }
+    for name in names(root, rel) {
+        let path = rel.join(&name);
+        if ["objects", "refs", "logs"].iter().any(|n| name == *n) {
+            continue;
+        }
+        match entry(root, &path) {
+            Entry::Dir => {}
+            // A link here would make git use a git directory the command chose.
+            Entry::Link(_) => {
+                out.push(path);
+                continue;
+            }
+            _ => continue,
+        }
+        if ["HEAD", "config", "commondir"].iter().any(|f| !matches!(entry(root, &path.join(f)), Entry::Missing)) {
+            out.push(path.clone());
+        }
+        nested_gitdirs(root, &path, depth + 1, out);
+    }
+}
+
+/// The files of git directory `dir` (relative to the root) that can make git run programs or
+/// read another directory. `own` includes its hooks and config: not for a repository that
+/// existed before the run (those are read-only in the sandbox).
+fn sensitive(root: &OwnedFd, dir: &Path, own: bool, out: &mut Vec<(PathBuf, Kind)>) {
+    out.push((dir.join("commondir"), Kind::CommonDir));
+    out.push((dir.join("config.worktree"), Kind::Config));
+    if own {
+        out.push((dir.join("config"), Kind::Config));
+        out.push((dir.join("hooks"), Kind::Folder));
+        for hook in names(root, &dir.join("hooks")) {
+            let name = hook.to_string_lossy();
+            if !name.ends_with(".sample") && !name.ends_with(QUARANTINE_SUFFIX) {
+                out.push((dir.join("hooks").join(&hook), Kind::Hook));
             }
         }
     }
-    out.retain(|(p, _)| p.is_file());
+}
+
+/// Whether a folder looks like a git directory (as git would take the worktree for a bare
+/// repository).
+fn looks_like_gitdir(root: &OwnedFd, dir: &Path) -> bool {
+    matches!(entry(root, &dir.join("HEAD")), Entry::File(_) | Entry::Link(_))
+        && entry(root, &dir.join("objects")) == Entry::Dir
+        && entry(root, &dir.join("refs")) == Entry::Dir
+}
+
+/// Everything to watch in one writable root.
+fn watched(root: &OwnedFd, repo_existed: bool) -> Vec<(PathBuf, Kind)> {
+    let mut out = vec![(PathBuf::from(".git"), Kind::DotGit)];
+    if entry(root, Path::new(".git")) == Entry::Dir {
+        let mut dirs = Vec::new();
+        nested_gitdirs(root, Path::new(".git/modules"), 0, &mut dirs);
+        nested_gitdirs(root, Path::new(".git/worktrees"), 0, &mut dirs);
+        sensitive(root, Path::new(".git"), !repo_existed, &mut out);
+        for dir in dirs {
+            if entry(root, &dir) == Entry::Dir {
+                sensitive(root, &dir, true, &mut out);
+            } else {
+                out.push((dir, Kind::Folder));
+            }
+        }
+    }
+    if looks_like_gitdir(root, Path::new(".")) {
+        sensitive(root, Path::new(""), true, &mut out);
+    }
     out
-}
-
-/// Git directories below `dir`: submodule names may contain slashes (`modules/vendor/lib`), and
-/// submodules have their own `modules`.
-fn nested_gitdirs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) || depth > 8 {
-            continue;
-        }
-        if path.join("HEAD").is_file() || path.join("config").is_file() || path.join("commondir").is_file() {
-            out.push(path.clone());
-        }
-        if path.file_name().is_some_and(|n| n != "objects" && n != "refs" && n != "logs") {
-            nested_gitdirs(&path, depth + 1, out);
-        }
-    }
-}
-
-/// The git directory of a worktree: `.git` itself, or where a `.git` file points.
-fn gitdir(root: &Path) -> Option<PathBuf> {
-    let dot_git = root.join(".git");
-    let meta = std::fs::symlink_metadata(&dot_git).ok()?;
-    if meta.is_dir() {
-        return Some(dot_git);
-    }
-    let text = std::fs::read_to_string(&dot_git).ok()?;
-    let target = text.trim().strip_prefix("gitdir:")?.trim();
-    Some(root.join(target))
 }
 
 /// What was there before the run, per writable root.
 #[derive(Clone, Debug, Default)]
 pub struct GitSnapshot {
-    roots: Vec<(PathBuf, bool)>,
-    files: BTreeMap<PathBuf, Stamp>,
+    roots: Vec<(PathBuf, bool, BTreeMap<PathBuf, Entry>)>,
+}
+
+fn open_root(root: &Path) -> Option<OwnedFd> {
+    nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok()
 }
 
 impl GitSnapshot {
     pub fn take(write_roots: &[PathBuf]) -> Self {
         let mut snap = GitSnapshot::default();
         for root in write_roots {
-            let dir = gitdir(root);
-            if let Some(dir) = &dir {
-                for (file, _) in sensitive_files(dir, false) {
-                    let s = stamp(&file);
-                    snap.files.insert(file, s);
-                }
+            let Some(fd) = open_root(root) else { continue };
+            let existed = entry(&fd, Path::new(".git")) == Entry::Dir;
+            let mut seen = BTreeMap::new();
+            // Watch as if the repository were new, so files it had are known when compared.
+            for (rel, _) in watched(&fd, false) {
+                let e = entry(&fd, &rel);
+                seen.insert(rel, e);
             }
-            snap.roots.push((root.clone(), dir.is_some()));
+            snap.roots.push((root.clone(), existed, seen));
         }
         snap
     }
@@ -137,98 +200,240 @@ impl GitSnapshot {
     /// Moves aside what the run added or changed that could run code, and says so.
     pub fn review(&self) -> Vec<GitFinding> {
         let mut findings = Vec::new();
-        for (root, existed) in &self.roots {
-            let Some(dir) = gitdir(root) else { continue };
-            for (file, kind) in sensitive_files(&dir, !existed) {
-                if self.files.get(&file) == Some(&stamp(&file)) {
+        for (root, existed, before) in &self.roots {
+            let Some(fd) = open_root(root) else { continue };
+            let dot_git_same = before.get(Path::new(".git")) == Some(&entry(&fd, Path::new(".git")));
+            for (rel, kind) in watched(&fd, *existed && dot_git_same) {
+                let now = entry(&fd, &rel);
+                let was = before.get(&rel).cloned().unwrap_or(Entry::Missing);
+                let folder_kind = matches!(kind, Kind::DotGit | Kind::Folder);
+                if now == was || now == Entry::Missing || (folder_kind && now == Entry::Dir) {
                     continue;
                 }
-                let why = match kind {
-                    Kind::Hook => "the command added this git hook".to_string(),
-                    Kind::CommonDir => "the command wrote this commondir, which points git at another directory".into(),
-                    Kind::Config => {
-                        let keys = risky_keys(&file);
-                        if keys.is_empty() {
-                            continue;
-                        }
-                        findings.push(defuse_config(&file, &keys));
-                        continue;
+                let path = root.join(&rel);
+                let finding = match (kind, &now) {
+                    (Kind::Config, Entry::File(text)) if allowed_config(text).is_none() => continue,
+                    (Kind::Config, Entry::File(text)) => defuse_config(&fd, &rel, text, &path),
+                    (Kind::Hook, _) => quarantine(&fd, &rel, &path, "the command added this git hook".into()),
+                    (Kind::CommonDir, _) => quarantine(
+                        &fd,
+                        &rel,
+                        &path,
+                        "the command wrote this commondir, which points git at another directory".into(),
+                    ),
+                    (Kind::DotGit, _) => quarantine(
+                        &fd,
+                        &rel,
+                        &path,
+                        "the command made .git a link or a gitfile, which points git at a repository it chose".into(),
+                    ),
+                    (Kind::Folder, _) => quarantine(
+                        &fd,
+                        &rel,
+                        &path,
+                        "the command put a link where git expects a folder, to run or read what it chose".into(),
+                    ),
+                    (Kind::Config, _) => {
+                        quarantine(&fd, &rel, &path, "the command put a link or special file here as git config".into())
                     }
                 };
-                findings.push(quarantine(&file, why));
+                findings.push(finding);
             }
         }
         findings
     }
 }
 
-/// Moves a file aside (without execute permission) and describes what happened.
-fn quarantine(file: &Path, why: String) -> GitFinding {
-    let mut aside = file.as_os_str().to_owned();
-    aside.push(QUARANTINE_SUFFIX);
-    let aside = PathBuf::from(aside);
-    let detail = match std::fs::rename(file, &aside) {
-        Ok(()) => {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o600));
-            format!("{why}; moved aside to {}", aside.display())
+/// Renames `rel` aside within its folder (never following links) and takes execute permission
+/// from a regular file.
+fn quarantine(root: &OwnedFd, rel: &Path, path: &Path, why: String) -> GitFinding {
+    let moved = parent_of(root, rel).and_then(|(dir, name)| {
+        let mut aside = name.to_os_string();
+        aside.push(QUARANTINE_SUFFIX);
+        renameat(dir.as_fd(), name, dir.as_fd(), aside.as_os_str())?;
+        let how = OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        if let Ok(fd) = openat2(dir.as_fd(), aside.as_os_str(), how) {
+            let _ = nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o600));
         }
+        Ok(())
+    });
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(QUARANTINE_SUFFIX);
+    let detail = match moved {
+        Ok(()) => format!("{why}; moved aside to {}", Path::new(&aside).display()),
         Err(e) => format!("{why}, and moving it aside failed ({e}): review it before using git here"),
     };
-    GitFinding { path: file.to_path_buf(), detail }
+    GitFinding { path: path.to_path_buf(), detail }
 }
 
-/// Keeps a config file's harmless lines and moves the original aside, so the repository still
-/// works but runs nothing the command chose.
-fn defuse_config(file: &Path, keys: &[String]) -> GitFinding {
-    let what = format!("the command set {} here, which makes git run a program or read another file", keys.join(", "));
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    let kept: String = classify(&text).into_iter().filter_map(|line| line.keep).map(|l| l + "\n").collect();
-    let finding = quarantine(file, what);
-    if !file.exists() {
-        let _ = std::fs::write(file, kept);
+/// Moves a config aside and writes back a copy with only the settings known to be harmless,
+/// so the repository keeps working but runs nothing the command chose.
+fn defuse_config(root: &OwnedFd, rel: &Path, text: &[u8], path: &Path) -> GitFinding {
+    let dropped = allowed_config(text).unwrap_or_default();
+    let why = format!("the command set {} here, which git would act on", dropped.join(", "));
+    let kept = rebuild_config(text);
+    let mut finding = quarantine(root, rel, path, why);
+    // Created exclusively and without following links: a link placed here meanwhile wins nothing.
+    let written = parent_of(root, rel).and_then(|(dir, name)| {
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::openat(dir.as_fd(), name, flags, Mode::from_bits_truncate(0o644))?;
+        std::fs::File::from(fd).write_all(kept.as_bytes()).map_err(|_| nix::Error::EIO)
+    });
+    if written.is_err() {
+        finding.detail.push_str("; no cleaned copy was written back");
     }
     finding
 }
 
-/// One line of a git config file: the setting (`section.key`, value) it makes, if any, whether
-/// that setting is risky, and what of the line to keep (a risky line keeps just its section
-/// header, if it opened one).
-struct ConfigLine {
-    setting: Option<(String, String)>,
-    risky: Option<String>,
-    keep: Option<String>,
+/// Settings a git config may keep after the run: repository format, identity, remotes and
+/// branches by URL and refspec, display. Anything else (hooks, filters, helpers, editors,
+/// pagers, fsmonitor, includes, aliases, ssh commands, upload-pack paths) is dropped.
+fn harmless(section: &str, key: &str) -> bool {
+    let (name, sub) = section.split_once(' ').map_or((section, None), |(n, s)| (n, Some(s)));
+    match (name, sub.is_some(), key) {
+        ("core", false, k) => [
+            "repositoryformatversion",
+            "filemode",
+            "bare",
+            "logallrefupdates",
+            "ignorecase",
+            "precomposeunicode",
+            "symlinks",
+            "autocrlf",
+            "eol",
+            "safecrlf",
+            "quotepath",
+            "abbrev",
+            "compression",
+        ]
+        .contains(&k),
+        ("extensions", false, k) => ["objectformat", "worktreeconfig", "refstorage"].contains(&k),
+        ("remote", true, k) => ["url", "pushurl", "fetch", "push", "tagopt", "prune", "mirror"].contains(&k),
+        ("branch", true, k) => ["remote", "merge", "rebase", "pushremote"].contains(&k),
+        ("submodule", true, k) => ["url", "active", "branch"].contains(&k),
+        ("user", false, k) => ["name", "email"].contains(&k),
+        ("init", false, "defaultbranch") | ("pull", false, "rebase") | ("push", false, "default") => true,
+        ("fetch", false, "prune") | ("gc", false, "auto") => true,
+        ("color", _, _) | ("advice", _, _) => true,
+        _ => false,
+    }
 }
 
-/// Classifies each line of a git config file. A key may follow its section header on the same
-/// line.
-fn classify(text: &str) -> Vec<ConfigLine> {
+/// One parsed line: the section it is in, the key it sets (lower case), and its raw text.
+struct ConfigLine {
+    section: String,
+    header: Option<String>,
+    key: Option<String>,
+    /// A line git would read differently than this parser might (a continuation, a header it
+    /// can't parse): never kept.
+    doubtful: bool,
+}
+
+/// Parses a git config the way git reads it: a leading byte-order mark, several headers on a
+/// line, quoted subsections (which may contain `]`), comments, continuations.
+fn parse_config(text: &[u8]) -> Vec<(String, ConfigLine)> {
+    let text = String::from_utf8_lossy(text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text)).into_owned();
     let mut section = String::new();
-    text.lines()
-        .map(|raw| {
-            let mut line = raw.trim();
-            let mut header_text = None;
-            // Several headers may share a line (`[user] [core] fsmonitor = x`): the last counts.
-            while let Some(rest) = line.strip_prefix('[') {
-                let (header, after) = rest.split_once(']').unwrap_or((rest, ""));
-                section = header.trim().to_ascii_lowercase();
-                header_text = Some(format!("[{header}]"));
-                line = after.trim();
+    let mut continued = false;
+    let mut out = Vec::new();
+    for raw in text.lines() {
+        let mut line = raw.trim();
+        let mut header = None;
+        let mut doubtful = continued;
+        continued = line.ends_with('\\');
+        while let Some(rest) = line.strip_prefix('[') {
+            match split_header(rest) {
+                Some((name, after)) => {
+                    section = name;
+                    header = Some(format!("[{}]", header_text(&section)));
+                    line = after.trim_start();
+                }
+                None => {
+                    doubtful = true;
+                    line = "";
+                }
             }
-            let setting = (!line.is_empty() && !line.starts_with('#') && !line.starts_with(';')).then(|| {
-                let (key, value) = line.split_once('=').unwrap_or((line, ""));
-                (format!("{section}.{}", key.trim().to_ascii_lowercase()), value.trim().trim_matches('"').to_string())
-            });
-            let risky = setting.as_ref().and_then(|(name, value)| {
-                let key = name.rsplit('.').next().unwrap_or("");
-                let include = section.starts_with("include") && key == "path";
-                let alias_runs = section == "alias" && value.starts_with('!');
-                (RISKY_KEYS.contains(&key) || include || alias_runs).then(|| name.clone())
-            });
-            let keep = if risky.is_some() { header_text } else { Some(raw.to_string()) };
-            ConfigLine { setting, risky, keep }
+        }
+        let body = line.split(['#', ';']).next().unwrap_or("").trim();
+        let key = (!body.is_empty()).then(|| body.split('=').next().unwrap_or("").trim().to_ascii_lowercase());
+        doubtful |= continued;
+        out.push((raw.to_string(), ConfigLine { section: section.clone(), header, key, doubtful }));
+    }
+    out
+}
+
+/// A section header's name (`remote "origin"` → `remote "origin"`, lower-cased name) and the
+/// text after its closing bracket.
+fn split_header(rest: &str) -> Option<(String, &str)> {
+    let name_end = rest.find(|c: char| c == ']' || c == '"' || c.is_whitespace()).unwrap_or(rest.len());
+    let name = rest[..name_end].to_ascii_lowercase();
+    let after_name = rest[name_end..].trim_start();
+    if let Some(after) = after_name.strip_prefix(']') {
+        return Some((name, after));
+    }
+    let quoted = after_name.strip_prefix('"')?;
+    let mut sub = String::new();
+    let mut chars = quoted.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => sub.push(chars.next()?.1),
+            '"' => {
+                let after = quoted[i + 1..].trim_start().strip_prefix(']')?;
+                return Some((format!("{name} \"{sub}\""), after));
+            }
+            c => sub.push(c),
+        }
+    }
+    None
+}
+
+fn header_text(section: &str) -> String {
+    match section.split_once(' ') {
+        Some((name, sub)) => format!("{name} {sub}"),
+        None => section.to_string(),
+    }
+}
+
+/// The settings of a config that are not known to be harmless (`section.key`), or None when
+/// all of them are.
+fn allowed_config(text: &[u8]) -> Option<Vec<String>> {
+    let bad: Vec<String> = parse_config(text)
+        .into_iter()
+        .filter_map(|(_, l)| {
+            let key = l.key.as_deref().unwrap_or("");
+            let shown = format!("{}.{key}", l.section);
+            (l.doubtful || (l.key.is_some() && !harmless(&l.section, key))).then_some(shown)
         })
-        .collect()
+        .collect();
+    (!bad.is_empty()).then_some(bad)
+}
+
+/// The config with only its harmless settings, under their section headers.
+fn rebuild_config(text: &[u8]) -> String {
+    let mut out = String::new();
+    let mut current = None;
+    for (raw, line) in parse_config(text) {
+        let Some(key) = &line.key else { continue };
+        if line.doubtful || !harmless(&line.section, key) {
+            continue;
+        }
+        let header = format!("[{}]", header_text(&line.section));
+        if current.as_ref() != Some(&header) {
+            out.push_str(&header);
+            out.push('\n');
+            current = Some(header);
+        }
+        let body = match &line.header {
+            Some(_) => raw.rsplit(']').next().unwrap_or("").trim().to_string(),
+            None => raw.trim().to_string(),
+        };
+        out.push('\t');
+        out.push_str(&body);
+        out.push('\n');
+    }
+    out
 }
 
 /// Where git looks for the hooks of the worktree `root`: every `core.hooksPath` its repository
@@ -236,28 +441,26 @@ fn classify(text: &str) -> Vec<ConfigLine> {
 /// plan keeps them read-only like `.git/hooks`.
 pub fn hook_dirs(root: &Path, home: &Path) -> Vec<PathBuf> {
     let mut configs = vec![home.join(".gitconfig"), home.join(".config/git/config"), PathBuf::from("/etc/gitconfig")];
-    configs.extend(gitdir(root).map(|d| d.join("config")));
+    configs.push(root.join(".git/config"));
     let mut out = Vec::new();
     for config in configs {
-        let text = std::fs::read_to_string(&config).unwrap_or_default();
-        for (name, value) in classify(&text).into_iter().filter_map(|l| l.setting) {
-            if name != "core.hookspath" || value.is_empty() {
+        let Ok(text) = std::fs::read(&config) else { continue };
+        for (raw, line) in parse_config(&text) {
+            if line.section != "core" || line.key.as_deref() != Some("hookspath") {
+                continue;
+            }
+            let value = raw.split_once('=').map(|(_, v)| v.trim().trim_matches('"')).unwrap_or("");
+            if value.is_empty() {
                 continue;
             }
             let dir = match value.strip_prefix("~/") {
                 Some(rest) => home.join(rest),
-                None => root.join(&value),
+                None => root.join(value),
             };
             out.push(ringfence_policy::normalize(&dir));
         }
     }
     out
-}
-
-/// The keys (`section.key`) in a git config file that make git run programs.
-fn risky_keys(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    classify(&text).into_iter().filter_map(|line| line.risky).collect()
 }
 
 #[cfg(test)]
@@ -269,7 +472,7 @@ mod tests {
             Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../target/gitcheck-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
-        root
+        root.canonicalize().unwrap()
     }
 
     #[test]
@@ -285,7 +488,7 @@ mod tests {
         assert!(!root.join(".git/hooks/pre-commit").exists());
         assert!(root.join(format!(".git/hooks/pre-commit{QUARANTINE_SUFFIX}")).exists());
         assert!(root.join(".git/hooks/pre-commit.sample").exists());
-        // The config stays, without the risky line; the original is kept aside.
+        // The config stays, with only its harmless settings; the original is kept aside.
         assert_eq!(std::fs::read_to_string(root.join(".git/config")).unwrap(), "[core]\n\tbare = false\n");
         assert!(root.join(format!(".git/config{QUARANTINE_SUFFIX}")).exists());
         assert!(findings.iter().any(|f| f.detail.contains("core.fsmonitor")));
@@ -313,18 +516,63 @@ mod tests {
     }
 
     #[test]
-    fn risky_keys_are_found_in_every_spelling() {
-        let root = scratch("alias");
-        let text = "[alias]\n\tst = status\n\tx = !sh -c evil\n[core] fsmonitor = evil\n\
-                    [include]\n\tpath = ../evil.cfg\n[includeIf \"gitdir:/\"]\n\tpath = x\n# pager = no\n\
-                    [user] [core] sshCommand = evil\n";
-        std::fs::write(root.join("config"), text).unwrap();
-        let keys = risky_keys(&root.join("config"));
-        assert_eq!(
-            keys,
-            vec!["alias.x", "core.fsmonitor", "include.path", "includeif \"gitdir:/\".path", "core.sshcommand"]
-        );
+    fn links_are_moved_never_followed() {
+        let root = scratch("links");
+        let outside = scratch("links-outside");
+        std::fs::write(outside.join("tool"), "keep").unwrap();
+        let snap = GitSnapshot::take(std::slice::from_ref(&root));
+        std::fs::create_dir_all(root.join(".git/modules/x")).unwrap();
+        std::fs::write(root.join(".git/modules/x/HEAD"), "ref: refs/heads/x\n").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join(".git/modules/x/hooks")).unwrap();
+        std::os::unix::fs::symlink(outside.join("tool"), root.join(".git/commondir")).unwrap();
+        let findings = snap.review();
+        // The linked hooks folder and the linked commondir, each moved aside, the target untouched.
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert!(std::fs::symlink_metadata(root.join(".git/modules/x/hooks")).is_err());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(outside.join("tool")).unwrap().permissions().mode() & 0o777;
+        assert_eq!((std::fs::read_to_string(outside.join("tool")).unwrap().as_str(), mode), ("keep", 0o644));
         std::fs::remove_dir_all(&root).unwrap();
+        std::fs::remove_dir_all(&outside).unwrap();
+    }
+
+    #[test]
+    fn a_linked_dot_git_and_a_bare_root_are_caught() {
+        let root = scratch("bare");
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        let snap = GitSnapshot::take(std::slice::from_ref(&root));
+        std::os::unix::fs::symlink("real", root.join(".git")).unwrap();
+        for dir in ["objects", "refs"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        std::fs::write(root.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(root.join("config"), "\u{feff}[core] pager = evil\n").unwrap();
+        let findings = snap.review();
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert!(!root.join(".git").exists());
+        assert_eq!(std::fs::read_to_string(root.join("config")).unwrap(), "");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn config_parsing_matches_git() {
+        let text = "[alias]\n\tst = status\n\tx = !sh -c evil\n[core] fsmonitor = evil\n\
+                    [include]\n\tpath = ../evil.cfg\n[includeIf \"onbranch:a]b\"] path = x\n# pager = no\n\
+                    [user] [core] sshCommand = evil\n[remote \"origin\"]\n\turl = https://example.invalid/x\n";
+        let bad = allowed_config(text.as_bytes()).unwrap();
+        assert_eq!(
+            bad,
+            vec![
+                "alias.st",
+                "alias.x",
+                "core.fsmonitor",
+                "include.path",
+                "includeif \"onbranch:a]b\".path",
+                "core.sshcommand"
+            ]
+        );
+        assert_eq!(rebuild_config(text.as_bytes()), "[remote \"origin\"]\n\turl = https://example.invalid/x\n");
+        assert!(allowed_config(b"[core]\n\tbare = false\n[user]\n\tname = x\n").is_none());
     }
 
     #[test]
@@ -335,8 +583,7 @@ mod tests {
         let home = root.join("home");
         std::fs::create_dir_all(&home).unwrap();
         std::fs::write(home.join(".gitconfig"), "[core] hooksPath = \"~/hooks\"\n").unwrap();
-        let n = |p: PathBuf| ringfence_policy::normalize(&p);
-        assert_eq!(hook_dirs(&root, &home), vec![n(home.join("hooks")), n(root.join(".githooks"))]);
+        assert_eq!(hook_dirs(&root, &home), vec![home.join("hooks"), root.join(".githooks")]);
         std::fs::remove_dir_all(&root).unwrap();
     }
 

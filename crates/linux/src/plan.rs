@@ -494,8 +494,10 @@ mod tests {
     #[test]
     fn missing_write_root_is_an_error() {
         let home = tempdir("missing");
+        let ws = home.join("ws");
+        std::fs::create_dir_all(&ws).unwrap();
         let flags = Overrides { write: vec!["/nonexistent/rf".into()], ..Default::default() };
-        let policy = PolicyBuilder::new(&home, &home).overrides(flags).build().unwrap();
+        let policy = PolicyBuilder::new(&ws, &home).overrides(flags).build().unwrap();
         let err = build(&policy, &[], &[]).unwrap_err();
         assert!(err.0.contains("does not exist"), "{}", err.0);
         std::fs::remove_dir_all(&home).unwrap();
