@@ -378,7 +378,7 @@ fn run_start_event_lists_enforced_layers() {
         let events = env.outside.join("events.jsonl");
         let ev = events.to_str().unwrap();
         let forged = r#"{"v":1,"type":"run.end","forged":true}"#;
-        let out = env.run_sh(&["--events", ev, "--memory", "512M"], &format!("echo '{forged}' >> {ev}; exit 3"));
+        let out = env.run_sh(&["--events", ev, "--pids", "64"], &format!("echo '{forged}' >> {ev}; exit 3"));
         assert_code(&out, 3);
         let text = std::fs::read_to_string(&events).unwrap();
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -63,14 +63,19 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
     let limits = policy.limits.clone();
     let profile = policy.profile.to_string();
     let digest = policy.digest();
+    // Without a terminal of its own, the command must not get ours either: a terminal's
+    // ioctls (line discipline, modes, window size) would reach the user's session. Terminals
+    // among the streams are relayed through pipes instead.
+    let relay = |is_tty: bool| if !terminal && is_tty { Stdio::Piped } else { Stdio::Inherit };
+    let tty = [std::io::stdin().is_terminal(), std::io::stdout().is_terminal(), std::io::stderr().is_terminal()];
     let command = Command::new(&program)
         .args(&rest)
         .policy(policy)
-        .stdin(Stdio::Inherit)
-        .stdout(Stdio::Inherit)
-        .stderr(Stdio::Inherit)
+        .stdin(relay(tty[0]))
+        .stdout(relay(tty[1]))
+        .stderr(relay(tty[2]))
         .terminal(terminal);
-    let child = match command.spawn() {
+    let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
             report(&e);
@@ -102,6 +107,7 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
             cwd: cwd.display().to_string(),
         });
     }
+    let relays = relay_streams(&mut child);
     let status = match child.wait_forwarding(signals.as_mut()) {
         Ok(s) => s,
         Err(e) => {
@@ -109,6 +115,10 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
             return e.exit_code();
         }
     };
+    // The sandbox is gone, so its ends of the pipes are closed: the output relays finish.
+    for relay in relays {
+        let _ = relay.join();
+    }
     let code = status.exit_code();
     explain_end(&status, &limits, events.as_mut());
     for (path, detail) in &status.git_findings {
@@ -142,6 +152,28 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
         }
     }
     code
+}
+
+/// Copies piped streams between the command and our terminal. The input relay is not joined:
+/// it may wait on the terminal after the command ended, and ends with the process.
+fn relay_streams(child: &mut ringfence::Child) -> Vec<std::thread::JoinHandle<()>> {
+    if let Some(mut to_child) = child.stdin.take() {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_child);
+        });
+    }
+    let mut joins = Vec::new();
+    if let Some(mut from) = child.stdout.take() {
+        joins.push(std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut std::io::stdout().lock());
+        }));
+    }
+    if let Some(mut from) = child.stderr.take() {
+        joins.push(std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut std::io::stderr().lock());
+        }));
+    }
+    joins
 }
 
 fn rusage(status: &ExitStatus) -> Rusage {

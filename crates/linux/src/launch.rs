@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 pub const FORWARDED_SIGNALS: &[Signal] =
     &[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
 
+/// Input for the command's terminal held while it doesn't read; our input waits beyond that.
+const PENDING_INPUT_MAX: usize = 1 << 20;
+
 /// How long a timed-out command gets between SIGTERM and SIGKILL.
 pub const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 
@@ -177,6 +180,12 @@ fn assess(
             e.not_enforced.push(layer(
                 "pids limit",
                 "no writable cgroup, and the kernel does not apply RLIMIT_NPROC to uid 0".into(),
+            ));
+        }
+        if mechanism == LimitMechanism::Rlimit && needed.contains(&"memory") {
+            e.not_enforced.push(layer(
+                "memory limit",
+                "no writable cgroup: RLIMIT_AS would cap each process's address space, not the sandbox's memory".into(),
             ));
         }
         e.limits = Some(detail.clone());
@@ -555,15 +564,27 @@ impl Sandbox {
         }
         let mut deadline = self.timeout.map(|t| self.started + t);
         let mut stdin_open = self.terminal.is_some();
+        // Input for the terminal waits here while the command doesn't read it: the relay never
+        // blocks, so the timeout and signals stay in force whatever the command does.
+        let mut pending: Vec<u8> = Vec::new();
+        // A pty master can report room it doesn't have: after a write that took nothing, wait a
+        // little instead of polling for it again at once.
+        let mut retry_input: Option<Instant> = None;
         let _raw = self.terminal.as_ref().and_then(|_| pty::RawMode::enter(0));
         if let Some(master) = &self.terminal {
             pty::sync_size(0, master);
+            let _ = nix::fcntl::fcntl(master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
         }
         let mut line = String::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
+            let wake = match (deadline, retry_input) {
+                (Some(d), Some(r)) => Some(d.min(r)),
+                (d, r) => d.or(r),
+            };
             let wait_ms =
-                deadline.map(|d| d.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32);
+                wake.map(|d| d.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32);
+            let want_room = !pending.is_empty() && retry_input.is_none_or(|r| Instant::now() >= r);
             let stdin = sys::borrow_fd(0);
             let mut fds = vec![PollFd::new(self.status.get_ref().as_fd(), PollFlags::POLLIN)];
             let sig_index = signals.as_ref().map(|s| {
@@ -571,10 +592,11 @@ impl Sandbox {
                 fds.len() - 1
             });
             let master_index = self.terminal.as_ref().map(|m| {
-                fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+                let want = if want_room { PollFlags::POLLIN | PollFlags::POLLOUT } else { PollFlags::POLLIN };
+                fds.push(PollFd::new(m.as_fd(), want));
                 fds.len() - 1
             });
-            let stdin_index = stdin_open.then(|| {
+            let stdin_index = (stdin_open && pending.len() < PENDING_INPUT_MAX).then(|| {
                 fds.push(PollFd::new(stdin, PollFlags::POLLIN));
                 fds.len() - 1
             });
@@ -597,7 +619,12 @@ impl Sandbox {
                 self.relay_output(&mut buf);
             }
             if stdin_ready {
-                stdin_open = self.relay_input(&mut buf);
+                stdin_open = self.read_input(&mut buf, &mut pending);
+            }
+            if !pending.is_empty() && retry_input.is_none_or(|r| Instant::now() >= r) {
+                let before = pending.len();
+                self.flush_input(&mut pending);
+                retry_input = (pending.len() == before).then(|| Instant::now() + Duration::from_millis(50));
             }
             if sig_ready {
                 if let Some(sfd) = signals.as_mut() {
@@ -652,15 +679,31 @@ impl Sandbox {
         }
     }
 
-    fn relay_input(&mut self, buf: &mut [u8]) -> bool {
-        let Some(master) = &self.terminal else { return false };
+    /// Reads our input for the terminal; false once it has ended.
+    fn read_input(&mut self, buf: &mut [u8], pending: &mut Vec<u8>) -> bool {
         match sys::read_fd(0, buf) {
             // Our input ended: pass the end on as the terminal's end-of-file character.
             Ok(0) | Err(_) => {
-                let _ = sys::write_fd(master.as_raw_fd(), b"\x04");
+                pending.push(0x04);
                 false
             }
-            Ok(n) => sys::write_fd(master.as_raw_fd(), &buf[..n]).is_ok(),
+            Ok(n) => {
+                pending.extend_from_slice(&buf[..n]);
+                true
+            }
+        }
+    }
+
+    /// Writes as much pending input to the terminal as it takes now.
+    fn flush_input(&mut self, pending: &mut Vec<u8>) {
+        let Some(master) = &self.terminal else { return };
+        while !pending.is_empty() {
+            match nix::unistd::write(master, pending) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    pending.drain(..n);
+                }
+            }
         }
     }
 

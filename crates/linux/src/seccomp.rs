@@ -80,7 +80,27 @@ fn rule(conditions: Vec<SeccompCondition>) -> SeccompRule {
 }
 
 /// Builds the filter program once, in the supervisor; the child only installs it.
-pub fn build(allow_ptrace: bool) -> Result<BpfProgram, String> {
+/// Socket families that reach past the network namespace (vsock talks to the hypervisor and to
+/// virtual machines) or add kernel attack surface no build or test needs.
+const DENIED_SOCKET_FAMILIES: &[libc::c_int] = &[
+    libc::AF_VSOCK,
+    libc::AF_KEY,
+    libc::AF_TIPC,
+    libc::AF_RDS,
+    libc::AF_BLUETOOTH,
+    libc::AF_CAN,
+    libc::AF_LLC,
+    libc::AF_NFC,
+    libc::AF_ALG,
+    libc::AF_X25,
+    libc::AF_AX25,
+    libc::AF_ATMPVC,
+    libc::AF_APPLETALK,
+];
+
+/// Builds the filter. `pin_cpus`: the CPU limit rests on affinity (no cgroup), so the sandbox
+/// may not widen it again.
+pub fn build(allow_ptrace: bool, pin_cpus: bool) -> Result<BpfProgram, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for (_, nr) in DENIED {
         rules.insert(*nr, vec![]);
@@ -104,6 +124,11 @@ pub fn build(allow_ptrace: bool) -> Result<BpfProgram, String> {
             rule(vec![cond(1, SeccompCmpOp::Eq, libc::TIOCLINUX)]),
         ],
     );
+    let families = DENIED_SOCKET_FAMILIES.iter().map(|f| rule(vec![cond(0, SeccompCmpOp::Eq, *f as u64)])).collect();
+    rules.insert(libc::SYS_socket, families);
+    if pin_cpus {
+        rules.insert(libc::SYS_sched_setaffinity, vec![]);
+    }
     // clone with any namespace flag: one rule per flag, since a rule's conditions all must hold.
     let namespace_rules = (0..64)
         .map(|bit| 1u64 << bit)
@@ -161,8 +186,8 @@ fn prologue() -> BpfProgram {
 mod tests {
     #[test]
     fn filter_builds_for_both_modes() {
-        let strict = super::build(false).unwrap();
-        let debug = super::build(true).unwrap();
+        let strict = super::build(false, true).unwrap();
+        let debug = super::build(true, false).unwrap();
         assert!(strict.len() > debug.len());
         assert!(strict.len() < 4096, "BPF programs are limited to 4096 instructions");
     }

@@ -24,7 +24,9 @@ fn mount_err(what: &str, path: &Path, err: nix::Error) -> ChildError {
 }
 
 fn tmpfs(dst: &Path, mode: u32, size: u64, extra: MsFlags) -> Result<(), ChildError> {
-    let data = format!("mode={mode:o},size={size}");
+    // Inodes cost kernel memory that `size` doesn't count: cap them too (one per 16 KiB).
+    let inodes = (size / (16 << 10)).clamp(1024, 1 << 20);
+    let data = format!("mode={mode:o},size={size},nr_inodes={inodes}");
     mount(Some("tmpfs"), dst, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | extra, Some(data.as_str()))
         .map_err(|e| mount_err("mounting a tmpfs on", dst, e))
 }
@@ -161,7 +163,8 @@ fn build_dev(shm_size: u64) -> Result<(), ChildError> {
     .map_err(|e| mount_err("mounting devpts on", &pts, e))?;
     let shm = dev.join("shm");
     ensure_mountpoint(&shm, true)?;
-    tmpfs(&shm, 0o1777, shm_size, MsFlags::empty())?;
+    // /dev/shm shares the /tmp budget: a quarter of it.
+    tmpfs(&shm, 0o1777, (shm_size / 4).max(16 << 20), MsFlags::empty())?;
     let links = [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
@@ -206,7 +209,7 @@ fn build_proc(pid_max: Option<u64>) -> Result<(), ChildError> {
             )
         })?;
     }
-    for sub in ["sys", "sysrq-trigger", "irq", "bus"] {
+    for sub in ["sys", "sysrq-trigger", "irq", "bus", "pressure"] {
         let p = proc.join(sub);
         if p.exists() {
             bind(&p, &p)?;
