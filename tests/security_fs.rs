@@ -722,3 +722,24 @@ fn writable_home_needs_an_explicit_flag() {
         assert_eq!(state(&env.home.join(".bash_aliases")), State::Absent);
     }
 }
+
+/// The same check holds once links are resolved: a `--write` of a link to $HOME, or a $HOME
+/// reached through a link, does not make home writable behind the policy's back.
+#[test]
+fn a_link_to_home_does_not_make_it_writable() {
+    for who in identities() {
+        let env = Env::new(who);
+        let alias = env.root.join("home-alias");
+        std::os::unix::fs::symlink(&env.home, &alias).unwrap();
+        let out = env.run_sh(&["--write", p(&alias)], "echo evil > ~/.bash_aliases");
+        assert_code(&out, 121);
+        assert!(stderr(&out).contains("--allow-writable-home"), "{who:?}: {}", stderr(&out));
+        assert_eq!(state(&env.home.join(".bash_aliases")), State::Absent);
+        // $HOME given as the link, with the workspace its real path: still refused.
+        let mut cmd = env.run_command(&[], &["sh", "-c", "echo evil > ~/.bash_aliases"]);
+        cmd.env("HOME", &alias).current_dir(&env.home);
+        let out = bounded_output(cmd, std::time::Duration::from_secs(30));
+        assert_code(&out, 121);
+        assert_eq!(state(&env.home.join(".bash_aliases")), State::Absent);
+    }
+}

@@ -140,7 +140,10 @@ impl Features {
                         "rlimit, which the kernel does not apply to uid 0".to_string(),
                     ),
                     "pids" => (true, "rlimit (RLIMIT_NPROC, per sandbox user namespace)".to_string()),
-                    "memory" => (true, "rlimit (RLIMIT_AS: address space, not resident memory)".to_string()),
+                    "memory" => (
+                        false,
+                        "needs a writable cgroup; with --allow-degraded only RLIMIT_AS per process applies".to_string(),
+                    ),
                     _ => (true, "CPU affinity (whole cores)".to_string()),
                 },
             };

@@ -18,6 +18,9 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+/// Files larger than this are not read: a change to one is moved aside whole.
+const READ_CAP: u64 = 1 << 20;
+
 /// Suffix given to a file moved aside.
 pub const QUARANTINE_SUFFIX: &str = ".ringfence-quarantined";
 
@@ -34,6 +37,9 @@ enum Entry {
     Missing,
     Link(OsString),
     File(Vec<u8>),
+    /// A file over the read cap: its size and change time (which the command can't set back)
+    /// stand for its content.
+    Large(u64, i64, i64),
     Dir,
     Other,
 }
@@ -69,15 +75,20 @@ fn entry(root: &OwnedFd, rel: &Path) -> Entry {
     match SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) {
         SFlag::S_IFLNK => Entry::Link(nix::fcntl::readlinkat(dir.as_fd(), name).unwrap_or_default()),
         SFlag::S_IFDIR => Entry::Dir,
+        SFlag::S_IFREG if st.st_size as u64 > READ_CAP => {
+            Entry::Large(st.st_size as u64, st.st_ctime, st.st_ctime_nsec)
+        }
         SFlag::S_IFREG => {
+            // Non-blocking, and checked again once open: a concurrent run may have swapped in a
+            // FIFO, which would block the open or the read.
+            let Ok(fd) = open_beneath(root, rel, OFlag::O_RDONLY | OFlag::O_NONBLOCK) else { return Entry::Other };
+            let regular = nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
             let mut content = Vec::new();
-            match open_beneath(root, rel, OFlag::O_RDONLY) {
-                Ok(fd) => {
-                    let _ = std::fs::File::from(fd).take(1 << 20).read_to_end(&mut content);
-                    Entry::File(content)
-                }
-                Err(_) => Entry::Other,
+            let read = std::fs::File::from(fd).take(READ_CAP + 1).read_to_end(&mut content);
+            if !regular || read.is_err() || content.len() as u64 > READ_CAP {
+                return Entry::Other;
             }
+            Entry::File(content)
         }
         _ => Entry::Other,
     }
@@ -213,6 +224,9 @@ impl GitSnapshot {
                 let path = root.join(&rel);
                 let finding = match (kind, &now) {
                     (Kind::Config, Entry::File(text)) if allowed_config(text).is_none() => continue,
+                    (Kind::Config, Entry::Large(..)) => {
+                        quarantine(&fd, &rel, &path, "the command wrote a git config too large to check".into())
+                    }
                     (Kind::Config, Entry::File(text)) => defuse_config(&fd, &rel, text, &path),
                     (Kind::Hook, _) => quarantine(&fd, &rel, &path, "the command added this git hook".into()),
                     (Kind::CommonDir, _) => quarantine(
@@ -252,10 +266,12 @@ fn quarantine(root: &OwnedFd, rel: &Path, path: &Path, why: String) -> GitFindin
         aside.push(QUARANTINE_SUFFIX);
         renameat(dir.as_fd(), name, dir.as_fd(), aside.as_os_str())?;
         let how = OpenHow::new()
-            .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
         if let Ok(fd) = openat2(dir.as_fd(), aside.as_os_str(), how) {
-            let _ = nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o600));
+            if nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG) {
+                let _ = nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o600));
+            }
         }
         Ok(())
     });
@@ -290,8 +306,20 @@ fn defuse_config(root: &OwnedFd, rel: &Path, text: &[u8], path: &Path) -> GitFin
 /// Settings a git config may keep after the run: repository format, identity, remotes and
 /// branches by URL and refspec, display. Anything else (hooks, filters, helpers, editors,
 /// pagers, fsmonitor, includes, aliases, ssh commands, upload-pack paths) is dropped.
-fn harmless(section: &str, key: &str) -> bool {
+fn harmless(section: &str, key: &str, body: &str) -> bool {
     let (name, sub) = section.split_once(' ').map_or((section, None), |(n, s)| (n, Some(s)));
+    // git-lfs's own filter, exactly as `git lfs install` writes it: a program name the command
+    // chose would be something else.
+    let value = body.split_once('=').map_or("", |(_, v)| v.trim());
+    if section == "filter \"lfs\"" {
+        return matches!(
+            (key, value),
+            ("clean", "git-lfs clean -- %f")
+                | ("smudge", "git-lfs smudge -- %f")
+                | ("process", "git-lfs filter-process")
+                | ("required", "true")
+        );
+    }
     match (name, sub.is_some(), key) {
         ("core", false, k) => [
             "repositoryformatversion",
@@ -310,7 +338,10 @@ fn harmless(section: &str, key: &str) -> bool {
         ]
         .contains(&k),
         ("extensions", false, k) => ["objectformat", "worktreeconfig", "refstorage"].contains(&k),
-        ("remote", true, k) => ["url", "pushurl", "fetch", "push", "tagopt", "prune", "mirror"].contains(&k),
+        ("remote", true, k) => {
+            ["url", "pushurl", "fetch", "push", "tagopt", "prune", "mirror", "promisor", "partialclonefilter"]
+                .contains(&k)
+        }
         ("branch", true, k) => ["remote", "merge", "rebase", "pushremote"].contains(&k),
         ("submodule", true, k) => ["url", "active", "branch"].contains(&k),
         ("user", false, k) => ["name", "email"].contains(&k),
@@ -324,7 +355,9 @@ fn harmless(section: &str, key: &str) -> bool {
 /// One parsed line: the section it is in, the key it sets (lower case), and its raw text.
 struct ConfigLine {
     section: String,
-    header: Option<String>,
+    /// The line's setting, after any section headers on it.
+    body: String,
+    /// The setting's lower-cased name, if the line holds one.
     key: Option<String>,
     /// A line git would read differently than this parser might (a continuation, a header it
     /// can't parse): never kept.
@@ -340,14 +373,12 @@ fn parse_config(text: &[u8]) -> Vec<(String, ConfigLine)> {
     let mut out = Vec::new();
     for raw in text.lines() {
         let mut line = raw.trim();
-        let mut header = None;
         let mut doubtful = continued;
         continued = line.ends_with('\\');
         while let Some(rest) = line.strip_prefix('[') {
             match split_header(rest) {
                 Some((name, after)) => {
                     section = name;
-                    header = Some(format!("[{}]", header_text(&section)));
                     line = after.trim_start();
                 }
                 None => {
@@ -356,10 +387,11 @@ fn parse_config(text: &[u8]) -> Vec<(String, ConfigLine)> {
                 }
             }
         }
-        let body = line.split(['#', ';']).next().unwrap_or("").trim();
-        let key = (!body.is_empty()).then(|| body.split('=').next().unwrap_or("").trim().to_ascii_lowercase());
+        let setting = line.split(['#', ';']).next().unwrap_or("").trim();
+        let key = (!setting.is_empty()).then(|| setting.split('=').next().unwrap_or("").trim().to_ascii_lowercase());
         doubtful |= continued;
-        out.push((raw.to_string(), ConfigLine { section: section.clone(), header, key, doubtful }));
+        let line = ConfigLine { section: section.clone(), body: line.to_string(), key, doubtful };
+        out.push((raw.to_string(), line));
     }
     out
 }
@@ -389,13 +421,6 @@ fn split_header(rest: &str) -> Option<(String, &str)> {
     None
 }
 
-fn header_text(section: &str) -> String {
-    match section.split_once(' ') {
-        Some((name, sub)) => format!("{name} {sub}"),
-        None => section.to_string(),
-    }
-}
-
 /// The settings of a config that are not known to be harmless (`section.key`), or None when
 /// all of them are.
 fn allowed_config(text: &[u8]) -> Option<Vec<String>> {
@@ -404,7 +429,7 @@ fn allowed_config(text: &[u8]) -> Option<Vec<String>> {
         .filter_map(|(_, l)| {
             let key = l.key.as_deref().unwrap_or("");
             let shown = format!("{}.{key}", l.section);
-            (l.doubtful || (l.key.is_some() && !harmless(&l.section, key))).then_some(shown)
+            (l.doubtful || (l.key.is_some() && !harmless(&l.section, key, &l.body))).then_some(shown)
         })
         .collect();
     (!bad.is_empty()).then_some(bad)
@@ -414,23 +439,19 @@ fn allowed_config(text: &[u8]) -> Option<Vec<String>> {
 fn rebuild_config(text: &[u8]) -> String {
     let mut out = String::new();
     let mut current = None;
-    for (raw, line) in parse_config(text) {
+    for (_, line) in parse_config(text) {
         let Some(key) = &line.key else { continue };
-        if line.doubtful || !harmless(&line.section, key) {
+        if line.doubtful || !harmless(&line.section, key, &line.body) {
             continue;
         }
-        let header = format!("[{}]", header_text(&line.section));
+        let header = format!("[{}]", line.section);
         if current.as_ref() != Some(&header) {
             out.push_str(&header);
             out.push('\n');
             current = Some(header);
         }
-        let body = match &line.header {
-            Some(_) => raw.rsplit(']').next().unwrap_or("").trim().to_string(),
-            None => raw.trim().to_string(),
-        };
         out.push('\t');
-        out.push_str(&body);
+        out.push_str(&line.body);
         out.push('\n');
     }
     out
@@ -445,11 +466,11 @@ pub fn hook_dirs(root: &Path, home: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for config in configs {
         let Ok(text) = std::fs::read(&config) else { continue };
-        for (raw, line) in parse_config(&text) {
+        for (_, line) in parse_config(&text) {
             if line.section != "core" || line.key.as_deref() != Some("hookspath") {
                 continue;
             }
-            let value = raw.split_once('=').map(|(_, v)| v.trim().trim_matches('"')).unwrap_or("");
+            let value = line.body.split_once('=').map(|(_, v)| v.trim().trim_matches('"')).unwrap_or("");
             if value.is_empty() {
                 continue;
             }
@@ -572,7 +593,31 @@ mod tests {
             ]
         );
         assert_eq!(rebuild_config(text.as_bytes()), "[remote \"origin\"]\n\turl = https://example.invalid/x\n");
+        // A kept key on a header line keeps its own text, not what follows a later `]`.
+        let tricky = "[core] bare = x] fsmonitor = evil\n[alias]\n\ty = log\n";
+        assert_eq!(rebuild_config(tricky.as_bytes()), "[core]\n\tbare = x] fsmonitor = evil\n");
+        let lfs = "[filter \"lfs\"]\n\tprocess = git-lfs filter-process\n\tsmudge = evil\n";
+        assert_eq!(allowed_config(lfs.as_bytes()).unwrap(), vec!["filter \"lfs\".smudge"]);
         assert!(allowed_config(b"[core]\n\tbare = false\n[user]\n\tname = x\n").is_none());
+    }
+
+    #[test]
+    fn oversized_configs_and_fifos_are_moved_aside() {
+        let root = scratch("odd");
+        std::fs::create_dir_all(root.join(".git/modules/a")).unwrap();
+        std::fs::create_dir_all(root.join(".git/modules/b")).unwrap();
+        let snap = GitSnapshot::take(std::slice::from_ref(&root));
+        let mut big = b"[core]\n\tbare = false\n".to_vec();
+        big.resize(READ_CAP as usize + 10, b'#');
+        std::fs::write(root.join(".git/config.worktree"), &big).unwrap();
+        nix::unistd::mkfifo(&root.join(".git/modules/a/config"), Mode::from_bits_truncate(0o644)).unwrap();
+        // A review that opened the FIFO for reading would block here forever.
+        let findings = snap.review();
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert!(findings.iter().any(|f| f.detail.contains("too large")));
+        assert!(!root.join(".git/config.worktree").exists());
+        assert!(!root.join(".git/modules/a/config").exists());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -280,6 +280,7 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
         }
     }
     check_fresh_kernel_dirs(&rules)?;
+    check_home_after_links(&rules, &canon.resolve(&policy.home), policy.allow_writable_home)?;
     let workspace = canon.resolve(&policy.workspace);
     let mut plan = MountPlan { rules, workspace, ..Default::default() };
 
@@ -411,6 +412,23 @@ fn adopt_folder(list: &mut Vec<Placeholder>, candidate: Placeholder) {
     }
 }
 
+/// The policy's own check of a writable $HOME, repeated once links are resolved: `--write` of
+/// a link to home, or a home reached through a link, must not get past it.
+fn check_home_after_links(rules: &FsRules, home: &Path, allowed: bool) -> Result<(), PlanError> {
+    if allowed || home == Path::new("/") || rules.access(home).access != FsAccess::Write {
+        return Ok(());
+    }
+    let by = rules.of_kind(RuleKind::Write).find(|r| home.starts_with(&r.path));
+    Err(PlanError(
+        format!(
+            "{} would make your home folder {} writable (after resolving links)",
+            by.map(|r| format!("{}: {}", r.origin, r.path.display())).unwrap_or_else(|| "a write rule".into()),
+            home.display()
+        ),
+        "name only the folders the command needs, or pass --allow-writable-home".into(),
+    ))
+}
+
 fn missing_write_root(path: &Path) -> PlanError {
     PlanError(
         format!("the writable root {} does not exist", path.display()),
@@ -489,6 +507,27 @@ mod tests {
         assert_eq!(c.resolve(&dir.join("abs/z")), dir.join("real/sub/z"));
         assert_eq!(c.resolve(&dir.join("missing/x")), dir.join("missing/x"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_link_to_home_does_not_make_home_writable() {
+        let root = tempdir("homelink");
+        let home = root.join("home");
+        let ws = home.join("ws");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::os::unix::fs::symlink(&home, root.join("alias")).unwrap();
+        let flags = Overrides { write: vec![root.join("alias").display().to_string()], ..Default::default() };
+        let policy = PolicyBuilder::new(&ws, &home).overrides(flags).build().unwrap();
+        let err = build(&policy, &[], &[]).unwrap_err();
+        assert!(err.0.contains("home folder"), "{}", err.0);
+        let flags = Overrides {
+            write: vec![root.join("alias").display().to_string()],
+            allow_writable_home: true,
+            ..Default::default()
+        };
+        let policy = PolicyBuilder::new(&ws, &home).overrides(flags).build().unwrap();
+        assert!(build(&policy, &[], &[]).is_ok());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

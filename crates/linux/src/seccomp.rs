@@ -79,7 +79,6 @@ fn rule(conditions: Vec<SeccompCondition>) -> SeccompRule {
     SeccompRule::new(conditions).expect("rule has a condition")
 }
 
-/// Builds the filter program once, in the supervisor; the child only installs it.
 /// Socket families that reach past the network namespace (vsock talks to the hypervisor and to
 /// virtual machines) or add kernel attack surface no build or test needs.
 const DENIED_SOCKET_FAMILIES: &[libc::c_int] = &[

@@ -132,7 +132,6 @@ impl PolicyBuilder {
             _ => profile_from(&self.project).unwrap_or(user_profile),
         };
         let mut state = Merge {
-            allow_writable_home: false,
             policy: Policy {
                 profile,
                 workspace: self.workspace.clone(),
@@ -150,6 +149,7 @@ impl PolicyBuilder {
                 network: NetworkMode::None,
                 allow_ptrace: false,
                 allow_degraded: false,
+                allow_writable_home: false,
                 sources: Vec::new(),
             },
         };
@@ -161,7 +161,6 @@ impl PolicyBuilder {
             state.apply_file(project, &self.home, layer)?;
         }
         state.apply_flags(&self.flags)?;
-        let allow_writable_home = state.allow_writable_home;
         let mut policy = state.policy;
         // The files that shape the next run must not be editable by this one.
         let own = [self.user_config_path.parent().map(Path::to_path_buf), self.user.as_ref().map(|u| u.path.clone())];
@@ -169,7 +168,7 @@ impl PolicyBuilder {
             policy.fs.push(RuleKind::DenyWrite, model::normalize(&path), Origin::builtin("ringfence config"));
         }
         profile::protect_write_roots(&mut policy.fs);
-        validate(&policy, allow_writable_home)?;
+        validate(&policy)?;
         Ok(policy)
     }
 }
@@ -195,7 +194,6 @@ enum Layer<'a> {
 
 struct Merge {
     policy: Policy,
-    allow_writable_home: bool,
 }
 
 type SpannedList = Option<Spanned<Vec<Spanned<String>>>>;
@@ -357,7 +355,7 @@ impl Merge {
         }
         self.policy.allow_ptrace |= flags.allow_ptrace;
         self.policy.allow_degraded |= flags.allow_degraded;
-        self.allow_writable_home = flags.allow_writable_home;
+        self.policy.allow_writable_home = flags.allow_writable_home;
         Ok(())
     }
 }
@@ -371,7 +369,7 @@ fn kind_key(kind: RuleKind) -> &'static str {
     }
 }
 
-fn validate(policy: &Policy, allow_writable_home: bool) -> Result<(), PolicyError> {
+fn validate(policy: &Policy) -> Result<(), PolicyError> {
     let ws = policy.fs.access(&policy.workspace);
     if ws.access == FsAccess::Deny {
         let rule = ws.read_rule.map(|r| format!(" by {} ({})", r.path.display(), r.origin));
@@ -390,7 +388,7 @@ fn validate(policy: &Policy, allow_writable_home: bool) -> Result<(), PolicyErro
         // $HOME holds more startup files (shell includes, Python .pth files, tool configs)
         // than any list can protect; writing it takes an explicit choice.
         let home_writable = policy.home != Path::new("/") && model::is_within(&policy.home, &rule.path);
-        if home_writable && !allow_writable_home && policy.fs.access(&policy.home).access == FsAccess::Write {
+        if home_writable && !policy.allow_writable_home && policy.fs.access(&policy.home).access == FsAccess::Write {
             return Err(PolicyError::new(format!(
                 "{}: {} would make your home folder {} writable",
                 rule.origin,

@@ -228,6 +228,8 @@ pub struct Policy {
     pub allow_ptrace: bool,
     /// Run even where a requested layer can't be enforced (warns and records it).
     pub allow_degraded: bool,
+    /// A writable root may hold $HOME (checked again by backends once links are resolved).
+    pub allow_writable_home: bool,
     /// Config files that were applied, in order.
     pub sources: Vec<PathBuf>,
 }

@@ -59,7 +59,9 @@ pub fn load_policy(sources: &PolicySources, flags: Overrides) -> Result<Policy, 
     let workspace = workspace
         .canonicalize()
         .map_err(|e| PolicyError::new(format!("the workspace {}: {e}", workspace.display())))?;
+    // Resolved, so a $HOME reached through a link is still recognised as home by the policy.
     let home = home_dir();
+    let home = home.canonicalize().unwrap_or(home);
     let user_path = user_config_path(&home);
     let mut builder = PolicyBuilder::new(&workspace, &home).user_config_path(&user_path);
     if !sources.no_config {
