@@ -62,6 +62,14 @@ fn open_beneath(root: &OwnedFd, rel: &Path, flags: OFlag) -> nix::Result<OwnedFd
     openat2(root.as_fd(), rel, how)
 }
 
+/// Opens `rel` for reading only if it is a regular file. Non-blocking, and checked once open:
+/// the sandbox or a concurrent run may have swapped in a FIFO, which would block the open or
+/// the read.
+fn open_regular(root: &OwnedFd, rel: &Path) -> Option<OwnedFd> {
+    let fd = open_beneath(root, rel, OFlag::O_RDONLY | OFlag::O_NONBLOCK).ok()?;
+    nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some(fd)
+}
+
 /// The folder holding `rel` (opened without following links), and `rel`'s last name.
 fn parent_of<'a>(root: &OwnedFd, rel: &'a Path) -> nix::Result<(OwnedFd, &'a std::ffi::OsStr)> {
     let name = rel.file_name().ok_or(nix::Error::EINVAL)?;
@@ -79,13 +87,10 @@ fn entry(root: &OwnedFd, rel: &Path) -> Entry {
             Entry::Large(st.st_size as u64, st.st_ctime, st.st_ctime_nsec)
         }
         SFlag::S_IFREG => {
-            // Non-blocking, and checked again once open: a concurrent run may have swapped in a
-            // FIFO, which would block the open or the read.
-            let Ok(fd) = open_beneath(root, rel, OFlag::O_RDONLY | OFlag::O_NONBLOCK) else { return Entry::Other };
-            let regular = nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
+            let Some(fd) = open_regular(root, rel) else { return Entry::Other };
             let mut content = Vec::new();
             let read = std::fs::File::from(fd).take(READ_CAP + 1).read_to_end(&mut content);
-            if !regular || read.is_err() || content.len() as u64 > READ_CAP {
+            if read.is_err() || content.len() as u64 > READ_CAP {
                 return Entry::Other;
             }
             Entry::File(content)
@@ -265,13 +270,8 @@ fn quarantine(root: &OwnedFd, rel: &Path, path: &Path, why: String) -> GitFindin
         let mut aside = name.to_os_string();
         aside.push(QUARANTINE_SUFFIX);
         renameat(dir.as_fd(), name, dir.as_fd(), aside.as_os_str())?;
-        let how = OpenHow::new()
-            .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-        if let Ok(fd) = openat2(dir.as_fd(), aside.as_os_str(), how) {
-            if nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG) {
-                let _ = nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o600));
-            }
+        if let Some(fd) = open_regular(&dir, Path::new(&aside)) {
+            let _ = nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o600));
         }
         Ok(())
     });
@@ -304,8 +304,9 @@ fn defuse_config(root: &OwnedFd, rel: &Path, text: &[u8], path: &Path) -> GitFin
 }
 
 /// Settings a git config may keep after the run: repository format, identity, remotes and
-/// branches by URL and refspec, display. Anything else (hooks, filters, helpers, editors,
-/// pagers, fsmonitor, includes, aliases, ssh commands, upload-pack paths) is dropped.
+/// branches by URL and refspec, display, git-lfs's own filter. Anything else (hooks, other
+/// filters, helpers, editors, pagers, fsmonitor, includes, aliases, ssh commands, upload-pack
+/// paths) is dropped.
 fn harmless(section: &str, key: &str, body: &str) -> bool {
     let (name, sub) = section.split_once(' ').map_or((section, None), |(n, s)| (n, Some(s)));
     // git-lfs's own filter, exactly as `git lfs install` writes it: a program name the command
