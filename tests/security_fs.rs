@@ -743,3 +743,40 @@ fn a_link_to_home_does_not_make_it_writable() {
         assert_eq!(state(&env.home.join(".bash_aliases")), State::Absent);
     }
 }
+
+/// The git review holds against configs written to confuse it and against a FIFO left where it
+/// looks: a kept key on a header line whose value contains `]` can't smuggle a setting into the
+/// rebuilt copy; a config padded past 1 MiB isn't judged by its start; a named pipe as a new
+/// hook doesn't hang ringfence (the run ends within the harness's limit) and is moved aside.
+/// The host's own `git status` afterwards runs nothing. Control: the repository is created.
+#[test]
+fn git_review_resists_tricky_configs_and_fifos() {
+    let cases = [
+        "printf '[core] eol = x] fsmonitor = touch pwned\\n' >> .git/config && git config core.pager 'touch pwned'",
+        "{ printf '[core]\\n\\tbare = false\\n'; head -c 1300000 /dev/zero | tr '\\0' '#'; \
+          printf '\\n[core]\\n\\tfsmonitor = touch pwned\\n'; } > .git/config",
+        "mkfifo .git/hooks/pre-commit",
+    ];
+    for who in identities() {
+        for case in cases {
+            let env = Env::new(who);
+            let script = format!("git init -q . && mkdir -p .git/hooks && {case} && echo CONTROL-OK");
+            let out = env.run_sh(&[], &script);
+            let text = both(&out);
+            assert!(text.contains("CONTROL-OK"), "{who:?} {case}: setup failed (control):\n{text}");
+            let config = host_git_config(&env);
+            assert!(
+                !config.contains("\tcore.fsmonitor=") && !config.contains("\tcore.pager="),
+                "{who:?} {case}: a risky setting is in effect on the host:\n{config}"
+            );
+            assert_eq!(state(&env.ws.join(".git/hooks/pre-commit")), State::Absent, "{who:?} {case}:\n{text}");
+            let _ = std::process::Command::new("git")
+                .args(["-c", "safe.directory=*", "-C", p(&env.ws), "status", "--short"])
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_SYSTEM", "/dev/null")
+                .output()
+                .unwrap();
+            assert_eq!(state(&env.ws.join("pwned")), State::Absent, "{who:?} {case}: host git ran planted code");
+        }
+    }
+}
