@@ -273,13 +273,19 @@ def markdown(info, results, ws):
                      f"{fmt(r.get('p90_ms'))} | {fmt(r.get('x_bare'), '×')} | "
                      f"{fmt(r.get('x_bwrap'), '×')} | {status} |")
     lines += ["", "Commands (prefix + workload, cwd = workspace):", ""]
-    seen = set()
+    lines += command_lines(results, lambda r: r["argv"][:len(r["argv"]) - len(WORKLOADS[r["workload"]])], "CMD")
+    return "\n".join(lines) + "\n"
+
+
+def command_lines(results, prefix_of, what):
+    """One line per runner: the command prefix it ran `what` with."""
+    lines, seen = [], set()
     for r in results:
         if "argv" in r and r["runner"] not in seen:
             seen.add(r["runner"])
-            prefix = r["argv"][:len(r["argv"]) - len(WORKLOADS[r["workload"]])]
-            lines.append(f"- {r['runner']}: `{(shlex.join(prefix) + ' ') if prefix else ''}CMD`")
-    return "\n".join(lines) + "\n"
+            prefix = prefix_of(r)
+            lines.append(f"- {r['runner']}: `{(shlex.join(prefix) + ' ') if prefix else ''}{what}`")
+    return lines
 
 
 def main():

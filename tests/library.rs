@@ -222,6 +222,37 @@ fn policy_errors() {
     assert_eq!(policy.workspace, env.ws.canonicalize().unwrap());
 }
 
+/// In allow mode the command gets the proxy variables, and the gateway's decisions reach the
+/// caller's `on_event` as they happen; the gateway's threads end with the run, so the next
+/// spawn again starts from a single thread.
+fn network_events_reach_the_caller() {
+    let env = Env::new(Who::Me);
+    let flags = Overrides { allow_hosts: vec!["allowed.invalid".into()], ..Default::default() };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let script = "echo $HTTPS_PROXY $ALL_PROXY; \
+                  printf 'CONNECT refused.invalid:443 HTTP/1.1\\r\\n\\r\\n' | python3 -c '\
+import socket,sys; s=socket.create_connection((\"127.0.0.1\",3128)); s.sendall(sys.stdin.buffer.read()); \
+print(s.recv(100).split(b\"\\r\\n\")[0].decode())'";
+    let mut child = sh(script)
+        .policy(policy(&env, flags))
+        .stdout(Stdio::Piped)
+        .on_event(move |e| sink.lock().unwrap().push(e))
+        .spawn()
+        .unwrap();
+    let out = read_all(child.stdout.take());
+    assert!(child.wait().unwrap().success());
+    assert_eq!(out, "http://127.0.0.1:3128 socks5h://127.0.0.1:1080\nHTTP/1.1 403 Forbidden\n");
+    let seen = seen.lock().unwrap();
+    assert!(
+        matches!(seen.as_slice(), [ringfence::EventBody::NetDeny { host, port: 443, reason, .. }]
+            if host == "refused.invalid" && reason == "not-allowed"),
+        "{seen:?}"
+    );
+    let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
+    assert_eq!(threads, 1, "the gateway's threads outlived the run");
+}
+
 fn main() {
     let cases: &[(&str, fn())] = &[
         ("piped_output_and_exit_code", piped_output_and_exit_code),
@@ -237,6 +268,7 @@ fn main() {
         ("kill", kill),
         ("drop_kills", drop_kills),
         ("policy_errors", policy_errors),
+        ("network_events_reach_the_caller", network_events_reach_the_caller),
     ];
     // Like libtest: arguments that aren't options filter by name; `--list` lists.
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -58,7 +58,40 @@ fn golden_config_errors() {
         ("[limits]\nmemory = \"lots\"\n", "2:10: `lots` is not a size; write a size like `512M`, `2G` or `1048576`"),
         ("[limits]\ntmp_size = \"3X\"\n", "2:12: unknown size unit `x` in `3X`; write a size like `512M`, `2G` or `1048576`"),
         ("profile = \"paranoid\"\n", "1:11: unknown value `paranoid`\n  help: use one of: workspace, read-only, strict"),
-        ("[network]\nmode = \"proxy\"\n", "2:8: unknown value `proxy`\n  help: use one of: none, host"),
+        ("[network]\nmode = \"proxy\"\n", "2:8: unknown value `proxy`\n  help: use one of: none, allow, host"),
+        (
+            "[network]\nallow = [\n  \"api.openai.com\",\n  \"foo.*.com\",\n]\n",
+            "4:3: `foo.*.com`: a wildcard may only start a pattern, as in `*.example.com`",
+        ),
+        ("[network]\ndeny = [\"example.com:0\"]\n", "2:9: `example.com:0`: port must be 1-65535, not `0`"),
+        (
+            "[network]\nallow = [\"2001:db8:0:0:0:0:0:1:443\"]\n",
+            "2:10: `2001:db8:0:0:0:0:0:1:443`: write an IPv6 address in brackets to give a port: `[2001:db8::1]:443`",
+        ),
+        (
+            "[network]\nallow = [\"127.1\"]\n",
+            "2:10: `127.1` is a numeric address in an unusual form; write IPv4 addresses as four decimal numbers, like `192.0.2.7`",
+        ),
+        (
+            "[network]\npresets = [\"npm\", \"pip\"]\n",
+            "2:19: unknown value `pip`\n  help: use one of: npm, pypi, crates, github, openai, anthropic",
+        ),
+        (
+            "[network]\nallow_private = [\"8.8.8.0/24\"]\n",
+            "2:18: `8.8.8.0/24` is not a private range; `allow_private` takes ranges within 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, fc00::/7",
+        ),
+        (
+            "[network]\nresolver = \"dns.google\"\n",
+            "2:12: `dns.google` is not an IP address; the resolver is given by address, like `192.0.2.53`, `192.0.2.53:5353` or `[2001:db8::53]:53`",
+        ),
+        (
+            "[network]\nmode = \"none\"\nallow = [\"example.com\"]\n",
+            "2:8: the `none` mode contradicts this file's allow rules\n  help: set `mode = \"allow\"` to let only the listed hosts through, or remove `allow` and `presets`",
+        ),
+        (
+            "[network]\nmode = \"host\"\npresets = [\"npm\"]\n",
+            "2:8: host mode doesn't filter, so this file's allow rules would not be enforced\n  help: set `mode = \"allow\"` to let only the listed hosts through, or remove `allow` and `presets`",
+        ),
         (
             "[filesystem]\nwrite = \"~/x\"\n",
             "2:9: invalid type: string \"~/x\", expected a sequence\n  help: write a list, for example `write = [\"~/.cache/pip\"]`",
@@ -117,6 +150,11 @@ const WIDENING: &[(&str, &str)] = &[
     ("# cache\n[filesystem]\nwrite = [\"~/cache\"]\n", "3:9: `filesystem.write` would widen"),
     ("[filesystem]\n\nread = [\"~/.ssh\"]\n", "3:8: `filesystem.read` would widen"),
     ("[network]\nmode = \"host\"\n", "2:8: `network.mode` would widen"),
+    ("[network]\nmode = \"allow\"\n", "2:8: `network.mode` would widen"),
+    ("[network]\n\nallow = [\"example.com\"]\n", "3:9: `network.allow` would widen"),
+    ("[network]\npresets = [\"npm\"]\n", "2:11: `network.presets` would widen"),
+    ("[network]\nallow_private = [\"10.0.0.0/8\"]\n", "2:17: `network.allow_private` would widen"),
+    ("[network]\nresolver = \"192.0.2.53\"\n", "2:12: `network.resolver` would widen"),
     ("[environment]\nkeep = [\"MY_VAR\"]\n", "2:8: `environment.keep` would widen"),
     ("[limits]\npids = 200\n", "2:8: raising `limits.pids` would widen"),
     ("[process]\nallow_ptrace = true\n", "2:16: `process.allow_ptrace` would widen"),
@@ -404,6 +442,135 @@ fn explain_shows_the_policy_and_its_layers() {
     }
 }
 
+/// The network flags and `[network]` keys reach the merged policy: rules accumulate across the
+/// layers with their origins, allow rules and presets imply the `allow` mode, and an untrusted
+/// project may add deny rules and turn the network off.
+#[test]
+fn network_rules_merge_across_layers() {
+    let env = Env::new(Who::Me);
+    let policy = explain_json(&env, &[]);
+    assert_eq!(policy["network"], "none");
+    assert_eq!(policy["net"]["allow"], serde_json::json!([]));
+
+    env.user_config("[network]\npresets = [\"npm\"]\nallow = [\"*.example.com\"]\nresolver = \"192.0.2.53:5353\"\n");
+    env.project_config("# narrower\n[network]\ndeny = [\"admin.example.com\"]\n");
+    let policy = explain_json(&env, &["--allow-host", "api.openai.com:443", "--allow-private", "10.1.0.0/16"]);
+    assert_eq!(policy["network"], "allow", "allow rules imply the allow mode");
+    let allow: Vec<&str> =
+        policy["net"]["allow"].as_array().unwrap().iter().map(|r| r["pattern"].as_str().unwrap()).collect();
+    assert_eq!(
+        allow,
+        [
+            "*.example.com",
+            "registry.npmjs.org:443",
+            "registry.yarnpkg.com:443",
+            "repo.yarnpkg.com:443",
+            "api.openai.com:443"
+        ]
+    );
+    let user = path_str(&env.user_config_path()).to_string();
+    assert_eq!(policy["net"]["allow"][0]["origin"], serde_json::json!({"kind": "file", "path": user, "line": 3}));
+    assert_eq!(policy["net"]["presets"][0]["name"], "npm");
+    assert_eq!(policy["net"]["presets"][0]["origin"]["line"], 2);
+    assert_eq!(
+        policy["net"]["allow"][4]["origin"],
+        serde_json::json!({"kind": "flag", "flag": "--allow-host api.openai.com:443"})
+    );
+    let project = path_str(&project_path(&env)).to_string();
+    assert_eq!(
+        policy["net"]["deny"],
+        serde_json::json!([{"pattern": "admin.example.com", "origin": {"kind": "project", "path": project, "line": 3}}])
+    );
+    assert_eq!(policy["net"]["allow_private"][0]["range"], "10.1.0.0/16");
+    assert_eq!(policy["net"]["resolver"]["address"], "192.0.2.53:5353");
+
+    // Flags replace the mode and the resolver; `--network none` wins over the files' allow rules.
+    let policy = explain_json(&env, &["--network", "none", "--resolver", "[2001:db8::53]"]);
+    assert_eq!(policy["network"], "none");
+    assert_eq!(policy["net"]["resolver"]["address"], "[2001:db8::53]:53");
+
+    // An untrusted project may turn the network off.
+    env.project_config("[network]\nmode = \"none\"\n");
+    assert_eq!(explain_json(&env, &[])["network"], "none");
+    // A project can't open hosts, but the user's flags can, also over a file's `mode = "none"`.
+    env.user_config("[network]\nmode = \"none\"\n");
+    env.project_config("");
+    assert_eq!(explain_json(&env, &["--allow-preset", "pypi"])["network"], "allow");
+    // `allow` with nothing allowed is valid: everything is refused.
+    let policy = explain_json(&env, &["--network", "allow"]);
+    assert_eq!((policy["network"].as_str(), policy["net"]["allow"].as_array().map(Vec::len)), (Some("allow"), Some(0)));
+}
+
+/// Contradictory network settings are refused (exit 121) before anything runs.
+#[test]
+fn network_contradictions_fail_closed() {
+    let env = Env::new(Who::Me);
+    assert_policy_error(
+        &env,
+        &["--network", "none", "--allow-host", "example.com"],
+        "ringfence: error: --network none: the `none` mode contradicts --allow-host example.com\n  \
+         help: pass --network allow (or leave --network out) to let only the listed hosts through\n",
+    );
+    assert_policy_error(
+        &env,
+        &["--network", "host", "--allow-preset", "github"],
+        "ringfence: error: --network host: host mode doesn't filter, so --allow-preset github would not be \
+         enforced\n  help: pass --network allow (or leave --network out) to let only the listed hosts through\n",
+    );
+    // Host mode from a flag can't carry the user config's rules either.
+    env.user_config("# mine\n[network]\nallow = [\"example.com\"]\n");
+    let message = format!(
+        "ringfence: error: {}:3: `example.com` can't be enforced: the network mode is `host`, and host mode \
+         doesn't filter\n  help: use the allow mode (`--network allow`, or `mode = \"allow\"` in [network]) to \
+         enforce the host rules, or remove them\n",
+        env.user_config_path().display()
+    );
+    assert_policy_error(&env, &["--network", "host"], &message);
+}
+
+/// `explain` shows the allow mode's rules with their origins, presets by name with their
+/// hosts, the private ranges, the resolver and where it is all enforced.
+#[test]
+fn explain_shows_the_network_rules() {
+    let env = Env::new(Who::Me);
+    env.user_config("[network]\nallow = [\"*.example.com:443\"]\npresets = [\"crates\"]\n");
+    env.project_config("[network]\ndeny = [\"admin.example.com\"]\n");
+    let out = env.ringfence_within(&["explain", "--allow-host", "192.0.2.7", "--allow-private", "fd00::/8"]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    let user = env.user_config_path();
+    let project = project_path(&env);
+    let expected = [
+        "Network:\n  allow: only the hosts allowed below; every attempt is checked and recorded\n".to_string(),
+        "    [gateway in the supervisor (HTTP proxy 127.0.0.1:3128, SOCKS5 127.0.0.1:1080); the sandbox's own \
+         network namespace has only loopback]\n"
+            .into(),
+        "  allowed:\n".into(),
+        format!("    *.example.com:443                          from {}:2\n", user.display()),
+        "    192.0.2.7                                  from --allow-host 192.0.2.7\n".into(),
+        format!("    preset crates                              from {}:3\n", user.display()),
+        "      crates.io:443, index.crates.io:443, static.crates.io:443\n".into(),
+        "  denied (beats any allow rule):\n".into(),
+        format!("    admin.example.com                          from {}:2\n", project.display()),
+        "  private ranges the gateway may dial:\n    fd00::/8 ".into(),
+        "from --allow-private fd00::/8\n".into(),
+        "  resolver: system resolver".into(),
+        "Processes:\n".into(),
+    ];
+    let mut rest = text.as_str();
+    for piece in &expected {
+        let at = rest.find(piece.as_str()).unwrap_or_else(|| panic!("{piece:?} missing (or out of order) in:\n{text}"));
+        rest = &rest[at + piece.len()..];
+    }
+
+    let out = env.ringfence_within(&["explain", "--no-config", "--network", "allow", "--resolver", "192.0.2.53"]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("  allowed:\n    nothing: every connection is refused\n"), "{text}");
+    assert!(text.contains("  private ranges: none (RFC 1918, ULA and CGNAT addresses are refused)\n"), "{text}");
+    assert!(text.contains("  resolver: 192.0.2.53:53  from --resolver 192.0.2.53"), "{text}");
+}
+
 /// `check` exits 0 on this machine and reports user namespaces and Landlock.
 #[test]
 fn check_reports_the_kernel() {
@@ -448,6 +615,9 @@ fn cli_errors_exit_121() {
         (&["run", "--profile", "paranoid", "--", "touch", "ran"], "unknown profile `paranoid`"),
         (&["run", "--no-config", "--config", "x.toml", "--", "touch", "ran"], "cannot be used with"),
         (&["run", "--env", "NOEQUALS", "--", "touch", "ran"], "has no `=`"),
+        (&["run", "--allow-preset", "pip", "--", "touch", "ran"], "invalid value 'pip' for '--allow-preset <NAME>'"),
+        (&["explain", "--allow-preset", "pip"], "[possible values: npm, pypi, crates, github, openai, anthropic]"),
+        (&["run", "--network", "proxy", "--", "touch", "ran"], "use `none`, `allow` or `host`"),
         (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
         (&[], "Usage: ringfence <COMMAND>"),
     ];
@@ -463,6 +633,12 @@ fn cli_errors_exit_121() {
         (["--deny-read", "."], "is hidden by"),
         (["--pids", "0"], "--pids must be at least 1"),
         (["--env", "1BAD=x"], "is not a valid variable name"),
+        (["--allow-host", "foo.*.com"], "--allow-host foo.*.com: a wildcard may only start a pattern"),
+        (["--allow-host", "*"], "--allow-host *: `*` alone would allow everything"),
+        (["--deny-host", "example.com:99999"], "--deny-host example.com:99999: port must be 1-65535"),
+        (["--allow-host", "0x7f.1"], "--allow-host 0x7f.1: `0x7f.1` is a numeric address"),
+        (["--allow-private", "8.8.8.0/24"], "--allow-private 8.8.8.0/24: `8.8.8.0/24` is not a private range"),
+        (["--resolver", "dns.google"], "--resolver dns.google: `dns.google` is not an IP address"),
     ] {
         let out = env.sh_within(&args, "touch ran");
         assert_code(&out, 121);

@@ -36,7 +36,7 @@ pub fn identities() -> Vec<Who> {
 
 /// This test process's scratch folder. Test binaries have no teardown, so the first call also
 /// removes the folders of test processes that have exited.
-fn scratch_root() -> PathBuf {
+pub fn scratch_root() -> PathBuf {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
         let base =
@@ -123,6 +123,20 @@ impl Env {
         } else {
             Command::new(binary())
         };
+        self.clean_env(&mut cmd);
+        cmd
+    }
+
+    /// `argv` as `who`, with the environment of [`Env::command`], started through `prefix`: a
+    /// program (such as `nsenter ... --`) that runs as the test's own identity and execs the rest
+    /// before the switch to `who`.
+    pub fn command_via(&self, prefix: &[&str], argv: &[&std::ffi::OsStr]) -> Command {
+        let mut cmd = Command::new(prefix[0]);
+        cmd.args(&prefix[1..]);
+        if self.who == Who::Nobody {
+            cmd.args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        }
+        cmd.args(argv);
         self.clean_env(&mut cmd);
         cmd
     }

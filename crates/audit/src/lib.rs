@@ -85,6 +85,49 @@ pub enum EventBody {
         argv: Vec<String>,
         cwd: String,
     },
+    /// A name the gateway looked up (allowed names only: others are never resolved).
+    #[serde(rename = "net.dns")]
+    NetDns {
+        name: String,
+        /// `system`, or the configured server as `ip:port`.
+        resolver: String,
+        answers: Vec<String>,
+        duration_ms: u64,
+        error: Option<String>,
+    },
+    /// A connection the gateway made for the sandbox, written when it ends.
+    #[serde(rename = "net.connect")]
+    NetConnect {
+        /// `http-connect`, `http` or `socks5`.
+        proto: String,
+        host: String,
+        port: u16,
+        /// The address dialled, `ip:port`.
+        addr: String,
+        /// The allow rule that matched.
+        rule: String,
+        /// Bytes from the sandbox to the destination, and back.
+        bytes_up: u64,
+        bytes_down: u64,
+        duration_ms: u64,
+        /// Why the connection could not be made or ended abnormally; null when it went well.
+        error: Option<String>,
+    },
+    /// A connection or request the gateway refused.
+    #[serde(rename = "net.deny")]
+    NetDeny {
+        proto: String,
+        host: String,
+        port: u16,
+        /// `not-allowed`, `denied`, `address-guard`, `sni-mismatch`, `no-sni`, `not-tls`,
+        /// `host-mismatch` or `bad-request`.
+        reason: String,
+        detail: String,
+        /// The rule that decided, when one did.
+        rule: Option<String>,
+        /// The address that was refused, for `address-guard`.
+        addr: Option<String>,
+    },
     #[serde(rename = "policy.deny")]
     PolicyDeny { rule: String, detail: String },
     #[serde(rename = "limit.hit")]

@@ -1,7 +1,8 @@
 //! Command-line arguments.
 
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
-use ringfence_policy::{ByteSize, HumanDuration, NetworkMode, Overrides, ProfileName};
+use ringfence_policy::{ByteSize, HumanDuration, NetworkMode, Overrides, Preset, ProfileName};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -12,6 +13,7 @@ Examples:
   ringfence run --write ~/.cache/pip --timeout 10m -- pip install -r requirements.txt
   ringfence run --memory 2G --pids 256 -- make -j4
   ringfence run --env-keep 'AWS_REGION' --env CI=1 -- ./scripts/test.sh
+  ringfence run --allow-preset npm --allow-host api.openai.com -- npm install
   ringfence run --events run.jsonl --json-status 3 -- pytest 3>status.json";
 
 #[derive(Parser, Debug)]
@@ -120,9 +122,28 @@ pub struct PolicyArgs {
     /// Size of the private /tmp (default 1G).
     #[arg(long, value_name = "SIZE")]
     pub tmp_size: Option<ByteSize>,
-    /// Network: none (default, loopback only) or host (unfiltered; dangerous).
+    /// Network: none (default, loopback only), allow (only allowed hosts, through ringfence's
+    /// gateway; implied by --allow-host and --allow-preset) or host (unfiltered; dangerous).
     #[arg(long, value_name = "MODE", value_parser = parse_network)]
     pub network: Option<NetworkMode>,
+    /// Allow connections to hosts matching PATTERN: example.com, *.example.com (names below
+    /// it), example.com:443, 192.0.2.7, [2001:db8::1]:443 (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub allow_host: Vec<String>,
+    /// Refuse hosts matching PATTERN, even if allowed (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub deny_host: Vec<String>,
+    /// Allow a built-in list of hosts, all on port 443 (repeatable).
+    #[arg(long, value_name = "NAME", value_parser = PossibleValuesParser::new(preset_names()))]
+    pub allow_preset: Vec<String>,
+    /// Let the gateway dial this private range, e.g. 10.0.0.0/8 (repeatable; RFC 1918, ULA and
+    /// CGNAT ranges only).
+    #[arg(long, value_name = "CIDR")]
+    pub allow_private: Vec<String>,
+    /// DNS server the gateway asks, e.g. 192.0.2.53 or [2001:db8::53]:53 (default: the
+    /// system resolver).
+    #[arg(long, value_name = "ADDR")]
+    pub resolver: Option<String>,
     /// Allow ptrace between processes inside the sandbox (for debuggers).
     #[arg(long)]
     pub allow_ptrace: bool,
@@ -145,11 +166,11 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 }
 
 fn parse_network(s: &str) -> Result<NetworkMode, String> {
-    match s {
-        "none" => Ok(NetworkMode::None),
-        "host" => Ok(NetworkMode::Host),
-        _ => Err(format!("unknown network mode `{s}`; use `none` or `host`")),
-    }
+    s.parse()
+}
+
+fn preset_names() -> Vec<&'static str> {
+    Preset::all().iter().map(|p| p.name()).collect()
 }
 
 impl PolicyArgs {
@@ -168,6 +189,11 @@ impl PolicyArgs {
             cpus: self.cpus,
             tmp_size: self.tmp_size,
             network: self.network,
+            allow_hosts: self.allow_host.clone(),
+            deny_hosts: self.deny_host.clone(),
+            presets: self.allow_preset.clone(),
+            allow_private: self.allow_private.clone(),
+            resolver: self.resolver.clone(),
             allow_ptrace: self.allow_ptrace,
             allow_degraded: self.allow_degraded,
             allow_writable_home: self.allow_writable_home,

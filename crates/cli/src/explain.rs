@@ -169,6 +169,66 @@ fn landlock_abi() -> i32 {
     return 0;
 }
 
+/// Where the allow mode is enforced.
+fn gateway_layer() -> String {
+    format!(
+        "gateway in the supervisor (HTTP proxy 127.0.0.1:{}, SOCKS5 127.0.0.1:{}); \
+         the sandbox's own network namespace has only loopback",
+        ringfence_policy::HTTP_PROXY_PORT,
+        ringfence_policy::SOCKS_PROXY_PORT
+    )
+}
+
+fn network(policy: &Policy, out: &mut String) {
+    out.push_str("Network:\n");
+    match policy.network {
+        NetworkMode::None => out.push_str("  none: own loopback only  [net namespace]\n\n"),
+        NetworkMode::Host => out.push_str("  host: the host's network, UNFILTERED (danger)  [no isolation]\n\n"),
+        NetworkMode::Allow => {
+            let net = &policy.net;
+            out.push_str("  allow: only the hosts allowed below; every attempt is checked and recorded\n");
+            out.push_str(&format!("    [{}]\n", gateway_layer()));
+            out.push_str("  allowed:\n");
+            let own: Vec<_> = net.allow.iter().filter(|r| net.preset_of(r).is_none()).collect();
+            if own.is_empty() && net.presets.is_empty() {
+                out.push_str("    nothing: every connection is refused\n");
+            }
+            for rule in own {
+                out.push_str(&format!("    {:<42} from {}\n", rule.pattern.to_string(), rule.origin));
+            }
+            for (preset, origin) in &net.presets {
+                out.push_str(&format!("    {:<42} from {origin}\n", format!("preset {preset}")));
+                out.push_str(&format!("      {}\n", preset.hosts().join(", ")));
+            }
+            if !net.deny.is_empty() {
+                out.push_str("  denied (beats any allow rule):\n");
+                for rule in &net.deny {
+                    out.push_str(&format!("    {:<42} from {}\n", rule.pattern.to_string(), rule.origin));
+                }
+            }
+            out.push_str("  IP addresses: only those listed by address\n");
+            if net.allow_private.is_empty() {
+                out.push_str("  private ranges: none (RFC 1918, ULA and CGNAT addresses are refused)\n");
+            } else {
+                out.push_str("  private ranges the gateway may dial:\n");
+                for (range, origin) in &net.allow_private {
+                    out.push_str(&format!("    {:<42} from {origin}\n", range.to_string()));
+                }
+            }
+            out.push_str(
+                "  always refused: loopback, link-local, cloud metadata, this host's addresses, unspecified, multicast\n",
+            );
+            match &net.resolver {
+                Some((addr, origin)) => {
+                    out.push_str(&format!("  resolver: {addr}  from {origin}  [gateway only]\n"));
+                }
+                None => out.push_str("  resolver: system resolver  [gateway only; the sandbox has none]\n"),
+            }
+            out.push('\n');
+        }
+    }
+}
+
 pub fn render(policy: &Policy) -> Result<String, String> {
     let mut out = String::new();
     out.push_str(&format!("Profile: {}    Workspace: {}\n", policy.profile, policy.workspace.display()));
@@ -211,11 +271,7 @@ pub fn render(policy: &Policy) -> Result<String, String> {
     }
     out.push_str("  set by ringfence: PWD, TMPDIR=/tmp, RINGFENCE=1\n\n");
 
-    out.push_str("Network:\n");
-    out.push_str(match policy.network {
-        NetworkMode::None => "  none: own loopback only  [net namespace]\n\n",
-        NetworkMode::Host => "  host: the host's network, UNFILTERED (danger)  [no isolation]\n\n",
-    });
+    network(policy, &mut out);
 
     out.push_str("Processes:\n");
     out.push_str(&format!(

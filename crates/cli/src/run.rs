@@ -6,8 +6,35 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use ringfence::{exit_code, Command, EndReason, ExitStatus, Stdio};
 use ringfence_audit::{EventBody, EventWriter, Layer, Rusage};
-use std::io::IsTerminal;
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+/// The run's event file, shared with the gateway's threads.
+type Events = Option<Arc<Mutex<EventWriter>>>;
+
+fn emit(events: &Events, body: EventBody) {
+    if let Some(w) = events {
+        let _ = w.lock().unwrap_or_else(|p| p.into_inner()).emit(body);
+    }
+}
+
+/// Where the gateway's events go: the event file, and a notice on stderr for each distinct
+/// refusal so the user sees why a download failed.
+fn gateway_sink(events: Events) -> impl Fn(EventBody) + Send + Sync + 'static {
+    let told: Mutex<HashSet<(String, u16, String)>> = Mutex::new(HashSet::new());
+    let newline = if std::io::stderr().is_terminal() { "\r\n" } else { "\n" };
+    move |body: EventBody| {
+        if let EventBody::NetDeny { host, port, reason, detail, .. } = &body {
+            let first = told.lock().unwrap_or_else(|p| p.into_inner()).insert((host.clone(), *port, reason.clone()));
+            if first {
+                let _ = write!(std::io::stderr(), "ringfence: network: {detail}{newline}");
+            }
+        }
+        emit(&events, body);
+    }
+}
 
 /// Blocks the signals the supervisor forwards and returns a descriptor to read them from.
 pub fn block_forwarded_signals() -> Option<SignalFd> {
@@ -43,9 +70,9 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
             return exit_code::POLICY;
         }
     }
-    let mut events = match &args.events {
+    let events: Events = match &args.events {
         Some(path) => match EventWriter::create(path, run_id()) {
-            Ok(w) => Some(w),
+            Ok(w) => Some(Arc::new(Mutex::new(w))),
             Err(e) => {
                 report(&format!("--events {}: {e}", path.display()));
                 return exit_code::POLICY;
@@ -74,7 +101,10 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
         .stdin(relay(tty[0]))
         .stdout(relay(tty[1]))
         .stderr(relay(tty[2]))
-        .terminal(terminal);
+        .terminal(terminal)
+        .on_event(gateway_sink(events.clone()));
+    // run.start comes first in the file: the gateway's events wait for this lock.
+    let mut head = events.as_ref().map(|w| w.lock().unwrap_or_else(|p| p.into_inner()));
     let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -86,7 +116,7 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
     for layer in &enforcement.not_enforced {
         eprintln!("ringfence: warning: not enforced (--allow-degraded): {}: {}", layer.name, layer.detail);
     }
-    if let Some(w) = events.as_mut() {
+    if let Some(w) = head.as_mut() {
         let _ = w.emit(EventBody::RunStart {
             argv: argv_text.clone(),
             cwd: cwd.display().to_string(),
@@ -107,6 +137,7 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
             cwd: cwd.display().to_string(),
         });
     }
+    drop(head);
     let relays = relay_streams(&mut child);
     let status = match child.wait_forwarding(signals.as_mut()) {
         Ok(s) => s,
@@ -120,24 +151,22 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
         let _ = relay.join();
     }
     let code = status.exit_code();
-    explain_end(&status, &limits, events.as_mut());
+    explain_end(&status, &limits, &events);
     for (path, detail) in &status.git_findings {
         eprintln!("ringfence: warning: {}: {detail}", path.display());
-        if let Some(w) = events.as_mut() {
-            let _ =
-                w.emit(EventBody::PolicyDeny { rule: "git".into(), detail: format!("{}: {detail}", path.display()) });
-        }
+        emit(&events, EventBody::PolicyDeny { rule: "git".into(), detail: format!("{}: {detail}", path.display()) });
     }
-    if let Some(w) = events.as_mut() {
-        let _ = w.emit(EventBody::RunEnd {
+    emit(
+        &events,
+        EventBody::RunEnd {
             exit_code: status.code(),
             signal: status.signal(),
             status: code,
             reason: status.reason.name().into(),
             duration_ms: status.duration.as_millis() as u64,
             rusage: rusage(&status),
-        });
-    }
+        },
+    );
     if let Some(fd) = args.json_status {
         let json = serde_json::json!({
             "exit_code": status.code(),
@@ -185,7 +214,7 @@ fn rusage(status: &ExitStatus) -> Rusage {
 }
 
 /// Says why ringfence ended the run, on stderr and in the events.
-fn explain_end(status: &ExitStatus, limits: &ringfence_policy::Limits, events: Option<&mut EventWriter>) {
+fn explain_end(status: &ExitStatus, limits: &ringfence_policy::Limits, events: &Events) {
     let text = |v: Option<String>| v.unwrap_or_default();
     let (limit, value, message) = match &status.reason {
         EndReason::Timeout => (
@@ -210,7 +239,5 @@ fn explain_end(status: &ExitStatus, limits: &ringfence_policy::Limits, events: O
         _ => return,
     };
     eprintln!("ringfence: {message} (exit {})", status.exit_code());
-    if let Some(w) = events {
-        let _ = w.emit(EventBody::LimitHit { limit: limit.into(), value, detail: message });
-    }
+    emit(events, EventBody::LimitHit { limit: limit.into(), value, detail: message });
 }

@@ -68,6 +68,19 @@ fn open_terminal(go: RawFd) -> Result<OwnedFd, ChildError> {
     Ok(slave)
 }
 
+/// Listens on the gateway's ports inside our network namespace and passes the sockets to the
+/// supervisor, which serves them from outside. Connections made before it starts serving wait
+/// in the backlog. Our copies close here: nothing in the sandbox holds them.
+fn hand_over_gateway_sockets(go: RawFd) -> Result<(), ChildError> {
+    for port in [ringfence_policy::HTTP_PROXY_PORT, ringfence_policy::SOCKS_PROXY_PORT] {
+        let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
+            .map_err(|e| ChildError::internal(format!("listening on 127.0.0.1:{port} for the gateway: {e}")))?;
+        sys::send_with_fd(go, b"l", Some(listener.as_raw_fd()))
+            .map_err(|e| ChildError::internal(format!("handing over the gateway's socket: {e}")))?;
+    }
+    Ok(())
+}
+
 fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infallible, ChildError> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| ChildError::internal(format!("pdeathsig: {e}")))?;
     write_id_maps(setup.uid, setup.gid)?;
@@ -81,6 +94,9 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
         crate::seccomp::build(setup.allow_ptrace, setup.rlimits.cpus.is_some()).map_err(ChildError::internal)?;
     if setup.isolate_network {
         sys::loopback_up().map_err(|e| ChildError::internal(format!("bringing up loopback: {e}")))?;
+    }
+    if setup.gateway {
+        hand_over_gateway_sockets(setup.go_read)?;
     }
     let _ = nix::unistd::sethostname("ringfence");
     nix::unistd::setsid().map_err(|e| ChildError::internal(format!("setsid: {e}")))?;

@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use ringfence_audit::EndReason;
-use ringfence_policy::{NetworkMode, Policy, RuleKind};
+use ringfence_policy::{NetworkMode, Policy, RuleKind, HTTP_PROXY_PORT, SOCKS_PROXY_PORT};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -68,6 +68,8 @@ pub(crate) struct ChildSetup {
     /// The pid namespace's pid_max, when it carries the process cap.
     pub pid_max: Option<u64>,
     pub isolate_network: bool,
+    /// Create the gateway's listening sockets on the sandbox's loopback and hand them over.
+    pub gateway: bool,
     pub uid: u32,
     pub gid: u32,
     pub go_read: RawFd,
@@ -114,6 +116,13 @@ pub struct Outcome {
     pub cgroup: CgroupStats,
 }
 
+/// Listening sockets on the sandbox's loopback, for the gateway to serve from outside.
+#[derive(Debug)]
+pub struct GatewayListeners {
+    pub http: std::net::TcpListener,
+    pub socks: std::net::TcpListener,
+}
+
 /// A running sandbox.
 pub struct Sandbox {
     init: libc::pid_t,
@@ -136,6 +145,8 @@ pub struct Sandbox {
     /// Set once the run's leftovers are removed.
     finished: bool,
     pub enforcement: Enforcement,
+    /// The gateway's sockets, until the caller takes them to serve.
+    pub gateway_listeners: Option<GatewayListeners>,
 }
 
 fn unsupported(message: impl Into<String>, remedy: impl Into<String>) -> LaunchError {
@@ -157,8 +168,21 @@ fn assess(
     let layer = |n: &str, d: String| LayerStatus { name: n.into(), detail: d };
     e.enforced.push(layer(
         "namespaces",
-        format!("user, mount, pid, ipc, uts, cgroup{}", if policy.network == NetworkMode::None { ", net" } else { "" }),
+        format!("user, mount, pid, ipc, uts, cgroup{}", if policy.network != NetworkMode::Host { ", net" } else { "" }),
     ));
+    if policy.network == NetworkMode::Allow {
+        e.enforced.push(layer(
+            "network gateway",
+            format!(
+                "{} allow rules, {} deny rules; HTTP proxy 127.0.0.1:{} and SOCKS5 127.0.0.1:{} served by the supervisor; \
+                 the sandbox's network namespace has only loopback",
+                policy.net.allow.len(),
+                policy.net.deny.len(),
+                HTTP_PROXY_PORT,
+                SOCKS_PROXY_PORT
+            ),
+        ));
+    }
     e.enforced.push(layer("mount view", "read-only host, masks, writable roots, private /tmp /dev /proc".into()));
     if landlock_abi > 0 {
         e.enforced.push(layer("landlock", format!("ABI {landlock_abi}")));
@@ -353,7 +377,8 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         landlock_abi,
         rlimits,
         pid_max: pid_cap,
-        isolate_network: policy.network == NetworkMode::None,
+        isolate_network: policy.network != NetworkMode::Host,
+        gateway: policy.network == NetworkMode::Allow,
         uid: nix::unistd::geteuid().as_raw(),
         gid: nix::unistd::getegid().as_raw(),
         go_read: go_child.as_raw_fd(),
@@ -402,6 +427,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         git_findings: Vec::new(),
         finished: false,
         enforcement,
+        gateway_listeners: None,
     };
     // From here on the child builds its view while we work in parallel.
     let ready = sandbox.prepare(&setup.plan, landlock_abi);
@@ -415,6 +441,16 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
             Ok(_) | Err(_) => {
                 return Err(sandbox.abort(LaunchError::internal("the sandbox's init sent no terminal")));
             }
+        }
+    }
+    if setup.gateway {
+        let listener = || match sys::recv_with_fd(go_parent.as_raw_fd()) {
+            Ok((1, Some(fd))) => Ok(std::net::TcpListener::from(fd)),
+            _ => Err(LaunchError::internal("the sandbox's init sent no gateway socket")),
+        };
+        match (listener(), listener()) {
+            (Ok(http), Ok(socks)) => sandbox.gateway_listeners = Some(GatewayListeners { http, socks }),
+            (Err(e), _) | (_, Err(e)) => return Err(sandbox.abort(e)),
         }
     }
     if let Err(e) = sys::send_with_fd(go_parent.as_raw_fd(), b"g", ruleset.as_ref().map(|r| r.as_raw_fd())) {

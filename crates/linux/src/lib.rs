@@ -36,6 +36,6 @@ pub fn inherited_fd_is_open(fd: std::os::fd::RawFd) -> bool {
     sys::fd_is_open(fd)
 }
 pub use launch::{
-    spawn, Enforcement, ExitKind, LaunchSpec, LayerStatus, Outcome, Sandbox, StdioSpec, FORWARDED_SIGNALS,
-    TIMEOUT_GRACE,
+    spawn, Enforcement, ExitKind, GatewayListeners, LaunchSpec, LayerStatus, Outcome, Sandbox, StdioSpec,
+    FORWARDED_SIGNALS, TIMEOUT_GRACE,
 };

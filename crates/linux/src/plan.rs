@@ -254,7 +254,9 @@ pub fn host_sockets() -> Vec<PathBuf> {
 pub fn kept_runtime_dirs(network: ringfence_policy::NetworkMode) -> &'static [&'static str] {
     match network {
         ringfence_policy::NetworkMode::Host => &["/run/systemd/resolve", "/run/current-system", "/run/wrappers"],
-        ringfence_policy::NetworkMode::None => &["/run/current-system", "/run/wrappers"],
+        ringfence_policy::NetworkMode::None | ringfence_policy::NetworkMode::Allow => {
+            &["/run/current-system", "/run/wrappers"]
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::error::PolicyError;
 use crate::model::{NetworkMode, ProfileName};
+use crate::network::Preset;
 use crate::units::{ByteSize, HumanDuration};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -96,9 +97,29 @@ pub struct Process {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
-    /// "none" (default): loopback only. "host": the host's network, unfiltered.
+    /// "none" (default): loopback only. "allow": only the allowed hosts, through ringfence's
+    /// gateway (implied by `allow` or `presets`). "host": the host's network, unfiltered.
     #[schemars(with = "Option<NetworkMode>")]
     pub mode: Option<Spanned<NetworkMode>>,
+    /// Host patterns the `allow` mode lets through: `example.com`, `*.example.com` (names
+    /// strictly below example.com), `example.com:443`, `192.0.2.7`, `[2001:db8::1]:443`.
+    /// Without a port, any port.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Host patterns always refused; a deny rule beats any allow rule.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub deny: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Built-in allow lists, each a documented set of hosts on port 443.
+    #[schemars(with = "Option<Vec<Preset>>")]
+    pub presets: Option<Spanned<Vec<Spanned<Preset>>>>,
+    /// Private ranges the gateway may dial (within 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16,
+    /// 100.64.0.0/10 or fc00::/7), like "10.0.0.0/8"; all others stay refused.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub allow_private: Option<Spanned<Vec<Spanned<String>>>>,
+    /// DNS server the gateway asks, by address: "192.0.2.53", "192.0.2.53:5353" or
+    /// "[2001:db8::53]:53" (port 53 by default). Without it, the system resolver.
+    #[schemars(with = "Option<String>")]
+    pub resolver: Option<Spanned<String>>,
 }
 
 /// A config file that was read, with its text kept for error positions.

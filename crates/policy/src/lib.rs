@@ -8,6 +8,7 @@ pub mod config;
 pub mod env;
 pub mod error;
 pub mod model;
+pub mod network;
 pub mod profile;
 pub mod units;
 
@@ -15,6 +16,7 @@ pub use config::{ConfigFile, LoadedConfig};
 pub use env::EnvRules;
 pub use error::PolicyError;
 pub use model::*;
+pub use network::*;
 pub use units::{ByteSize, HumanDuration};
 
 use std::path::{Path, PathBuf};
@@ -41,6 +43,16 @@ pub struct Overrides {
     pub cpus: Option<f64>,
     pub tmp_size: Option<ByteSize>,
     pub network: Option<NetworkMode>,
+    /// Host patterns to allow (`--allow-host`); they imply the `allow` mode.
+    pub allow_hosts: Vec<String>,
+    /// Host patterns to refuse (`--deny-host`); they beat any allow rule.
+    pub deny_hosts: Vec<String>,
+    /// Preset names (`--allow-preset`); they imply the `allow` mode.
+    pub presets: Vec<String>,
+    /// Private ranges the gateway may dial (`--allow-private`).
+    pub allow_private: Vec<String>,
+    /// The gateway's DNS server (`--resolver`).
+    pub resolver: Option<String>,
     pub allow_ptrace: bool,
     pub allow_degraded: bool,
     /// Allow a writable root that holds $HOME (its many startup files can't all be protected).
@@ -147,6 +159,7 @@ impl PolicyBuilder {
                     tmp_size: DEFAULT_TMP_SIZE,
                 },
                 network: NetworkMode::None,
+                net: NetworkRules::default(),
                 allow_ptrace: false,
                 allow_degraded: false,
                 allow_writable_home: false,
@@ -197,6 +210,9 @@ struct Merge {
 }
 
 type SpannedList = Option<Spanned<Vec<Spanned<String>>>>;
+
+/// Refuses a widening setting at a span of an untrusted project config.
+type NarrowCheck<'a> = dyn Fn(std::ops::Range<usize>, &str) -> Result<(), PolicyError> + 'a;
 
 impl Merge {
     fn apply_file(&mut self, file: &LoadedConfig, home: &Path, layer: Layer) -> Result<(), PolicyError> {
@@ -291,14 +307,145 @@ impl Merge {
             }
             self.policy.allow_ptrace = *v.get_ref();
         }
-        if let Some(v) = &cfg.network.mode {
-            if *v.get_ref() != NetworkMode::None && *v.get_ref() != self.policy.network {
-                narrow(v.span(), "`network.mode`")?;
-            }
-            self.policy.network = *v.get_ref();
-        }
+        self.apply_network_file(file, layer, &narrow)?;
         self.policy.sources.push(file.path.clone());
         Ok(())
+    }
+
+    /// The `[network]` section of a config file.
+    fn apply_network_file(
+        &mut self,
+        file: &LoadedConfig,
+        layer: Layer,
+        narrow: &NarrowCheck,
+    ) -> Result<(), PolicyError> {
+        let net = &file.config.network;
+        let origin = |span: std::ops::Range<usize>| {
+            let (path, line) = (file.path.clone(), file.line_of(span.start));
+            match layer {
+                Layer::User => Origin::File { path, line },
+                _ => Origin::Project { path, line },
+            }
+        };
+        let non_empty = |list: &SpannedList| list.as_ref().filter(|l| !l.get_ref().is_empty()).map(|l| l.span());
+        let presets = net.presets.as_ref().filter(|l| !l.get_ref().is_empty());
+        let mut rules = Vec::new();
+        for (list, deny) in [(&net.allow, false), (&net.deny, true)] {
+            for entry in list.iter().flat_map(|l| l.get_ref()) {
+                let pattern =
+                    HostPattern::parse(entry.get_ref()).map_err(|e| file.error_at(entry.span(), naming(entry, e)))?;
+                rules.push((deny, HostRule { pattern, origin: origin(entry.span()) }));
+            }
+        }
+        let mut private = Vec::new();
+        for entry in net.allow_private.iter().flat_map(|l| l.get_ref()) {
+            let range = network::parse_private_range(entry.get_ref())
+                .map_err(|e| file.error_at(entry.span(), naming(entry, e)))?;
+            private.push((range, origin(entry.span())));
+        }
+        let resolver = match &net.resolver {
+            Some(v) => Some((
+                network::parse_resolver(v.get_ref()).map_err(|e| file.error_at(v.span(), naming(v, e)))?,
+                origin(v.span()),
+            )),
+            None => None,
+        };
+        let allows = non_empty(&net.allow).is_some() || presets.is_some();
+        if let Some(v) = net.mode.as_ref().filter(|v| allows && *v.get_ref() != NetworkMode::Allow) {
+            return Err(file.error_at(v.span(), contradiction(*v.get_ref(), "this file's allow rules")).with_help(
+                "set `mode = \"allow\"` to let only the listed hosts through, or remove `allow` and `presets`",
+            ));
+        }
+        if let Some(span) = non_empty(&net.allow) {
+            narrow(span, "`network.allow`")?;
+        }
+        if let Some(list) = presets {
+            narrow(list.span(), "`network.presets`")?;
+        }
+        if let Some(span) = non_empty(&net.allow_private) {
+            narrow(span, "`network.allow_private`")?;
+        }
+        if let Some(v) = &net.resolver {
+            narrow(v.span(), "`network.resolver`")?;
+        }
+        if let Some(v) = &net.mode {
+            let mode = *v.get_ref();
+            if mode != NetworkMode::None && mode != self.policy.network {
+                narrow(v.span(), "`network.mode`")?;
+            }
+            self.policy.network = mode;
+        } else if allows {
+            self.policy.network = NetworkMode::Allow;
+        }
+        for (deny, rule) in rules {
+            if deny { &mut self.policy.net.deny } else { &mut self.policy.net.allow }.push(rule);
+        }
+        for p in presets.iter().flat_map(|l| l.get_ref()) {
+            self.add_preset(*p.get_ref(), origin(p.span()));
+        }
+        self.policy.net.allow_private.extend(private);
+        if resolver.is_some() {
+            self.policy.net.resolver = resolver;
+        }
+        Ok(())
+    }
+
+    /// Puts a preset in force and its hosts in the allow list (once per preset).
+    fn add_preset(&mut self, preset: Preset, origin: Origin) {
+        let net = &mut self.policy.net;
+        if net.presets.iter().any(|(p, _)| *p == preset) {
+            return;
+        }
+        for host in preset.hosts() {
+            if let Ok(pattern) = HostPattern::parse(host) {
+                net.allow.push(HostRule { pattern, origin: origin.clone() });
+            }
+        }
+        net.presets.push((preset, origin));
+    }
+
+    /// The network flags: rules accumulate; `--network` and `--resolver` replace.
+    fn apply_network_flags(&mut self, flags: &Overrides) -> Result<(), PolicyError> {
+        let flag_error = |flag: &str, raw: &str, e: String| PolicyError::new(format!("{flag} {raw}: {e}"));
+        for (list, flag, deny) in
+            [(&flags.allow_hosts, "--allow-host", false), (&flags.deny_hosts, "--deny-host", true)]
+        {
+            for raw in list {
+                let pattern = HostPattern::parse(raw).map_err(|e| flag_error(flag, raw, e))?;
+                let rule = HostRule { pattern, origin: Origin::flag(format!("{flag} {raw}")) };
+                if deny { &mut self.policy.net.deny } else { &mut self.policy.net.allow }.push(rule);
+            }
+        }
+        for raw in &flags.presets {
+            let preset: Preset = raw.parse().map_err(|e| flag_error("--allow-preset", raw, e))?;
+            self.add_preset(preset, Origin::flag(format!("--allow-preset {raw}")));
+        }
+        for raw in &flags.allow_private {
+            let range = network::parse_private_range(raw).map_err(|e| flag_error("--allow-private", raw, e))?;
+            self.policy.net.allow_private.push((range, Origin::flag(format!("--allow-private {raw}"))));
+        }
+        if let Some(raw) = &flags.resolver {
+            let addr = network::parse_resolver(raw).map_err(|e| flag_error("--resolver", raw, e))?;
+            self.policy.net.resolver = Some((addr, Origin::flag(format!("--resolver {raw}"))));
+        }
+        let allows = !flags.allow_hosts.is_empty() || !flags.presets.is_empty();
+        match flags.network {
+            Some(mode) if allows && mode != NetworkMode::Allow => {
+                let first = flags.allow_hosts.first().map(|h| format!("--allow-host {h}"));
+                let first = first.or_else(|| flags.presets.first().map(|p| format!("--allow-preset {p}")));
+                Err(PolicyError::new(format!("--network {mode}: {}", contradiction(mode, &first.unwrap_or_default())))
+                    .with_help("pass --network allow (or leave --network out) to let only the listed hosts through"))
+            }
+            Some(mode) => {
+                self.policy.network = mode;
+                Ok(())
+            }
+            None if allows => {
+                self.policy.network = NetworkMode::Allow;
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     fn apply_flags(&mut self, flags: &Overrides) -> Result<(), PolicyError> {
@@ -350,13 +497,29 @@ impl Merge {
         if let Some(t) = flags.tmp_size {
             l.tmp_size = t;
         }
-        if let Some(n) = flags.network {
-            self.policy.network = n;
-        }
+        self.apply_network_flags(flags)?;
         self.policy.allow_ptrace |= flags.allow_ptrace;
         self.policy.allow_degraded |= flags.allow_degraded;
         self.policy.allow_writable_home = flags.allow_writable_home;
         Ok(())
+    }
+}
+
+/// Why a network mode can't go with allow rules from the same place.
+fn contradiction(mode: NetworkMode, rules: &str) -> String {
+    match mode {
+        NetworkMode::Host => format!("host mode doesn't filter, so {rules} would not be enforced"),
+        _ => format!("the `{mode}` mode contradicts {rules}"),
+    }
+}
+
+/// A parse error about a config value, naming the value unless the message already does.
+fn naming(value: &Spanned<String>, message: String) -> String {
+    let quoted = format!("`{}`", value.get_ref());
+    if message.contains(&quoted) {
+        message
+    } else {
+        format!("{quoted}: {message}")
     }
 }
 
@@ -370,6 +533,18 @@ fn kind_key(kind: RuleKind) -> &'static str {
 }
 
 fn validate(policy: &Policy) -> Result<(), PolicyError> {
+    if policy.network == NetworkMode::Host {
+        if let Some(rule) = policy.net.allow.iter().chain(&policy.net.deny).next() {
+            return Err(PolicyError::new(format!(
+                "{}: `{}` can't be enforced: the network mode is `host`, and host mode doesn't filter",
+                rule.origin, rule.pattern
+            ))
+            .with_help(
+                "use the allow mode (`--network allow`, or `mode = \"allow\"` in [network]) to enforce the \
+                 host rules, or remove them",
+            ));
+        }
+    }
     let ws = policy.fs.access(&policy.workspace);
     if ws.access == FsAccess::Deny {
         let rule = ws.read_rule.map(|r| format!(" by {} ({})", r.path.display(), r.origin));

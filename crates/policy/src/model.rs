@@ -153,6 +153,9 @@ pub enum NetworkMode {
     /// No network: the sandbox has its own loopback and nothing else.
     #[default]
     None,
+    /// Only the allowed hosts, through ringfence's gateway (HTTP and SOCKS5 proxies); every
+    /// attempt is checked and recorded.
+    Allow,
     /// The host's network, unfiltered. A danger flag: nothing checks what is sent.
     Host,
 }
@@ -161,8 +164,21 @@ impl fmt::Display for NetworkMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             NetworkMode::None => "none",
+            NetworkMode::Allow => "allow",
             NetworkMode::Host => "host",
         })
+    }
+}
+
+impl std::str::FromStr for NetworkMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(NetworkMode::None),
+            "allow" => Ok(NetworkMode::Allow),
+            "host" => Ok(NetworkMode::Host),
+            _ => Err(format!("unknown network mode `{s}`; use `none`, `allow` or `host`")),
+        }
     }
 }
 
@@ -225,6 +241,8 @@ pub struct Policy {
     pub env: EnvRules,
     pub limits: Limits,
     pub network: NetworkMode,
+    /// Host rules, presets, private ranges and resolver of the `allow` mode.
+    pub net: crate::network::NetworkRules,
     pub allow_ptrace: bool,
     /// Run even where a requested layer can't be enforced (warns and records it).
     pub allow_degraded: bool,

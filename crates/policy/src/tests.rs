@@ -197,3 +197,253 @@ fn digest_is_stable_and_sensitive() {
     let flags = Overrides { pids: Some(3), ..Default::default() };
     assert_ne!(a.digest(), builder().overrides(flags).build().unwrap().digest());
 }
+
+fn hosts(rules: &[HostRule]) -> Vec<String> {
+    rules.iter().map(|r| r.pattern.to_string()).collect()
+}
+
+fn flags_err(flags: Overrides) -> String {
+    builder().overrides(flags).build().unwrap_err().to_string()
+}
+
+#[test]
+fn network_config_is_parsed_with_origins() {
+    let u = user(
+        "[network]\nallow = [\"api.openai.com\", \"*.npmjs.org:443\"]\ndeny = [\"evil.npmjs.org\"]\n\
+         presets = [\"pypi\"]\nallow_private = [\"10.1.0.0/16\"]\nresolver = \"192.0.2.53\"\n",
+    );
+    let p = builder().user_config(u).build().unwrap();
+    assert_eq!(p.network, NetworkMode::Allow, "allow rules imply the allow mode");
+    assert_eq!(
+        hosts(&p.net.allow),
+        ["api.openai.com", "*.npmjs.org:443", "pypi.org:443", "files.pythonhosted.org:443"]
+    );
+    assert_eq!(hosts(&p.net.deny), ["evil.npmjs.org"]);
+    let file = Path::new("/home/u/.config/ringfence/config.toml").to_path_buf();
+    assert_eq!(p.net.allow[0].origin, Origin::File { path: file.clone(), line: 2 });
+    assert_eq!(p.net.deny[0].origin, Origin::File { path: file.clone(), line: 3 });
+    assert_eq!(p.net.presets, vec![(Preset::Pypi, Origin::File { path: file.clone(), line: 4 })]);
+    assert_eq!(p.net.preset_of(&p.net.allow[2]), Some(Preset::Pypi));
+    assert_eq!(p.net.preset_of(&p.net.allow[0]), None);
+    assert_eq!(p.net.allow_private[0].0.to_string(), "10.1.0.0/16");
+    assert_eq!(p.net.resolver.as_ref().map(|r| r.0.to_string()), Some("192.0.2.53:53".into()));
+    assert!(matches!(p.net.decide(&Host::parse("evil.npmjs.org").unwrap(), 443), NetVerdict::Denied(_)));
+    assert!(matches!(p.net.decide(&Host::parse("www.npmjs.org").unwrap(), 443), NetVerdict::Allowed(_)));
+    assert!(matches!(p.net.decide(&Host::parse("www.npmjs.org").unwrap(), 80), NetVerdict::NotAllowed));
+
+    // The JSON form: patterns as strings, presets with their hosts.
+    let json = serde_json::to_value(&p).unwrap();
+    assert_eq!(json["network"], "allow");
+    assert_eq!(json["net"]["allow"][1]["pattern"], "*.npmjs.org:443");
+    assert_eq!(json["net"]["presets"][0]["name"], "pypi");
+    assert_eq!(json["net"]["presets"][0]["hosts"][0], "pypi.org:443");
+    assert_eq!(json["net"]["allow_private"][0]["range"], "10.1.0.0/16");
+    assert_eq!(json["net"]["resolver"]["address"], "192.0.2.53:53");
+}
+
+#[test]
+fn golden_network_config_errors() {
+    let cases = [
+        (
+            "[network]\nallow = [\"ok.example\",\n  \"foo.*.com\"]\n",
+            "/p/.ringfence.toml:3:3: `foo.*.com`: a wildcard may only start a pattern, as in `*.example.com`",
+        ),
+        ("[network]\ndeny = [\"x.com:0\"]\n", "/p/.ringfence.toml:2:9: `x.com:0`: port must be 1-65535, not `0`"),
+        (
+            "[network]\nallow = [\"*\"]\n",
+            "/p/.ringfence.toml:2:10: `*` alone would allow everything: use network.mode = \"host\"",
+        ),
+        (
+            "[network]\nallow = [\"2001:db8:0:0:0:0:0:1:443\"]\n",
+            "/p/.ringfence.toml:2:10: `2001:db8:0:0:0:0:0:1:443`: write an IPv6 address in brackets to give a port: `[2001:db8::1]:443`",
+        ),
+        (
+            "[network]\nallow_private = [\"8.8.8.0/24\"]\n",
+            "/p/.ringfence.toml:2:18: `8.8.8.0/24` is not a private range; `allow_private` takes ranges within 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, fc00::/7",
+        ),
+        (
+            "[network]\nresolver = \"dns.google\"\n",
+            "/p/.ringfence.toml:2:12: `dns.google` is not an IP address; the resolver is given by address, like `192.0.2.53`, `192.0.2.53:5353` or `[2001:db8::53]:53`",
+        ),
+        (
+            "[network]\nmode = \"none\"\nallow = [\"x.com\"]\n",
+            "/p/.ringfence.toml:2:8: the `none` mode contradicts this file's allow rules\n  help: set `mode = \"allow\"` to let only the listed hosts through, or remove `allow` and `presets`",
+        ),
+        (
+            "[network]\nmode = \"host\"\npresets = [\"npm\"]\n",
+            "/p/.ringfence.toml:2:8: host mode doesn't filter, so this file's allow rules would not be enforced\n  help: set `mode = \"allow\"` to let only the listed hosts through, or remove `allow` and `presets`",
+        ),
+    ];
+    for (text, expected) in cases {
+        let file = load("/p/.ringfence.toml", text).unwrap();
+        let e = builder().user_config(file).build().unwrap_err().to_string();
+        assert_eq!(e, expected, "{text:?}");
+    }
+    assert_eq!(
+        err("[network]\npresets = [\"npmjs\"]\n"),
+        "/p/.ringfence.toml:2:12: unknown value `npmjs`\n  help: use one of: npm, pypi, crates, github, openai, anthropic"
+    );
+    assert_eq!(
+        err("[network]\nmode = \"proxy\"\n"),
+        "/p/.ringfence.toml:2:8: unknown value `proxy`\n  help: use one of: none, allow, host"
+    );
+    assert_eq!(
+        err("[network]\nallowed = []\n"),
+        "/p/.ringfence.toml:2:1: unknown key `allowed`\n  help: did you mean `allow`?"
+    );
+}
+
+#[test]
+fn network_flags() {
+    let flags = Overrides {
+        allow_hosts: vec!["api.openai.com".into(), "*.npmjs.org".into()],
+        deny_hosts: vec!["evil.npmjs.org".into()],
+        presets: vec!["crates".into(), "crates".into()],
+        allow_private: vec!["192.168.0.0/16".into()],
+        resolver: Some("[2001:db8::53]:5353".into()),
+        ..Default::default()
+    };
+    let p = builder().overrides(flags).build().unwrap();
+    assert_eq!(p.network, NetworkMode::Allow);
+    assert_eq!(hosts(&p.net.allow)[..2], ["api.openai.com", "*.npmjs.org"]);
+    assert_eq!(p.net.allow.len(), 2 + Preset::Crates.hosts().len(), "a preset named twice counts once");
+    assert_eq!(p.net.allow[0].origin, Origin::flag("--allow-host api.openai.com"));
+    assert_eq!(p.net.presets, vec![(Preset::Crates, Origin::flag("--allow-preset crates"))]);
+    assert_eq!(p.net.deny[0].origin, Origin::flag("--deny-host evil.npmjs.org"));
+    assert_eq!(p.net.resolver.as_ref().unwrap().0.to_string(), "[2001:db8::53]:5353");
+
+    let cases: [(Overrides, &str); 6] = [
+        (
+            Overrides { allow_hosts: vec!["foo.*.com".into()], ..Default::default() },
+            "--allow-host foo.*.com: a wildcard may only start a pattern, as in `*.example.com`",
+        ),
+        (
+            Overrides { deny_hosts: vec!["x.com:99999".into()], ..Default::default() },
+            "--deny-host x.com:99999: port must be 1-65535, not `99999`",
+        ),
+        (
+            Overrides { presets: vec!["pip".into()], ..Default::default() },
+            "--allow-preset pip: unknown preset `pip`; use one of: npm, pypi, crates, github, openai, anthropic",
+        ),
+        (
+            Overrides { allow_private: vec!["127.0.0.0/8".into()], ..Default::default() },
+            "--allow-private 127.0.0.0/8: `127.0.0.0/8` is not a private range",
+        ),
+        (Overrides { resolver: Some("1.1.1.1:0".into()), ..Default::default() }, "--resolver 1.1.1.1:0: `1.1.1.1:0`: port must be 1-65535"),
+        (
+            Overrides { network: Some(NetworkMode::None), allow_hosts: vec!["x.com".into()], ..Default::default() },
+            "--network none: the `none` mode contradicts --allow-host x.com\n  help: pass --network allow (or leave --network out)",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let e = flags_err(flags);
+        assert!(e.starts_with(expected), "{e}");
+    }
+    let e =
+        flags_err(Overrides { network: Some(NetworkMode::Host), presets: vec!["npm".into()], ..Default::default() });
+    assert!(
+        e.starts_with("--network host: host mode doesn't filter, so --allow-preset npm would not be enforced"),
+        "{e}"
+    );
+}
+
+#[test]
+fn network_mode_inference() {
+    // Nothing said: none. An explicit allow mode with no rules refuses everything.
+    assert_eq!(builder().build().unwrap().network, NetworkMode::None);
+    let p = builder().user_config(user("[network]\nmode = \"allow\"\n")).build().unwrap();
+    assert_eq!((p.network, p.net.allow.len()), (NetworkMode::Allow, 0));
+    assert_eq!(p.net.decide(&Host::parse("example.com").unwrap(), 443), NetVerdict::NotAllowed);
+    // Deny rules alone don't turn the network on.
+    let p = builder().user_config(user("[network]\ndeny = [\"x.com\"]\n")).build().unwrap();
+    assert_eq!(p.network, NetworkMode::None);
+    // Presets alone do.
+    let p = builder().user_config(user("[network]\npresets = [\"github\"]\n")).build().unwrap();
+    assert_eq!(p.network, NetworkMode::Allow);
+    // A later layer's allow rules switch an earlier `none` to `allow`.
+    let flags = Overrides { allow_hosts: vec!["x.com".into()], ..Default::default() };
+    let p = builder().user_config(user("[network]\nmode = \"none\"\n")).overrides(flags).build().unwrap();
+    assert_eq!(p.network, NetworkMode::Allow);
+    // `--network none` overrides the files' allow rules: nothing is reachable.
+    let flags = Overrides { network: Some(NetworkMode::None), ..Default::default() };
+    let p = builder().user_config(user("[network]\nallow = [\"x.com\"]\n")).overrides(flags).build().unwrap();
+    assert_eq!(p.network, NetworkMode::None);
+    // Host rules can't ride along with the host mode, whichever layer set it.
+    let flags = Overrides { network: Some(NetworkMode::Host), ..Default::default() };
+    let e = builder().user_config(user("[network]\nallow = [\"x.com\"]\n")).overrides(flags).build().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/home/u/.config/ringfence/config.toml:2: `x.com` can't be enforced: the network mode is `host`, and host mode \
+         doesn't filter\n  help: use the allow mode (`--network allow`, or `mode = \"allow\"` in [network]) to enforce \
+         the host rules, or remove them"
+    );
+    let e = builder()
+        .user_config(user("[network]\nmode = \"host\"\n"))
+        .project_config(project("[network]\ndeny = [\"x.com\"]\n"))
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().starts_with("/home/u/proj/.ringfence.toml:2: `x.com` can't be enforced"), "{e}");
+}
+
+#[test]
+fn untrusted_project_may_only_narrow_the_network() {
+    let cases = [
+        ("[network]\nallow = [\"x.com\"]\n", "2:9: `network.allow` would widen"),
+        ("[network]\npresets = [\"npm\"]\n", "2:11: `network.presets` would widen"),
+        ("[network]\nallow_private = [\"10.0.0.0/8\"]\n", "2:17: `network.allow_private` would widen"),
+        ("[network]\nresolver = \"192.0.2.53\"\n", "2:12: `network.resolver` would widen"),
+        ("[network]\nmode = \"allow\"\n", "2:8: `network.mode` would widen"),
+        ("[network]\nmode = \"host\"\n", "2:8: `network.mode` would widen"),
+    ];
+    for (text, expected) in cases {
+        let e = builder().project_config(project(text)).build().unwrap_err().to_string();
+        assert!(e.starts_with(&format!("/home/u/proj/.ringfence.toml:{expected} the policy")), "{text:?} gave {e}");
+        assert!(e.contains("--trust-project"), "{e}");
+        // With allow rules below, the project still can't add its own.
+        let u = user("[network]\nallow = [\"y.com\"]\n");
+        let e = builder().user_config(u).project_config(project(text)).build();
+        if text.contains("mode = \"allow\"") {
+            assert_eq!(e.unwrap().network, NetworkMode::Allow, "the mode below is already allow");
+        } else {
+            assert!(e.unwrap_err().to_string().contains("would widen"), "{text:?}");
+        }
+    }
+    // Narrowing: deny rules and `mode = "none"` are fine.
+    let u = || user("[network]\nallow = [\"*.example.com\"]\n");
+    let p = builder().user_config(u()).project_config(project("[network]\ndeny = [\"a.example.com\"]\n")).build();
+    let p = p.unwrap();
+    assert_eq!(p.network, NetworkMode::Allow);
+    assert!(matches!(p.net.decide(&Host::parse("a.example.com").unwrap(), 443), NetVerdict::Denied(_)));
+    assert_eq!(
+        p.net.deny[0].origin,
+        Origin::Project { path: Path::new("/home/u/proj/.ringfence.toml").to_path_buf(), line: 2 }
+    );
+    let p = builder().user_config(u()).project_config(project("[network]\nmode = \"none\"\n")).build().unwrap();
+    assert_eq!(p.network, NetworkMode::None);
+    // Deny rules from the project beat the flags' allow rules too.
+    let flags = Overrides { allow_hosts: vec!["a.example.com".into()], ..Default::default() };
+    let p = builder().project_config(project("[network]\ndeny = [\"a.example.com\"]\n")).overrides(flags).build();
+    assert!(matches!(p.unwrap().net.decide(&Host::parse("a.example.com").unwrap(), 443), NetVerdict::Denied(_)));
+
+    // Trusted, the same files may widen.
+    for (text, _) in cases {
+        let flags = Overrides { trust_project: true, ..Default::default() };
+        let p = builder().project_config(project(text)).overrides(flags).build();
+        assert!(p.is_ok(), "{text:?}: {p:?}");
+    }
+    let u = user("trusted_projects = [\"~/proj\"]\n");
+    let p = builder().user_config(u).project_config(project("[network]\npresets = [\"npm\"]\n")).build().unwrap();
+    assert_eq!((p.network, p.net.presets.len()), (NetworkMode::Allow, 1));
+}
+
+#[test]
+fn network_rules_accumulate_across_layers() {
+    let u = user("trusted_projects = [\"~/proj\"]\n[network]\nallow = [\"a.com\"]\nresolver = \"192.0.2.1\"\n");
+    let pr = project("[network]\nallow = [\"b.com\"]\ndeny = [\"c.com\"]\nresolver = \"192.0.2.2\"\n");
+    let flags =
+        Overrides { allow_hosts: vec!["c.com".into()], resolver: Some("192.0.2.3".into()), ..Default::default() };
+    let p = builder().user_config(u).project_config(pr).overrides(flags).build().unwrap();
+    assert_eq!(hosts(&p.net.allow), ["a.com", "b.com", "c.com"]);
+    assert!(matches!(p.net.decide(&Host::parse("c.com").unwrap(), 443), NetVerdict::Denied(_)), "deny beats allow");
+    assert_eq!(p.net.resolver.unwrap().0.to_string(), "192.0.2.3:53", "the last resolver wins");
+}

@@ -15,7 +15,8 @@ mod config;
 pub mod exit_code;
 
 pub use config::{home_dir, load_policy, user_config_path, PolicySources, PROJECT_CONFIG};
-pub use ringfence_audit::EndReason;
+pub use ringfence_audit::{EndReason, EventBody};
+pub use ringfence_gateway::EventSink;
 pub use ringfence_policy as policy;
 pub use ringfence_policy::{Overrides, Policy, PolicyError};
 
@@ -89,7 +90,6 @@ impl From<PolicyError> for Error {
 }
 
 /// A command to run in a sandbox, built like `std::process::Command`.
-#[derive(Debug)]
 pub struct Command {
     program: OsString,
     args: Vec<OsString>,
@@ -98,6 +98,22 @@ pub struct Command {
     policy: Option<Policy>,
     stdio: [Stdio; 3],
     terminal: bool,
+    events: Option<EventSink>,
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Command")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("cwd", &self.cwd)
+            .field("env", &self.env)
+            .field("policy", &self.policy)
+            .field("stdio", &self.stdio)
+            .field("terminal", &self.terminal)
+            .field("events", &self.events.is_some())
+            .finish()
+    }
 }
 
 impl Command {
@@ -110,6 +126,7 @@ impl Command {
             policy: None,
             stdio: Default::default(),
             terminal: false,
+            events: None,
         }
     }
 
@@ -167,17 +184,27 @@ impl Command {
         self
     }
 
+    /// Where the run's network events (net.dns, net.connect, net.deny) go as they happen; they
+    /// come from the gateway's threads.
+    pub fn on_event(mut self, sink: impl Fn(EventBody) + Send + Sync + 'static) -> Self {
+        self.events = Some(std::sync::Arc::new(sink));
+        self
+    }
+
     /// The environment the command will get under `policy`.
     pub fn environment(&self, policy: &Policy, cwd: &std::path::Path) -> Vec<(OsString, OsString)> {
         use std::os::unix::ffi::OsStringExt;
         let host = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v)));
         let mut rules = policy.env.clone();
         rules.set.extend(self.env.iter().cloned());
-        let overrides = [
+        let mut overrides = vec![
             ("PWD", cwd.to_string_lossy().into_owned()),
             ("TMPDIR", "/tmp".to_string()),
             ("RINGFENCE", "1".to_string()),
         ];
+        if policy.network == policy::NetworkMode::Allow {
+            overrides.extend(ringfence_gateway::proxy_environment());
+        }
         rules
             .apply(host.map(|(k, v)| (k, v.into_vec())), &overrides)
             .into_iter()
@@ -216,11 +243,27 @@ impl Command {
         }
         let mut specs = specs.into_iter();
         let stdio = [(); 3].map(|_| specs.next().unwrap_or(StdioSpec::Inherit));
+        let net = policy.net.clone();
         let spec =
             LaunchSpec { program: self.program, args: self.args, env, cwd, policy, stdio, terminal: self.terminal };
-        let sandbox = ringfence_linux::spawn(spec).map_err(Error::Launch)?;
+        let mut sandbox = ringfence_linux::spawn(spec).map_err(Error::Launch)?;
+        // The sockets already listen, so the command's first connections wait in their backlog
+        // until the gateway serves them.
+        let gateway = match sandbox.gateway_listeners.take() {
+            Some(l) => {
+                let sink = self.events.unwrap_or_else(|| std::sync::Arc::new(|_| {}));
+                match ringfence_gateway::Gateway::start(l.http, l.socks, net, sink) {
+                    Ok(g) => Some(g),
+                    Err(e) => {
+                        sandbox.kill();
+                        return Err(Error::Io(std::io::Error::other(format!("starting the network gateway: {e}"))));
+                    }
+                }
+            }
+            None => None,
+        };
         let [stdin, stdout, stderr] = ours;
-        Ok(Child { sandbox, stdin, stdout, stderr })
+        Ok(Child { sandbox, gateway, stdin, stdout, stderr })
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -238,6 +281,8 @@ impl Command {
 pub struct Child {
     #[cfg(target_os = "linux")]
     sandbox: Sandbox,
+    #[cfg(target_os = "linux")]
+    gateway: Option<ringfence_gateway::Gateway>,
     pub stdin: Option<std::fs::File>,
     pub stdout: Option<std::fs::File>,
     pub stderr: Option<std::fs::File>,
@@ -314,7 +359,12 @@ impl Child {
     pub fn wait_forwarding(mut self, signals: Option<&mut nix::sys::signalfd::SignalFd>) -> Result<ExitStatus, Error> {
         use ringfence_linux::ExitKind;
         drop(self.stdin.take());
-        let out = self.sandbox.wait(signals).map_err(Error::Launch)?;
+        let out = self.sandbox.wait(signals);
+        // Nothing in the sandbox runs any more: its connections end, and each is recorded.
+        if let Some(gateway) = self.gateway.take() {
+            gateway.stop();
+        }
+        let out = out.map_err(Error::Launch)?;
         let (code, signal) = match out.exit {
             ExitKind::Code(c) => (Some(c), None),
             ExitKind::Signal(s) => (None, Some(s)),

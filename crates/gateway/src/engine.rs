@@ -1,0 +1,293 @@
+//! The decisions every proxy protocol shares: the policy's verdict, resolution of allowed
+//! names only, the address guard, dialling the address that was checked, and the events.
+
+use crate::guard::Guard;
+use crate::resolve::{Resolver, Upstream};
+use crate::EventSink;
+use ringfence_audit::EventBody;
+use ringfence_policy::{Host, NetVerdict, NetworkRules};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// How long one dial may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    HttpConnect,
+    Http,
+    Socks5,
+}
+
+impl Proto {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::HttpConnect => "http-connect",
+            Proto::Http => "http",
+            Proto::Socks5 => "socks5",
+        }
+    }
+}
+
+/// Why a destination is refused; `name` is the event's `reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DenyReason {
+    NotAllowed,
+    Denied,
+    AddressGuard,
+    SniMismatch,
+    NoSni,
+    NotTls,
+    HostMismatch,
+    BadRequest,
+}
+
+impl DenyReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            DenyReason::NotAllowed => "not-allowed",
+            DenyReason::Denied => "denied",
+            DenyReason::AddressGuard => "address-guard",
+            DenyReason::SniMismatch => "sni-mismatch",
+            DenyReason::NoSni => "no-sni",
+            DenyReason::NotTls => "not-tls",
+            DenyReason::HostMismatch => "host-mismatch",
+            DenyReason::BadRequest => "bad-request",
+        }
+    }
+}
+
+/// Why no connection was made.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The policy (or a protocol check) refused; already recorded as net.deny.
+    Denied { reason: DenyReason, detail: String },
+    /// An allowed name did not resolve.
+    Unresolved(String),
+    /// No allowed address answered.
+    Unreachable(std::io::Error),
+}
+
+impl Refusal {
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::Denied { detail, .. } => format!("ringfence: {detail}"),
+            Refusal::Unresolved(e) => format!("ringfence: could not resolve the name: {e}"),
+            Refusal::Unreachable(e) => format!("ringfence: could not connect: {e}"),
+        }
+    }
+}
+
+/// One connection made for the sandbox; recorded as net.connect when it is dropped, so
+/// nothing is lost when the run ends with the connection still open.
+pub struct Connection {
+    pub stream: TcpStream,
+    proto: Proto,
+    host: Host,
+    port: u16,
+    addr: SocketAddr,
+    rule: String,
+    started: Instant,
+    pub up: u64,
+    pub down: u64,
+    pub error: Option<String>,
+    /// Set when a protocol check refused the connection after it was made (net.deny instead).
+    refused: bool,
+    sink: EventSink,
+}
+
+impl Connection {
+    /// Records the refusal instead of a connection.
+    pub fn refuse(mut self, engine: &Engine, reason: DenyReason, detail: String) -> Refusal {
+        self.refused = true;
+        engine.deny(self.proto, &self.host, self.port, reason, detail, Some(self.rule.clone()), Some(self.addr))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.refused {
+            return;
+        }
+        (self.sink)(EventBody::NetConnect {
+            proto: self.proto.name().into(),
+            host: self.host.to_string(),
+            port: self.port,
+            addr: self.addr.to_string(),
+            rule: std::mem::take(&mut self.rule),
+            bytes_up: self.up,
+            bytes_down: self.down,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            error: self.error.take(),
+        });
+    }
+}
+
+pub struct Engine {
+    rules: NetworkRules,
+    guard: Guard,
+    resolver: Resolver,
+    sink: EventSink,
+}
+
+impl Engine {
+    pub fn new(rules: NetworkRules, sink: EventSink) -> Self {
+        let upstream = rules.resolver.as_ref().map_or(Upstream::System, |(a, _)| Upstream::Server(*a));
+        let guard = Guard::new(rules.allow_private.iter().map(|(n, _)| *n).collect());
+        Engine { rules, guard, resolver: Resolver::new(upstream), sink }
+    }
+
+    /// Records a refusal as net.deny and returns it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn deny(
+        &self,
+        proto: Proto,
+        host: &Host,
+        port: u16,
+        reason: DenyReason,
+        detail: String,
+        rule: Option<String>,
+        addr: Option<SocketAddr>,
+    ) -> Refusal {
+        (self.sink)(EventBody::NetDeny {
+            proto: proto.name().into(),
+            host: host.to_string(),
+            port,
+            reason: reason.name().into(),
+            detail: detail.clone(),
+            rule,
+            addr: addr.map(|a| a.to_string()),
+        });
+        Refusal::Denied { reason, detail }
+    }
+
+    /// A request the gateway could not parse, recorded with what is known of it.
+    pub fn bad_request(&self, proto: Proto, detail: String) -> Refusal {
+        (self.sink)(EventBody::NetDeny {
+            proto: proto.name().into(),
+            host: String::new(),
+            port: 0,
+            reason: DenyReason::BadRequest.name().into(),
+            detail: detail.clone(),
+            rule: None,
+            addr: None,
+        });
+        Refusal::Denied { reason: DenyReason::BadRequest, detail }
+    }
+
+    /// Decides, resolves, guards and dials `host:port` for the sandbox.
+    pub async fn open(&self, proto: Proto, host: &Host, port: u16) -> Result<Connection, Refusal> {
+        let rule = match self.rules.decide(host, port) {
+            NetVerdict::Allowed(rule) => rule,
+            NetVerdict::Denied(rule) => {
+                let detail = format!("{host}:{port} is refused by the deny rule `{}` ({})", rule.pattern, rule.origin);
+                return Err(self.deny(
+                    proto,
+                    host,
+                    port,
+                    DenyReason::Denied,
+                    detail,
+                    Some(rule.pattern.to_string()),
+                    None,
+                ));
+            }
+            NetVerdict::NotAllowed => {
+                let hint = match host {
+                    Host::Ip(IpAddr::V6(ip)) => format!("--allow-host '[{ip}]:{port}'"),
+                    Host::Ip(ip) => format!("--allow-host {ip}:{port}"),
+                    Host::Name(name) => format!("--allow-host {name}"),
+                };
+                let what = if matches!(host, Host::Ip(_)) {
+                    "an IP address is reachable only when listed"
+                } else {
+                    "it is not in the network allow list"
+                };
+                let detail = format!("{host}:{port} is not allowed: {what} (to allow it: {hint})");
+                return Err(self.deny(proto, host, port, DenyReason::NotAllowed, detail, None, None));
+            }
+        };
+        let rule_text = rule.pattern.to_string();
+        let (candidates, listed) = match host {
+            Host::Ip(ip) => (vec![*ip], true),
+            Host::Name(name) => (self.resolve(name).await?, false),
+        };
+        let mut permitted = Vec::new();
+        let mut guarded = Vec::new();
+        for ip in candidates {
+            match self.guard.check(ip, listed) {
+                Ok(()) => permitted.push(ip),
+                Err(why) => guarded.push((ip, why)),
+            }
+        }
+        if permitted.is_empty() {
+            let Some(&(ip, why)) = guarded.first() else {
+                return Err(Refusal::Unresolved(format!("{host}: no addresses")));
+            };
+            let detail = format!(
+                "{host}:{port} is refused: it {} {ip}, {}",
+                if listed { "is" } else { "resolves to" },
+                why.describe()
+            );
+            let addr = Some(SocketAddr::new(ip, port));
+            return Err(self.deny(proto, host, port, DenyReason::AddressGuard, detail, Some(rule_text), addr));
+        }
+        let started = Instant::now();
+        let mut last = std::io::Error::other("no address");
+        for ip in permitted {
+            let addr = SocketAddr::new(ip, port);
+            let dialled = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                Ok(r) => r,
+                Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")),
+            };
+            match dialled {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(Connection {
+                        stream,
+                        proto,
+                        host: host.clone(),
+                        port,
+                        addr,
+                        rule: rule_text,
+                        started,
+                        up: 0,
+                        down: 0,
+                        error: None,
+                        refused: false,
+                        sink: self.sink.clone(),
+                    });
+                }
+                Err(e) => {
+                    (self.sink)(EventBody::NetConnect {
+                        proto: proto.name().into(),
+                        host: host.to_string(),
+                        port,
+                        addr: addr.to_string(),
+                        rule: rule_text.clone(),
+                        bytes_up: 0,
+                        bytes_down: 0,
+                        duration_ms: started.elapsed().as_millis() as u64,
+                        error: Some(e.to_string()),
+                    });
+                    last = e;
+                }
+            }
+        }
+        Err(Refusal::Unreachable(last))
+    }
+
+    async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, Refusal> {
+        let lookup = self.resolver.lookup(name).await;
+        if lookup.fresh {
+            (self.sink)(EventBody::NetDns {
+                name: name.to_string(),
+                resolver: self.resolver.upstream().to_string(),
+                answers: lookup.answers.iter().flatten().map(|a| a.to_string()).collect(),
+                duration_ms: lookup.duration.as_millis() as u64,
+                error: lookup.answers.as_ref().err().cloned(),
+            });
+        }
+        lookup.answers.map_err(|e| Refusal::Unresolved(format!("{name}: {e}")))
+    }
+}

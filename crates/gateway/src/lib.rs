@@ -1,0 +1,173 @@
+//! ringfence's egress gateway. It runs inside the supervisor, outside the sandbox, and serves
+//! the listening sockets the sandbox created on its own loopback: an HTTP proxy and a SOCKS5
+//! proxy. Every destination passes the policy's allow list, names are resolved here and only
+//! when allowed, resolved addresses pass the address guard, tunnels must carry TLS for the
+//! allowed name, and each decision is an event.
+
+mod chunked;
+mod engine;
+mod fuzzing;
+mod guard;
+mod http;
+mod proxy;
+mod relay;
+mod resolve;
+mod socks;
+mod tls;
+
+pub use fuzzing::parse_untrusted;
+pub use guard::{classify, Guarded};
+
+use ringfence_audit::EventBody;
+use ringfence_policy::{NetworkRules, HTTP_PROXY_PORT, SOCKS_PROXY_PORT};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the events of the gateway go; called from the gateway's threads.
+pub type EventSink = Arc<dyn Fn(EventBody) + Send + Sync>;
+
+/// Client connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 1024;
+/// How long connections may take to finish once the run is over.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+
+/// The variables that point the command's tools at the gateway.
+pub fn proxy_environment() -> Vec<(&'static str, String)> {
+    let http = format!("http://127.0.0.1:{HTTP_PROXY_PORT}");
+    let socks = format!("socks5h://127.0.0.1:{SOCKS_PROXY_PORT}");
+    let local = "localhost,127.0.0.1,::1".to_string();
+    vec![
+        ("HTTP_PROXY", http.clone()),
+        ("HTTPS_PROXY", http.clone()),
+        ("http_proxy", http.clone()),
+        ("https_proxy", http.clone()),
+        ("ALL_PROXY", socks.clone()),
+        ("all_proxy", socks),
+        ("NO_PROXY", local.clone()),
+        ("no_proxy", local),
+        // npm and yarn read their own settings before the variables above.
+        ("npm_config_proxy", http.clone()),
+        ("npm_config_https_proxy", http.clone()),
+        ("YARN_HTTP_PROXY", http.clone()),
+        ("YARN_HTTPS_PROXY", http.clone()),
+        // Node's built-in fetch honours the variables only when asked (Node 22.21+, 24+).
+        ("NODE_USE_ENV_PROXY", "1".to_string()),
+        ("CARGO_HTTP_PROXY", http.clone()),
+        ("PIP_PROXY", http.clone()),
+        ("RINGFENCE_PROXY", http),
+    ]
+}
+
+/// A running gateway.
+pub struct Gateway {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Starts serving `http` and `socks` (listening sockets, possibly in another network
+    /// namespace) on threads of its own.
+    pub fn start(
+        http: TcpListener,
+        socks: TcpListener,
+        rules: NetworkRules,
+        sink: EventSink,
+    ) -> std::io::Result<Gateway> {
+        raise_open_files_limit();
+        http.set_nonblocking(true)?;
+        socks.set_nonblocking(true)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .thread_name("ringfence-gateway")
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let engine = Arc::new(engine::Engine::new(rules, sink));
+        let (http, socks) = {
+            let _context = runtime.enter();
+            (tokio::net::TcpListener::from_std(http)?, tokio::net::TcpListener::from_std(socks)?)
+        };
+        let thread = std::thread::Builder::new().name("ringfence-gateway".into()).spawn(move || {
+            runtime.block_on(async move {
+                let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+                tokio::select! {
+                    _ = serve(http, engine.clone(), limit.clone(), Kind::Http) => {}
+                    _ = serve(socks, engine, limit, Kind::Socks) => {}
+                    _ = stopped => {}
+                }
+            });
+            runtime.shutdown_timeout(SHUTDOWN_GRACE);
+        })?;
+        Ok(Gateway { stop: Some(stop), thread: Some(thread) })
+    }
+
+    /// Stops serving, waits briefly for open connections, and records every one of them.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Http,
+    Socks,
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    engine: Arc<engine::Engine>,
+    limit: Arc<tokio::sync::Semaphore>,
+    kind: Kind,
+) {
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else { return };
+        let client = match listener.accept().await {
+            Ok((client, _)) => client,
+            // Out of descriptors or memory: wait instead of spinning.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = client.set_nodelay(true);
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            match kind {
+                Kind::Http => proxy::serve_http(&engine, client).await,
+                Kind::Socks => proxy::serve_socks(&engine, client).await,
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Relayed connections take two descriptors each (four more for splice's pipes): lift the
+/// soft limit to the hard one.
+#[cfg(target_os = "linux")]
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn raise_open_files_limit() {}

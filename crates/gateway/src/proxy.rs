@@ -1,0 +1,457 @@
+//! The two proxies the sandbox talks to: HTTP (CONNECT and absolute-form requests) and SOCKS5.
+//! Both end in the same engine, and both check that a tunnel carries TLS for the allowed name.
+
+use crate::chunked::Chunked;
+use crate::engine::{Connection, DenyReason, Engine, Proto, Refusal};
+use crate::http::{self, Body, HeadError, Request};
+use crate::relay;
+use crate::socks::{self, Parsed};
+use crate::tls::{self, Hello};
+use ringfence_policy::Host;
+use std::io;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout_at, Instant};
+
+/// Time a client has to send a complete request head, SOCKS handshake or ClientHello.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a kept-alive HTTP client connection may sit idle between requests.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Buffer for each direction of a relay.
+const RELAY_BUFFER: usize = 128 * 1024;
+
+/// Reads more bytes into `buf`; Ok(0) at end of stream, Err on timeout or error.
+async fn read_more<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, deadline: Instant) -> io::Result<usize> {
+    let mut chunk = [0u8; 8192];
+    match timeout_at(deadline, r.read(&mut chunk)).await {
+        Ok(Ok(n)) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(n)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
+enum HeadRead {
+    Request(Request),
+    /// The client closed (or idled out) between requests.
+    Closed,
+    TimedOut,
+    Bad(HeadError),
+}
+
+/// Reads a request head: the client gets `idle` for its first byte, then HANDSHAKE_TIMEOUT
+/// for the rest, so a slow client can't hold a connection open with a trickle.
+async fn read_request<R: AsyncRead + Unpin>(client: &mut R, buf: &mut Vec<u8>, idle: Duration) -> HeadRead {
+    let idle_deadline = Instant::now() + idle;
+    let mut head_deadline = (!buf.is_empty()).then(|| Instant::now() + HANDSHAKE_TIMEOUT);
+    loop {
+        match http::parse_request(buf) {
+            Ok(Some(req)) => return HeadRead::Request(req),
+            Ok(None) => {}
+            Err(e) => return HeadRead::Bad(e),
+        }
+        match read_more(client, buf, head_deadline.unwrap_or(idle_deadline)).await {
+            Ok(0) => return HeadRead::Closed,
+            Ok(_) => {
+                head_deadline.get_or_insert_with(|| Instant::now() + HANDSHAKE_TIMEOUT);
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && !buf.is_empty() => return HeadRead::TimedOut,
+            Err(_) => return HeadRead::Closed,
+        }
+    }
+}
+
+/// The HTTP response for a refusal.
+fn refusal_response(refusal: &Refusal) -> Vec<u8> {
+    let body = format!("{}\n", refusal.message());
+    match refusal {
+        Refusal::Denied { reason: DenyReason::BadRequest, .. } => {
+            http::gateway_response(400, "Bad Request", &[("X-Ringfence-Deny", "bad-request")], &body)
+        }
+        Refusal::Denied { reason, .. } => {
+            http::gateway_response(403, "Forbidden", &[("X-Ringfence-Deny", reason.name())], &body)
+        }
+        Refusal::Unresolved(_) => {
+            http::gateway_response(502, "Bad Gateway", &[("X-Ringfence-Error", "resolve-failed")], &body)
+        }
+        Refusal::Unreachable(e) if e.kind() == io::ErrorKind::TimedOut => {
+            http::gateway_response(504, "Gateway Timeout", &[("X-Ringfence-Error", "connect-failed")], &body)
+        }
+        Refusal::Unreachable(_) => {
+            http::gateway_response(502, "Bad Gateway", &[("X-Ringfence-Error", "connect-failed")], &body)
+        }
+    }
+}
+
+fn head_refusal(engine: &Engine, e: HeadError) -> Vec<u8> {
+    match e {
+        HeadError::TooLarge => {
+            engine.bad_request(Proto::Http, format!("a request head over {} KiB", http::HEAD_LIMIT / 1024));
+            http::gateway_response(
+                431,
+                "Request Header Fields Too Large",
+                &[("X-Ringfence-Deny", "bad-request")],
+                "ringfence: the request head is too large\n",
+            )
+        }
+        HeadError::Malformed(why) => {
+            refusal_response(&engine.bad_request(Proto::Http, format!("a malformed request: {why}")))
+        }
+    }
+}
+
+/// Serves one client of the HTTP proxy until it closes.
+pub async fn serve_http(engine: &Engine, mut client: TcpStream) {
+    let mut buf = Vec::new();
+    let mut upstream: Option<((Host, u16), Connection)> = None;
+    let mut idle = HANDSHAKE_TIMEOUT;
+    loop {
+        let req = match read_request(&mut client, &mut buf, idle).await {
+            HeadRead::Request(r) => r,
+            HeadRead::Closed => return,
+            HeadRead::TimedOut => {
+                engine.bad_request(Proto::Http, "the request head did not arrive in time".into());
+                let body = "ringfence: the request head did not arrive in time\n";
+                let _ = client.write_all(&http::gateway_response(408, "Request Timeout", &[], body)).await;
+                return;
+            }
+            HeadRead::Bad(e) => {
+                let _ = client.write_all(&head_refusal(engine, e)).await;
+                return;
+            }
+        };
+        idle = IDLE_TIMEOUT;
+        buf.drain(..req.len);
+        if req.method.eq_ignore_ascii_case("CONNECT") {
+            drop(upstream.take());
+            connect(engine, client, req, buf).await;
+            return;
+        }
+        match forward(engine, &mut client, &req, &mut buf, &mut upstream).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(refusal) => {
+                let _ = client.write_all(&refusal_response(&refusal)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// CONNECT host:port: a tunnel, once the ClientHello names the same host.
+async fn connect(engine: &Engine, mut client: TcpStream, req: Request, pending: Vec<u8>) {
+    let target = match http::parse_authority(&req.target, None) {
+        Ok(t) => t,
+        Err(e) => {
+            let refusal = engine.bad_request(Proto::HttpConnect, format!("CONNECT {}: {e}", req.target));
+            let _ = client.write_all(&refusal_response(&refusal)).await;
+            return;
+        }
+    };
+    let conn = match engine.open(Proto::HttpConnect, &target.0, target.1).await {
+        Ok(c) => c,
+        Err(refusal) => {
+            let _ = client.write_all(&refusal_response(&refusal)).await;
+            return;
+        }
+    };
+    if client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.is_err() {
+        return;
+    }
+    tunnel(engine, client, pending, &target.0, conn).await;
+}
+
+/// Sends one absolute-form request and relays its response. Ok(true) when the client
+/// connection may carry another request.
+async fn forward(
+    engine: &Engine,
+    client: &mut TcpStream,
+    req: &Request,
+    buf: &mut Vec<u8>,
+    upstream: &mut Option<((Host, u16), Connection)>,
+) -> Result<bool, Refusal> {
+    let bad = |e: String| engine.bad_request(Proto::Http, format!("a bad request: {e}"));
+    let (host, port, path) = http::parse_absolute(&req.target).map_err(|e| bad(format!("{}: {e}", req.target)))?;
+    let body = http::request_body(req).map_err(|e| match e {
+        HeadError::Malformed(m) => bad(m),
+        HeadError::TooLarge => bad("a request head that is too large".into()),
+    })?;
+    if let Some((h, p)) = http::host_header(req).map_err(bad)? {
+        if h != host || p != port {
+            let detail = format!(
+                "the Host header ({h}:{p}) differs from the request's target ({host}:{port}); both must name the same host"
+            );
+            return Err(engine.deny(Proto::Http, &host, port, DenyReason::HostMismatch, detail, None, None));
+        }
+    }
+    let reusable = |(key, conn): &((Host, u16), Connection)| *key == (host.clone(), port) && !closed(&conn.stream);
+    if !upstream.as_ref().is_some_and(reusable) {
+        *upstream = None;
+        let conn = engine.open(Proto::Http, &host, port).await?;
+        *upstream = Some(((host.clone(), port), conn));
+    }
+    let Some((_, conn)) = upstream.as_mut() else { return Ok(false) };
+    let close = http::wants_close(req);
+    let authority = match (&host, port) {
+        (Host::Ip(std::net::IpAddr::V6(ip)), 80) => format!("[{ip}]"),
+        (Host::Ip(std::net::IpAddr::V6(ip)), p) => format!("[{ip}]:{p}"),
+        (h, 80) => h.to_string(),
+        (h, p) => format!("{h}:{p}"),
+    };
+    let head = http::origin_head(req, &path, &authority, close);
+    let Connection { stream, up, down, error, .. } = conn;
+    let (mut ur, mut uw) = stream.split();
+    let (mut cr, mut cw) = client.split();
+    if let Err(e) = uw.write_all(&head).await {
+        *error = Some(e.to_string());
+        *upstream = None;
+        return Ok(false);
+    }
+    *up += head.len() as u64;
+    if http::expects_continue(req) && body != Body::None {
+        // The origin never sees the Expect header: the gateway says go on itself.
+        if cw.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+            return Ok(false);
+        }
+    }
+    let method = req.method.clone();
+    let send = copy_body(&mut cr, buf, &mut uw, body, up);
+    let receive = async {
+        let mut ubuf = Vec::new();
+        let outcome = relay_response(&mut ur, &mut ubuf, &mut cw, &method, down).await;
+        (outcome, ubuf.is_empty())
+    };
+    let (sent, (received, clean)) = tokio::join!(send, receive);
+    match (sent, received) {
+        (Ok(()), Ok(server_closes)) => {
+            if server_closes || !clean {
+                *upstream = None;
+            }
+            Ok(!close)
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            *error = Some(e.to_string());
+            *upstream = None;
+            Ok(false)
+        }
+    }
+}
+
+/// Whether a kept-alive server connection was closed (or sent something unasked) while idle:
+/// then the next request goes on a new connection instead of failing.
+fn closed(stream: &TcpStream) -> bool {
+    let mut probe = [std::mem::MaybeUninit::uninit()];
+    // The socket is non-blocking (tokio's), so an idle, open connection answers WouldBlock.
+    !matches!(socket2::SockRef::from(stream).peek(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// Relays a response head (after any interim 1xx heads) and its body. Returns whether the
+/// connection can't carry another exchange.
+async fn relay_response<R, W>(
+    from: &mut R,
+    buf: &mut Vec<u8>,
+    to: &mut W,
+    method: &str,
+    count: &mut u64,
+) -> io::Result<bool>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    loop {
+        let resp = loop {
+            match http::parse_response(buf) {
+                Ok(Some(r)) => break r,
+                Ok(None) => {}
+                Err(_) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "the server sent a malformed response"))
+                }
+            }
+            if read_more(from, buf, Instant::now() + Duration::from_secs(24 * 3600)).await? == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed before responding"));
+            }
+        };
+        to.write_all(&buf[..resp.len]).await?;
+        *count += resp.len as u64;
+        buf.drain(..resp.len);
+        if (100..200).contains(&resp.status) && resp.status != 101 {
+            continue;
+        }
+        let body = http::response_body(&resp, method)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the server's response framing is ambiguous"))?;
+        if resp.status == 101 {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "protocol upgrades are not relayed"));
+        }
+        copy_body(from, buf, to, body, count).await?;
+        return Ok(body == Body::UntilClose || http::server_closes(&resp));
+    }
+}
+
+/// Copies one message body from `from` to `to`, starting with the bytes already in `pending`;
+/// afterwards `pending` holds what was read beyond the body.
+async fn copy_body<R, W>(from: &mut R, pending: &mut Vec<u8>, to: &mut W, body: Body, count: &mut u64) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut chunked = Chunked::default();
+    let mut left = match body {
+        Body::None => return Ok(()),
+        Body::Length(n) => n,
+        Body::Chunked | Body::UntilClose => u64::MAX,
+    };
+    let mut scratch = vec![0u8; RELAY_BUFFER];
+    loop {
+        if !pending.is_empty() {
+            let (take, done) = match body {
+                Body::Chunked => chunked.feed(pending).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+                _ => {
+                    let take = left.min(pending.len() as u64) as usize;
+                    left -= take as u64;
+                    (take, left == 0)
+                }
+            };
+            to.write_all(&pending[..take]).await?;
+            *count += take as u64;
+            pending.drain(..take);
+            if done {
+                return Ok(());
+            }
+        }
+        let n = from.read(&mut scratch).await?;
+        if n == 0 {
+            return match body {
+                Body::UntilClose => to.flush().await,
+                _ => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the body ended early")),
+            };
+        }
+        pending.extend_from_slice(&scratch[..n]);
+    }
+}
+
+/// Checks that the tunnel starts with a ClientHello for `host`, then relays both ways.
+async fn tunnel(engine: &Engine, mut client: TcpStream, mut pending: Vec<u8>, host: &Host, mut conn: Connection) {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let sni = loop {
+        match tls::parse(&pending) {
+            Hello::Tls(sni) => break sni,
+            Hello::NotTls(why) => {
+                let detail = format!(
+                    "the tunnel to {host} does not start with a TLS ClientHello ({why}); tunnels carry TLS only, plain HTTP goes through the HTTP proxy"
+                );
+                conn.refuse(engine, DenyReason::NotTls, detail);
+                return;
+            }
+            Hello::Incomplete => {}
+        }
+        match read_more(&mut client, &mut pending, deadline).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                let detail = format!("no TLS ClientHello arrived for {host} within {}s", HANDSHAKE_TIMEOUT.as_secs());
+                conn.refuse(engine, DenyReason::NotTls, detail);
+                return;
+            }
+            Err(_) => return,
+        }
+    };
+    let verdict = match (host, sni.as_deref()) {
+        (Host::Name(name), Some(sni)) if sni == name.as_str() => None,
+        (Host::Ip(_), None) => None,
+        (_, Some(sni)) => Some((
+            DenyReason::SniMismatch,
+            format!("the TLS server name `{sni}` differs from the tunnel's host {host}"),
+        )),
+        (_, None) => Some((DenyReason::NoSni, format!("the TLS ClientHello for {host} names no server"))),
+    };
+    if let Some((reason, detail)) = verdict {
+        conn.refuse(engine, reason, detail);
+        return;
+    }
+    let Connection { stream, up, down, error, .. } = &mut conn;
+    let server = &*stream;
+    let to_server = async {
+        relay::write_all(server, &pending).await?;
+        *up += pending.len() as u64;
+        relay::pump(&client, server, up).await
+    };
+    let to_client = relay::pump(server, &client, down);
+    if let Err(e) = tokio::try_join!(to_server, to_client) {
+        *error = Some(e.to_string());
+    }
+}
+
+/// Serves one SOCKS5 client: handshake, CONNECT, then the same tunnel checks as HTTP CONNECT.
+pub async fn serve_socks(engine: &Engine, mut client: TcpStream) {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut buf = Vec::new();
+    let bad = |why: &str| {
+        engine.bad_request(Proto::Socks5, format!("SOCKS5: {why}"));
+    };
+    let no_auth = loop {
+        match socks::parse_greeting(&buf) {
+            Parsed::Done(ok, used) => {
+                buf.drain(..used);
+                break ok;
+            }
+            Parsed::Invalid(why) | Parsed::Refuse(_, why, _) => return bad(why),
+            Parsed::Incomplete => {}
+        }
+        match read_more(&mut client, &mut buf, deadline).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(_) => return bad("the handshake did not arrive in time"),
+        }
+    };
+    if !no_auth {
+        let _ = client.write_all(&[socks::VERSION, socks::NO_ACCEPTABLE_METHOD]).await;
+        return bad("the client offers no method without authentication");
+    }
+    if client.write_all(&[socks::VERSION, socks::NO_AUTH]).await.is_err() {
+        return;
+    }
+    let (host, port) = loop {
+        match socks::parse_request(&buf) {
+            Parsed::Done(target, used) => {
+                buf.drain(..used);
+                break target;
+            }
+            Parsed::Refuse(code, why, _) => {
+                let _ = client.write_all(&socks::reply(code)).await;
+                return bad(why);
+            }
+            Parsed::Invalid(why) => return bad(why),
+            Parsed::Incomplete => {}
+        }
+        match read_more(&mut client, &mut buf, deadline).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(_) => return bad("the request did not arrive in time"),
+        }
+    };
+    let conn = match engine.open(Proto::Socks5, &host, port).await {
+        Ok(c) => c,
+        Err(refusal) => {
+            let code = match &refusal {
+                Refusal::Denied { .. } => socks::NOT_ALLOWED,
+                Refusal::Unresolved(_) => socks::HOST_UNREACHABLE,
+                Refusal::Unreachable(e) => match e.kind() {
+                    io::ErrorKind::ConnectionRefused => socks::CONNECTION_REFUSED,
+                    io::ErrorKind::NetworkUnreachable => socks::NETWORK_UNREACHABLE,
+                    io::ErrorKind::TimedOut => socks::TTL_EXPIRED,
+                    io::ErrorKind::HostUnreachable => socks::HOST_UNREACHABLE,
+                    _ => socks::GENERAL_FAILURE,
+                },
+            };
+            let _ = client.write_all(&socks::reply(code)).await;
+            return;
+        }
+    };
+    if client.write_all(&socks::reply(socks::SUCCEEDED)).await.is_err() {
+        return;
+    }
+    tunnel(engine, client, buf, &host, conn).await;
+}

