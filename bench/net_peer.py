@@ -80,10 +80,17 @@ def send_zeros(sock, count):
         count -= n
 
 
+# A ServerHello-shaped record (version, a random that is not a HelloRetryRequest's, no session
+# id, one cipher suite, no compression): the bulk tunnel's stand-in for a server's first flight,
+# which a gateway may wait for before it relays more of the client's bytes.
+SERVER_HELLO = bytes([0x16, 3, 3, 0, 42, 2, 0, 0, 38, 3, 3]) + bytes(32) + bytes([0, 0xc0, 0x2f, 0])
+
+
 def serve_bulk(conn):
     rec = read_exact(conn, 5)
-    if rec[0] == 0x16:  # skip the ClientHello record
+    if rec[0] == 0x16:  # skip the ClientHello record and answer it, as a TLS server would
         read_exact(conn, struct.unpack("!H", rec[3:5])[0])
+        conn.sendall(SERVER_HELLO)
         req = read_exact(conn, 10)
     else:
         req = rec + read_exact(conn, 5)
@@ -233,6 +240,7 @@ def bulk(direction, host, port, nbytes, reps):
         s = route.tunnel()
         try:
             s.sendall(client_hello())
+            read_exact(s, len(SERVER_HELLO))
             if direction == "up":
                 s.sendall(b"UP" + struct.pack("!Q", nbytes))
                 send_zeros(s, nbytes)

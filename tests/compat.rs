@@ -1,5 +1,6 @@
 //! Compatibility: everyday developer tools and process plumbing work inside the sandbox, for
 //! every identity (root, and nobody when the tests run as root). Nothing here uses the network.
+#![cfg(target_os = "linux")]
 
 mod common;
 use common::*;

@@ -7,15 +7,17 @@
 //!
 //! The probes run as one python script per sandboxed run (many probes per run keeps the file
 //! fast). The script prints `@@name result` lines; [`Run`] collects them with the run's events.
+#![cfg(target_os = "linux")]
 
 mod common;
 mod netlab;
 
 use common::*;
-use netlab::{lab, Lab, Request, Side};
+use netlab::{lab, Lab, Request, Side, RESOLVER};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::process::Output;
 
 /// Helpers for the python probes. `sys.argv[1]` is the test CA's PEM file, `sys.argv[2]` the
@@ -146,24 +148,37 @@ impl Run {
     /// `ringfence run --events PATH ARGS -- python3 -c PRELUDE+CODE CA ARGV...` in the lab
     /// (`ARGV` starts with the marker).
     fn sandboxed_argv(lab: &Lab, env: &Env, args: &[&str], code: &str, argv: &[&str]) -> Run {
+        Run::sandboxed_over(lab, env, &[], args, code, argv)
+    }
+
+    /// [`Run::sandboxed_argv`] with `files` mounted over H's (`(file, path)`: say, another
+    /// /etc/resolv.conf) for this run alone.
+    fn sandboxed_over(lab: &Lab, env: &Env, files: &[(&Path, &str)], args: &[&str], code: &str, argv: &[&str]) -> Run {
         let events = env.root.join(format!("{}.jsonl", marker("events")));
         let mut all = vec!["--events", path_str(&events)];
         all.extend(args);
         let code = format!("{PY_PRELUDE}\n{code}");
         let mut script_argv = vec![path_str(&lab.ca_pem)];
         script_argv.extend(argv);
-        let out = lab.run_py(env, &all, &code, &script_argv);
+        let out = lab.run_py(env, files, &all, &code, &script_argv);
         Run::new(env.who, out, Some(&events))
     }
 
     /// The same probe script on H without ringfence (the control), as the same identity.
     fn unsandboxed(lab: &Lab, env: &Env, code: &str, m: &str) -> Run {
+        Run::unsandboxed_over(lab, env, &[], code, &[m])
+    }
+
+    /// [`Run::unsandboxed`] with `files` mounted over H's, and `ARGV` after the CA.
+    fn unsandboxed_over(lab: &Lab, env: &Env, files: &[(&Path, &str)], code: &str, argv: &[&str]) -> Run {
         let code = format!("{PY_PRELUDE}\n{code}");
-        let out = lab.host_py(env, &code, &[path_str(&lab.ca_pem), m]);
+        let mut script_argv = vec![path_str(&lab.ca_pem)];
+        script_argv.extend(argv);
+        let out = lab.host_py(env, files, &code, &script_argv);
         Run::new(env.who, out, None)
     }
 
-    fn new(who: Who, out: Output, events: Option<&std::path::Path>) -> Run {
+    fn new(who: Who, out: Output, events: Option<&Path>) -> Run {
         let results = stdout(&out)
             .lines()
             .filter_map(|l| l.strip_prefix("@@"))
@@ -432,6 +447,44 @@ fn allowed_host_works_and_other_hosts_get_403() {
     });
 }
 
+const PY_NOTICES: &str = r#"
+refused = 0
+for i in range(100):
+    s = proxy()
+    s.sendall(b'GET http://n%d-%s.wild.test/ HTTP/1.1\r\nConnection: close\r\n\r\n' % (i, M.encode()))
+    refused += status(recv_head(s)) == 403
+out('refused', refused)
+"#;
+
+/// Notices of refusals on stderr are capped: a command that tries 100 names that aren't
+/// allowed gets a notice for each of the first 32 distinct refusals, then one line saying that
+/// the rest are only in the event file, which records every one of them.
+#[test]
+fn refusal_notices_are_capped() {
+    each_identity("notices", |lab, env, m| {
+        let run = Run::sandboxed(lab, env, &["--allow-host", "allowed.test"], PY_NOTICES, m);
+        let err = stderr(&run.out);
+        assert_code(&run.out, 0);
+        run.expect("refused", &["100"]);
+        let denied: std::collections::BTreeSet<&str> = run
+            .events_with("net.deny", &[("reason", "not-allowed")])
+            .iter()
+            .filter_map(|e| e["host"].as_str())
+            .filter(|h| h.contains(m))
+            .collect();
+        run.check(denied.len() == 100, &format!("{} distinct net.deny events", denied.len()));
+
+        let notices: Vec<&str> = err.lines().filter(|l| l.starts_with("ringfence: network: ")).collect();
+        run.check(notices.len() == 33, &format!("{} notices", notices.len()));
+        for (i, line) in notices[..32].iter().enumerate() {
+            run.check(line.contains(&format!("n{i}-{m}.wild.test")), &format!("notice {i}: {line}"));
+        }
+        let last = notices[32];
+        run.check(last.contains("further refusals") && last.contains("--events"), &format!("the last notice: {last}"));
+        run.check(!err.contains(&format!("n32-{m}")), "a refusal after the 32nd was noted on stderr");
+    });
+}
+
 const PY_SOCKS: &str = r#"
 curl('socks-hostname', '--socks5-hostname', '127.0.0.1:1080', '--cacert', CA,
      'https://allowed.test/hello?m=%s-socks-hostname' % M)
@@ -527,8 +580,17 @@ fn deny_beats_allow() {
 }
 
 /// Names in the lab that resolve to addresses the guard must refuse.
-const GUARDED: &[&str] =
-    &["loop.test", "loop6.test", "self.test", "meta.test", "meta6.test", "lan.test", "mapped.test", "nat64.test"];
+const GUARDED: &[&str] = &[
+    "loop.test",
+    "loop6.test",
+    "self.test",
+    "anyip.test",
+    "meta.test",
+    "meta6.test",
+    "lan.test",
+    "mapped.test",
+    "nat64.test",
+];
 
 const PY_GUARD: &str = r#"
 for name in sys.argv[3:]:
@@ -543,7 +605,8 @@ curl('control', 'http://allowed.test/hello?m=%s-control' % M)
 "#;
 
 /// The address guard: allowed names that resolve to H's loopback (v4, v6, IPv4-mapped),
-/// H's own address, the metadata address (v4 and v6), a private address or a NAT64 form of
+/// H's own address, an address that is no interface's but that H's `local` route delivers to
+/// H itself (AnyIP), the metadata address (v4 and v6), a private address or a NAT64 form of
 /// loopback are refused over HTTP, CONNECT and SOCKS5, and the listeners at those addresses
 /// saw no connection. A name that answers both a good and a loopback address, and one that
 /// rebinds to loopback between lookups, never reach loopback. Controls: the listeners answer
@@ -575,8 +638,17 @@ fn address_guard_refuses_internal_addresses() {
             let ev = run.denied(name, "address-guard");
             run.check(ev["addr"].is_string(), &format!("{name}: net.deny without the refused address"));
         }
-        let leaks =
-            ["hello from 127.", "hello from ::1", "hello from 198.51.100.1", "hello from 169.254", "hello from 10."];
+        let anyip = run.denied("anyip.test", "address-guard");
+        let detail = anyip["detail"].as_str().unwrap_or("");
+        run.check(detail.contains("own address"), &format!("anyip.test: not refused as H's own address: {detail}"));
+        let leaks = [
+            "hello from 127.",
+            "hello from ::1",
+            "hello from 198.51.100.1",
+            "hello from 203.0.113.200",
+            "hello from 169.254",
+            "hello from 10.",
+        ];
         for name in run.results.keys() {
             run.expect_not(name, &leaks);
             run.expect_not(name, &["hello from fd00"]);
@@ -596,12 +668,19 @@ fn address_guard_refuses_internal_addresses() {
         );
         run.check_no_new_connections(lab, &internal_i, &i_before);
 
-        // Controls: every refused listener (on H: loopback and its own address; in I: the
-        // metadata and private addresses) answers a direct probe.
-        for addr in
-            ["127.0.0.1:80", "[::1]:80", "198.51.100.1:80", "169.254.169.254:80", "10.0.0.1:80", "[fd00:ec2::254]:80"]
-        {
-            assert_answers_from_host(lab, env.who, addr, m, "hello from");
+        // Controls: every refused listener (on H: loopback, its own address and the address of
+        // its local route; in I: the metadata and private addresses) answers a direct probe.
+        for addr in [
+            "127.0.0.1:80",
+            "[::1]:80",
+            "198.51.100.1:80",
+            "203.0.113.200:80",
+            "169.254.169.254:80",
+            "10.0.0.1:80",
+            "[fd00:ec2::254]:80",
+        ] {
+            let ip = sock(addr).ip();
+            assert_answers_from_host(lab, env.who, addr, m, &format!("hello from {ip}"));
         }
         let code = format!("curl('lan', 'http://lan.test/hello?m={m}-lan')");
         let args = ["--allow-host", "lan.test", "--allow-private", "10.0.0.0/8"];
@@ -682,6 +761,154 @@ fn fronting_is_refused() {
     });
 }
 
+const PY_HELLO: &str = r#"
+import struct
+OTHER, ALLOWED_OTHER = 'o%s.other.test' % M, 'w%s.wild.test' % M
+# The random of a ServerHello that is a HelloRetryRequest (RFC 8446, 4.1.3).
+HRR = bytes.fromhex('cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c')
+
+def host(case):
+    return '%s-%s.wild.test' % (case, M)
+
+def hello(name, names=None, key_share=True):
+    """OpenSSL's ClientHello for `name`, as one record; with `names`, its server_name list
+    holds those (type, name) entries instead; without `key_share`, it offers no key share,
+    which a TLS 1.3 server that supports a listed group answers with a HelloRetryRequest."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    outgoing = ssl.MemoryBIO()
+    tls = ctx.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname=name)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    body = outgoing.read()[9:]
+    # Version and random, then session id, cipher suites and compression methods.
+    p = 34
+    p += 1 + body[p]
+    p += 2 + int.from_bytes(body[p:p + 2], 'big')
+    p += 1 + body[p]
+    exts, q, end = [], p + 2, p + 2 + int.from_bytes(body[p:p + 2], 'big')
+    while q < end:
+        kind, n = struct.unpack('>HH', body[q:q + 4])
+        exts.append((kind, body[q + 4:q + 4 + n]))
+        q += 4 + n
+    if names is not None:
+        entries = b''.join(bytes([t]) + struct.pack('>H', len(n)) + n.encode() for t, n in names)
+        exts = [(0, struct.pack('>H', len(entries)) + entries) if k == 0 else (k, d) for k, d in exts]
+    if not key_share:
+        exts = [(51, b'\x00\x00') if k == 51 else (k, d) for k, d in exts]
+    ext = b''.join(struct.pack('>HH', k, len(d)) + d for k, d in exts)
+    body = body[:p] + struct.pack('>H', len(ext)) + ext
+    message = b'\x01' + len(body).to_bytes(3, 'big') + body
+    return b'\x16\x03\x01' + struct.pack('>H', len(message)) + message
+
+def server_hellos(data):
+    """'retry' for each HelloRetryRequest and 'hello' for each ServerHello among the records in data."""
+    found, p = [], 0
+    while p + 5 <= len(data):
+        kind, n = data[p], int.from_bytes(data[p + 3:p + 5], 'big')
+        record = data[p + 5:p + 5 + n]
+        if len(record) < n:
+            break
+        if kind == 22 and record[:1] == b'\x02' and len(record) >= 38:
+            found.append('retry' if record[6:38] == HRR else 'hello')
+        p += 5 + n
+    return found
+
+def tunnel(case, via):
+    if via == 'socks':
+        s, code = socks(host(case), 443)
+    else:
+        s, code = connect(host(case) + ':443')
+    return s, code
+
+def retry(case, second, via='connect'):
+    """A ClientHello for the tunnel's host without a key share, then, after the server's
+    HelloRetryRequest, a second one for `second`: what the server answered, and whether the
+    tunnel was closed."""
+    s, code = tunnel(case, via)
+    s.sendall(hello(host(case), key_share=False))
+    data = recv_until(s, server_hellos)
+    s.sendall(hello(second))
+    data += recv_until(s, lambda more: len(server_hellos(data + more)) >= 2)
+    out(case, code, *server_hellos(data))
+
+def listed(case, names):
+    """A ClientHello whose server_name list holds `names` (the tunnel's host first)."""
+    s, code = tunnel(case, 'connect')
+    s.sendall(hello(host(case), names=[(t, host(case) if n is None else n) for t, n in names]))
+    out(case, code, *(server_hellos(recv_until(s, server_hellos)) or ['closed']))
+
+retry('retry-same', host('retry-same'))
+retry('retry-other', OTHER)
+retry('retry-allowed', ALLOWED_OTHER)
+retry('retry-socks', OTHER, via='socks')
+curl('curl-retry', '--curves', 'P-521:X25519', '--cacert', CA, 'https://%s/hello?m=%s-curl-retry' % (host('curl-retry'), M))
+listed('list-one', [(0, None)])
+listed('list-type1', [(0, None), (1, 'x'), (0, OTHER)])
+listed('list-two', [(0, None), (0, OTHER)])
+"#;
+
+/// The server name of a tunnel is checked in every ClientHello the server acts on, and read
+/// the one way every server reads it:
+/// - a first ClientHello for the tunnel's host that offers no key share draws a
+///   HelloRetryRequest from the server; a second ClientHello naming another host (not allowed,
+///   or allowed) closes the tunnel, over CONNECT and SOCKS5, and the server never sees it;
+/// - a server_name list with a second entry after the tunnel's host (of another type, or a
+///   second host name) is refused before any of it reaches the server.
+///
+/// Controls: the same crafted hellos naming the tunnel's host go through (the server answers
+/// the second hello with its ServerHello, and records both), and so does curl when the server
+/// asks it to retry (its only key share is for P-521, which the lab's server lacks).
+#[test]
+fn every_client_hello_names_the_tunnel_host() {
+    each_identity("hello", |lab, env, m| {
+        let host = |case: &str| format!("{case}-{m}.wild.test");
+        let (other, allowed_other) = (format!("o{m}.other.test"), format!("w{m}.wild.test"));
+        let run = Run::sandboxed(lab, env, &["--allow-host", "*.wild.test"], PY_HELLO, m);
+        assert_code(&run.out, 0);
+
+        // Controls.
+        run.expect("retry-same", &["200 retry hello"]);
+        let seen = lab.hellos_with(&host("retry-same"));
+        run.check(seen.len() == 2 && seen[1].retry, &format!("retry-same: the server saw {seen:?}"));
+        run.expect("curl-retry", &["rc=0", &format!("hello from 192.0.2.10 host={} tls=true", host("curl-retry"))]);
+        let seen = lab.hellos_with(&host("curl-retry"));
+        run.check(seen.iter().any(|h| h.retry), &format!("curl-retry: no second hello: {seen:?}"));
+        run.expect("list-one", &["200 hello"]);
+        run.check(lab.hellos_with(&host("list-one")).len() == 1, "list-one: the server did not see the hello");
+
+        // A second hello for another host: the tunnel closes after the HelloRetryRequest.
+        for name in [&other, &allowed_other] {
+            let seen = lab.hellos_mentioning(name);
+            run.check(seen.is_empty(), &format!("the TLS server saw a hello naming {name}: {seen:?}"));
+        }
+        for case in ["retry-other", "retry-allowed", "retry-socks"] {
+            let answer = if case == "retry-socks" { "0 retry" } else { "200 retry" };
+            run.check(run.get(case).trim_end() == answer, &format!("{case}: {}", run.get(case)));
+            let seen = lab.hellos_with(&host(case));
+            run.check(seen.len() == 1 && !seen[0].retry, &format!("{case}: the server saw {seen:?}"));
+            let ev = run.denied(&host(case), "sni-mismatch");
+            let detail = ev["detail"].as_str().unwrap_or("");
+            run.check(detail.contains("HelloRetryRequest"), &format!("{case}: {detail}"));
+        }
+        run.event("net.deny", &[("proto", "socks5"), ("host", &host("retry-socks")), ("reason", "sni-mismatch")]);
+
+        // A server_name list of more than one entry: refused, the server saw none of it.
+        for case in ["list-type1", "list-two"] {
+            run.check(run.get(case) == "200 closed", &format!("{case}: {}", run.get(case)));
+            let seen = lab.hellos_mentioning(&host(case));
+            run.check(seen.is_empty(), &format!("{case}: the server saw {seen:?}"));
+            run.denied(&host(case), "not-tls");
+        }
+        let ev = run.denied(&host("list-type1"), "not-tls");
+        let detail = ev["detail"].as_str().unwrap_or("");
+        run.check(detail.contains("exactly one host name"), &format!("list-type1: {detail}"));
+    });
+}
+
 const PY_DNS: &str = r#"
 secret = 'c2VjcmV0'
 N = sys.argv[3]
@@ -736,6 +963,58 @@ fn denied_names_never_reach_the_resolver() {
         let out = lab.host_sh(env, &format!("getent hosts c2VjcmV0.{h}.wild.test"));
         assert!(stdout(&out).contains("192.0.2.10"), "{who:?}: control lookup on H: {}", both(&out));
         assert!(!lab.queries_with(h).is_empty(), "{who:?}: control lookup on H not seen");
+    });
+}
+
+const PY_SEARCH: &str = r#"
+curl('search', 'http://%s/hello?m=%s-search' % (sys.argv[3], M))
+curl('hosts-file', 'http://%s/hello?m=%s-hosts-file' % (sys.argv[4], M))
+"#;
+
+/// The system resolver looks up an allowed name as the absolute name it is: with `search
+/// corp.test` and `options ndots:5` in H's resolv.conf, the allowed `s{m}.wild.test` reaches
+/// 192.0.2.10, although `s{m}.wild.test.corp.test` exists (at 192.0.2.11), and the resolver is
+/// never asked for the `.corp.test` name. A name that only H's /etc/hosts knows still
+/// resolves. Control: the same script on H without ringfence (same resolv.conf and hosts file)
+/// asks for the `.corp.test` name first and reaches 192.0.2.11, and reaches the hosts file's
+/// address.
+#[test]
+fn system_resolver_ignores_the_search_list() {
+    each_identity("search", |lab, env, m| {
+        let (s, h) = (format!("s{m}.wild.test"), format!("h{m}.hostsfile.test"));
+        let resolv = env.root.join("resolv.conf");
+        std::fs::write(
+            &resolv,
+            format!("nameserver {RESOLVER}\nsearch corp.test\noptions ndots:5 timeout:2 attempts:1\n"),
+        )
+        .unwrap();
+        let hosts = env.root.join("hosts");
+        std::fs::write(&hosts, format!("127.0.0.1 localhost\n::1 localhost\n203.0.113.10 {h}\n")).unwrap();
+        let files = [(resolv.as_path(), "/etc/resolv.conf"), (hosts.as_path(), "/etc/hosts")];
+
+        let args = ["--allow-host", &s, "--allow-host", &h];
+        let run = Run::sandboxed_over(lab, env, &files, &args, PY_SEARCH, &[m, &s, &h]);
+        assert_code(&run.out, 0);
+        run.expect("search", &["rc=0", &format!("hello from 192.0.2.10 host={s}")]);
+        run.expect("hosts-file", &["rc=0", &format!("hello from 203.0.113.10 host={h}")]);
+        let asked = lab.queries_with(m);
+        run.check(asked.iter().any(|q| q.name == s), &format!("the resolver was not asked for {s}: {asked:?}"));
+        let searched: Vec<_> = asked.iter().filter(|q| q.name.ends_with(".corp.test")).collect();
+        run.check(searched.is_empty(), &format!("the resolver was asked for a search-list name: {searched:?}"));
+        for (name, addr) in [(&s, "192.0.2.10"), (&h, "203.0.113.10")] {
+            let ev = run.event("net.dns", &[("name", name)]);
+            run.check(ev["answers"] == serde_json::json!([addr]), &format!("net.dns of {name}: {ev}"));
+        }
+
+        // Control: without ringfence, the search list applies.
+        let host = Run::unsandboxed_over(lab, env, &files, PY_SEARCH, &[m, &s, &h]);
+        host.expect("search", &["rc=0", &format!("hello from 192.0.2.11 host={s}")]);
+        host.expect("hosts-file", &["rc=0", &format!("hello from 203.0.113.10 host={h}")]);
+        let searched = format!("{s}.corp.test");
+        host.check(
+            lab.queries_with(m).iter().any(|q| q.name == searched),
+            &format!("the resolver was not asked for {searched}"),
+        );
     });
 }
 
@@ -1010,6 +1289,133 @@ fn http_keepalive_chunked_and_large_bodies() {
         let total_up: u64 = run.events_with("net.connect", &[]).iter().filter_map(|e| e["bytes_up"].as_u64()).sum();
         run.check(total_down > 40 << 20, &format!("net.connect bytes_down add up to {total_down}"));
         run.check(total_up > 64 << 20, &format!("net.connect bytes_up add up to {total_up}"));
+    });
+}
+
+const PY_SMUGGLE: &str = r#"
+import re
+DIRECT = sys.argv[3] == 'direct'
+
+def response(s):
+    """One response: its status and body (None, '' when the connection just closed)."""
+    data = recv_head(s)
+    head, _, body = data.partition(b'\r\n\r\n')
+    length = re.search(rb'(?i)\r\ncontent-length: *(\d+)', head)
+    n = int(length.group(1)) if length else 0
+    body += recv_until(s, lambda more: len(body) + len(more) >= n)
+    return status(head), body.decode(errors='replace').strip()
+
+def exchange(tag, headers, body):
+    target = b'/upload?m=%s-%s-post' % (M.encode(), tag.encode())
+    if DIRECT:
+        s = socket.create_connection(('192.0.2.10', 80), timeout=2)
+        head = b'POST %s HTTP/1.1\r\nHost: allowed.test\r\n' % target
+    else:
+        s = proxy(timeout=2)
+        head = b'POST http://allowed.test%s HTTP/1.1\r\nHost: allowed.test\r\n' % target
+    s.sendall(head + headers + b'\r\n' + body)
+    code, text = response(s)
+    if DIRECT:
+        # The origin answers what it read after the body too, then closes.
+        recv_all(s)
+    out(tag, code, text)
+
+posts = []
+
+def post(tag, headers, body):
+    """POST /upload?m=M-TAG-post with `headers` and `body` (bytes as they are) through the proxy,
+    or, in the control, straight to the origin with the head a proxy would send on once it had
+    dropped what `Connection` names and passed the body on as it came. The posts run side by
+    side."""
+    posts.append(threading.Thread(target=exchange, args=(tag, headers, body)))
+    posts[-1].start()
+
+def inner(tag, last=b'Connection: close\r\n\r\n'):
+    """A second request, for a host the gateway never checked."""
+    return b'GET /smuggled?m=%s-%s-inner HTTP/1.1\r\nHost: other.test\r\n%s' % (M.encode(), tag.encode(), last)
+
+def expect(tag, body):
+    out(tag + '-expected', 'len=%d sha256=%s' % (len(body), hashlib.sha256(body).hexdigest()))
+
+# `Connection: content-length`: a gateway that drops the header sends the body unframed, and the
+# origin reads it as a request of its own.
+body = inner('cl')
+expect('cl', body)
+post('cl', b'' if DIRECT else b'Connection: content-length\r\nContent-Length: %d\r\n' % len(body), body)
+
+# `Connection: transfer-encoding`: unframed, the chunk-size line `ACE /...` (size 0xACE, the
+# rest a chunk extension) is a request line for the origin, and the chunk data holds a request.
+data = b'Host: allowed.test\r\n\r\n' + inner('te')
+data += b'Z' * (0xACE - len(data))
+body = b'ACE /%s-te-ext HTTP/1.1\r\n' % M.encode() + data + b'\r\n0\r\n\r\n'
+expect('te', data)
+post('te', b'' if DIRECT else b'Connection: transfer-encoding\r\nTransfer-Encoding: chunked\r\n', body)
+
+# Bare LFs: a server that ends a line at LF ends the body there; a gateway that reads on to the
+# next CRLF takes the request that follows for chunk extension or trailer.
+chunked = b'Transfer-Encoding: chunked\r\n'
+post('ext-lf', chunked, b'0;a\n\r\n' + inner('ext-lf', b'Connection: ') + b'close\r\n\r\n')
+post('trailer-lf', chunked, b'0\r\n\n' + inner('trailer-lf', b'Connection: ') + b'close\r\n\r\n')
+
+if not DIRECT:
+    body = inner('host')
+    expect('host', body)
+    post('host', b'Connection: host, content-length\r\nContent-Length: %d\r\n' % len(body), body)
+    post('ext-ctl', chunked, b'5;a\x00b\r\nhello\r\n0\r\n\r\n')
+    post('trailer-ctl', chunked, b'5\r\nhello\r\n0\r\nX-T: a\x01b\r\n\r\n')
+    expect('chunked-ok', b'hello')
+    post('chunked-ok', chunked, b'5;a=b\r\nhello\r\n0\r\nX-T: 1\r\n\r\n')
+for t in posts:
+    t.join()
+"#;
+
+/// Request smuggling through the HTTP proxy, checked at the origin, whose server reads a
+/// connection's requests strictly by their framing and ends lines at a bare LF:
+/// - `Connection: content-length` (or `transfer-encoding`, or `host`) on a POST whose body is a
+///   second request for another host: the origin gets the POST with its framing and Host, and
+///   its whole body, and never reads the body as a request;
+/// - a chunked body with a bare LF in a chunk extension (`0;a\n`) or after the last chunk
+///   (`0\r\n\n`) followed by a request, or with a control byte in an extension or trailer: the
+///   request fails, and the origin never sees what followed.
+///
+/// Controls: a chunked body with an extension and a trailer goes through, and the same bytes,
+/// sent straight to the origin the way a gateway that let them through would pass them on
+/// (the framing header dropped, the bare LFs kept), make the origin read each hidden request.
+#[test]
+fn request_smuggling_reaches_no_origin() {
+    each_identity("smuggle", |lab, env, m| {
+        let run = Run::sandboxed_argv(lab, env, &["--allow-host", "allowed.test"], PY_SMUGGLE, &[m, "proxy"]);
+        assert_code(&run.out, 0);
+        for tag in ["cl", "te", "host", "chunked-ok"] {
+            let expected = run.get(&format!("{tag}-expected")).to_string();
+            run.expect(tag, &["200", &expected]);
+            let seen = run.one_request(lab, &format!("{m}-{tag}-post"));
+            run.check(seen.method == "POST" && seen.host == "allowed.test", &format!("{tag}: {seen:?}"));
+        }
+        // A refused body gets its answer at once: 400, not a wait for a timeout.
+        for tag in ["ext-lf", "trailer-lf", "ext-ctl", "trailer-ctl"] {
+            run.expect(tag, &["400"]);
+            run.expect_not(tag, &["200", "len="]);
+        }
+        // Nothing but the POSTs themselves reached the origin.
+        let seen = lab.requests_with(m);
+        let unchecked: Vec<&Request> = seen
+            .iter()
+            .filter(|r| r.method != "POST" || !r.target.ends_with("-post") || r.host != "allowed.test")
+            .collect();
+        run.check(unchecked.is_empty(), &format!("the origin read requests the gateway never checked: {unchecked:#?}"));
+        run.check(seen.len() <= 8, &format!("the origin saw {seen:?}"));
+
+        // Control: sent straight to the origin as they would arrive through a gateway that let
+        // them pass, the same bodies are read as the requests they hide.
+        let c = unique("smugglectl");
+        let direct = Run::unsandboxed_over(lab, env, &[], PY_SMUGGLE, &[&c, "direct"]);
+        for tag in ["cl", "te", "ext-lf", "trailer-lf"] {
+            direct.expect(tag, &["200"]);
+            let hidden = direct.one_request(lab, &format!("{c}-{tag}-inner"));
+            direct.check(hidden.method == "GET" && hidden.host == "other.test", &format!("{tag}: {hidden:?}"));
+        }
+        direct.one_request(lab, &format!("{c}-te-ext"));
     });
 }
 

@@ -1,6 +1,7 @@
 //! Policy at the binary level: config-file errors, the narrow-only rule for project configs and
 //! how trust lifts it, precedence of the layers, `explain`, `check`, `schema`, and the CLI's own
 //! errors and help.
+#![cfg(target_os = "linux")]
 
 mod common;
 use common::*;

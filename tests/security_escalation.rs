@@ -3,6 +3,7 @@
 //! kernel's global knobs; plus the run.start event that records what was enforced. Every test
 //! runs as root and as nobody; where a call would succeed unconfined, the same probe runs on
 //! the host as the same identity first (control), so an EPERM inside is the sandbox's doing.
+#![cfg(target_os = "linux")]
 
 mod common;
 use common::*;

@@ -4,6 +4,7 @@
 //! test runs as root and as nobody, attacks from inside, then inspects the host tree; each has a
 //! positive control (the same kind of write where it is allowed) so a sandbox that blocks
 //! everything fails too.
+#![cfg(target_os = "linux")]
 
 mod common;
 use common::*;

@@ -4,6 +4,7 @@
 //! looks at the host side: the listener the test opened saw no connection and no datagram. The
 //! positive controls prove each probe would get through: the same probe with `--network host`
 //! (or unconfined on the host) does connect, and loopback inside the sandbox works.
+#![cfg(target_os = "linux")]
 
 mod common;
 use common::*;

@@ -2,6 +2,7 @@
 //! outliving the run or exhausting the host (daemons, a killed supervisor, fork bombs, memory,
 //! time, /tmp). Every test runs as root and as nobody, attacks from inside, and checks the host:
 //! the victim process is alive, no process of the run is left, no cgroup or placeholder remains.
+#![cfg(target_os = "linux")]
 
 mod common;
 use common::*;

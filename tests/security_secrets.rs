@@ -1,6 +1,7 @@
 //! Threat 1, reading secrets: credential files under $HOME (also ones created mid-run), host-wide
 //! secrets, tokens in the environment, and the kernel keyring. Every test runs as root and as
 //! nobody, attacks from inside with real programs, then checks what actually came out.
+#![cfg(target_os = "linux")]
 
 mod common;
 use common::*;

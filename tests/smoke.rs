@@ -1,4 +1,5 @@
 //! The binary starts, runs a command, and passes its exit code through, for every identity.
+#![cfg(target_os = "linux")]
 
 mod common;
 use common::*;

@@ -8,10 +8,12 @@
 //!   rfh 198.51.100.1/24 2001:db8:1::1/64  <-- veth -->    192.0.2.10 .11 .53  203.0.113.10
 //!   routes to 192.0.2.0/24, 203.0.113.0/24,               169.254.169.254  10.0.0.1
 //!     169.254.169.254, 10.0.0.1, 2001:db8::/64,           2001:db8::10 ::11  fd00:ec2::254
-//!     fd00:ec2::254 via I; no default route
-//!   /etc/resolv.conf: nameserver 192.0.2.53           HTTP :80 and TLS :443 on every address
-//!   HTTP :80 and TLS :443 on every address            DNS 192.0.2.53:53 (UDP and TCP)
-//!     (127.0.0.1, ::1, 198.51.100.1: SSRF targets)
+//!     fd00:ec2::254 via I; no default route           HTTP :80 and TLS :443 on every address
+//!   local route 203.0.113.200/32 dev lo (AnyIP)       DNS 192.0.2.53:53 (UDP and TCP)
+//!   /etc/resolv.conf: nameserver 192.0.2.53
+//!   HTTP :80 and TLS :443 on every address
+//!     (127.0.0.1, ::1, 198.51.100.1 and, through the
+//!     local route, 203.0.113.200: SSRF targets)
 //! ```
 //!
 //! H has no default route, so nothing the lab does leaves the two namespaces. Each namespace is
@@ -22,8 +24,16 @@
 //! `far.test` 203.0.113.10, `v6.test` 2001:db8::10, `loop.test` 127.0.0.1, `loop6.test` ::1,
 //! `self.test` 198.51.100.1, `meta.test` 169.254.169.254, `meta6.test` fd00:ec2::254,
 //! `lan.test` 10.0.0.1, `mapped.test` ::ffff:127.0.0.1, `nat64.test` 64:ff9b::7f00:1,
-//! `mixed.test` both 192.0.2.10 and 127.0.0.1, `*.wild.test` 192.0.2.10 (for names no other
-//! test uses), and `*.rebind.test`, whose A answer alternates between 192.0.2.10 and 127.0.0.1.
+//! `mixed.test` both 192.0.2.10 and 127.0.0.1, `anyip.test` 203.0.113.200 (delivered to H
+//! itself by its local route), `*.wild.test` 192.0.2.10 (for names no other test uses),
+//! `*.corp.test` 192.0.2.11 (names a resolver search list would make), and `*.rebind.test`,
+//! whose A answer alternates between 192.0.2.10 and 127.0.0.1.
+//!
+//! The HTTP servers read a connection's requests strictly by their framing (Content-Length or
+//! chunked), so bytes past a body are read as the next request, and they end a line at a bare
+//! LF, as lenient servers do: what a proxy lets through after a body is seen as a request. The
+//! TLS servers record every ClientHello of a connection, also the second one a
+//! HelloRetryRequest asks for.
 
 #![allow(dead_code)]
 
@@ -67,12 +77,29 @@ pub struct Conn {
 }
 
 /// A TLS ClientHello a lab server read.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Hello {
     pub side: Side,
     pub local: SocketAddr,
-    /// The server name, lowercase.
+    /// The server name as rustls reads it, lowercase.
     pub sni: Option<String>,
+    /// Whether it followed an earlier ClientHello on the same connection (the second hello a
+    /// HelloRetryRequest asks for).
+    pub retry: bool,
+    /// The handshake message as it arrived.
+    pub raw: Vec<u8>,
+}
+
+impl std::fmt::Debug for Hello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hello")
+            .field("side", &self.side)
+            .field("local", &self.local)
+            .field("sni", &self.sni)
+            .field("retry", &self.retry)
+            .field("raw", &format_args!("{} bytes", self.raw.len()))
+            .finish()
+    }
 }
 
 /// An HTTP request head a lab server read.
@@ -167,6 +194,7 @@ impl Lab {
             ip addr add {HOST_ADDR}/24 dev rfh
             ip -6 addr add 2001:db8:1::1/64 dev rfh nodad
             ip link set rfh up
+            ip route add local 203.0.113.200/32 dev lo
             for net in 192.0.2.0/24 203.0.113.0/24 169.254.169.254/32 10.0.0.1/32; do
                 ip route add $net via 198.51.100.2
             done
@@ -216,64 +244,64 @@ impl Lab {
     // -----------------------------------------------------------------------------------------
     // Running things in H.
 
-    /// The prefix that enters H (network and mount namespaces) in `env`'s workspace.
-    fn enter(&self, env: &Env) -> Vec<String> {
+    /// The prefix that enters H (network and mount namespaces) in `env`'s workspace; with
+    /// `files`, in a mount namespace of its own where each `(file, path)` is mounted over H's
+    /// `path` (say, another /etc/resolv.conf), for this command alone.
+    fn enter(&self, env: &Env, files: &[(&Path, &str)]) -> Vec<String> {
         let pid = self.host_pid;
-        vec![
+        let mut prefix = vec![
             "nsenter".into(),
             format!("--net=/proc/{pid}/ns/net"),
             format!("--mount=/proc/{pid}/ns/mnt"),
             format!("--wd={}", env.ws.display()),
             "--".into(),
-        ]
+        ];
+        if !files.is_empty() {
+            let mounts: String =
+                files.iter().map(|(file, path)| format!("mount --bind '{}' '{path}' && ", file.display())).collect();
+            prefix.extend(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c"].map(String::from));
+            prefix.extend([format!("{mounts}exec \"$@\""), "sh".into()]);
+        }
+        prefix
     }
 
-    /// `argv` in H as `env`'s identity, with the harness's clean environment.
-    pub fn in_host(&self, env: &Env, argv: &[&OsStr]) -> Command {
-        let prefix = self.enter(env);
+    /// `argv` in H as `env`'s identity, with the harness's clean environment (and `files` as
+    /// in [`Lab::enter`]).
+    pub fn in_host(&self, env: &Env, files: &[(&Path, &str)], argv: &[&OsStr]) -> Command {
+        let prefix = self.enter(env, files);
         let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
         env.command_via(&prefix, argv)
     }
 
     /// `ringfence ARGS...` in H as `env`'s identity.
     pub fn ringfence(&self, env: &Env, args: &[&str]) -> Command {
-        let mut cmd = self.in_host(env, &[crate::common::binary().as_os_str()]);
+        let mut cmd = self.in_host(env, &[], &[crate::common::binary().as_os_str()]);
         cmd.args(args);
         cmd
     }
 
-    /// `ringfence run ARGS -- ARGV...` in H, bounded by [`RUN_LIMIT`].
-    pub fn run(&self, env: &Env, args: &[&str], argv: &[&str]) -> Output {
-        let mut cmd = self.ringfence(env, &["run"]);
-        cmd.args(args).arg("--").args(argv);
+    /// `ringfence run ARGS -- python3 -c CODE ARGV...` in H (with `files` as in
+    /// [`Lab::enter`]), bounded by [`RUN_LIMIT`].
+    pub fn run_py(&self, env: &Env, files: &[(&Path, &str)], args: &[&str], code: &str, argv: &[&str]) -> Output {
+        let mut cmd = self.in_host(env, files, &[crate::common::binary().as_os_str()]);
+        cmd.arg("run").args(args).args(["--", "python3", "-c", code]).args(argv);
         bounded_output(cmd, RUN_LIMIT)
-    }
-
-    /// `ringfence run ARGS -- sh -c SCRIPT` in H.
-    pub fn run_sh(&self, env: &Env, args: &[&str], script: &str) -> Output {
-        self.run(env, args, &["sh", "-c", script])
-    }
-
-    /// `ringfence run ARGS -- python3 -c CODE ARGV...` in H.
-    pub fn run_py(&self, env: &Env, args: &[&str], code: &str, argv: &[&str]) -> Output {
-        let mut all = vec!["python3", "-c", code];
-        all.extend(argv);
-        self.run(env, args, &all)
     }
 
     /// `sh -c SCRIPT` in H, NOT sandboxed, as `env`'s identity: the control that shows what a
     /// probe does without ringfence.
     pub fn host_sh(&self, env: &Env, script: &str) -> Output {
         let argv = ["sh", "-c", script].map(OsStr::new);
-        bounded_output(self.in_host(env, &argv), RUN_LIMIT)
+        bounded_output(self.in_host(env, &[], &argv), RUN_LIMIT)
     }
 
-    /// `python3 -c CODE ARGV...` in H, NOT sandboxed, as `env`'s identity.
-    pub fn host_py(&self, env: &Env, code: &str, argv: &[&str]) -> Output {
+    /// `python3 -c CODE ARGV...` in H (with `files` as in [`Lab::enter`]), NOT sandboxed, as
+    /// `env`'s identity.
+    pub fn host_py(&self, env: &Env, files: &[(&Path, &str)], code: &str, argv: &[&str]) -> Output {
         let mut all = vec!["python3", "-c", code];
         all.extend(argv);
         let all: Vec<&OsStr> = all.into_iter().map(OsStr::new).collect();
-        bounded_output(self.in_host(env, &all), RUN_LIMIT)
+        bounded_output(self.in_host(env, files, &all), RUN_LIMIT)
     }
 
     /// A plain `GET /hello` to `addr`, sent from a socket in `side`'s namespace; returns the
@@ -318,6 +346,18 @@ impl Lab {
         let fragment = fragment.to_ascii_lowercase();
         let log = self.log.lock().unwrap();
         log.hellos.iter().filter(|h| h.sni.as_deref().is_some_and(|s| s.contains(&fragment))).cloned().collect()
+    }
+
+    /// ClientHellos whose bytes contain `fragment` (case-insensitive) anywhere, whichever
+    /// entry of their server_name list a server would use.
+    pub fn hellos_mentioning(&self, fragment: &str) -> Vec<Hello> {
+        let fragment = fragment.to_ascii_lowercase();
+        let log = self.log.lock().unwrap();
+        log.hellos
+            .iter()
+            .filter(|h| h.raw.to_ascii_lowercase().windows(fragment.len()).any(|w| w == fragment.as_bytes()))
+            .cloned()
+            .collect()
     }
 
     /// Questions (and stray datagrams) the resolver got that contain `fragment`.
@@ -494,8 +534,9 @@ fn read_body(r: &mut impl BufRead, chunked: bool, length: u64) -> io::Result<(u6
         loop {
             let mut line = String::new();
             r.read_line(&mut line)?;
-            let size = line.trim().split(';').next().unwrap_or("");
-            let size = u64::from_str_radix(size.trim(), 16).map_err(|_| io::Error::other("bad chunk size"))?;
+            // The size's hex digits; an extension starts at `;` or at whitespace.
+            let size = line.trim().split([';', ' ', '\t']).next().unwrap_or("");
+            let size = u64::from_str_radix(size, 16).map_err(|_| io::Error::other("bad chunk size"))?;
             if size == 0 {
                 // Trailers, up to the empty line.
                 loop {
@@ -647,7 +688,9 @@ impl Certs {
     }
 }
 
-fn serve_tls(mut tcp: TcpStream, ctx: &Ctx, certs: &Certs) {
+fn serve_tls(tcp: TcpStream, ctx: &Ctx, certs: &Certs) {
+    let mut tcp =
+        HelloTap { tcp, ctx: ctx.clone(), records: Vec::new(), handshake: Vec::new(), hellos: 0, done: false };
     let mut acceptor = rustls::server::Acceptor::default();
     let accepted = loop {
         match acceptor.read_tls(&mut tcp) {
@@ -664,7 +707,6 @@ fn serve_tls(mut tcp: TcpStream, ctx: &Ctx, certs: &Certs) {
         }
     };
     let sni = accepted.client_hello().server_name().map(str::to_ascii_lowercase);
-    ctx.log.lock().unwrap().hellos.push(Hello { side: ctx.side, local: ctx.local, sni: sni.clone() });
     let config = certs.config_for(&sni.unwrap_or_else(|| ctx.local.ip().to_string()));
     let conn = match accepted.into_connection(config) {
         Ok(conn) => conn,
@@ -676,7 +718,105 @@ fn serve_tls(mut tcp: TcpStream, ctx: &Ctx, certs: &Certs) {
     let ctx = Ctx { tls: true, ..ctx.clone() };
     let mut stream = serve_http(BufReader::new(rustls::StreamOwned::new(conn, tcp)), &ctx).into_inner();
     stream.conn.send_close_notify();
-    let _ = stream.flush();
+    // Only what is queued (an alert, the close_notify): flushing the stream would go on with a
+    // handshake that failed, and wait for the client.
+    while stream.conn.wants_write() && stream.conn.write_tls(&mut stream.sock).is_ok_and(|n| n > 0) {}
+}
+
+/// The client's half of a TLS connection, read through: each ClientHello in it (the first, and
+/// a second one after a HelloRetryRequest) is recorded as it arrives, until the client sends
+/// anything but handshake and ChangeCipherSpec records.
+struct HelloTap {
+    tcp: TcpStream,
+    ctx: Ctx,
+    /// Bytes of a record not yet complete.
+    records: Vec<u8>,
+    /// Handshake bytes not yet a whole message (a message may span records).
+    handshake: Vec<u8>,
+    hellos: usize,
+    done: bool,
+}
+
+impl HelloTap {
+    fn scan(&mut self) {
+        while !self.done && self.records.len() >= 5 {
+            let len = usize::from(u16::from_be_bytes([self.records[3], self.records[4]]));
+            if self.records.len() < 5 + len {
+                break;
+            }
+            let record: Vec<u8> = self.records.drain(..5 + len).collect();
+            match record[0] {
+                0x16 => self.handshake.extend_from_slice(&record[5..]),
+                0x14 => continue,
+                _ => self.done = true,
+            }
+            while !self.done && self.handshake.len() >= 4 {
+                let len = u32::from_be_bytes([0, self.handshake[1], self.handshake[2], self.handshake[3]]) as usize;
+                if self.handshake.len() < 4 + len {
+                    break;
+                }
+                let message: Vec<u8> = self.handshake.drain(..4 + len).collect();
+                if message[0] != 1 {
+                    self.done = true;
+                    break;
+                }
+                let hello = Hello {
+                    side: self.ctx.side,
+                    local: self.ctx.local,
+                    sni: hello_server_name(&message),
+                    retry: self.hellos > 0,
+                    raw: message,
+                };
+                self.ctx.log.lock().unwrap().hellos.push(hello);
+                self.hellos += 1;
+            }
+        }
+        if self.records.len() + self.handshake.len() > 1 << 18 {
+            self.done = true;
+        }
+    }
+}
+
+impl Read for HelloTap {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.tcp.read(buf)?;
+        if !self.done {
+            self.records.extend_from_slice(&buf[..n]);
+            self.scan();
+        }
+        Ok(n)
+    }
+}
+
+impl Write for HelloTap {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// The server name rustls reads from a ClientHello handshake message (None also when rustls
+/// refuses the hello).
+fn hello_server_name(message: &[u8]) -> Option<String> {
+    let mut wire = Vec::new();
+    for part in message.chunks(16 * 1024) {
+        wire.extend([0x16, 0x03, 0x01]);
+        wire.extend((part.len() as u16).to_be_bytes());
+        wire.extend(part);
+    }
+    let mut wire = &wire[..];
+    let mut acceptor = rustls::server::Acceptor::default();
+    loop {
+        if acceptor.read_tls(&mut wire).ok()? == 0 {
+            return None;
+        }
+        if let Some(accepted) = acceptor.accept().ok()? {
+            return accepted.client_hello().server_name().map(str::to_ascii_lowercase);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -701,6 +841,8 @@ fn answers(name: &str, log: &mut Log, a_question: bool) -> Option<Vec<IpAddr>> {
         "mapped.test" => vec![v6("::ffff:127.0.0.1")],
         "nat64.test" => vec![v6("64:ff9b::7f00:1")],
         "mixed.test" => vec![v4("192.0.2.10"), v4("127.0.0.1")],
+        "anyip.test" => vec![v4("203.0.113.200")],
+        n if n.ends_with(".corp.test") => vec![v4("192.0.2.11")],
         n if n.ends_with(".wild.test") => vec![v4("192.0.2.10")],
         n if n.ends_with(".rebind.test") => {
             let count = log.rebinds.entry(n.to_string()).or_default();

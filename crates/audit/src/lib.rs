@@ -209,6 +209,8 @@ mod tests {
             rusage: Rusage::default(),
         })
         .unwrap();
+        // Windows can't remove a directory while a file in it is open.
+        drop(w);
         let events = read_events(&path).unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].run, "r1");

@@ -43,6 +43,11 @@ pub enum Command {
     Check,
     /// Print the JSON Schema of the policy file.
     Schema,
+    /// Windows: create the sandbox account and its network filters (elevated, once; safe to
+    /// repeat). Other platforms need no set-up.
+    Setup,
+    /// Windows: remove the sandbox account, its secret and its network filters.
+    Uninstall,
 }
 
 #[derive(Args, Debug)]

@@ -29,7 +29,50 @@ pub fn check() -> i32 {
     code
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(windows)]
+pub fn check() -> i32 {
+    use ringfence::windows::FilterState;
+    use std::fmt::Write;
+    let state = ringfence::windows::state();
+    let mut out = String::new();
+    let _ = writeln!(out, "ringfence {} on Windows\n", env!("CARGO_PKG_VERSION"));
+    let mark = |ok: bool| if ok { "ok  " } else { "MISS" };
+    let account = match &state.account_sid {
+        Some(sid) => format!("`{}` ({sid})", ringfence::windows::ACCOUNT_NAME),
+        None => format!("`{}` does not exist", ringfence::windows::ACCOUNT_NAME),
+    };
+    let _ = writeln!(out, "[{}] sandbox account  {account}", mark(state.account_sid.is_some()));
+    let _ = writeln!(out, "[{}] account secret   readable by this user (DPAPI)", mark(state.secret_readable));
+    if let Some(works) = state.logon_works {
+        let _ = writeln!(out, "[{}] logon            as the sandbox account", mark(works));
+    }
+    let _ = writeln!(out, "[{}] runner           installed for the sandbox account", mark(state.runner_installed));
+    let filters = match &state.filters {
+        FilterState::Present { count } => (true, format!("{count} WFP filters on the account")),
+        FilterState::Missing { missing, expected } => (false, format!("{missing} of {expected} WFP filters missing")),
+        FilterState::Unknown(why) => (false, format!("WFP filters unknown: {why}")),
+    };
+    let _ = writeln!(out, "[{}] network filters  {}", mark(filters.0), filters.1);
+    for note in &state.notes {
+        let _ = writeln!(out, "       {note}");
+    }
+    out.push('\n');
+    let problems = state.problems();
+    let code = if problems.is_empty() {
+        out.push_str("ringfence runs here.\n");
+        0
+    } else {
+        for p in &problems {
+            let _ = writeln!(out, "  → {p}");
+        }
+        out.push_str("ringfence can't run here until the items above are fixed.\n");
+        ringfence::exit_code::UNSUPPORTED
+    };
+    crate::emit(&out);
+    code
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
 pub fn check() -> i32 {
     crate::emit(&format!("ringfence {}: this platform's backend is not available yet.\n", env!("CARGO_PKG_VERSION")));
     ringfence::exit_code::UNSUPPORTED

@@ -4,7 +4,10 @@ use crate::args::ExplainArgs;
 use crate::report;
 use ringfence::exit_code;
 use ringfence_policy::env::{EnvVerdict, DEFAULT_KEEP};
-use ringfence_policy::{FsAccess, NetworkMode, Origin, Policy, RuleKind};
+use ringfence_policy::{FsAccess, NetworkMode, Policy};
+#[cfg(target_os = "linux")]
+use ringfence_policy::{Origin, RuleKind};
+#[cfg(target_os = "linux")]
 use std::path::Path;
 
 pub fn explain(args: ExplainArgs) -> i32 {

@@ -4,6 +4,7 @@ mod args;
 mod check;
 mod explain;
 mod run;
+mod setup;
 
 use clap::Parser;
 use ringfence::exit_code;
@@ -24,12 +25,19 @@ fn fill_closed_stdio() {
 }
 
 fn main() {
+    // On Windows this binary is also the runner that starts commands as the sandbox account.
+    #[cfg(windows)]
+    if let Some(code) = ringfence::windows::runner_entry() {
+        std::process::exit(code);
+    }
     #[cfg(target_os = "linux")]
     fill_closed_stdio();
     // Signals the supervisor forwards are blocked before anything else, so none is lost
     // between now and the moment the sandbox's init can take them.
     #[cfg(target_os = "linux")]
     let signals = run::block_forwarded_signals();
+    #[cfg(not(target_os = "linux"))]
+    let signals: run::Signals = None;
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -39,15 +47,11 @@ fn main() {
         }
     };
     let code = match cli.command {
-        #[cfg(target_os = "linux")]
         args::Command::Run(a) => run::run(a, signals),
-        #[cfg(not(target_os = "linux"))]
-        args::Command::Run(_) => {
-            eprintln!("ringfence: this platform's backend is not available yet");
-            exit_code::UNSUPPORTED
-        }
         args::Command::Explain(a) => explain::explain(a),
         args::Command::Check => check::check(),
+        args::Command::Setup => setup::setup(),
+        args::Command::Uninstall => setup::uninstall(),
         args::Command::Schema => {
             emit(&ringfence_policy::config::json_schema());
             0

@@ -2,10 +2,8 @@
 
 use crate::args::RunArgs;
 use crate::report;
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use ringfence::{exit_code, Command, EndReason, ExitStatus, Stdio};
-use ringfence_audit::{EventBody, EventWriter, Layer, Rusage};
+use ringfence_audit::{EventBody, EventWriter, Rusage};
 use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
@@ -20,6 +18,10 @@ fn emit(events: &Events, body: EventBody) {
     }
 }
 
+/// Distinct refusals told on stderr; the rest are only in the event file, so a command that
+/// tries endless names can't flood the terminal or grow ringfence's memory.
+const NOTICES: usize = 32;
+
 /// Where the gateway's events go: the event file, and a notice on stderr for each distinct
 /// refusal so the user sees why a download failed.
 fn gateway_sink(events: Events) -> impl Fn(EventBody) + Send + Sync + 'static {
@@ -27,17 +29,31 @@ fn gateway_sink(events: Events) -> impl Fn(EventBody) + Send + Sync + 'static {
     let newline = if std::io::stderr().is_terminal() { "\r\n" } else { "\n" };
     move |body: EventBody| {
         if let EventBody::NetDeny { host, port, reason, detail, .. } = &body {
-            let first = told.lock().unwrap_or_else(|p| p.into_inner()).insert((host.clone(), *port, reason.clone()));
-            if first {
+            let mut told = told.lock().unwrap_or_else(|p| p.into_inner());
+            if told.len() < NOTICES && told.insert((host.clone(), *port, reason.clone())) {
                 let _ = write!(std::io::stderr(), "ringfence: network: {detail}{newline}");
+                if told.len() == NOTICES {
+                    let more = "ringfence: network: further refusals are not shown here; --events records each one";
+                    let _ = write!(std::io::stderr(), "{more}{newline}");
+                }
             }
         }
         emit(&events, body);
     }
 }
 
+/// The terminal signals the supervisor passes on (Linux: a signalfd; Windows: console events
+/// reach the sandbox's job directly).
+#[cfg(target_os = "linux")]
+pub type Signals = Option<nix::sys::signalfd::SignalFd>;
+#[cfg(not(target_os = "linux"))]
+pub type Signals = Option<()>;
+
 /// Blocks the signals the supervisor forwards and returns a descriptor to read them from.
-pub fn block_forwarded_signals() -> Option<SignalFd> {
+#[cfg(target_os = "linux")]
+pub fn block_forwarded_signals() -> Signals {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
     let mut set = SigSet::empty();
     for sig in ringfence::linux::FORWARDED_SIGNALS {
         set.add(*sig);
@@ -52,11 +68,28 @@ fn run_id() -> String {
     format!("{:x}-{:x}", t.as_millis(), std::process::id())
 }
 
-fn layers(list: &[ringfence::linux::LayerStatus]) -> Vec<Layer> {
-    list.iter().map(|l| Layer { name: l.name.clone(), detail: l.detail.clone() }).collect()
+/// Whether `fd` was handed to us open, for --json-status.
+#[cfg(target_os = "linux")]
+fn status_fd_is_open(fd: i32) -> bool {
+    ringfence::linux::inherited_fd_is_open(fd)
 }
 
-pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
+#[cfg(not(target_os = "linux"))]
+fn status_fd_is_open(_: i32) -> bool {
+    false
+}
+
+#[cfg(target_os = "linux")]
+fn write_status_fd(fd: i32, bytes: &[u8]) -> std::io::Result<()> {
+    ringfence::linux::write_inherited_fd(fd, bytes)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_status_fd(_: i32, _: &[u8]) -> std::io::Result<()> {
+    Err(std::io::Error::other("--json-status is not supported on this platform; use --events"))
+}
+
+pub fn run(args: RunArgs, mut signals: Signals) -> i32 {
     let policy = match ringfence::load_policy(&args.policy.sources(), args.policy.overrides()) {
         Ok(p) => p,
         Err(e) => {
@@ -65,7 +98,7 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
         }
     };
     if let Some(fd) = args.json_status {
-        if !ringfence::linux::inherited_fd_is_open(fd) {
+        if !status_fd_is_open(fd) {
             report(&format!("--json-status {fd}: descriptor {fd} is not open (open it, e.g. `{fd}>status.json`)"));
             return exit_code::POLICY;
         }
@@ -112,8 +145,8 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
             return e.exit_code();
         }
     };
-    let enforcement = child.enforcement().clone();
-    for layer in &enforcement.not_enforced {
+    let (enforced, not_enforced) = child.layers();
+    for layer in &not_enforced {
         eprintln!("ringfence: warning: not enforced (--allow-degraded): {}: {}", layer.name, layer.detail);
     }
     if let Some(w) = head.as_mut() {
@@ -122,13 +155,9 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
             cwd: cwd.display().to_string(),
             profile,
             policy_digest: digest,
-            enforced: layers(&enforcement.enforced),
-            not_enforced: layers(&enforcement.not_enforced),
-            kernel: serde_json::json!({
-                "release": enforcement.kernel,
-                "landlock_abi": enforcement.landlock_abi,
-                "limits": enforcement.limits,
-            }),
+            enforced,
+            not_enforced,
+            kernel: child.platform_json(),
         });
         let _ = w.emit(EventBody::ProcExec {
             pid: child.command_id().unwrap_or(0),
@@ -138,6 +167,11 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
         });
     }
     drop(head);
+    #[cfg(windows)]
+    {
+        let killer = child.killer();
+        let _ = ctrlc::set_handler(move || killer.kill());
+    }
     let relays = relay_streams(&mut child);
     let status = match child.wait_forwarding(signals.as_mut()) {
         Ok(s) => s,
@@ -152,6 +186,9 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
     }
     let code = status.exit_code();
     explain_end(&status, &limits, &events);
+    for warning in &status.warnings {
+        eprintln!("ringfence: warning: {warning}");
+    }
     for (path, detail) in &status.git_findings {
         eprintln!("ringfence: warning: {}: {detail}", path.display());
         emit(&events, EventBody::PolicyDeny { rule: "git".into(), detail: format!("{}: {detail}", path.display()) });
@@ -176,7 +213,7 @@ pub fn run(args: RunArgs, mut signals: Option<SignalFd>) -> i32 {
             "duration_ms": status.duration.as_millis() as u64,
             "rusage": rusage(&status),
         });
-        if let Err(e) = ringfence::linux::write_inherited_fd(fd, format!("{json}\n").as_bytes()) {
+        if let Err(e) = write_status_fd(fd, format!("{json}\n").as_bytes()) {
             report(&format!("--json-status {fd}: {e}"));
         }
     }

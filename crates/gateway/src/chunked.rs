@@ -1,5 +1,8 @@
 //! Finds where a chunked HTTP/1.1 body ends, so a kept-alive connection knows where the next
-//! message starts. The bytes themselves pass through unchanged.
+//! message starts. The bytes themselves pass through unchanged, so the reading is strict: a
+//! line ends only at CRLF, and a bare LF or other control byte is an error. A server that
+//! ended a line at a bare LF would otherwise see the body end earlier than the gateway did,
+//! and read the rest as a request the gateway never checked.
 
 /// Longest chunk-size line (with extensions) or trailer line accepted.
 const LINE_LIMIT: usize = 4096;
@@ -69,7 +72,8 @@ impl Chunked {
                     }
                     match b {
                         b'\r' if digits > 0 => State::SizeLf { size },
-                        _ if in_ext => State::Size { size, digits, in_ext, len: len + 1 },
+                        _ if in_ext && line_byte(b) => State::Size { size, digits, in_ext, len: len + 1 },
+                        _ if in_ext => return Err("a control byte in a chunk extension"),
                         b';' if digits > 0 => State::Size { size, digits, in_ext: true, len: len + 1 },
                         // Whitespace before extensions (RFC 9112 allows BWS there).
                         b' ' | b'\t' if digits > 0 => State::Size { size, digits, in_ext: true, len: len + 1 },
@@ -96,7 +100,8 @@ impl Chunked {
                     }
                     match b {
                         b'\r' => State::TrailerLf { line, total: total + 1 },
-                        _ => State::Trailer { line: line + 1, total: total + 1 },
+                        _ if line_byte(b) => State::Trailer { line: line + 1, total: total + 1 },
+                        _ => return Err("a control byte in a trailer line"),
                     }
                 }
                 State::TrailerLf { line, total } => match (b, line) {
@@ -112,6 +117,11 @@ impl Chunked {
         }
         Ok((i, self.state == State::Done))
     }
+}
+
+/// A byte a header-like line may hold: visible ASCII, space, tab and obs-text.
+fn line_byte(b: u8) -> bool {
+    b == b'\t' || b == b' ' || b.is_ascii_graphic() || b >= 0x80
 }
 
 #[cfg(test)]
@@ -151,7 +161,10 @@ mod tests {
 
     #[test]
     fn refuses_bad_framing() {
-        for bad in [&b"x\r\n"[..], b"5\rhello", b"5\r\nhelloXX", b"\r\n", b"11111111111111111\r\n"] {
+        let bare_lf = [&b"0;a\n\r\n"[..], b"0\r\n\n", b"0\r\nX: 1\nGET / HTTP/1.1\r\n\r\n", b"5;\x00\r\nhello\r\n"];
+        for bad in
+            [&b"x\r\n"[..], b"5\rhello", b"5\r\nhelloXX", b"\r\n", b"11111111111111111\r\n"].into_iter().chain(bare_lf)
+        {
             assert!(whole(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         let long = vec![b'1'; 1].into_iter().chain(std::iter::repeat_n(b';', LINE_LIMIT + 1)).collect::<Vec<_>>();

@@ -243,6 +243,7 @@ impl Engine {
             match dialled {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
+                    crate::cap_buffers(&stream);
                     return Ok(Connection {
                         stream,
                         proto,

@@ -13,7 +13,7 @@ pub fn parse_untrusted(data: &[u8]) {
         let _ = http::expects_continue(&req);
         let _ = http::parse_absolute(&req.target);
         let _ = http::parse_authority(&req.target, None);
-        let _ = http::origin_head(&req, "/", "example.com", false);
+        let _ = http::request_body(&req).map(|body| http::origin_head(&req, "/", "example.com", body, false));
     }
     if let Ok(Some(resp)) = http::parse_response(data) {
         let _ = http::response_body(&resp, "GET");

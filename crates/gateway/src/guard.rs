@@ -151,7 +151,7 @@ impl Guard {
             Some(Guarded::Private) if listed || self.allow_private.iter().any(|n| n.contains(&plain)) => {}
             Some(g) => return Err(g),
         }
-        if self.is_own(ip) || self.is_own(plain) {
+        if self.is_own(ip) || self.is_own(plain) || routed_to_self(ip) {
             return Err(Guarded::OwnAddress);
         }
         Ok(())
@@ -167,6 +167,17 @@ impl Guard {
         }
         own.1.contains(&ip)
     }
+}
+
+/// Whether the kernel would deliver a packet for `ip` to this machine itself: a route of type
+/// `local` covers more than the interfaces' addresses (AnyIP, `ip route add local 203.0.113.0/24
+/// dev lo`). Connecting a UDP socket picks the route and source address without sending
+/// anything; a destination delivered locally is answered from itself.
+fn routed_to_self(ip: IpAddr) -> bool {
+    let any: std::net::SocketAddr = if ip.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    std::net::UdpSocket::bind(any)
+        .and_then(|probe| probe.connect((ip, 9)).and_then(|()| probe.local_addr()))
+        .is_ok_and(|local| local.ip() == ip)
 }
 
 #[cfg(test)]
@@ -262,6 +273,7 @@ mod tests {
             .collect();
         for ip in own {
             assert_eq!(g.check(ip, true), Err(Guarded::OwnAddress), "{ip}");
+            assert!(routed_to_self(ip), "{ip}");
         }
     }
 }

@@ -106,7 +106,11 @@ fn values<'a>(headers: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a 
 /// The comma-separated tokens of every `name` field, lowercased.
 fn tokens(headers: &[Header], name: &str) -> Vec<String> {
     values(headers, name)
-        .flat_map(|v| String::from_utf8_lossy(v).split(',').map(|t| t.trim().to_ascii_lowercase()).collect::<Vec<_>>())
+        .flat_map(|v| {
+            // Only HTTP's own whitespace: a Unicode space must not turn `\u{a0}chunked` into `chunked`.
+            let text = String::from_utf8_lossy(v);
+            text.split(',').map(|t| t.trim_matches([' ', '\t']).to_ascii_lowercase()).collect::<Vec<_>>()
+        })
         .filter(|t| !t.is_empty())
         .collect()
 }
@@ -218,40 +222,41 @@ pub fn parse_absolute(target: &str) -> Result<(Host, u16, String), String> {
     Ok((host, port, path))
 }
 
-/// Headers that belong to one hop and are not passed on.
-fn hop_by_hop(req: &Request) -> Vec<String> {
-    let mut drop: Vec<String> = [
-        "connection",
-        "proxy-connection",
-        "keep-alive",
-        "proxy-authorization",
-        "proxy-authenticate",
-        "te",
-        "upgrade",
-        "expect",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    drop.extend(tokens(&req.headers, "connection"));
-    drop
-}
+/// Headers the gateway never passes on: this hop's own, and those it writes itself (`host`,
+/// and the body's framing, from its own reading of the request). A client's `Connection`
+/// header may name more to drop, but never these: dropping the framing would let the body be
+/// read as a second request the gateway never checked.
+const WRITTEN_BY_GATEWAY: &[&str] = &["host", "content-length", "transfer-encoding"];
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "upgrade",
+    "expect",
+];
 
-/// The head to send the origin: origin-form target, our hop's headers dropped, and the Host
-/// header the policy judged (added when an HTTP/1.0 client sent none).
-pub fn origin_head(req: &Request, path: &str, host_header: &str, close: bool) -> Vec<u8> {
-    let drop = hop_by_hop(req);
-    let mut out = format!("{} {} HTTP/1.1\r\n", req.method, path).into_bytes();
-    if !req.headers.iter().any(|h| h.name == "host") {
-        out.extend(format!("Host: {host_header}\r\n").as_bytes());
+/// The head to send the origin: origin-form target, the Host header the policy judged, the
+/// body framing the gateway will relay, and the client's other end-to-end headers.
+pub fn origin_head(req: &Request, path: &str, authority: &str, body: Body, close: bool) -> Vec<u8> {
+    let listed = tokens(&req.headers, "connection");
+    let mut out = format!("{} {} HTTP/1.1\r\nHost: {authority}\r\n", req.method, path).into_bytes();
+    match body {
+        Body::Length(n) => out.extend(format!("Content-Length: {n}\r\n").as_bytes()),
+        Body::Chunked => out.extend(b"Transfer-Encoding: chunked\r\n"),
+        Body::None | Body::UntilClose => {}
     }
     for h in &req.headers {
-        if !drop.contains(&h.name) {
-            out.extend(h.name.as_bytes());
-            out.extend(b": ");
-            out.extend(&h.value);
-            out.extend(b"\r\n");
+        let name = h.name.as_str();
+        if WRITTEN_BY_GATEWAY.contains(&name) || HOP_BY_HOP.contains(&name) || listed.iter().any(|l| l == name) {
+            continue;
         }
+        out.extend(h.name.as_bytes());
+        out.extend(b": ");
+        out.extend(&h.value);
+        out.extend(b"\r\n");
     }
     if close {
         out.extend(b"Connection: close\r\n");
@@ -344,11 +349,31 @@ mod tests {
     #[test]
     fn origin_head_drops_hop_headers() {
         let r = req("GET http://a.example/x HTTP/1.1\r\nHost: a.example\r\nProxy-Connection: keep-alive\r\nConnection: X-Secret\r\nX-Secret: 1\r\nProxy-Authorization: Basic Zm9v\r\nAccept: */*\r\n\r\n");
-        let head = String::from_utf8(origin_head(&r, "/x", "a.example", false)).unwrap();
-        assert_eq!(head, "GET /x HTTP/1.1\r\nhost: a.example\r\naccept: */*\r\n\r\n");
+        let head = String::from_utf8(origin_head(&r, "/x", "a.example", Body::None, false)).unwrap();
+        assert_eq!(head, "GET /x HTTP/1.1\r\nHost: a.example\r\naccept: */*\r\n\r\n");
         let old = req("GET http://a.example:8080/ HTTP/1.0\r\n\r\n");
-        let head = String::from_utf8(origin_head(&old, "/", "a.example:8080", true)).unwrap();
+        let head = String::from_utf8(origin_head(&old, "/", "a.example:8080", Body::None, true)).unwrap();
         assert!(head.contains("Host: a.example:8080\r\n") && head.ends_with("Connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn connection_cannot_drop_the_framing() {
+        for (framing, body, want) in [
+            ("Connection: content-length\r\nContent-Length: 40", Body::Length(40), "Content-Length: 40\r\n"),
+            (
+                "Connection: transfer-encoding, host\r\nTransfer-Encoding: chunked",
+                Body::Chunked,
+                "Transfer-Encoding: chunked\r\n",
+            ),
+        ] {
+            let r = req(&format!("POST http://a.example/ HTTP/1.1\r\nHost: a.example\r\n{framing}\r\n\r\n"));
+            assert_eq!(request_body(&r), Ok(body));
+            let head = String::from_utf8(origin_head(&r, "/", "a.example", body, false)).unwrap();
+            assert!(head.contains(want) && head.contains("Host: a.example\r\n"), "{head}");
+            assert_eq!(head.matches("\r\n").count(), 4, "{head}");
+        }
+        let nbsp = req("POST http://a.example/ HTTP/1.1\r\nTransfer-Encoding: \u{a0}chunked\r\n\r\n");
+        assert!(request_body(&nbsp).is_err());
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub use fuzzing::parse_untrusted;
 pub use guard::{classify, Guarded};
 
 use ringfence_audit::EventBody;
-use ringfence_policy::{NetworkRules, HTTP_PROXY_PORT, SOCKS_PROXY_PORT};
+use ringfence_policy::NetworkRules;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,14 +28,20 @@ use std::time::Duration;
 pub type EventSink = Arc<dyn Fn(EventBody) + Send + Sync>;
 
 /// Client connections served at once; more wait in the listen backlog.
-const MAX_CONNECTIONS: usize = 1024;
+const MAX_CONNECTIONS: usize = 512;
+/// Kernel buffer for each direction of each socket the gateway holds. Left to autotuning, a
+/// sandbox that opens many downloads and never reads them would park megabytes per connection
+/// in the supervisor's sockets, outside every limit of the sandbox's own.
+const SOCKET_BUFFER: usize = 256 * 1024;
 /// How long connections may take to finish once the run is over.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
-/// The variables that point the command's tools at the gateway.
-pub fn proxy_environment() -> Vec<(&'static str, String)> {
-    let http = format!("http://127.0.0.1:{HTTP_PROXY_PORT}");
-    let socks = format!("socks5h://127.0.0.1:{SOCKS_PROXY_PORT}");
+/// The variables that point the command's tools at the gateway's proxies on 127.0.0.1
+/// (`HTTP_PROXY_PORT` and `SOCKS_PROXY_PORT` in the sandbox's own namespace on Linux; ports
+/// in the sandbox account's allowed range on Windows).
+pub fn proxy_environment(http_port: u16, socks_port: u16) -> Vec<(&'static str, String)> {
+    let http = format!("http://127.0.0.1:{http_port}");
+    let socks = format!("socks5h://127.0.0.1:{socks_port}");
     let local = "localhost,127.0.0.1,::1".to_string();
     vec![
         ("HTTP_PROXY", http.clone()),
@@ -146,6 +152,7 @@ async fn serve(
             }
         };
         let _ = client.set_nodelay(true);
+        cap_buffers(&client);
         let engine = engine.clone();
         tokio::spawn(async move {
             match kind {
@@ -155,6 +162,13 @@ async fn serve(
             drop(permit);
         });
     }
+}
+
+/// Fixes a socket's send and receive buffers at SOCKET_BUFFER (which also turns autotuning off).
+fn cap_buffers(stream: &tokio::net::TcpStream) {
+    let socket = socket2::SockRef::from(stream);
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
 }
 
 /// Relayed connections take two descriptors each (four more for splice's pipes): lift the

@@ -16,6 +16,8 @@ use tokio::time::{timeout_at, Instant};
 
 /// Time a client has to send a complete request head, SOCKS handshake or ClientHello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a server has to answer a checked ClientHello.
+const SERVER_HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a kept-alive HTTP client connection may sit idle between requests.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Buffer for each direction of a relay.
@@ -201,7 +203,7 @@ async fn forward(
         (h, 80) => h.to_string(),
         (h, p) => format!("{h}:{p}"),
     };
-    let head = http::origin_head(req, &path, &authority, close);
+    let head = http::origin_head(req, &path, &authority, body, close);
     let Connection { stream, up, down, error, .. } = conn;
     let (mut ur, mut uw) = stream.split();
     let (mut cr, mut cw) = client.split();
@@ -218,22 +220,54 @@ async fn forward(
         }
     }
     let method = req.method.clone();
-    let send = copy_body(&mut cr, buf, &mut uw, body, up);
-    let receive = async {
-        let mut ubuf = Vec::new();
-        let outcome = relay_response(&mut ur, &mut ubuf, &mut cw, &method, down).await;
-        (outcome, ubuf.is_empty())
+    // The body goes up while the response comes down (a server may answer before it has read
+    // all of it). A body the gateway refuses ends the exchange at once: the origin would wait
+    // for the rest of it, and the client for an answer, until one of them gave up.
+    let (sent, received) = {
+        let send = copy_body(&mut cr, buf, &mut uw, body, up);
+        let receive = async {
+            let mut ubuf = Vec::new();
+            let outcome = relay_response(&mut ur, &mut ubuf, &mut cw, &method, down).await;
+            (outcome, ubuf.is_empty())
+        };
+        tokio::pin!(send, receive);
+        let mut sent = None;
+        let mut received = None;
+        while received.is_none() {
+            tokio::select! {
+                r = &mut send, if sent.is_none() => {
+                    let refused = r.is_err();
+                    sent = Some(r);
+                    if refused {
+                        break;
+                    }
+                }
+                r = &mut receive => received = Some(r),
+            }
+        }
+        if sent.is_none() {
+            sent = Some(send.await);
+        }
+        (sent, received)
     };
-    let (sent, (received, clean)) = tokio::join!(send, receive);
     match (sent, received) {
-        (Ok(()), Ok(server_closes)) => {
+        (Some(Ok(())), Some((Ok(server_closes), clean))) => {
             if server_closes || !clean {
                 *upstream = None;
             }
             Ok(!close)
         }
-        (Err(e), _) | (_, Err(e)) => {
+        (Some(Err(e)), None) if e.kind() == io::ErrorKind::InvalidData => {
+            *error = Some(format!("the request body was refused: {e}"));
+            *upstream = None;
+            Err(engine.bad_request(Proto::Http, format!("a malformed request body: {e}")))
+        }
+        (Some(Err(e)), _) | (_, Some((Err(e), _))) => {
             *error = Some(e.to_string());
+            *upstream = None;
+            Ok(false)
+        }
+        (None, _) | (_, None) => {
             *upstream = None;
             Ok(false)
         }
@@ -332,44 +366,84 @@ where
     }
 }
 
-/// Checks that the tunnel starts with a ClientHello for `host`, then relays both ways.
-async fn tunnel(engine: &Engine, mut client: TcpStream, mut pending: Vec<u8>, host: &Host, mut conn: Connection) {
+/// Why a tunnel is refused: the reason for the event, and the sentence.
+type TunnelRefusal = (DenyReason, String);
+
+/// Reads a ClientHello from `client` (after what `pending` already holds) and checks its
+/// server name against `host`. Ok(None) when the client went away first.
+async fn checked_hello(
+    client: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    host: &Host,
+) -> Result<Option<()>, TunnelRefusal> {
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let sni = loop {
-        match tls::parse(&pending) {
+        let hello = match tls::skip_change_cipher_spec(pending) {
+            Some(rest) => tls::parse(rest),
+            None => Hello::Incomplete,
+        };
+        match hello {
             Hello::Tls(sni) => break sni,
             Hello::NotTls(why) => {
-                let detail = format!(
-                    "the tunnel to {host} does not start with a TLS ClientHello ({why}); tunnels carry TLS only, plain HTTP goes through the HTTP proxy"
-                );
-                conn.refuse(engine, DenyReason::NotTls, detail);
-                return;
+                return Err((
+                    DenyReason::NotTls,
+                    format!(
+                        "the tunnel to {host} does not carry a TLS ClientHello ({why}); tunnels carry TLS only, plain HTTP goes through the HTTP proxy"
+                    ),
+                ))
             }
             Hello::Incomplete => {}
         }
-        match read_more(&mut client, &mut pending, deadline).await {
-            Ok(0) => return,
+        match read_more(client, pending, deadline).await {
+            Ok(0) => return Ok(None),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                let detail = format!("no TLS ClientHello arrived for {host} within {}s", HANDSHAKE_TIMEOUT.as_secs());
-                conn.refuse(engine, DenyReason::NotTls, detail);
-                return;
+                let secs = HANDSHAKE_TIMEOUT.as_secs();
+                return Err((DenyReason::NotTls, format!("no TLS ClientHello arrived for {host} within {secs}s")));
             }
-            Err(_) => return,
+            Err(_) => return Ok(None),
         }
     };
-    let verdict = match (host, sni.as_deref()) {
-        (Host::Name(name), Some(sni)) if sni == name.as_str() => None,
-        (Host::Ip(_), None) => None,
-        (_, Some(sni)) => Some((
-            DenyReason::SniMismatch,
-            format!("the TLS server name `{sni}` differs from the tunnel's host {host}"),
-        )),
-        (_, None) => Some((DenyReason::NoSni, format!("the TLS ClientHello for {host} names no server"))),
-    };
-    if let Some((reason, detail)) = verdict {
-        conn.refuse(engine, reason, detail);
-        return;
+    match (host, sni.as_deref()) {
+        (Host::Name(name), Some(sni)) if sni == name.as_str() => Ok(Some(())),
+        (Host::Ip(_), None) => Ok(Some(())),
+        (_, Some(sni)) => {
+            Err((DenyReason::SniMismatch, format!("the TLS server name `{sni}` differs from the tunnel's host {host}")))
+        }
+        (_, None) => Err((DenyReason::NoSni, format!("the TLS ClientHello for {host} names no server"))),
+    }
+}
+
+/// Checks that the tunnel starts with a ClientHello for `host`, and, when the server answers
+/// with a HelloRetryRequest, that the client's second ClientHello does too; then relays both
+/// ways.
+async fn tunnel(engine: &Engine, mut client: TcpStream, mut pending: Vec<u8>, host: &Host, mut conn: Connection) {
+    match checked_hello(&mut client, &mut pending, host).await {
+        Ok(Some(())) => {}
+        Ok(None) => return,
+        Err((reason, detail)) => {
+            conn.refuse(engine, reason, detail);
+            return;
+        }
+    }
+    match first_flight(&mut client, &mut pending, &mut conn).await {
+        Ok(false) => return,
+        Ok(true) => {}
+        Err(e) => {
+            conn.error = Some(e.to_string());
+            return;
+        }
+    }
+    // The server asked for a second ClientHello: it decides which name the server serves.
+    if !pending.is_empty() {
+        match checked_hello(&mut client, &mut pending, host).await {
+            Ok(Some(())) => {}
+            Ok(None) => return,
+            Err((reason, detail)) => {
+                conn.refuse(engine, reason, format!("after a HelloRetryRequest, {detail}"));
+                return;
+            }
+        }
     }
     let Connection { stream, up, down, error, .. } = &mut conn;
     let server = &*stream;
@@ -382,6 +456,34 @@ async fn tunnel(engine: &Engine, mut client: TcpStream, mut pending: Vec<u8>, ho
     if let Err(e) = tokio::try_join!(to_server, to_client) {
         *error = Some(e.to_string());
     }
+}
+
+/// Sends the checked ClientHello on and relays the server's first flight. Returns whether the
+/// tunnel goes on; `pending` is left empty, or holding the start of the client's second
+/// ClientHello once the server sent a HelloRetryRequest.
+async fn first_flight(client: &mut TcpStream, pending: &mut Vec<u8>, conn: &mut Connection) -> io::Result<bool> {
+    relay::write_all(&conn.stream, pending).await?;
+    conn.up += pending.len() as u64;
+    pending.clear();
+    let mut answer = Vec::new();
+    let deadline = Instant::now() + SERVER_HELLO_TIMEOUT;
+    let retry = loop {
+        match tls::server_first(&answer) {
+            tls::ServerFirst::Incomplete => {}
+            tls::ServerFirst::HelloRetry => break true,
+            tls::ServerFirst::Other => break false,
+        }
+        if read_more(&mut conn.stream, &mut answer, deadline).await? == 0 {
+            break false;
+        }
+    };
+    relay::write_all(client, &answer).await?;
+    conn.down += answer.len() as u64;
+    if retry {
+        // Whatever the client sends next is its second hello; make sure the check sees some.
+        read_more(client, pending, Instant::now() + HANDSHAKE_TIMEOUT).await?;
+    }
+    Ok(!answer.is_empty() || !retry)
 }
 
 /// Serves one SOCKS5 client: handshake, CONNECT, then the same tunnel checks as HTTP CONNECT.

@@ -44,7 +44,7 @@ pub async fn pump(from: &TcpStream, to: &TcpStream, count: &mut u64) -> io::Resu
     use nix::fcntl::{splice, FcntlArg, OFlag, SpliceFFlags};
     use std::os::fd::AsFd;
     /// Bytes moved per splice, and the pipe size asked for.
-    const CHUNK: usize = 1 << 20;
+    const CHUNK: usize = 256 * 1024;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     let (pipe_read, pipe_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
     // A bigger pipe means fewer wake-ups; the default size still works.

@@ -14,6 +14,8 @@ use tokio::net::{TcpStream, UdpSocket};
 
 /// How long an answer is reused, at most (a server's shorter TTL wins).
 const CACHE_TTL: Duration = Duration::from_secs(30);
+/// Names kept at most: a sandbox resolving endless distinct names must not grow the supervisor.
+const CACHE_ENTRIES: usize = 4096;
 /// Per-attempt wait for a DNS server's reply.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 const QUERY_ATTEMPTS: usize = 3;
@@ -80,6 +82,13 @@ impl Resolver {
             addrs.sort_by_key(|a| a.is_ipv6());
             addrs.dedup();
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= CACHE_ENTRIES {
+                let now = Instant::now();
+                cache.retain(|_, (expires, _)| *expires > now);
+                if cache.len() >= CACHE_ENTRIES {
+                    cache.clear();
+                }
+            }
             cache.insert(name.to_string(), (Instant::now() + ttl.min(CACHE_TTL), addrs.clone()));
             Ok(addrs)
         });
@@ -89,8 +98,24 @@ impl Resolver {
     async fn query(&self, name: &str) -> Result<(Vec<IpAddr>, Duration), String> {
         match self.upstream {
             Upstream::System => {
-                let addrs = tokio::net::lookup_host((name, 0)).await.map_err(|e| e.to_string())?;
-                Ok((addrs.map(|a| a.ip()).collect(), CACHE_TTL))
+                // As an absolute name: the resolver's search list must not turn an allowed
+                // `api.example.com` into `api.example.com.corp.example`, a host nobody allowed.
+                // The hosts file doesn't match absolute names, so it is read here.
+                let absolute: Result<Vec<IpAddr>, String> = tokio::net::lookup_host((format!("{name}."), 0))
+                    .await
+                    .map(|addrs| addrs.map(|a| a.ip()).collect())
+                    .map_err(|e| e.to_string());
+                match absolute {
+                    Ok(addrs) if !addrs.is_empty() => Ok((addrs, CACHE_TTL)),
+                    other => {
+                        let listed = hosts_file_entries(name);
+                        if listed.is_empty() {
+                            other.map(|addrs| (addrs, CACHE_TTL))
+                        } else {
+                            Ok((listed, CACHE_TTL))
+                        }
+                    }
+                }
             }
             Upstream::Server(server) => {
                 let (v4, v6) = tokio::join!(ask(server, name, RecordType::A), ask(server, name, RecordType::AAAA));
@@ -108,6 +133,30 @@ impl Resolver {
             }
         }
     }
+}
+
+/// The machine's hosts file.
+fn hosts_file() -> std::path::PathBuf {
+    #[cfg(windows)]
+    return std::path::PathBuf::from(std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\Windows".into()))
+        .join("System32\\drivers\\etc\\hosts");
+    #[cfg(not(windows))]
+    return std::path::PathBuf::from("/etc/hosts");
+}
+
+/// The addresses the hosts file gives `name` (compared without case).
+fn hosts_file_entries(name: &str) -> Vec<IpAddr> {
+    std::fs::read_to_string(hosts_file()).map(|text| hosts_entries(&text, name)).unwrap_or_default()
+}
+
+fn hosts_entries(text: &str, name: &str) -> Vec<IpAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split('#').next()?.split_whitespace();
+            let ip: IpAddr = words.next()?.parse().ok()?;
+            words.any(|w| w.trim_end_matches('.').eq_ignore_ascii_case(name)).then_some(ip)
+        })
+        .collect()
 }
 
 fn random_id() -> u16 {
@@ -200,4 +249,20 @@ fn answers(reply: &Message, kind: RecordType) -> Result<(Vec<IpAddr>, Duration),
         addrs.push(ip);
     }
     Ok((addrs, ttl))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_file_lines() {
+        let text = "127.0.0.1 localhost\n# 10.0.0.1 commented.example\n192.0.2.7  Registry.Example reg # note\n\
+                    2001:db8::7 registry.example\nnot-an-ip registry.example\n";
+        let want: Vec<IpAddr> = vec!["192.0.2.7".parse().unwrap(), "2001:db8::7".parse().unwrap()];
+        assert_eq!(hosts_entries(text, "registry.example"), want);
+        assert_eq!(hosts_entries(text, "reg"), want[..1].to_vec());
+        assert!(hosts_entries(text, "commented.example").is_empty());
+        assert!(hosts_entries(text, "example").is_empty());
+    }
 }

@@ -1,5 +1,8 @@
 //! Reads the server name (SNI) from the first bytes of a tunnel, which must be a TLS
-//! ClientHello. Parsing is rustls's, so the gateway judges the hello the way a TLS server would.
+//! ClientHello. Parsing is rustls's, so the gateway judges the hello the way a TLS server
+//! would; on top, the server_name list must hold exactly one host name (servers differ in which
+//! entry of a longer list they use). It also recognizes a server's HelloRetryRequest, after
+//! which the client sends a second ClientHello that must pass the same check.
 
 use rustls::server::Acceptor;
 
@@ -41,13 +44,105 @@ pub fn parse(bytes: &[u8]) -> Hello {
         }
         match acceptor.accept() {
             Ok(Some(accepted)) => {
-                return Hello::Tls(accepted.client_hello().server_name().map(str::to_ascii_lowercase))
+                if let Err(why) = single_server_name(bytes) {
+                    return Hello::NotTls(why.into());
+                }
+                return Hello::Tls(accepted.client_hello().server_name().map(str::to_ascii_lowercase));
             }
             Ok(None) => {}
             Err((e, _)) => return Hello::NotTls(format!("malformed ClientHello: {e}")),
         }
     }
     Hello::Incomplete
+}
+
+/// The first `want` bytes of the handshake messages carried by the TLS records at the start of
+/// `bytes`, joined (a message may be split across records); `None` if they aren't all there.
+fn handshake_bytes(mut bytes: &[u8], want: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    while out.len() < want {
+        let [0x16, _, _, hi, lo, rest @ ..] = bytes else { return None };
+        let len = usize::from(*hi) << 8 | usize::from(*lo);
+        let payload = rest.get(..len)?;
+        out.extend_from_slice(payload);
+        bytes = &rest[len..];
+    }
+    out.truncate(want);
+    Some(out)
+}
+
+/// Reads a big-endian length of `n` bytes at `at`.
+fn length(msg: &[u8], at: usize, n: usize) -> Option<usize> {
+    msg.get(at..at + n).map(|b| b.iter().fold(0usize, |acc, &x| acc << 8 | usize::from(x)))
+}
+
+/// Checks that the ClientHello's server_name extension, if any, lists exactly one host name.
+/// Runs after rustls accepted the hello, so the structure is known to be sound.
+fn single_server_name(bytes: &[u8]) -> Result<(), &'static str> {
+    let malformed = "a malformed ClientHello";
+    let header = handshake_bytes(bytes, 4).ok_or(malformed)?;
+    let msg = handshake_bytes(bytes, 4 + length(&header, 1, 3).ok_or(malformed)?).ok_or(malformed)?;
+    // Type and length, version, random, then the session id, cipher suites and compression
+    // methods, each behind its own length.
+    let mut at = 4 + 2 + 32;
+    for width in [1, 2, 1] {
+        at += width + length(&msg, at, width).ok_or(malformed)?;
+    }
+    let end = (at + 2 + length(&msg, at, 2).unwrap_or(0)).min(msg.len());
+    at += 2;
+    while at + 4 <= end {
+        let (kind, len) = (length(&msg, at, 2).ok_or(malformed)?, length(&msg, at + 2, 2).ok_or(malformed)?);
+        if kind == 0 {
+            let list = msg.get(at + 4..at + 4 + len).ok_or(malformed)?;
+            let names = length(list, 0, 2).ok_or(malformed)?;
+            let name_len = length(list, 3, 2).ok_or(malformed)?;
+            if list.get(2) != Some(&0) || names != 3 + name_len || list.len() != 2 + names {
+                return Err("a server_name list that is not exactly one host name");
+            }
+        }
+        at += 4 + len;
+    }
+    Ok(())
+}
+
+/// What a server's first bytes in a tunnel are.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ServerFirst {
+    Incomplete,
+    /// A HelloRetryRequest: the client's next ClientHello must be checked too.
+    HelloRetry,
+    /// Anything else (a ServerHello, an alert): the handshake goes on as the first hello said.
+    Other,
+}
+
+/// The ServerHello random that marks a HelloRetryRequest (RFC 8446, 4.1.3).
+const HELLO_RETRY_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2, 0xa2, 0x11,
+    0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+
+/// Judges the bytes the server has sent so far.
+pub fn server_first(bytes: &[u8]) -> ServerFirst {
+    match bytes {
+        [] => return ServerFirst::Incomplete,
+        [t, ..] if *t != 0x16 => return ServerFirst::Other,
+        _ => {}
+    }
+    // Handshake type, length, version, then the random.
+    match handshake_bytes(bytes, 4 + 2 + 32) {
+        None if bytes.len() < HELLO_LIMIT => ServerFirst::Incomplete,
+        Some(hs) if hs[0] == 2 && hs[6..38] == HELLO_RETRY_RANDOM => ServerFirst::HelloRetry,
+        _ => ServerFirst::Other,
+    }
+}
+
+/// Skips a leading ChangeCipherSpec record, which TLS 1.3 clients in middlebox-compatibility
+/// mode send before their second ClientHello; `None` while it is incomplete.
+pub fn skip_change_cipher_spec(bytes: &[u8]) -> Option<&[u8]> {
+    match bytes {
+        [0x14, ..] => bytes.get(6..),
+        _ => Some(bytes),
+    }
 }
 
 #[cfg(test)]
@@ -91,6 +186,62 @@ pub(crate) mod tests {
     fn reads_the_server_name() {
         assert_eq!(parse(&client_hello(Some("Example.COM"))), Hello::Tls(Some("example.com".into())));
         assert_eq!(parse(&client_hello(None)), Hello::Tls(None));
+    }
+
+    #[test]
+    fn a_split_hello_reads_the_same() {
+        let hello = client_hello(Some("example.com"));
+        // The same handshake message in two records.
+        let payload = &hello[5..];
+        let (a, b) = payload.split_at(20);
+        let mut split = Vec::new();
+        for part in [a, b] {
+            split.extend([0x16, 0x03, 0x01, (part.len() >> 8) as u8, part.len() as u8]);
+            split.extend(part);
+        }
+        assert_eq!(parse(&split), Hello::Tls(Some("example.com".into())));
+    }
+
+    #[test]
+    fn only_one_host_name() {
+        let hello = client_hello(Some("allowed.test"));
+        // Append a second entry (type 1) and a second host name to the server_name list.
+        let mut extra = vec![1u8, 0, 1, b'x', 0, 0, 9];
+        extra.extend(b"evil.test");
+        let name_at = hello.windows(12).position(|w| w == b"allowed.test").unwrap() + 12;
+        let mut evil = hello[..name_at].to_vec();
+        evil.extend(&extra);
+        evil.extend(&hello[name_at..]);
+        let grow = extra.len();
+        // Fix the lengths: record, handshake, extensions, the extension, the list.
+        let bump = |b: &mut Vec<u8>, at: usize, width: usize| {
+            let v = length(b, at, width).unwrap() + grow;
+            for i in 0..width {
+                b[at + i] = (v >> (8 * (width - 1 - i))) as u8;
+            }
+        };
+        bump(&mut evil, 3, 2);
+        bump(&mut evil, 6, 3);
+        let ext_at = 5 + 4 + 2 + 32 + 1 + 4 + 2;
+        bump(&mut evil, ext_at, 2);
+        bump(&mut evil, ext_at + 4, 2);
+        bump(&mut evil, ext_at + 6, 2);
+        assert!(matches!(parse(&evil), Hello::NotTls(_)), "{:?}", parse(&evil));
+    }
+
+    #[test]
+    fn hello_retry_requests_are_recognized() {
+        let mut hrr = vec![0x16, 0x03, 0x03, 0x00, 0x30, 0x02, 0x00, 0x00, 0x2c, 0x03, 0x03];
+        hrr.extend(HELLO_RETRY_RANDOM);
+        hrr.extend([0u8; 10]);
+        assert_eq!(server_first(&hrr), ServerFirst::HelloRetry);
+        assert_eq!(server_first(&hrr[..20]), ServerFirst::Incomplete);
+        let mut hello = hrr.clone();
+        hello[20] ^= 1;
+        assert_eq!(server_first(&hello), ServerFirst::Other);
+        assert_eq!(server_first(&[0x15, 0x03, 0x03, 0, 2, 2, 40]), ServerFirst::Other);
+        assert_eq!(skip_change_cipher_spec(&[0x14, 3, 3, 0, 1, 1, 0x16]), Some(&[0x16][..]));
+        assert_eq!(skip_change_cipher_spec(&[0x14, 3, 3]), None);
     }
 
     #[test]

@@ -265,20 +265,35 @@ impl Policy {
 /// Whether normalized `path` is `base` or below it.
 pub fn is_within(path: &Path, base: &Path) -> bool {
     let (p, b) = (path.as_os_str().as_encoded_bytes(), base.as_os_str().as_encoded_bytes());
-    p.starts_with(b) && (p.len() == b.len() || b.ends_with(b"/") || p[b.len()] == b'/')
+    let separator = |c: u8| c == b'/' || (cfg!(windows) && c == b'\\');
+    p.starts_with(b) && (p.len() == b.len() || b.last().is_some_and(|&c| separator(c)) || separator(p[b.len()]))
 }
 
 /// Lexically normalizes an absolute path: removes `.`, resolves `..`, drops trailing slashes.
+/// A Windows drive or UNC prefix is kept; `..` never climbs above the root.
 pub fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
+    use std::path::Component;
+    let mut out = PathBuf::new();
     for part in path.components() {
         match part {
-            std::path::Component::ParentDir => {
-                out.pop();
+            Component::Prefix(prefix) => out.push(prefix.as_os_str()),
+            Component::RootDir => out.push(Component::RootDir.as_os_str()),
+            Component::ParentDir => {
+                if out.parent().is_some() {
+                    out.pop();
+                }
             }
-            std::path::Component::Normal(p) => out.push(p),
-            _ => {}
+            Component::Normal(p) => {
+                if !out.has_root() {
+                    out.push(Component::RootDir.as_os_str());
+                }
+                out.push(p);
+            }
+            Component::CurDir => {}
         }
+    }
+    if !out.has_root() {
+        out.push(Component::RootDir.as_os_str());
     }
     out
 }

@@ -27,6 +27,10 @@ use std::time::Duration;
 
 #[cfg(target_os = "linux")]
 pub use ringfence_linux as linux;
+#[cfg(windows)]
+pub use ringfence_windows as windows;
+#[cfg(windows)]
+mod windows_backend;
 #[cfg(target_os = "linux")]
 use ringfence_linux::{LaunchSpec, Sandbox, StdioSpec};
 
@@ -48,6 +52,8 @@ pub enum Error {
     Policy(PolicyError),
     #[cfg(target_os = "linux")]
     Launch(ringfence_linux::LaunchError),
+    #[cfg(windows)]
+    Windows(ringfence_windows::LaunchError),
     Unsupported(String),
     Io(std::io::Error),
 }
@@ -63,6 +69,12 @@ impl Error {
                 ringfence_linux::ErrorKind::Unsupported => exit_code::UNSUPPORTED,
                 ringfence_linux::ErrorKind::Internal => exit_code::INTERNAL,
             },
+            #[cfg(windows)]
+            Error::Windows(e) => match e.kind {
+                ringfence_windows::ErrorKind::Policy => exit_code::POLICY,
+                ringfence_windows::ErrorKind::Unsupported => exit_code::UNSUPPORTED,
+                ringfence_windows::ErrorKind::Internal => exit_code::INTERNAL,
+            },
             Error::Unsupported(_) => exit_code::UNSUPPORTED,
             Error::Io(_) => exit_code::INTERNAL,
         }
@@ -75,6 +87,8 @@ impl fmt::Display for Error {
             Error::Policy(e) => write!(f, "{e}"),
             #[cfg(target_os = "linux")]
             Error::Launch(e) => write!(f, "{e}"),
+            #[cfg(windows)]
+            Error::Windows(e) => write!(f, "{e}"),
             Error::Unsupported(e) => write!(f, "{e}"),
             Error::Io(e) => write!(f, "{e}"),
         }
@@ -87,6 +101,35 @@ impl From<PolicyError> for Error {
     fn from(e: PolicyError) -> Self {
         Error::Policy(e)
     }
+}
+
+/// An environment value as bytes, exactly on Unix; on Windows as UTF-8 (an unpaired surrogate,
+/// which no real program's environment carries, becomes U+FFFD).
+fn os_bytes(v: OsString) -> Vec<u8> {
+    #[cfg(unix)]
+    return std::os::unix::ffi::OsStringExt::into_vec(v);
+    #[cfg(not(unix))]
+    return v.to_string_lossy().into_owned().into_bytes();
+}
+
+fn os_string(v: Vec<u8>) -> OsString {
+    #[cfg(unix)]
+    return std::os::unix::ffi::OsStringExt::from_vec(v);
+    #[cfg(not(unix))]
+    return String::from_utf8_lossy(&v).into_owned().into();
+}
+
+/// A descriptor (Unix) or handle (Windows) the command gets as a standard stream.
+#[cfg(unix)]
+type OwnedPipeEnd = std::os::fd::OwnedFd;
+#[cfg(windows)]
+type OwnedPipeEnd = std::os::windows::io::OwnedHandle;
+
+/// The command's end of one standard stream.
+enum StdioEnd {
+    Inherit,
+    Null,
+    Pipe(OwnedPipeEnd),
 }
 
 /// A command to run in a sandbox, built like `std::process::Command`.
@@ -193,29 +236,37 @@ impl Command {
 
     /// The environment the command will get under `policy`.
     pub fn environment(&self, policy: &Policy, cwd: &std::path::Path) -> Vec<(OsString, OsString)> {
-        use std::os::unix::ffi::OsStringExt;
+        self.environment_with_proxy(policy, cwd, (policy::HTTP_PROXY_PORT, policy::SOCKS_PROXY_PORT))
+    }
+
+    /// The environment, with the gateway's proxies on these loopback ports in `allow` mode.
+    fn environment_with_proxy(
+        &self,
+        policy: &Policy,
+        cwd: &std::path::Path,
+        (http_port, socks_port): (u16, u16),
+    ) -> Vec<(OsString, OsString)> {
         let host = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v)));
         let mut rules = policy.env.clone();
         rules.set.extend(self.env.iter().cloned());
-        let mut overrides = vec![
-            ("PWD", cwd.to_string_lossy().into_owned()),
-            ("TMPDIR", "/tmp".to_string()),
-            ("RINGFENCE", "1".to_string()),
-        ];
+        let mut overrides = vec![("PWD", cwd.to_string_lossy().into_owned()), ("RINGFENCE", "1".to_string())];
+        // The sandbox's /tmp is private on Linux; the Windows backend sets TEMP and TMP itself.
+        if cfg!(unix) {
+            overrides.push(("TMPDIR", "/tmp".to_string()));
+        }
         if policy.network == policy::NetworkMode::Allow {
-            overrides.extend(ringfence_gateway::proxy_environment());
+            overrides.extend(ringfence_gateway::proxy_environment(http_port, socks_port));
         }
         rules
-            .apply(host.map(|(k, v)| (k, v.into_vec())), &overrides)
+            .apply(host.map(|(k, v)| (k, os_bytes(v))), &overrides)
             .into_iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from_vec(v)))
+            .map(|(k, v)| (OsString::from(k), os_string(v)))
             .collect()
     }
 
-    /// Starts the command.
-    #[cfg(target_os = "linux")]
-    pub fn spawn(self) -> Result<Child, Error> {
-        use std::os::fd::OwnedFd;
+    /// The policy to run under (the default profile when none was given), once the caller's
+    /// own variables are checked.
+    fn resolved_policy(&self) -> Result<Policy, Error> {
         let policy = match self.policy.clone() {
             Some(p) => p,
             None => load_policy(&PolicySources::default(), Overrides::default())?,
@@ -224,25 +275,42 @@ impl Command {
             policy::env::validate_name(name)
                 .map_err(|e| Error::Policy(PolicyError::new(format!("Command::env: {e}"))))?;
         }
+        Ok(policy)
+    }
+
+    /// The command's end of each stream (`None` for inherit, or null when asked), and ours for
+    /// the piped ones. Pipes are close-on-exec; the backend passes only the command's ends on.
+    fn stdio_ends(&self) -> Result<([StdioEnd; 3], [Option<std::fs::File>; 3]), Error> {
+        let mut ours: [Option<std::fs::File>; 3] = [None, None, None];
+        let mut theirs = [StdioEnd::Inherit, StdioEnd::Inherit, StdioEnd::Inherit];
+        for (i, s) in self.stdio.iter().enumerate() {
+            theirs[i] = match s {
+                Stdio::Inherit => StdioEnd::Inherit,
+                Stdio::Null => StdioEnd::Null,
+                Stdio::Piped => {
+                    let (read, write) = std::io::pipe().map_err(Error::Io)?;
+                    let (end, mine): (OwnedPipeEnd, OwnedPipeEnd) =
+                        if i == 0 { (read.into(), write.into()) } else { (write.into(), read.into()) };
+                    ours[i] = Some(std::fs::File::from(mine));
+                    StdioEnd::Pipe(end)
+                }
+            };
+        }
+        Ok((theirs, ours))
+    }
+
+    /// Starts the command.
+    #[cfg(target_os = "linux")]
+    pub fn spawn(self) -> Result<Child, Error> {
+        let policy = self.resolved_policy()?;
         let cwd = self.cwd.clone().unwrap_or_else(|| policy.workspace.clone());
         let env = self.environment(&policy, &cwd);
-        let mut ours: [Option<std::fs::File>; 3] = [None, None, None];
-        let mut specs: Vec<StdioSpec> = Vec::new();
-        for (i, s) in self.stdio.iter().enumerate() {
-            specs.push(match s {
-                Stdio::Inherit => StdioSpec::Inherit,
-                Stdio::Null => StdioSpec::Null,
-                Stdio::Piped => {
-                    let (read, write) =
-                        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Io(e.into()))?;
-                    let (theirs, mine): (OwnedFd, OwnedFd) = if i == 0 { (read, write) } else { (write, read) };
-                    ours[i] = Some(std::fs::File::from(mine));
-                    StdioSpec::Fd(theirs)
-                }
-            });
-        }
-        let mut specs = specs.into_iter();
-        let stdio = [(); 3].map(|_| specs.next().unwrap_or(StdioSpec::Inherit));
+        let (theirs, ours) = self.stdio_ends()?;
+        let stdio = theirs.map(|end| match end {
+            StdioEnd::Inherit => StdioSpec::Inherit,
+            StdioEnd::Null => StdioSpec::Null,
+            StdioEnd::Pipe(fd) => StdioSpec::Fd(fd),
+        });
         let net = policy.net.clone();
         let spec =
             LaunchSpec { program: self.program, args: self.args, env, cwd, policy, stdio, terminal: self.terminal };
@@ -266,7 +334,7 @@ impl Command {
         Ok(Child { sandbox, gateway, stdin, stdout, stderr })
     }
 
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(any(target_os = "linux", windows)))]
     pub fn spawn(self) -> Result<Child, Error> {
         Err(Error::Unsupported("this platform's backend is not available yet; see the README's Status".into()))
     }
@@ -281,7 +349,9 @@ impl Command {
 pub struct Child {
     #[cfg(target_os = "linux")]
     sandbox: Sandbox,
-    #[cfg(target_os = "linux")]
+    #[cfg(windows)]
+    sandbox: ringfence_windows::Sandbox,
+    #[cfg(any(target_os = "linux", windows))]
     gateway: Option<ringfence_gateway::Gateway>,
     pub stdin: Option<std::fs::File>,
     pub stdout: Option<std::fs::File>,
@@ -301,6 +371,8 @@ pub struct ExitStatus {
     pub max_rss_kb: u64,
     /// Git hooks the run added (moved aside) and git config it set that runs programs.
     pub git_findings: Vec<(PathBuf, String)>,
+    /// What the run's clean-up could not undo (Windows: an ACL entry it could not remove).
+    pub warnings: Vec<String>,
 }
 
 impl ExitStatus {
@@ -379,11 +451,29 @@ impl Child {
             system_time: tv(out.rusage.ru_stime),
             max_rss_kb: out.rusage.ru_maxrss.max(0) as u64,
             git_findings: out.git_findings.into_iter().map(|f| (f.path, f.detail)).collect(),
+            warnings: Vec::new(),
         })
     }
 
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(any(target_os = "linux", windows)))]
     pub fn wait_forwarding(self, _signals: Option<&mut ()>) -> Result<ExitStatus, Error> {
         Err(Error::Unsupported("this platform's backend is not available yet".into()))
+    }
+
+    /// The protections in force for this run, and those requested but not enforced.
+    #[cfg(target_os = "linux")]
+    pub fn layers(&self) -> (Vec<ringfence_audit::Layer>, Vec<ringfence_audit::Layer>) {
+        let e = &self.sandbox.enforcement;
+        let conv = |l: &[ringfence_linux::LayerStatus]| {
+            l.iter().map(|l| ringfence_audit::Layer { name: l.name.clone(), detail: l.detail.clone() }).collect()
+        };
+        (conv(&e.enforced), conv(&e.not_enforced))
+    }
+
+    /// Platform facts for the run.start event's `kernel` field.
+    #[cfg(target_os = "linux")]
+    pub fn platform_json(&self) -> serde_json::Value {
+        let e = &self.sandbox.enforcement;
+        serde_json::json!({ "release": e.kernel, "landlock_abi": e.landlock_abi, "limits": e.limits })
     }
 }

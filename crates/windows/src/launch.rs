@@ -1,0 +1,657 @@
+//! The supervisor's side of a run: checks the installation, prepares the decisions, starts the
+//! runner as the sandbox account, applies the run's ACL entries, hands the runner what it needs
+//! to start the command, and then watches the command until it ends.
+
+use crate::changes::{self, RunChanges};
+use crate::error::LaunchError;
+use crate::prepare::{self, Prepared, Request};
+use crate::protocol::{self, ConsoleRequest, FromRunner, LaunchRequest, ToRunner, PROTOCOL_VERSION, RUNNER_ARG};
+use crate::report::{Enforcement, Outcome, KILLED_EXIT_CODE};
+use crate::setup::{self, Installed};
+use crate::sid::Sid;
+use crate::sys::desktop::{self, Desktop};
+use crate::sys::fs as sfs;
+use crate::sys::job::{self as sjob, Job};
+use crate::sys::pipe::{self, ControlServer};
+use crate::sys::process::{self, Started};
+use crate::sys::{account, console, security, units};
+use crate::{cmdline, envblock, ACCOUNT_NAME};
+use ringfence_policy::Policy;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::windows::io::{AsRawHandle, OwnedHandle};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where one of the command's standard streams goes.
+#[derive(Debug)]
+pub enum StdioSpec {
+    /// This process's own stream (not a console: pass a pipe, or use `terminal`).
+    Inherit,
+    Null,
+    /// This handle becomes the stream (a pipe end, a file).
+    Handle(OwnedHandle),
+}
+
+/// Everything needed to start one sandboxed command.
+#[derive(Debug)]
+pub struct LaunchSpec {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    /// The command's complete environment, already scrubbed (proxy variables included by the
+    /// caller). `TEMP` and `TMP` are replaced by the run's private folder.
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+    pub policy: Policy,
+    pub stdio: [StdioSpec; 3],
+    /// Give the command a pseudoconsole relayed to this process's console; `stdio` is unused.
+    pub terminal: bool,
+}
+
+/// How long the runner may take to connect and to answer.
+const RUNNER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the wait loop looks at the job's notifications.
+const SLICE: Duration = Duration::from_millis(50);
+
+static RUNS: AtomicU32 = AtomicU32::new(0);
+
+/// Ends a run from any thread (a Ctrl-C handler, say): kills every process in the job.
+#[derive(Clone)]
+pub struct Killer {
+    job: Arc<OwnedHandle>,
+    killed: Arc<AtomicBool>,
+}
+
+impl Killer {
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        sjob::terminate(self.job.as_raw_handle(), KILLED_EXIT_CODE);
+    }
+}
+
+/// The terminal relay of an interactive run.
+struct Terminal {
+    output: Option<std::thread::JoinHandle<()>>,
+    input: Option<std::thread::JoinHandle<()>>,
+    resize_stop: Arc<AtomicBool>,
+    resizer: Option<std::thread::JoinHandle<()>>,
+    _raw: console::RawMode,
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    pub enforcement: Enforcement,
+    pid: u32,
+    process: OwnedHandle,
+    job: Job,
+    killer: Killer,
+    timeout: Option<Duration>,
+    started: Instant,
+    /// The runner, kept for a terminal run (it owns the pseudoconsole).
+    runner: Option<OwnedHandle>,
+    control: Option<Arc<Mutex<File>>>,
+    terminal: Option<Terminal>,
+    changes: Option<RunChanges>,
+    desktop: Option<Desktop>,
+    logon: Sid,
+    account: Sid,
+    finished: bool,
+}
+
+/// The control pipe to the runner: frames go out on `write`; a thread reads the replies.
+struct Control {
+    write: Arc<Mutex<File>>,
+    replies: mpsc::Receiver<Result<FromRunner, String>>,
+}
+
+impl Control {
+    fn new((write, mut read): (File, File)) -> Result<Control, LaunchError> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || loop {
+            let msg = match protocol::read_frame(&mut read) {
+                Ok(Some(frame)) => FromRunner::decode(&frame),
+                Ok(None) => Err("the runner closed the control pipe".into()),
+                Err(e) => Err(format!("reading from the runner: {e}")),
+            };
+            let end = msg.is_err();
+            if tx.send(msg).is_err() || end {
+                break;
+            }
+        });
+        Ok(Control { write: Arc::new(Mutex::new(write)), replies: rx })
+    }
+
+    fn send(&self, msg: &ToRunner) -> Result<(), LaunchError> {
+        let mut w = self.write.lock().map_err(|_| LaunchError::internal("the control pipe's lock"))?;
+        w.write_all(&msg.encode()).map_err(|e| LaunchError::internal(format!("writing to the runner: {e}")))
+    }
+
+    fn recv(&self, runner: &Started) -> Result<FromRunner, LaunchError> {
+        let deadline = Instant::now() + RUNNER_TIMEOUT;
+        loop {
+            match self.replies.recv_timeout(Duration::from_millis(100)) {
+                Ok(Ok(FromRunner::Failed { stage, code, message })) => {
+                    return Err(runner_failed(&stage, code, &message))
+                }
+                Ok(Ok(msg)) => return Ok(msg),
+                Ok(Err(e)) => return Err(runner_gone(runner, &e)),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(runner_gone(runner, "no reply")),
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() > deadline => {
+                    return Err(LaunchError::internal("the runner did not answer within 30 seconds"))
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+}
+
+fn runner_failed(stage: &str, code: u32, message: &str) -> LaunchError {
+    let text = format!("starting the command: {stage} failed: {message}");
+    match code {
+        2 | 3 => LaunchError::policy(text, "check that the program exists"),
+        5 => LaunchError::policy(
+            text,
+            "the sandbox account may not run this program or enter the working folder; make them readable \
+             (a `read` rule) or move them",
+        ),
+        193 | 216 => LaunchError::policy(text, "the program is not a Windows executable for this machine"),
+        _ => LaunchError::internal(text),
+    }
+}
+
+fn runner_gone(runner: &Started, why: &str) -> LaunchError {
+    let code = process::exit_code(&runner.process).unwrap_or(0);
+    let hint = match code {
+        259 => String::new(),
+        0xC000_0142 => " (it could not initialize: the sandbox account may lack access to this window station)".into(),
+        0xC000_0022 => " (access denied while loading)".into(),
+        c => format!(" (exit code {c:#x})"),
+    };
+    LaunchError::internal(format!("the runner stopped during set-up: {why}{hint}"))
+}
+
+/// Waits for the runner to connect to the control pipe, or to die.
+fn accept(server: ControlServer, name: &str, runner: &Started) -> Result<(File, File), LaunchError> {
+    let (tx, rx) = mpsc::channel();
+    let pid = runner.pid;
+    let t = std::thread::spawn(move || {
+        let _ = tx.send(server.accept(pid));
+    });
+    let deadline = Instant::now() + RUNNER_TIMEOUT;
+    loop {
+        if let Ok(r) = rx.recv_timeout(Duration::from_millis(50)) {
+            let _ = t.join();
+            return r;
+        }
+        let exited = process::wait_any(&[runner.process.as_raw_handle()], Some(Duration::ZERO))?.is_some();
+        if exited || Instant::now() > deadline {
+            // Connect ourselves to end the blocking accept; it then refuses us by pid.
+            pipe::poke(name);
+            let _ = rx.recv();
+            let _ = t.join();
+            return Err(runner_gone(runner, if exited { "it exited before connecting" } else { "it never connected" }));
+        }
+    }
+}
+
+/// The state of a launch in progress; undone on drop unless it became a Sandbox.
+struct Launching {
+    runner: Option<Started>,
+    changes: Option<RunChanges>,
+    job: Option<Job>,
+    logon: Option<Sid>,
+    account: Sid,
+}
+
+impl Drop for Launching {
+    fn drop(&mut self) {
+        if let Some(job) = &self.job {
+            job.terminate(KILLED_EXIT_CODE);
+        }
+        if let Some(r) = &self.runner {
+            process::terminate(&r.process, 1);
+        }
+        if let Some(c) = self.changes.take() {
+            let _ = c.undo();
+        }
+        if let Some(l) = &self.logon {
+            let _ = desktop::revoke_logon(l, &self.account, false);
+        }
+    }
+}
+
+fn stdio_handle(spec: &StdioSpec, index: usize, keep: &mut Vec<File>) -> Result<*mut std::ffi::c_void, LaunchError> {
+    let console_error = || {
+        LaunchError::policy(
+            format!("standard stream {index} is a console; a sandboxed command must not get the caller's console"),
+            "pass a pipe or a file (the caller relays it), or ask for a terminal",
+        )
+    };
+    let null = |keep: &mut Vec<File>| -> Result<*mut std::ffi::c_void, LaunchError> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("NUL")
+            .map_err(|e| LaunchError::internal(format!("opening NUL: {e}")))?;
+        let h = f.as_raw_handle();
+        keep.push(f);
+        Ok(h)
+    };
+    match spec {
+        StdioSpec::Null => null(keep),
+        StdioSpec::Inherit => match process::std_handle(index) {
+            None => null(keep),
+            Some(h) if process::is_console(h) => Err(console_error()),
+            Some(h) => Ok(h),
+        },
+        StdioSpec::Handle(h) if process::is_console(h.as_raw_handle()) => Err(console_error()),
+        StdioSpec::Handle(h) => Ok(h.as_raw_handle()),
+    }
+}
+
+/// The runner's environment: only what Windows itself needs to start a process.
+fn runner_env() -> Result<Vec<u16>, LaunchError> {
+    let root = std::env::var_os("SystemRoot").unwrap_or_else(|| r"C:\Windows".into());
+    let mut path = root.clone();
+    path.push(r"\System32");
+    let vars: Vec<(Vec<u16>, Vec<u16>)> =
+        vec![(units("SystemRoot"), units(&root)), (units("windir"), units(&root)), (units("PATH"), units(&path))];
+    envblock::build_env_block(&vars)
+}
+
+/// Starts a sandboxed command. It runs when this returns; [`Sandbox::wait`] collects it.
+pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
+    let installed = setup::installed()?;
+    let runner = RunnerStart::Logon { password: installed.password.clone() };
+    spawn_with(spec, installed, runner)
+}
+
+/// How the runner is started.
+pub(crate) enum RunnerStart {
+    /// As the sandbox account, through the secondary logon service: the only way in use.
+    Logon { password: String },
+    /// As the caller, with these arguments before the pipe name (the call-sequence tests under
+    /// Wine, whose secondary logon is a stub: no account switch, nothing isolated).
+    #[cfg(test)]
+    Caller { exe: String, args: Vec<String>, env: Vec<(String, String)> },
+}
+
+pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerStart) -> Result<Sandbox, LaunchError> {
+    let Installed { layout, account, password: _, filters_note } = installed;
+    let runs_dir = PathBuf::from(layout.runs());
+    // Undo what runs that died left behind (their journals are no longer held).
+    let _ = changes::recover(&runs_dir);
+
+    let me = security::current_user()?;
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    let pid = crate::sys::current_pid();
+    let temp_dir = std::env::temp_dir().join(format!("ringfence-{pid}-{n}"));
+    let temp_text = temp_dir
+        .to_str()
+        .map(crate::wpath::normalize)
+        .ok_or_else(|| LaunchError::internal("the temporary folder's path is not valid Unicode"))?;
+    let program = units(&spec.program);
+    let args: Vec<Vec<u16>> = spec.args.iter().map(units).collect();
+    let env = spec.env.iter().map(|(n, v)| (units(n), units(v))).collect();
+    let prepared: Prepared = prepare::prepare(
+        Request {
+            program: &program,
+            args: &args,
+            env,
+            cwd: &spec.cwd,
+            policy: &spec.policy,
+            terminal: spec.terminal,
+            temp_dir: temp_text,
+            logical_cpus: crate::sys::logical_cpus(),
+            account: &account,
+            system_env: prepare::SYSTEM_VARS
+                .iter()
+                .filter_map(|name| std::env::var_os(name).map(|v| (units(name), units(v))))
+                .collect(),
+        },
+        &|p| Path::new(p).is_file(),
+        &|p| sfs::kind(Path::new(p)),
+    )?;
+
+    let mut state = Launching { runner: None, changes: None, job: None, logon: None, account: account.clone() };
+    let job = Job::create(&prepared.job)?;
+
+    // The runner, as the sandbox account, on a control pipe only it may open.
+    let nonce: String = account::random(8)?.iter().map(|b| format!("{b:02x}")).collect();
+    let pipe_name = format!("ringfence-{pid}-{n}-{nonce}");
+    let server = ControlServer::create(&pipe_name, &me, &account)?;
+    let runner_exe = layout.runner();
+    let mut nul = Vec::new();
+    let null = stdio_handle(&StdioSpec::Null, 0, &mut nul)?;
+    let runner = match start {
+        RunnerStart::Logon { password } => {
+            let line = cmdline::build_command_line(&units(&runner_exe), &[units(RUNNER_ARG), units(&pipe_name)])?;
+            process::create_with_logon(
+                ACCOUNT_NAME,
+                &password,
+                &units(&runner_exe),
+                &line,
+                &runner_env()?,
+                &units(layout.bin_dir()),
+                [null, null, null],
+            )?
+        }
+        #[cfg(test)]
+        RunnerStart::Caller { exe, args, env: extra } => {
+            let mut all: Vec<Vec<u16>> = args.iter().map(units).collect();
+            all.push(units(&pipe_name));
+            let line = cmdline::build_command_line(&units(&exe), &all)?;
+            let mut env: Vec<(Vec<u16>, Vec<u16>)> = std::env::vars_os().map(|(k, v)| (units(k), units(v))).collect();
+            env.extend(extra.iter().map(|(k, v)| (units(k), units(v))));
+            let block = envblock::build_env_block(&env)?;
+            let launch = process::Launch {
+                application: &units(&exe),
+                command_line: &line,
+                env_block: &block,
+                cwd: &units(layout.bin_dir()),
+                desktop: None,
+                stdio: Some([null, null, null]),
+                pseudoconsole: None,
+            };
+            let started = process::create_suspended(None, &launch)
+                .map_err(|code| crate::sys::os_error("starting the runner", "CreateProcessW", code))?;
+            process::resume(&started.thread)?;
+            started
+        }
+    };
+    drop(nul);
+    state.job = Some(job);
+    let pipe = accept(server, &pipe_name, &runner);
+    state.runner = Some(runner);
+    let runner_ref = state.runner.as_ref().expect("set above");
+    let control = Control::new(pipe?)?;
+    let logon = match control.recv(runner_ref)? {
+        FromRunner::Hello { version, user, logon, .. } => {
+            if version != PROTOCOL_VERSION {
+                return Err(LaunchError::needs_setup(format!(
+                    "the installed runner speaks protocol {version}, this ringfence {PROTOCOL_VERSION}"
+                )));
+            }
+            if Sid::parse(&user).ok().as_ref() != Some(&account) {
+                return Err(LaunchError::internal(format!("the runner runs as {user}, not as {account}")));
+            }
+            Sid::parse(&logon).map_err(LaunchError::internal)?
+        }
+        other => return Err(LaunchError::internal(format!("unexpected first message from the runner: {other:?}"))),
+    };
+    state.logon = Some(logon.clone());
+    // The secondary logon service granted the runner's logon the user's desktop; take it back.
+    desktop::revoke_logon(&logon, &account, true)
+        .map_err(|e| e.context("keeping the user's desktop out of the sandbox's reach"))?;
+    desktop::grant_station(&logon).map_err(|e| e.context("opening the window station to the run"))?;
+
+    // The filesystem changes, journaled.
+    let mut changes = RunChanges::begin(&runs_dir, &logon)?;
+    changes.temp_dir(&temp_dir)?;
+    state.changes = Some(changes);
+    state.changes.as_mut().expect("set above").apply(&prepared.acl, &account)?;
+
+    let desk = Desktop::create(&format!("ringfence-{pid}-{n}-{nonce}"), &me, &logon)?;
+
+    // Handles for the runner: the job (assign only), and the streams or the terminal's pipes.
+    let runner_ref = state.runner.as_ref().expect("set above");
+    let job_ref = state.job.as_ref().expect("set above");
+    let job_value =
+        process::duplicate_into(&runner_ref.process, job_ref.handle.as_raw_handle(), Some(sjob::JOB_ASSIGN_PROCESS))?;
+    let mut keep = Vec::new();
+    let mut stdio = [0u64; 3];
+    let mut console_req = None;
+    let mut terminal_pipes = None;
+    if spec.terminal {
+        let (in_read, in_write) = pipe::anonymous()?;
+        let (out_read, out_write) = pipe::anonymous()?;
+        let (cols, rows) = process::std_handle(1).and_then(console::size).unwrap_or((80, 25));
+        console_req = Some(ConsoleRequest {
+            input: process::duplicate_into(&runner_ref.process, in_read.as_raw_handle(), None)?,
+            output: process::duplicate_into(&runner_ref.process, out_write.as_raw_handle(), None)?,
+            cols,
+            rows,
+        });
+        terminal_pipes = Some((in_write, out_read));
+    } else {
+        for (i, s) in spec.stdio.iter().enumerate() {
+            let h = stdio_handle(s, i, &mut keep)?;
+            stdio[i] = process::duplicate_into(&runner_ref.process, h, None)?;
+        }
+    }
+    let request = LaunchRequest {
+        application: units(&prepared.application),
+        command_line: prepared.command_line.clone(),
+        env_block: prepared.env_block.clone(),
+        cwd: units(&prepared.cwd),
+        desktop: units(&desk.path),
+        job: job_value,
+        stdio,
+        console: console_req,
+    };
+    control.send(&ToRunner::Launch(request))?;
+    let (child_pid, process_value, thread_value) = match control.recv(runner_ref)? {
+        FromRunner::Started { pid, process, thread } => (pid, process, thread),
+        other => return Err(LaunchError::internal(format!("unexpected reply from the runner: {other:?}"))),
+    };
+    let child = process::duplicate_from(&runner_ref.process, process_value)?;
+    let thread = process::duplicate_from(&runner_ref.process, thread_value)?;
+    if process::pid(&child) != child_pid {
+        return Err(LaunchError::internal("the runner reported another process than the one it handed over"));
+    }
+    control.send(&ToRunner::Go)?;
+    let runner = state.runner.take().expect("set above");
+    let runner_keep = if spec.terminal {
+        Some(runner.process)
+    } else {
+        // The command must not start while a process of its account without restrictions
+        // exists: wait for the runner to finish, and end it if it doesn't.
+        let ended = process::wait_any(&[runner.process.as_raw_handle()], Some(Duration::from_secs(10)))?;
+        if ended.is_none() {
+            process::terminate(&runner.process, 1);
+            let _ = process::wait_any(&[runner.process.as_raw_handle()], Some(Duration::from_secs(5)));
+        }
+        None
+    };
+    drop(keep);
+
+    let terminal = match terminal_pipes {
+        Some((in_write, out_read)) => Some(start_relay(in_write, out_read, Arc::clone(&control.write))?),
+        None => None,
+    };
+    process::resume(&thread)?;
+    drop(thread);
+
+    let job = state.job.take().expect("set above");
+    let killer = Killer {
+        job: Arc::new(job.handle.try_clone().map_err(|e| LaunchError::internal(format!("the job handle: {e}")))?),
+        killed: Arc::new(AtomicBool::new(false)),
+    };
+    let mut enforcement = prepared.enforcement;
+    if let (Some(note), Some(net)) = (filters_note, enforcement.enforced.iter_mut().find(|l| l.name == "network")) {
+        net.detail = format!("{} ({note})", net.detail);
+    }
+    if let Some(d) = enforcement.enforced.iter_mut().find(|l| l.name == "desktop") {
+        d.detail = format!("{} ({})", d.detail, desk.path);
+    }
+    let sandbox = Sandbox {
+        enforcement,
+        pid: child_pid,
+        process: child,
+        job,
+        killer,
+        timeout: prepared.timeout,
+        started: Instant::now(),
+        runner: runner_keep,
+        control: spec.terminal.then(|| Arc::clone(&control.write)),
+        terminal,
+        changes: state.changes.take(),
+        desktop: Some(desk),
+        logon,
+        account,
+        finished: false,
+    };
+    state.logon = None;
+    drop(state);
+    Ok(sandbox)
+}
+
+fn start_relay(
+    in_write: OwnedHandle,
+    out_read: OwnedHandle,
+    control: Arc<Mutex<File>>,
+) -> Result<Terminal, LaunchError> {
+    let raw = console::RawMode::enter(process::std_handle(0), process::std_handle(1))?;
+    let mut from_command = File::from(out_read);
+    let output = std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        let mut out = std::io::stdout();
+        while let Ok(n) = from_command.read(&mut buf) {
+            if n == 0 || out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut to_command = File::from(in_write);
+    let input = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut stdin = std::io::stdin();
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 || to_command.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_flag = Arc::clone(&stop);
+    let resizer = std::thread::spawn(move || {
+        let mut last = process::std_handle(1).and_then(console::size);
+        while !stop_flag.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(250));
+            let now = process::std_handle(1).and_then(console::size);
+            if let (Some((cols, rows)), true) = (now, now != last) {
+                if let Ok(mut w) = control.lock() {
+                    let _ = w.write_all(&ToRunner::Resize { cols, rows }.encode());
+                }
+                last = now;
+            }
+        }
+    });
+    Ok(Terminal { output: Some(output), input: Some(input), resize_stop: stop, resizer: Some(resizer), _raw: raw })
+}
+
+impl Sandbox {
+    /// The command's process id.
+    pub fn id(&self) -> u32 {
+        self.pid
+    }
+
+    /// Kills every process of the run.
+    pub fn kill(&self) {
+        self.killer.kill();
+    }
+
+    /// A handle that kills the run from another thread while [`Sandbox::wait`] runs.
+    pub fn killer(&self) -> Killer {
+        self.killer.clone()
+    }
+
+    /// Waits for the command, enforcing the timeout; then kills whatever else still runs in
+    /// the job, collects the accounting and undoes the run's changes.
+    pub fn wait(mut self) -> Result<Outcome, LaunchError> {
+        let mut timed_out = false;
+        let mut memory_limit_hit = false;
+        let deadline = self.timeout.map(|t| self.started + t);
+        loop {
+            while let Some((msg, _)) = self.job.next_message(Duration::ZERO) {
+                memory_limit_hit |= msg == sjob::MSG_JOB_MEMORY_LIMIT;
+            }
+            let slice = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
+                None => SLICE,
+            };
+            if process::wait_any(&[self.process.as_raw_handle()], Some(slice))?.is_some() {
+                break;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                timed_out = true;
+                self.job.terminate(KILLED_EXIT_CODE);
+                process::wait_any(&[self.process.as_raw_handle()], Some(Duration::from_secs(10)))?;
+                break;
+            }
+        }
+        let exit_code = process::exit_code(&self.process)?;
+        // Nothing outlives the command.
+        self.job.terminate(exit_code);
+        while let Some((msg, _)) = self.job.next_message(Duration::from_millis(10)) {
+            memory_limit_hit |= msg == sjob::MSG_JOB_MEMORY_LIMIT;
+        }
+        // Accounting is reporting, not enforcement: a failure to read it leaves zeros.
+        let (user_time, kernel_time, peak_memory_bytes) = self.job.accounting().unwrap_or_default();
+        let duration = self.started.elapsed();
+        let cleanup_warnings = self.finish();
+        Ok(Outcome {
+            exit_code,
+            timed_out,
+            memory_limit_hit,
+            duration,
+            user_time,
+            kernel_time,
+            peak_memory_bytes,
+            cleanup_warnings,
+        })
+    }
+
+    /// Ends the terminal relay and the runner, and undoes the run's changes.
+    fn finish(&mut self) -> Vec<String> {
+        if std::mem::replace(&mut self.finished, true) {
+            return vec![];
+        }
+        self.job.terminate(KILLED_EXIT_CODE);
+        // Closing the control pipe lets the runner close the pseudoconsole, which ends its output.
+        self.control = None;
+        if let Some(t) = self.terminal.as_mut() {
+            t.resize_stop.store(true, Ordering::SeqCst);
+            if let Some(r) = t.resizer.take() {
+                let _ = r.join();
+            }
+        }
+        if let Some(r) = self.runner.take() {
+            if process::wait_any(&[r.as_raw_handle()], Some(Duration::from_secs(5))).ok().flatten().is_none() {
+                process::terminate(&r, 1);
+            }
+        }
+        if let Some(mut t) = self.terminal.take() {
+            if let Some(o) = t.output.take() {
+                let _ = o.join();
+            }
+            if let Some(i) = t.input.take() {
+                process::cancel_io(i.as_raw_handle());
+                // Not joined: a console read may not be cancellable; the thread ends with us.
+            }
+        }
+        let mut warnings = self.changes.take().map(RunChanges::undo).unwrap_or_default();
+        if let Err(e) = desktop::revoke_logon(&self.logon, &self.account, false) {
+            warnings.push(e.message);
+        }
+        self.desktop = None;
+        warnings
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Killer>();
+    is_send::<Sandbox>();
+}

@@ -1,0 +1,529 @@
+//! The ACL plan: what a run changes on the filesystem, derived from the policy's rules. Every
+//! entry names the run's logon SID, so entries from concurrent runs never collide and
+//! a crashed run's entries are found by that SID alone.
+//!
+//! - A writable root gets an allow entry: "modify" inherited by everything below, and on the
+//!   root itself modify without DELETE (the root can't be renamed away).
+//! - A read root gets read-and-execute, inherited — unless it is a drive root or holds the home
+//!   folder: those stay under the system's own ACLs, which already let any local user read
+//!   system folders and keep other users' (and the caller's) profile closed.
+//! - A protected path inside a writable root gets a deny of every write right, inherited; each
+//!   folder between the root and it gets a deny of DELETE ("pins"), so neither it nor a parent
+//!   can be renamed away and replaced. An absent protected path gets a placeholder (an empty
+//!   folder or file) first, unless its rule applies only while present, or it lies in an
+//!   absent `.git` (`git init` must keep working).
+//! - A hidden path gets a deny of reading and writing. Outside writable and read roots it
+//!   needs one only if the run could read it at all, which is judged from its ACL at launch.
+//! - A read rule inside a writable root makes that part read-only (a deny of writing).
+
+use crate::acl::{flags, mask, Ace};
+use crate::error::LaunchError;
+use crate::sid::Sid;
+use crate::wpath;
+use ringfence_policy::{FsRules, Origin, RuleKind};
+
+/// What exists at a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    File,
+    Dir,
+}
+
+/// One change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Create a missing folder on the way to a placeholder; writable like the tree it is in,
+    /// removed after the run if empty.
+    Folder { path: String },
+    /// Create an empty file or folder where a protected or hidden path is absent; removed
+    /// after the run if still empty.
+    Placeholder { path: String, kind: Kind },
+    /// Allow entries for the run: `this` on the object, `children` inherited below it.
+    Grant { path: String, this: u32, children: u32 },
+    /// A deny entry for the run; `tree`: inherited below too.
+    Deny { path: String, mask: u32, tree: bool },
+    /// A deny entry, added only if the path's ACL would let the run read it.
+    DenyIfReadable { path: String, mask: u32, tree: bool },
+}
+
+impl Op {
+    pub fn path(&self) -> &str {
+        match self {
+            Op::Folder { path }
+            | Op::Placeholder { path, .. }
+            | Op::Grant { path, .. }
+            | Op::Deny { path, .. }
+            | Op::DenyIfReadable { path, .. } => path,
+        }
+    }
+
+    /// The entries this operation adds for the run's logon SID (none for creations).
+    pub fn aces(&self, logon: &Sid) -> Vec<Ace> {
+        match self {
+            Op::Folder { .. } | Op::Placeholder { .. } => vec![],
+            Op::Grant { this, children, .. } => {
+                let mut out = vec![Ace::Allow { flags: 0, mask: *this, sid: logon.clone() }];
+                if *children != 0 {
+                    out.push(Ace::Allow {
+                        flags: flags::TREE | flags::INHERIT_ONLY,
+                        mask: *children,
+                        sid: logon.clone(),
+                    });
+                }
+                out
+            }
+            Op::Deny { mask, tree, .. } | Op::DenyIfReadable { mask, tree, .. } => {
+                vec![Ace::Deny { flags: if *tree { flags::TREE } else { 0 }, mask: *mask, sid: logon.clone() }]
+            }
+        }
+    }
+}
+
+/// The plan for one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AclPlan {
+    pub ops: Vec<Op>,
+    /// The writable roots, normalized.
+    pub write_roots: Vec<String>,
+    /// Read roots left to the system's ACLs, for `explain`.
+    pub system_read_roots: Vec<String>,
+}
+
+impl AclPlan {
+    pub fn count(&self, f: impl Fn(&Op) -> bool) -> usize {
+        self.ops.iter().filter(|o| f(o)).count()
+    }
+
+    /// A one-line summary for `run.start`.
+    pub fn summary(&self) -> String {
+        let grants = self.count(|o| matches!(o, Op::Grant { .. }));
+        let denies = self.count(|o| matches!(o, Op::Deny { .. } | Op::DenyIfReadable { .. }));
+        let placeholders = self.count(|o| matches!(o, Op::Placeholder { .. }));
+        format!(
+            "{} writable roots; {grants} allow and up to {denies} deny entries for this run's logon SID, \
+             {placeholders} placeholders; removed when the run ends",
+            self.write_roots.len()
+        )
+    }
+}
+
+/// The "pins" of `path` below `root`: a deny of DELETE on each folder between them, so none
+/// can be renamed away and replaced.
+fn pins(root: &str, path: &str) -> impl Iterator<Item = Op> {
+    wpath::between(root, path).into_iter().map(|pin| Op::Deny { path: pin, mask: mask::DELETE, tree: false })
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
+fn protected_kind(path: &str) -> Kind {
+    if ringfence_policy::profile::HOME_FILES.contains(&basename(path)) {
+        Kind::File
+    } else {
+        Kind::Dir
+    }
+}
+
+fn hidden_kind(path: &str) -> Kind {
+    if ringfence_policy::profile::HOME_SECRET_FILES.iter().any(|f| basename(f) == basename(path)) {
+        Kind::File
+    } else {
+        Kind::Dir
+    }
+}
+
+fn is_while_present(origin: &Origin) -> bool {
+    matches!(origin, Origin::Builtin { what } if what == ringfence_policy::profile::WHILE_PRESENT)
+}
+
+fn text(path: &std::path::Path) -> Result<String, LaunchError> {
+    let s = path.to_str().ok_or_else(|| {
+        LaunchError::policy(
+            format!("the path {} is not valid Unicode", path.display()),
+            "rename it, or leave it out of the policy",
+        )
+    })?;
+    Ok(wpath::normalize(s))
+}
+
+/// Builds the plan. `kind` reports what exists at a normalized path (following links, as the
+/// access check does).
+pub fn plan(
+    fs: &FsRules,
+    home: &std::path::Path,
+    allow_writable_home: bool,
+    kind: &dyn Fn(&str) -> Option<Kind>,
+) -> Result<AclPlan, LaunchError> {
+    let home = text(home)?;
+    let mut rules = Vec::with_capacity(fs.rules.len());
+    for r in &fs.rules {
+        rules.push((r.kind, text(&r.path)?, &r.origin));
+    }
+    let mut out = AclPlan::default();
+    let mut creations: Vec<Op> = Vec::new();
+    let mut grants: Vec<Op> = Vec::new();
+    let mut denies: Vec<Op> = Vec::new();
+    let push = |list: &mut Vec<Op>, op: Op| {
+        if !list.iter().any(|o| o.path().eq_ignore_ascii_case(op.path()) && *o == op) {
+            list.push(op);
+        }
+    };
+
+    // Writable roots.
+    for (k, path, origin) in &rules {
+        if *k != RuleKind::Write || out.write_roots.iter().any(|w| wpath::same(w, path)) {
+            continue;
+        }
+        if wpath::is_root(path) {
+            return Err(LaunchError::policy(
+                format!("the writable root {path} ({origin}) is a whole drive"),
+                "make a folder writable, not a drive",
+            ));
+        }
+        if wpath::is_within(&home, path) && !allow_writable_home {
+            return Err(LaunchError::policy(
+                format!("the writable root {path} ({origin}) holds the home folder {home}"),
+                "make a narrower folder writable, or pass --allow-writable-home",
+            ));
+        }
+        let Some(what) = kind(path) else {
+            return Err(LaunchError::policy(
+                format!("the writable root {path} ({origin}) does not exist"),
+                "create it first, or remove the rule",
+            ));
+        };
+        let children = if what == Kind::Dir { mask::MODIFY } else { 0 };
+        push(&mut grants, Op::Grant { path: path.clone(), this: mask::MODIFY & !mask::DELETE, children });
+        out.write_roots.push(path.clone());
+    }
+    let writable_root_of =
+        |p: &str| out.write_roots.iter().filter(|w| wpath::is_within(p, w)).min_by_key(|w| w.len()).cloned();
+
+    // Read roots.
+    let mut read_grants: Vec<String> = Vec::new();
+    for (k, path, _) in &rules {
+        if *k != RuleKind::Read {
+            continue;
+        }
+        if let Some(root) = writable_root_of(path) {
+            if !wpath::same(&root, path) && kind(path).is_some() {
+                // A read-only area inside a writable root.
+                let tree = kind(path) == Some(Kind::Dir);
+                push(&mut denies, Op::Deny { path: path.clone(), mask: mask::ANY_WRITE, tree });
+                for pin in pins(&root, path) {
+                    push(&mut denies, pin);
+                }
+            }
+            continue;
+        }
+        if wpath::is_root(path) || wpath::is_within(&home, path) {
+            out.system_read_roots.push(path.clone());
+            continue;
+        }
+        let Some(what) = kind(path) else { continue };
+        let children = if what == Kind::Dir { mask::READ_EXECUTE } else { 0 };
+        push(&mut grants, Op::Grant { path: path.clone(), this: mask::READ_EXECUTE, children });
+        read_grants.push(path.clone());
+    }
+
+    // Protected and hidden paths.
+    for (k, path, origin) in &rules {
+        let (deny_mask, placeholder_kind) = match k {
+            RuleKind::DenyWrite => (mask::ANY_WRITE, protected_kind(path)),
+            RuleKind::DenyRead => (mask::ANY_READ | mask::ANY_WRITE, hidden_kind(path)),
+            _ => continue,
+        };
+        let root = writable_root_of(path);
+        let existing = kind(path);
+        match (existing, &root) {
+            (Some(what), Some(root)) => {
+                push(&mut denies, Op::Deny { path: path.clone(), mask: deny_mask, tree: what == Kind::Dir });
+                for pin in pins(root, path) {
+                    push(&mut denies, pin);
+                }
+            }
+            (Some(what), None) if *k == RuleKind::DenyRead => {
+                let tree = what == Kind::Dir;
+                if read_grants.iter().any(|g| wpath::is_within(path, g)) {
+                    push(&mut denies, Op::Deny { path: path.clone(), mask: deny_mask, tree });
+                } else {
+                    push(&mut denies, Op::DenyIfReadable { path: path.clone(), mask: deny_mask, tree });
+                }
+            }
+            // Outside writable roots the run can't write anyway.
+            (Some(_), None) => {}
+            (None, Some(root)) => {
+                if is_while_present(origin) || wpath::same(root, path) {
+                    continue;
+                }
+                let between = wpath::between(root, path);
+                let missing: Vec<&String> = between.iter().filter(|p| kind(p).is_none()).collect();
+                if missing.iter().any(|p| wpath::file_name(p).eq_ignore_ascii_case(".git")) {
+                    continue;
+                }
+                if between.iter().any(|p| kind(p) == Some(Kind::File)) {
+                    // A file where a folder on the way should be: nothing can be created below.
+                    continue;
+                }
+                for folder in &missing {
+                    push(&mut creations, Op::Folder { path: (*folder).clone() });
+                }
+                push(&mut creations, Op::Placeholder { path: path.clone(), kind: placeholder_kind });
+                let tree = placeholder_kind == Kind::Dir;
+                push(&mut denies, Op::Deny { path: path.clone(), mask: deny_mask, tree });
+                for pin in pins(root, path) {
+                    push(&mut denies, pin);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    // Parents before children, so creation works in order.
+    creations.sort_by_key(|o| o.path().matches('\\').count());
+    out.ops = creations.into_iter().chain(grants).chain(denies).collect();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+
+    const HOME: &str = r"C:\Users\me";
+    const WS: &str = r"C:\Users\me\proj";
+
+    struct Fake(HashMap<String, Kind>);
+
+    impl Fake {
+        fn new(entries: &[(&str, Kind)]) -> Self {
+            Fake(entries.iter().map(|(p, k)| (p.to_lowercase(), *k)).collect())
+        }
+        fn kind(&self, p: &str) -> Option<Kind> {
+            self.0.get(&p.to_lowercase()).copied()
+        }
+    }
+
+    fn fs(rules: &[(RuleKind, &str)]) -> FsRules {
+        let mut fs = FsRules::default();
+        for (k, p) in rules {
+            fs.push(*k, PathBuf::from(*p), Origin::flag("--test"));
+        }
+        fs
+    }
+
+    fn default_fs() -> Fake {
+        use Kind::*;
+        Fake::new(&[
+            (r"C:\", Dir),
+            (HOME, Dir),
+            (WS, Dir),
+            (r"C:\Users\me\proj\.git", Dir),
+            (r"C:\Users\me\proj\.git\config", File),
+            (r"C:\Users\me\proj\.vscode", Dir),
+            (r"C:\Users\me\.ssh", Dir),
+            (r"C:\Users\me\.cargo", Dir),
+            (r"D:\data", Dir),
+            (r"D:\data\secret.txt", File),
+        ])
+    }
+
+    fn deny(path: &str, mask: u32, tree: bool) -> Op {
+        Op::Deny { path: path.into(), mask, tree }
+    }
+
+    fn pin(path: &str) -> Op {
+        deny(path, mask::DELETE, false)
+    }
+
+    fn read_grant(path: &str) -> Op {
+        Op::Grant { path: path.into(), this: mask::READ_EXECUTE, children: mask::READ_EXECUTE }
+    }
+
+    fn placeholder(path: &str, kind: Kind) -> Op {
+        Op::Placeholder { path: path.into(), kind }
+    }
+
+    fn run(rules: &[(RuleKind, &str)], f: &Fake) -> AclPlan {
+        plan(&fs(rules), Path::new(HOME), false, &|p| f.kind(p)).unwrap()
+    }
+
+    #[test]
+    fn a_writable_root_gets_modify_without_delete_on_itself() {
+        let p = run(&[(RuleKind::Write, WS)], &default_fs());
+        assert_eq!(p.write_roots, vec![WS.to_string()]);
+        let grant = Op::Grant { path: WS.into(), this: mask::MODIFY & !mask::DELETE, children: mask::MODIFY };
+        assert_eq!(p.ops, vec![grant.clone()]);
+        let logon = Sid::parse("S-1-5-5-0-77").unwrap();
+        let aces = grant.aces(&logon);
+        assert_eq!(aces.len(), 2);
+        assert!(matches!(&aces[0], Ace::Allow { flags: 0, mask: m, .. } if m & mask::DELETE == 0));
+        assert!(
+            matches!(&aces[1], Ace::Allow { flags: f, mask: mask::MODIFY, .. } if *f == flags::TREE | flags::INHERIT_ONLY)
+        );
+    }
+
+    #[test]
+    fn bad_writable_roots_are_refused() {
+        let f = default_fs();
+        let err = |rules: &[(RuleKind, &str)]| plan(&fs(rules), Path::new(HOME), false, &|p| f.kind(p)).unwrap_err();
+        assert!(err(&[(RuleKind::Write, r"C:\")]).message.contains("whole drive"));
+        let e = err(&[(RuleKind::Write, HOME)]);
+        assert!(e.message.contains("holds the home folder") && e.remedy.unwrap().contains("--allow-writable-home"));
+        assert!(err(&[(RuleKind::Write, r"C:\Users")]).message.contains("holds the home folder"));
+        assert!(err(&[(RuleKind::Write, r"C:\missing")]).message.contains("does not exist"));
+        let ok = plan(&fs(&[(RuleKind::Write, HOME)]), Path::new(HOME), true, &|p| f.kind(p)).unwrap();
+        assert_eq!(ok.write_roots, vec![HOME.to_string()]);
+    }
+
+    #[test]
+    fn protected_paths_get_denies_and_pins() {
+        let p = run(&[(RuleKind::Write, WS), (RuleKind::DenyWrite, r"C:\Users\me\proj\.git\config")], &default_fs());
+        assert!(p.ops.contains(&deny(r"C:\Users\me\proj\.git\config", mask::ANY_WRITE, false)));
+        assert!(p.ops.contains(&pin(r"C:\Users\me\proj\.git")));
+    }
+
+    #[test]
+    fn absent_protected_paths_get_placeholders_but_not_in_an_absent_git() {
+        let mut f = default_fs();
+        let p = run(
+            &[
+                (RuleKind::Write, WS),
+                (RuleKind::DenyWrite, r"C:\Users\me\proj\.git\hooks"),
+                (RuleKind::DenyWrite, r"C:\Users\me\proj\.envrc"),
+            ],
+            &f,
+        );
+        assert!(p.ops.contains(&placeholder(r"C:\Users\me\proj\.git\hooks", Kind::Dir)));
+        assert!(p.ops.contains(&placeholder(r"C:\Users\me\proj\.envrc", Kind::Dir)));
+        assert!(p.ops.contains(&deny(r"C:\Users\me\proj\.git\hooks", mask::ANY_WRITE, true)));
+        assert!(p.ops.contains(&pin(r"C:\Users\me\proj\.git")));
+        // Creations come first.
+        assert!(matches!(p.ops[0], Op::Placeholder { .. }));
+
+        f.0.remove(&r"C:\Users\me\proj\.git".to_lowercase());
+        let p = run(&[(RuleKind::Write, WS), (RuleKind::DenyWrite, r"C:\Users\me\proj\.git\hooks")], &f);
+        assert!(!p.ops.iter().any(|o| o.path().contains(".git")), "{:#?}", p.ops);
+    }
+
+    #[test]
+    fn missing_folders_on_the_way_are_created_and_pinned() {
+        let mut f = default_fs();
+        f.0.insert(r"C:\Users\me\proj\a".to_lowercase(), Kind::Dir);
+        let p = run(&[(RuleKind::Write, WS), (RuleKind::DenyWrite, r"C:\Users\me\proj\a\b\c")], &f);
+        assert_eq!(p.ops[0], Op::Folder { path: r"C:\Users\me\proj\a\b".into() });
+        assert_eq!(p.ops[1], placeholder(r"C:\Users\me\proj\a\b\c", Kind::Dir));
+        for pin_path in [r"C:\Users\me\proj\a", r"C:\Users\me\proj\a\b"] {
+            assert!(p.ops.contains(&pin(pin_path)), "{pin_path}");
+        }
+        // A file in the way: nothing can be created below it, and nothing is.
+        f.0.insert(r"C:\Users\me\proj\a\b".to_lowercase(), Kind::File);
+        let p = run(&[(RuleKind::Write, WS), (RuleKind::DenyWrite, r"C:\Users\me\proj\a\b\c")], &f);
+        assert!(!p.ops.iter().any(|o| o.path().ends_with(r"\c")));
+    }
+
+    #[test]
+    fn home_rc_files_get_file_placeholders() {
+        let f = default_fs();
+        let p = plan(
+            &fs(&[
+                (RuleKind::Write, HOME),
+                (RuleKind::DenyWrite, r"C:\Users\me\.gitconfig"),
+                (RuleKind::DenyWrite, r"C:\Users\me\.config\autostart"),
+                (RuleKind::DenyRead, r"C:\Users\me\.netrc"),
+            ]),
+            Path::new(HOME),
+            true,
+            &|p| f.kind(p),
+        )
+        .unwrap();
+        assert!(p.ops.contains(&placeholder(r"C:\Users\me\.gitconfig", Kind::File)));
+        assert!(p.ops.contains(&Op::Folder { path: r"C:\Users\me\.config".into() }));
+        assert!(p.ops.contains(&placeholder(r"C:\Users\me\.config\autostart", Kind::Dir)));
+        assert!(p.ops.contains(&pin(r"C:\Users\me\.config")));
+        assert!(p.ops.contains(&placeholder(r"C:\Users\me\.netrc", Kind::File)));
+        assert!(p.ops.contains(&deny(r"C:\Users\me\.netrc", mask::ANY_READ | mask::ANY_WRITE, false)));
+        let folder = p.ops.iter().position(|o| *o == Op::Folder { path: r"C:\Users\me\.config".into() }).unwrap();
+        let inside = p
+            .ops
+            .iter()
+            .position(|o| matches!(o, Op::Placeholder { path, .. } if path.ends_with("autostart")))
+            .unwrap();
+        assert!(folder < inside, "parents first");
+    }
+
+    #[test]
+    fn while_present_rules_make_no_placeholder() {
+        let mut fs_rules = fs(&[(RuleKind::Write, WS)]);
+        fs_rules.push(
+            RuleKind::DenyWrite,
+            PathBuf::from(r"C:\Users\me\proj\.husky"),
+            Origin::builtin(ringfence_policy::profile::WHILE_PRESENT),
+        );
+        let f = default_fs();
+        let p = plan(&fs_rules, Path::new(HOME), false, &|p| f.kind(p)).unwrap();
+        assert!(!p.ops.iter().any(|o| o.path().ends_with(".husky")));
+    }
+
+    #[test]
+    fn protected_paths_outside_writable_roots_need_nothing() {
+        let p = run(&[(RuleKind::Write, WS), (RuleKind::DenyWrite, r"C:\Users\me\.ssh")], &default_fs());
+        assert!(!p.ops.iter().any(|o| o.path().ends_with(".ssh")));
+    }
+
+    #[test]
+    fn hidden_paths_outside_grants_are_checked_at_launch() {
+        let p = run(
+            &[(RuleKind::Write, WS), (RuleKind::DenyRead, r"C:\Users\me\.ssh"), (RuleKind::DenyRead, "/etc/shadow")],
+            &default_fs(),
+        );
+        assert!(p.ops.contains(&Op::DenyIfReadable {
+            path: r"C:\Users\me\.ssh".into(),
+            mask: mask::ANY_READ | mask::ANY_WRITE,
+            tree: true
+        }));
+        assert!(!p.ops.iter().any(|o| o.path().contains("shadow")), "absent outside roots: nothing");
+    }
+
+    #[test]
+    fn read_roots() {
+        let p = run(
+            &[
+                (RuleKind::Read, "/"),
+                (RuleKind::Read, r"C:\Users"),
+                (RuleKind::Read, r"C:\Users\me\.cargo"),
+                (RuleKind::Read, r"D:\data"),
+                (RuleKind::DenyRead, r"D:\data\secret.txt"),
+                (RuleKind::Read, r"D:\absent"),
+            ],
+            &default_fs(),
+        );
+        assert_eq!(p.system_read_roots, vec![r"\".to_string(), r"C:\Users".to_string()]);
+        assert!(p.ops.contains(&read_grant(r"C:\Users\me\.cargo")));
+        assert!(p.ops.contains(&read_grant(r"D:\data")));
+        // Inside a read grant, a hidden path is denied unconditionally.
+        assert!(p.ops.contains(&deny(r"D:\data\secret.txt", mask::ANY_READ | mask::ANY_WRITE, false)));
+        assert!(!p.ops.iter().any(|o| o.path().contains("absent")));
+    }
+
+    #[test]
+    fn a_read_rule_inside_a_writable_root_makes_it_read_only() {
+        let p = run(&[(RuleKind::Write, WS), (RuleKind::Read, r"C:\Users\me\proj\.vscode")], &default_fs());
+        assert!(p.ops.contains(&deny(r"C:\Users\me\proj\.vscode", mask::ANY_WRITE, true)));
+    }
+
+    #[test]
+    fn summary_counts() {
+        let p = run(&[(RuleKind::Write, WS), (RuleKind::DenyWrite, r"C:\Users\me\proj\.git\config")], &default_fs());
+        let s = p.summary();
+        assert!(s.starts_with("1 writable roots; 1 allow and up to 2 deny entries"), "{s}");
+    }
+
+    #[test]
+    fn paths_from_canonicalize_are_normalized() {
+        let p = run(&[(RuleKind::Write, r"\\?\C:\Users\me\proj\")], &default_fs());
+        assert_eq!(p.write_roots, vec![WS.to_string()]);
+    }
+}

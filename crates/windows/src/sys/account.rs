@@ -1,0 +1,310 @@
+//! The sandbox account and its secret: local user management (netapi32), logon rights (LSA),
+//! hiding the account from the sign-in screen (registry), the password's DPAPI protection, and
+//! random bytes.
+
+use super::{copy_bytes, local_free, message, os_error, owned, wide, Aligned};
+use crate::error::LaunchError;
+use crate::sid::Sid;
+use std::os::windows::io::OwnedHandle;
+use windows_sys::Win32::Foundation::HANDLE;
+use windows_sys::Win32::NetworkManagement::NetManagement::{
+    NERR_UserExists, NERR_UserNotFound, NetUserAdd, NetUserDel, NetUserSetInfo, UF_DONT_EXPIRE_PASSWD,
+    UF_PASSWD_CANT_CHANGE, UF_SCRIPT, USER_INFO_1, USER_INFO_1003, USER_INFO_1008, USER_PRIV_USER,
+};
+use windows_sys::Win32::Security::Authentication::Identity::{
+    LsaAddAccountRights, LsaClose, LsaNtStatusToWinError, LsaOpenPolicy, LsaRemoveAccountRights, LSA_HANDLE,
+    LSA_OBJECT_ATTRIBUTES, LSA_UNICODE_STRING, POLICY_CREATE_ACCOUNT, POLICY_LOOKUP_NAMES,
+};
+use windows_sys::Win32::Security::Cryptography::{
+    BCryptGenRandom, CryptProtectData, CryptUnprotectData, BCRYPT_USE_SYSTEM_PREFERRED_RNG, CRYPTPROTECT_UI_FORBIDDEN,
+    CRYPT_INTEGER_BLOB,
+};
+use windows_sys::Win32::Security::{LogonUserW, LOGON32_LOGON_INTERACTIVE, LOGON32_PROVIDER_DEFAULT};
+use windows_sys::Win32::System::Registry::{
+    RegCloseKey, RegCreateKeyExW, RegDeleteKeyValueW, RegSetValueExW, HKEY, HKEY_LOCAL_MACHINE, KEY_SET_VALUE,
+    REG_DWORD, REG_OPTION_NON_VOLATILE,
+};
+
+/// `n` random bytes from the system's preferred generator.
+pub fn random(n: usize) -> Result<Vec<u8>, LaunchError> {
+    let mut buf = vec![0u8; n];
+    // SAFETY: the buffer is `n` bytes long.
+    let status =
+        unsafe { BCryptGenRandom(std::ptr::null_mut(), buf.as_mut_ptr(), n as u32, BCRYPT_USE_SYSTEM_PREFERRED_RNG) };
+    if status < 0 {
+        return Err(LaunchError::internal(format!("BCryptGenRandom failed with status {status:#x}")));
+    }
+    Ok(buf)
+}
+
+const FLAGS: u32 = UF_SCRIPT | UF_DONT_EXPIRE_PASSWD | UF_PASSWD_CANT_CHANGE;
+
+/// Creates the local account `name`, or resets its password and flags if it exists. Returns
+/// whether it was created.
+pub fn create_or_reset_user(name: &str, password: &str, comment: &str) -> Result<bool, LaunchError> {
+    let mut name_w = wide(name);
+    let mut password_w = wide(password);
+    let mut comment_w = wide(comment);
+    let info = USER_INFO_1 {
+        usri1_name: name_w.as_mut_ptr(),
+        usri1_password: password_w.as_mut_ptr(),
+        usri1_password_age: 0,
+        usri1_priv: USER_PRIV_USER,
+        usri1_home_dir: std::ptr::null_mut(),
+        usri1_comment: comment_w.as_mut_ptr(),
+        usri1_flags: FLAGS,
+        usri1_script_path: std::ptr::null_mut(),
+    };
+    let mut parm = 0u32;
+    // SAFETY: a USER_INFO_1 whose strings live through the call.
+    let err = unsafe { NetUserAdd(std::ptr::null(), 1, (&info as *const USER_INFO_1).cast(), &mut parm) };
+    let created = match err {
+        0 => true,
+        e if e == NERR_UserExists => {
+            let pw = USER_INFO_1003 { usri1003_password: password_w.as_mut_ptr() };
+            // SAFETY: the password is NUL-terminated and outlives the call.
+            unsafe { set_user_info(name, &pw) }
+                .map_err(|e| net_error(format!("resetting the password of {name}"), "NetUserSetInfo", e))?;
+            let flags = USER_INFO_1008 { usri1008_flags: FLAGS };
+            // SAFETY: no strings.
+            unsafe { set_user_info(name, &flags) }
+                .map_err(|e| net_error(format!("enabling {name}"), "NetUserSetInfo", e))?;
+            false
+        }
+        _ => return Err(net_error(format!("creating the account {name}"), "NetUserAdd", err)),
+    };
+    password_w.iter_mut().for_each(|c| *c = 0);
+    Ok(created)
+}
+
+/// A USER_INFO_<level> structure NetUserSetInfo takes, with its level.
+trait UserInfo {
+    const LEVEL: u32;
+}
+
+impl UserInfo for USER_INFO_1003 {
+    const LEVEL: u32 = 1003;
+}
+
+impl UserInfo for USER_INFO_1008 {
+    const LEVEL: u32 = 1008;
+}
+
+/// Sets one piece of information on the account `name` with NetUserSetInfo; Err: its status.
+///
+/// # Safety
+/// Every string `info` points to must be NUL-terminated and live through the call.
+unsafe fn set_user_info<T: UserInfo>(name: &str, info: &T) -> Result<(), u32> {
+    let name_w = wide(name);
+    let mut parm = 0u32;
+    // SAFETY: `info` is the structure of level `T::LEVEL` (the trait ties them); the caller
+    // promises its strings; the name is NUL-terminated.
+    let err =
+        unsafe { NetUserSetInfo(std::ptr::null(), name_w.as_ptr(), T::LEVEL, (info as *const T).cast(), &mut parm) };
+    if err != 0 {
+        return Err(err);
+    }
+    Ok(())
+}
+
+fn net_error(what: String, call: &str, err: u32) -> LaunchError {
+    if err == 5 {
+        return LaunchError::unsupported(format!("{what}: access denied"), crate::error::SETUP_REMEDY);
+    }
+    os_error(what, call, err)
+}
+
+/// Deletes the local account `name`; false if there was none.
+pub fn delete_user(name: &str) -> Result<bool, LaunchError> {
+    let name_w = wide(name);
+    // SAFETY: NUL-terminated name.
+    match unsafe { NetUserDel(std::ptr::null(), name_w.as_ptr()) } {
+        0 => Ok(true),
+        e if e == NERR_UserNotFound => Ok(false),
+        err => Err(net_error(format!("deleting the account {name}"), "NetUserDel", err)),
+    }
+}
+
+/// Logs on as `name` (interactive logon type, as the runner's logon is) to check the password.
+pub fn logon(name: &str, password: &str) -> Result<OwnedHandle, LaunchError> {
+    let name_w = wide(name);
+    let domain = wide(".");
+    let mut password_w = wide(password);
+    let mut token: HANDLE = std::ptr::null_mut();
+    // SAFETY: NUL-terminated strings; `token` receives a new handle.
+    let ok = unsafe {
+        LogonUserW(
+            name_w.as_ptr(),
+            domain.as_ptr(),
+            password_w.as_ptr(),
+            LOGON32_LOGON_INTERACTIVE,
+            LOGON32_PROVIDER_DEFAULT,
+            &mut token,
+        )
+    };
+    let err = super::last_error();
+    password_w.iter_mut().for_each(|c| *c = 0);
+    if ok == 0 {
+        return Err(os_error(format!("logging on as {name}"), "LogonUserW", err));
+    }
+    owned(token, format!("logging on as {name}"), "LogonUserW")
+}
+
+fn lsa_string(s: &mut [u16]) -> LSA_UNICODE_STRING {
+    let len = (s.len().saturating_sub(1) * 2) as u16;
+    LSA_UNICODE_STRING { Length: len, MaximumLength: len + 2, Buffer: s.as_mut_ptr() }
+}
+
+struct Policy(LSA_HANDLE);
+
+impl Policy {
+    fn open() -> Result<Policy, LaunchError> {
+        let attrs = LSA_OBJECT_ATTRIBUTES::default();
+        let mut handle: LSA_HANDLE = 0;
+        // SAFETY: zeroed attributes as the documentation requires; local system.
+        let status = unsafe {
+            LsaOpenPolicy(std::ptr::null(), &attrs, (POLICY_CREATE_ACCOUNT | POLICY_LOOKUP_NAMES) as u32, &mut handle)
+        };
+        if status != 0 {
+            // SAFETY: converts a status code.
+            let err = unsafe { LsaNtStatusToWinError(status) };
+            return Err(net_error("opening the local security policy".into(), "LsaOpenPolicy", err));
+        }
+        Ok(Policy(handle))
+    }
+}
+
+impl Drop for Policy {
+    fn drop(&mut self) {
+        // SAFETY: opened above, closed once.
+        unsafe { LsaClose(self.0) };
+    }
+}
+
+/// The logon rights the account is denied: over the network and over Remote Desktop, so its
+/// password is useless anywhere but on this machine's secondary logon.
+pub const DENIED_RIGHTS: &[&str] = &["SeDenyNetworkLogonRight", "SeDenyRemoteInteractiveLogonRight"];
+
+/// Grants `rights` to `sid` in the local security policy.
+pub fn add_rights(sid: &Sid, rights: &[&str]) -> Result<(), LaunchError> {
+    let policy = Policy::open()?;
+    let sid_bytes = Aligned::new(&sid.to_bytes());
+    let mut storage: Vec<Vec<u16>> = rights.iter().map(wide).collect();
+    let strings: Vec<LSA_UNICODE_STRING> = storage.iter_mut().map(|s| lsa_string(s)).collect();
+    // SAFETY: a valid SID and strings that live through the call.
+    let status = unsafe { LsaAddAccountRights(policy.0, sid_bytes.ptr(), strings.as_ptr(), strings.len() as u32) };
+    if status != 0 {
+        // SAFETY: converts a status code.
+        let err = unsafe { LsaNtStatusToWinError(status) };
+        return Err(net_error("denying the account network and remote logons".into(), "LsaAddAccountRights", err));
+    }
+    Ok(())
+}
+
+/// Removes every right `sid` holds in the local security policy (before the account goes).
+pub fn remove_all_rights(sid: &Sid) -> Result<(), LaunchError> {
+    let policy = Policy::open()?;
+    let sid_bytes = Aligned::new(&sid.to_bytes());
+    // SAFETY: a valid SID; AllRights removes the account object, no strings needed.
+    let status = unsafe { LsaRemoveAccountRights(policy.0, sid_bytes.ptr(), true, std::ptr::null(), 0) };
+    // STATUS_OBJECT_NAME_NOT_FOUND: it held none.
+    if status != 0 && status as u32 != 0xC000_0034 {
+        // SAFETY: converts a status code.
+        let err = unsafe { LsaNtStatusToWinError(status) };
+        return Err(os_error("removing the account's logon rights", "LsaRemoveAccountRights", err));
+    }
+    Ok(())
+}
+
+const USER_LIST: &str = r"SOFTWARE\Microsoft\Windows NT\CurrentVersion\Winlogon\SpecialAccounts\UserList";
+
+/// Hides (or shows again) the account on the sign-in screen.
+pub fn hide_from_sign_in(name: &str, hide: bool) -> Result<(), LaunchError> {
+    let key_w = wide(USER_LIST);
+    let name_w = wide(name);
+    if !hide {
+        // SAFETY: NUL-terminated key and value names.
+        let err = unsafe { RegDeleteKeyValueW(HKEY_LOCAL_MACHINE, key_w.as_ptr(), name_w.as_ptr()) };
+        return match err {
+            0 | 2 => Ok(()),
+            e => Err(os_error("showing the account on the sign-in screen again", "RegDeleteKeyValueW", e)),
+        };
+    }
+    let mut key: HKEY = std::ptr::null_mut();
+    // SAFETY: creates or opens the key; `key` receives a handle closed below.
+    let err = unsafe {
+        RegCreateKeyExW(
+            HKEY_LOCAL_MACHINE,
+            key_w.as_ptr(),
+            0,
+            std::ptr::null(),
+            REG_OPTION_NON_VOLATILE,
+            KEY_SET_VALUE,
+            std::ptr::null(),
+            &mut key,
+            std::ptr::null_mut(),
+        )
+    };
+    if err != 0 {
+        return Err(net_error("hiding the account from the sign-in screen".into(), "RegCreateKeyExW", err));
+    }
+    let zero = 0u32.to_le_bytes();
+    // SAFETY: an open key and a 4-byte DWORD value.
+    let err = unsafe { RegSetValueExW(key, name_w.as_ptr(), 0, REG_DWORD, zero.as_ptr(), 4) };
+    // SAFETY: opened above, closed once.
+    unsafe { RegCloseKey(key) };
+    if err != 0 {
+        return Err(os_error("hiding the account from the sign-in screen", "RegSetValueExW", err));
+    }
+    Ok(())
+}
+
+fn blob(data: &[u8]) -> CRYPT_INTEGER_BLOB {
+    CRYPT_INTEGER_BLOB { cbData: data.len() as u32, pbData: data.as_ptr() as *mut u8 }
+}
+
+/// Which way [`dpapi`] goes.
+enum Dpapi<'a> {
+    /// Encrypt, with this description stored in the blob.
+    Protect(&'a str),
+    Unprotect,
+}
+
+/// Encrypts or decrypts `data` for the current user with DPAPI (with `entropy` mixed in), and
+/// returns a copy of the result (freeing the system's). Err: the call failed, with the last
+/// error.
+fn dpapi(direction: Dpapi<'_>, data: &[u8], entropy: &[u8]) -> Result<Vec<u8>, u32> {
+    let (input, entropy) = (blob(data), blob(entropy));
+    let (reserved, prompt, flags) = (std::ptr::null(), std::ptr::null(), CRYPTPROTECT_UI_FORBIDDEN);
+    let description = match direction {
+        Dpapi::Protect(text) => Some(wide(text)),
+        Dpapi::Unprotect => None,
+    };
+    let mut out = CRYPT_INTEGER_BLOB { cbData: 0, pbData: std::ptr::null_mut() };
+    // SAFETY: input blobs point at live slices the call only reads, the description is
+    // NUL-terminated; the output is LocalAlloc'ed and freed below.
+    let ok = unsafe {
+        match &description {
+            Some(desc) => CryptProtectData(&input, desc.as_ptr(), &entropy, reserved, prompt, flags, &mut out),
+            None => CryptUnprotectData(&input, std::ptr::null_mut(), &entropy, reserved, prompt, flags, &mut out),
+        }
+    };
+    if ok == 0 {
+        return Err(super::last_error());
+    }
+    // SAFETY: the call returned `cbData` bytes at `pbData`.
+    let bytes = unsafe { copy_bytes(out.pbData, out.cbData as usize) };
+    local_free(out.pbData);
+    Ok(bytes)
+}
+
+/// Encrypts `data` for the current user with DPAPI (with `entropy` mixed in).
+pub fn protect(data: &[u8], entropy: &[u8], description: &str) -> Result<Vec<u8>, LaunchError> {
+    dpapi(Dpapi::Protect(description), data, entropy)
+        .map_err(|e| os_error("protecting the password with DPAPI", "CryptProtectData", e))
+}
+
+/// Decrypts what [`protect`] made, as the same user.
+pub fn unprotect(data: &[u8], entropy: &[u8]) -> Result<Vec<u8>, String> {
+    dpapi(Dpapi::Unprotect, data, entropy).map_err(message)
+}

@@ -1,0 +1,245 @@
+//! The filter engine: installs and removes ringfence's provider, sublayer and filters (from the
+//! descriptions in [`crate::wfp`]) in one transaction, and checks which are present.
+
+use super::wide;
+use crate::error::LaunchError;
+use crate::wfp::{Action, Condition, FilterSpec, Guid, PROVIDER_KEY, SUBLAYER_KEY, SUBLAYER_WEIGHT};
+use windows_sys::core::GUID;
+use windows_sys::Win32::Foundation::{
+    FWP_E_ALREADY_EXISTS, FWP_E_FILTER_NOT_FOUND, FWP_E_IN_USE, FWP_E_PROVIDER_NOT_FOUND, FWP_E_SUBLAYER_NOT_FOUND,
+    HANDLE,
+};
+use windows_sys::Win32::NetworkManagement::WindowsFilteringPlatform::*;
+use windows_sys::Win32::System::Rpc::RPC_C_AUTHN_DEFAULT;
+
+fn guid(g: Guid) -> GUID {
+    GUID::from_u128(g.0)
+}
+
+fn hresult_text(code: u32) -> String {
+    format!("{code:#010x} ({})", super::message(code))
+}
+
+fn check(what: &str, call: &str, code: u32) -> Result<(), LaunchError> {
+    if code == 0 {
+        return Ok(());
+    }
+    if code == 5 {
+        return Err(LaunchError::unsupported(format!("{what}: {call}: access denied"), crate::error::SETUP_REMEDY));
+    }
+    Err(LaunchError::internal(format!("{what}: {call} failed with {}", hresult_text(code))))
+}
+
+/// Like [`check`], but `benign` (already there, or not there) is no error either: Ok(false)
+/// for it, Ok(true) for success.
+fn check_unless(benign: i32, what: &str, call: &str, code: u32) -> Result<bool, LaunchError> {
+    if code == benign as u32 {
+        return Ok(false);
+    }
+    check(what, call, code)?;
+    Ok(true)
+}
+
+/// An open handle to the base filtering engine.
+pub struct Engine(HANDLE);
+
+impl Engine {
+    pub fn open() -> Result<Engine, LaunchError> {
+        let mut handle: HANDLE = std::ptr::null_mut();
+        // SAFETY: local engine, default authentication, no options; `handle` receives it.
+        let err = unsafe {
+            FwpmEngineOpen0(
+                std::ptr::null(),
+                RPC_C_AUTHN_DEFAULT as u32,
+                std::ptr::null(),
+                std::ptr::null(),
+                &mut handle,
+            )
+        };
+        check("opening the filter engine", "FwpmEngineOpen0", err)?;
+        Ok(Engine(handle))
+    }
+
+    /// Runs `f` in a transaction: all of it or nothing.
+    pub fn transaction<T>(&self, f: impl FnOnce(&Engine) -> Result<T, LaunchError>) -> Result<T, LaunchError> {
+        // SAFETY: an open engine handle.
+        check("starting a filter transaction", "FwpmTransactionBegin0", unsafe { FwpmTransactionBegin0(self.0, 0) })?;
+        match f(self) {
+            Ok(v) => {
+                // SAFETY: a transaction is open on this handle.
+                let err = unsafe { FwpmTransactionCommit0(self.0) };
+                check("committing the filters", "FwpmTransactionCommit0", err)?;
+                Ok(v)
+            }
+            Err(e) => {
+                // SAFETY: a transaction is open on this handle.
+                unsafe { FwpmTransactionAbort0(self.0) };
+                Err(e)
+            }
+        }
+    }
+
+    /// Adds ringfence's persistent provider and sublayer (already present is fine).
+    pub fn add_provider_and_sublayer(&self) -> Result<(), LaunchError> {
+        let mut name = wide("ringfence");
+        let mut desc = wide("ringfence sandbox: network limits of the sandbox account");
+        let provider = FWPM_PROVIDER0 {
+            providerKey: guid(PROVIDER_KEY),
+            displayData: FWPM_DISPLAY_DATA0 { name: name.as_mut_ptr(), description: desc.as_mut_ptr() },
+            flags: FWPM_PROVIDER_FLAG_PERSISTENT,
+            providerData: FWP_BYTE_BLOB { size: 0, data: std::ptr::null_mut() },
+            serviceName: std::ptr::null_mut(),
+        };
+        // SAFETY: the structure and its strings live through the call; no security descriptor.
+        let err = unsafe { FwpmProviderAdd0(self.0, &provider, std::ptr::null_mut()) };
+        check_unless(FWP_E_ALREADY_EXISTS, "adding the WFP provider", "FwpmProviderAdd0", err)?;
+        let mut provider_key = guid(PROVIDER_KEY);
+        let sublayer = FWPM_SUBLAYER0 {
+            subLayerKey: guid(SUBLAYER_KEY),
+            displayData: FWPM_DISPLAY_DATA0 { name: name.as_mut_ptr(), description: desc.as_mut_ptr() },
+            flags: FWPM_SUBLAYER_FLAG_PERSISTENT,
+            providerKey: &mut provider_key,
+            providerData: FWP_BYTE_BLOB { size: 0, data: std::ptr::null_mut() },
+            weight: SUBLAYER_WEIGHT,
+        };
+        // SAFETY: as above.
+        let err = unsafe { FwpmSubLayerAdd0(self.0, &sublayer, std::ptr::null_mut()) };
+        check_unless(FWP_E_ALREADY_EXISTS, "adding the WFP sublayer", "FwpmSubLayerAdd0", err)?;
+        Ok(())
+    }
+
+    /// Adds one filter, persistent, in ringfence's sublayer.
+    pub fn add_filter(&self, spec: &FilterSpec) -> Result<(), LaunchError> {
+        let mut name = wide(&spec.name);
+        let mut desc = wide(spec.to_string());
+        // Storage the condition values point into; sized up front so nothing moves.
+        let mut blobs: Vec<FWP_BYTE_BLOB> = Vec::with_capacity(spec.conditions.len());
+        let mut sds: Vec<Vec<u8>> = Vec::with_capacity(spec.conditions.len());
+        let mut v6: Vec<FWP_BYTE_ARRAY16> = Vec::with_capacity(spec.conditions.len());
+        let mut ranges: Vec<FWP_RANGE0> = Vec::with_capacity(spec.conditions.len());
+        let mut conditions: Vec<FWPM_FILTER_CONDITION0> = Vec::with_capacity(spec.conditions.len());
+        for c in &spec.conditions {
+            let mut value = FWP_CONDITION_VALUE0::default();
+            let mut match_type = FWP_MATCH_EQUAL;
+            match c {
+                Condition::User { sd, .. } => {
+                    sds.push(sd.clone());
+                    let bytes = sds.last_mut().expect("just pushed");
+                    blobs.push(FWP_BYTE_BLOB { size: bytes.len() as u32, data: bytes.as_mut_ptr() });
+                    value.r#type = FWP_SECURITY_DESCRIPTOR_TYPE;
+                    value.Anonymous.sd = blobs.last_mut().expect("just pushed");
+                }
+                Condition::Protocol(p) => {
+                    value.r#type = FWP_UINT8;
+                    value.Anonymous.uint8 = *p;
+                }
+                Condition::RemotePort(p) => {
+                    value.r#type = FWP_UINT16;
+                    value.Anonymous.uint16 = *p;
+                }
+                Condition::RemotePorts(r) => {
+                    let mut low = FWP_VALUE0 { r#type: FWP_UINT16, ..Default::default() };
+                    low.Anonymous.uint16 = *r.start();
+                    let mut high = FWP_VALUE0 { r#type: FWP_UINT16, ..Default::default() };
+                    high.Anonymous.uint16 = *r.end();
+                    ranges.push(FWP_RANGE0 { valueLow: low, valueHigh: high });
+                    value.r#type = FWP_RANGE_TYPE;
+                    value.Anonymous.rangeValue = ranges.last_mut().expect("just pushed");
+                    match_type = FWP_MATCH_RANGE;
+                }
+                Condition::RemoteV4(a) => {
+                    // Host byte order, as a number.
+                    value.r#type = FWP_UINT32;
+                    value.Anonymous.uint32 = u32::from(*a);
+                }
+                Condition::RemoteV6(a) => {
+                    v6.push(FWP_BYTE_ARRAY16 { byteArray16: a.octets() });
+                    value.r#type = FWP_BYTE_ARRAY16_TYPE;
+                    value.Anonymous.byteArray16 = v6.last_mut().expect("just pushed");
+                }
+            }
+            conditions.push(FWPM_FILTER_CONDITION0 {
+                fieldKey: guid(c.field()),
+                matchType: match_type,
+                conditionValue: value,
+            });
+        }
+        let mut provider_key = guid(PROVIDER_KEY);
+        let mut weight = FWP_VALUE0 { r#type: FWP_UINT8, ..Default::default() };
+        weight.Anonymous.uint8 = spec.weight;
+        let mut flags = FWPM_FILTER_FLAG_PERSISTENT;
+        if spec.hard {
+            flags |= FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT;
+        }
+        let mut filter = FWPM_FILTER0 {
+            filterKey: guid(spec.key),
+            displayData: FWPM_DISPLAY_DATA0 { name: name.as_mut_ptr(), description: desc.as_mut_ptr() },
+            flags,
+            providerKey: &mut provider_key,
+            layerKey: guid(spec.layer.key()),
+            subLayerKey: guid(SUBLAYER_KEY),
+            weight,
+            numFilterConditions: conditions.len() as u32,
+            filterCondition: conditions.as_mut_ptr(),
+            ..Default::default()
+        };
+        filter.action.r#type = match spec.action {
+            Action::Permit => FWP_ACTION_PERMIT,
+            Action::Block => FWP_ACTION_BLOCK,
+        };
+        let mut id = 0u64;
+        // SAFETY: every pointer in `filter` refers to storage in this frame that outlives the
+        // call (the vectors were sized up front and never reallocated).
+        let err = unsafe { FwpmFilterAdd0(self.0, &filter, std::ptr::null_mut(), &mut id) };
+        check(&format!("adding the WFP filter `{}`", spec.name), "FwpmFilterAdd0", err)
+    }
+
+    /// Deletes a filter; false if it wasn't there.
+    pub fn delete_filter(&self, key: Guid) -> Result<bool, LaunchError> {
+        let k = guid(key);
+        // SAFETY: an open engine handle and a GUID that lives through the call.
+        let err = unsafe { FwpmFilterDeleteByKey0(self.0, &k) };
+        check_unless(FWP_E_FILTER_NOT_FOUND, "removing a WFP filter", "FwpmFilterDeleteByKey0", err)
+    }
+
+    /// Deletes the sublayer and provider (after their filters).
+    pub fn delete_provider_and_sublayer(&self) -> Result<bool, LaunchError> {
+        let s = guid(SUBLAYER_KEY);
+        // SAFETY: as above.
+        let err = unsafe { FwpmSubLayerDeleteByKey0(self.0, &s) };
+        if err == FWP_E_IN_USE as u32 {
+            return Err(LaunchError::internal(
+                "removing the WFP sublayer: filters that ringfence doesn't know are still in it",
+            ));
+        }
+        let sublayer =
+            check_unless(FWP_E_SUBLAYER_NOT_FOUND, "removing the WFP sublayer", "FwpmSubLayerDeleteByKey0", err)?;
+        let p = guid(PROVIDER_KEY);
+        // SAFETY: as above.
+        let err = unsafe { FwpmProviderDeleteByKey0(self.0, &p) };
+        let provider =
+            check_unless(FWP_E_PROVIDER_NOT_FOUND, "removing the WFP provider", "FwpmProviderDeleteByKey0", err)?;
+        Ok(sublayer || provider)
+    }
+
+    /// Whether a filter with `key` exists.
+    pub fn has_filter(&self, key: Guid) -> Result<bool, LaunchError> {
+        let k = guid(key);
+        let mut filter: *mut FWPM_FILTER0 = std::ptr::null_mut();
+        // SAFETY: `filter` receives engine-allocated memory, freed below.
+        let err = unsafe { FwpmFilterGetByKey0(self.0, &k, &mut filter) };
+        if !filter.is_null() {
+            let mut p = filter.cast::<std::ffi::c_void>();
+            // SAFETY: memory the engine allocated for this call, freed once.
+            unsafe { FwpmFreeMemory0(&mut p) };
+        }
+        check_unless(FWP_E_FILTER_NOT_FOUND, "reading the WFP filters", "FwpmFilterGetByKey0", err)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // SAFETY: opened in `open`, closed once.
+        unsafe { FwpmEngineClose0(self.0) };
+    }
+}

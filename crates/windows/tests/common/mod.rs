@@ -1,0 +1,47 @@
+//! Fixtures shared by the crate's unit tests (as `crate::fixtures`) and the enforcement tests:
+//! policies and limits built in one place, and reading a child's output while it runs.
+
+use ringfence_policy::{FsRules, Limits, NetworkMode, Policy, ProfileName};
+use std::path::PathBuf;
+
+/// No limit at all; tests set the ones they need (`Limits { pids: Some(8), ..no_limits() }`).
+pub fn no_limits() -> Limits {
+    Limits {
+        timeout: None,
+        memory: None,
+        pids: None,
+        pids_explicit: false,
+        cpus: None,
+        tmp_size: ringfence_policy::DEFAULT_TMP_SIZE,
+    }
+}
+
+/// A workspace-profile policy with `fs` as its file rules, no limits, no network and no
+/// allowances; tests override the rest (`Policy { limits, ..policy(…) }`).
+pub fn policy(workspace: PathBuf, home: PathBuf, fs: FsRules) -> Policy {
+    Policy {
+        profile: ProfileName::Workspace,
+        workspace,
+        home,
+        fs,
+        env: Default::default(),
+        limits: no_limits(),
+        network: NetworkMode::None,
+        net: Default::default(),
+        allow_ptrace: false,
+        allow_degraded: false,
+        allow_writable_home: false,
+        sources: vec![],
+    }
+}
+
+/// Reads `input` to its end on a thread of its own, so a child can't block on a full pipe
+/// while the test waits for it. (Only the tests that start processes, on Windows, need it.)
+#[cfg(windows)]
+pub fn read_in_background(mut input: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = input.read_to_string(&mut out);
+        out
+    })
+}
