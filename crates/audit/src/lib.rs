@@ -1,4 +1,9 @@
-//! ringfence's event stream: one JSON object per line, schema in docs/events.md.
+//! ringfence's event stream: one JSON object per line, schema in docs/events.md. Also the
+//! outcome types every backend shares: why a run ended ([`EndReason`]) and why a launch
+//! failed ([`LaunchError`]).
+
+mod launch_error;
+pub use launch_error::{ErrorKind, LaunchError};
 
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -27,6 +32,12 @@ pub struct Event {
 pub struct Layer {
     pub name: String,
     pub detail: String,
+}
+
+impl Layer {
+    pub fn new(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Layer { name: name.into(), detail: detail.into() }
+    }
 }
 
 /// Why a run ended; `name` is its `reason` in the run.end event.

@@ -16,7 +16,7 @@ fn finish(result: Result<ringfence::windows::SetupReport, ringfence::windows::La
             0
         }
         Err(e) => {
-            let err = ringfence::Error::Windows(e);
+            let err = ringfence::Error::Launch(e);
             crate::report(&err);
             err.exit_code()
         }

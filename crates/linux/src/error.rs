@@ -1,45 +1,6 @@
 //! Launch errors, sorted by who must act: the policy's author, the machine's admin, or us.
 
-use std::fmt;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The policy asks for something that can't be built (a missing writable root, say).
-    Policy,
-    /// The kernel or the machine's configuration lacks a feature the policy needs.
-    Unsupported,
-    /// Anything else: a bug, or an unexpected system error.
-    Internal,
-}
-
-/// An error from starting or running the sandbox, with what to do about it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LaunchError {
-    pub kind: ErrorKind,
-    pub message: String,
-    pub remedy: Option<String>,
-}
-
-impl LaunchError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>, remedy: Option<String>) -> Self {
-        LaunchError { kind, message: message.into(), remedy }
-    }
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Internal, message, None)
-    }
-}
-
-impl fmt::Display for LaunchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(remedy) = &self.remedy {
-            write!(f, "\n  fix: {remedy}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for LaunchError {}
+pub use ringfence_audit::{ErrorKind, LaunchError};
 
 /// An error inside the sandbox before the command starts; sent to the supervisor as one line.
 #[derive(Clone, Debug)]

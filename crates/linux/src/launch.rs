@@ -82,11 +82,7 @@ pub(crate) struct ChildSetup {
 }
 
 /// One protection and how it is enforced on this run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LayerStatus {
-    pub name: String,
-    pub detail: String,
-}
+pub use ringfence_audit::Layer as LayerStatus;
 
 /// What this run enforces, and what it could not (only with `allow_degraded`).
 #[derive(Clone, Debug, Default)]

@@ -50,10 +50,8 @@ pub enum Stdio {
 #[derive(Debug)]
 pub enum Error {
     Policy(PolicyError),
-    #[cfg(target_os = "linux")]
-    Launch(ringfence_linux::LaunchError),
-    #[cfg(windows)]
-    Windows(ringfence_windows::LaunchError),
+    /// The backend could not start or run the sandbox.
+    Launch(ringfence_audit::LaunchError),
     Unsupported(String),
     Io(std::io::Error),
 }
@@ -63,17 +61,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Policy(_) => exit_code::POLICY,
-            #[cfg(target_os = "linux")]
             Error::Launch(e) => match e.kind {
-                ringfence_linux::ErrorKind::Policy => exit_code::POLICY,
-                ringfence_linux::ErrorKind::Unsupported => exit_code::UNSUPPORTED,
-                ringfence_linux::ErrorKind::Internal => exit_code::INTERNAL,
-            },
-            #[cfg(windows)]
-            Error::Windows(e) => match e.kind {
-                ringfence_windows::ErrorKind::Policy => exit_code::POLICY,
-                ringfence_windows::ErrorKind::Unsupported => exit_code::UNSUPPORTED,
-                ringfence_windows::ErrorKind::Internal => exit_code::INTERNAL,
+                ringfence_audit::ErrorKind::Policy => exit_code::POLICY,
+                ringfence_audit::ErrorKind::Unsupported => exit_code::UNSUPPORTED,
+                ringfence_audit::ErrorKind::Internal => exit_code::INTERNAL,
             },
             Error::Unsupported(_) => exit_code::UNSUPPORTED,
             Error::Io(_) => exit_code::INTERNAL,
@@ -85,10 +76,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Policy(e) => write!(f, "{e}"),
-            #[cfg(target_os = "linux")]
             Error::Launch(e) => write!(f, "{e}"),
-            #[cfg(windows)]
-            Error::Windows(e) => write!(f, "{e}"),
             Error::Unsupported(e) => write!(f, "{e}"),
             Error::Io(e) => write!(f, "{e}"),
         }
@@ -464,10 +452,7 @@ impl Child {
     #[cfg(target_os = "linux")]
     pub fn layers(&self) -> (Vec<ringfence_audit::Layer>, Vec<ringfence_audit::Layer>) {
         let e = &self.sandbox.enforcement;
-        let conv = |l: &[ringfence_linux::LayerStatus]| {
-            l.iter().map(|l| ringfence_audit::Layer { name: l.name.clone(), detail: l.detail.clone() }).collect()
-        };
-        (conv(&e.enforced), conv(&e.not_enforced))
+        (e.enforced.clone(), e.not_enforced.clone())
     }
 
     /// Platform facts for the run.start event's `kernel` field.

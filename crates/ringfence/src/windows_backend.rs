@@ -47,7 +47,7 @@ impl Command {
         });
         let spec =
             LaunchSpec { program: self.program, args: self.args, env, cwd, policy, stdio, terminal: self.terminal };
-        let sandbox = ringfence_windows::spawn(spec).map_err(Error::Windows)?;
+        let sandbox = ringfence_windows::spawn(spec).map_err(Error::Launch)?;
         let [stdin, stdout, stderr] = ours;
         Ok(Child { sandbox, gateway, stdin, stdout, stderr })
     }
@@ -82,7 +82,7 @@ impl Child {
         if let Some(gateway) = self.gateway.take() {
             gateway.stop();
         }
-        let out = out.map_err(Error::Windows)?;
+        let out = out.map_err(Error::Launch)?;
         let reason = if out.timed_out {
             EndReason::Timeout
         } else if out.memory_limit_hit {
@@ -106,10 +106,7 @@ impl Child {
     /// The protections in force for this run, and those requested but not enforced.
     pub fn layers(&self) -> (Vec<ringfence_audit::Layer>, Vec<ringfence_audit::Layer>) {
         let e = &self.sandbox.enforcement;
-        let conv = |l: &[ringfence_windows::Layer]| {
-            l.iter().map(|l| ringfence_audit::Layer { name: l.name.clone(), detail: l.detail.clone() }).collect()
-        };
-        (conv(&e.enforced), conv(&e.not_enforced))
+        (e.enforced.clone(), e.not_enforced.clone())
     }
 
     /// Platform facts for the run.start event's `kernel` field.

@@ -82,7 +82,7 @@ impl RunChanges {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = runs_dir.join(journal::file_name(crate::sys::current_pid(), n));
         let mut file = JournalFile::create(&path)
-            .map_err(|e| LaunchError::needs_setup(format!("creating the run journal {}: {e}", path.display())))?;
+            .map_err(|e| crate::error::needs_setup(format!("creating the run journal {}: {e}", path.display())))?;
         file.append(&format!("{}\n{}", journal::HEADER, journal::logon_line(logon)))
             .map_err(|e| LaunchError::internal(format!("writing the run journal: {e}")))?;
         Ok(RunChanges { journal: file, path, logon: logon.clone(), entries: vec![], held: vec![] })

@@ -372,7 +372,7 @@ pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerSt
     let logon = match control.recv(runner_ref)? {
         FromRunner::Hello { version, user, logon, .. } => {
             if version != PROTOCOL_VERSION {
-                return Err(LaunchError::needs_setup(format!(
+                return Err(crate::error::needs_setup(format!(
                     "the installed runner speaks protocol {version}, this ringfence {PROTOCOL_VERSION}"
                 )));
             }

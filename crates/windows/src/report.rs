@@ -4,18 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-/// One protection and how this run enforces it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Layer {
-    pub name: String,
-    pub detail: String,
-}
-
-impl Layer {
-    pub fn new(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Layer { name: name.into(), detail: detail.into() }
-    }
-}
+pub use ringfence_audit::Layer;
 
 /// What this run enforces, and what it could not (only ever non-empty with `allow_degraded`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -188,14 +188,14 @@ pub struct Installed {
 
 fn read_record(layout: &Layout) -> Result<Record, LaunchError> {
     let text = std::fs::read_to_string(layout.record()).map_err(|e| {
-        LaunchError::needs_setup(format!("ringfence is not set up on this machine ({}: {e})", layout.record()))
+        crate::error::needs_setup(format!("ringfence is not set up on this machine ({}: {e})", layout.record()))
     })?;
-    Record::parse(&text).map_err(|e| LaunchError::needs_setup(format!("{}: {e}", layout.record())))
+    Record::parse(&text).map_err(|e| crate::error::needs_setup(format!("{}: {e}", layout.record())))
 }
 
 fn read_secret(layout: &Layout) -> Result<String, LaunchError> {
     let blob = std::fs::read(layout.secret()).map_err(|e| {
-        LaunchError::needs_setup(format!("the sandbox account's password can't be read ({}: {e})", layout.secret()))
+        crate::error::needs_setup(format!("the sandbox account's password can't be read ({}: {e})", layout.secret()))
     })?;
     let plain = account::unprotect(&blob, install::DPAPI_ENTROPY).map_err(|e| {
         LaunchError::unsupported(
@@ -204,7 +204,7 @@ fn read_secret(layout: &Layout) -> Result<String, LaunchError> {
         )
     })?;
     let units: Vec<u16> = plain.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
-    String::from_utf16(&units).map_err(|_| LaunchError::needs_setup("the stored password is damaged"))
+    String::from_utf16(&units).map_err(|_| crate::error::needs_setup("the stored password is damaged"))
 }
 
 /// Counts the expected filters present; Err when the engine can't be read.
@@ -222,28 +222,28 @@ pub fn installed() -> Result<Installed, LaunchError> {
     let layout = layout();
     let record = read_record(&layout)?;
     if record.protocol != PROTOCOL_VERSION {
-        return Err(LaunchError::needs_setup(format!(
+        return Err(crate::error::needs_setup(format!(
             "the installed runner speaks protocol {}, this ringfence {PROTOCOL_VERSION}",
             record.protocol
         )));
     }
     let account = security::lookup_account(ACCOUNT_NAME)?
-        .ok_or_else(|| LaunchError::needs_setup(format!("the sandbox account {ACCOUNT_NAME} does not exist")))?;
+        .ok_or_else(|| crate::error::needs_setup(format!("the sandbox account {ACCOUNT_NAME} does not exist")))?;
     if account != record.account {
-        return Err(LaunchError::needs_setup(format!(
+        return Err(crate::error::needs_setup(format!(
             "the sandbox account {ACCOUNT_NAME} was recreated outside ringfence ({account}, filters are for {})",
             record.account
         )));
     }
     if !Path::new(&layout.runner()).is_file() {
-        return Err(LaunchError::needs_setup(format!("the runner {} is missing", layout.runner())));
+        return Err(crate::error::needs_setup(format!("the runner {} is missing", layout.runner())));
     }
     let password = read_secret(&layout)?;
     let expected = wfp::sandbox_filters(&account);
     let filters_note = match count_filters(&expected) {
         Ok(n) if n == expected.len() => None,
         Ok(n) => {
-            return Err(LaunchError::needs_setup(format!(
+            return Err(crate::error::needs_setup(format!(
                 "{} of the {} WFP filters of the sandbox account are missing",
                 expected.len() - n,
                 expected.len()
