@@ -973,10 +973,10 @@ curl('hosts-file', 'http://%s/hello?m=%s-hosts-file' % (sys.argv[4], M))
 
 /// The system resolver looks up an allowed name as the absolute name it is: with `search
 /// corp.test` and `options ndots:5` in H's resolv.conf, the allowed `s{m}.wild.test` reaches
-/// 192.0.2.10, although `s{m}.wild.test.corp.test` exists (at 192.0.2.11), and the resolver is
+/// 192.0.2.10, although `s{m}.wild.test.corp.test` exists (at 192.0.2.12), and the resolver is
 /// never asked for the `.corp.test` name. A name that only H's /etc/hosts knows still
 /// resolves. Control: the same script on H without ringfence (same resolv.conf and hosts file)
-/// asks for the `.corp.test` name first and reaches 192.0.2.11, and reaches the hosts file's
+/// asks for the `.corp.test` name first and reaches 192.0.2.12, and reaches the hosts file's
 /// address.
 #[test]
 fn system_resolver_ignores_the_search_list() {
@@ -989,27 +989,27 @@ fn system_resolver_ignores_the_search_list() {
         )
         .unwrap();
         let hosts = env.root.join("hosts");
-        std::fs::write(&hosts, format!("127.0.0.1 localhost\n::1 localhost\n203.0.113.10 {h}\n")).unwrap();
+        std::fs::write(&hosts, format!("127.0.0.1 localhost\n::1 localhost\n192.0.2.13 {h}\n")).unwrap();
         let files = [(resolv.as_path(), "/etc/resolv.conf"), (hosts.as_path(), "/etc/hosts")];
 
         let args = ["--allow-host", &s, "--allow-host", &h];
         let run = Run::sandboxed_over(lab, env, &files, &args, PY_SEARCH, &[m, &s, &h]);
         assert_code(&run.out, 0);
         run.expect("search", &["rc=0", &format!("hello from 192.0.2.10 host={s}")]);
-        run.expect("hosts-file", &["rc=0", &format!("hello from 203.0.113.10 host={h}")]);
+        run.expect("hosts-file", &["rc=0", &format!("hello from 192.0.2.13 host={h}")]);
         let asked = lab.queries_with(m);
         run.check(asked.iter().any(|q| q.name == s), &format!("the resolver was not asked for {s}: {asked:?}"));
         let searched: Vec<_> = asked.iter().filter(|q| q.name.ends_with(".corp.test")).collect();
         run.check(searched.is_empty(), &format!("the resolver was asked for a search-list name: {searched:?}"));
-        for (name, addr) in [(&s, "192.0.2.10"), (&h, "203.0.113.10")] {
+        for (name, addr) in [(&s, "192.0.2.10"), (&h, "192.0.2.13")] {
             let ev = run.event("net.dns", &[("name", name)]);
             run.check(ev["answers"] == serde_json::json!([addr]), &format!("net.dns of {name}: {ev}"));
         }
 
         // Control: without ringfence, the search list applies.
         let host = Run::unsandboxed_over(lab, env, &files, PY_SEARCH, &[m, &s, &h]);
-        host.expect("search", &["rc=0", &format!("hello from 192.0.2.11 host={s}")]);
-        host.expect("hosts-file", &["rc=0", &format!("hello from 203.0.113.10 host={h}")]);
+        host.expect("search", &["rc=0", &format!("hello from 192.0.2.12 host={s}")]);
+        host.expect("hosts-file", &["rc=0", &format!("hello from 192.0.2.13 host={h}")]);
         let searched = format!("{s}.corp.test");
         host.check(
             lab.queries_with(m).iter().any(|q| q.name == searched),

@@ -5,7 +5,7 @@
 //! ```text
 //!   "host" namespace H (ringfence runs here)          "internet" namespace I
 //!   lo 127.0.0.1 ::1                                  rfi 198.51.100.2/24 2001:db8:1::2/64
-//!   rfh 198.51.100.1/24 2001:db8:1::1/64  <-- veth -->    192.0.2.10 .11 .53  203.0.113.10
+//!   rfh 198.51.100.1/24 2001:db8:1::1/64  <-- veth -->    192.0.2.10-.13 .53  203.0.113.10
 //!   routes to 192.0.2.0/24, 203.0.113.0/24,               169.254.169.254  10.0.0.1
 //!     169.254.169.254, 10.0.0.1, 2001:db8::/64,           2001:db8::10 ::11  fd00:ec2::254
 //!     fd00:ec2::254 via I; no default route           HTTP :80 and TLS :443 on every address
@@ -26,7 +26,7 @@
 //! `lan.test` 10.0.0.1, `mapped.test` ::ffff:127.0.0.1, `nat64.test` 64:ff9b::7f00:1,
 //! `mixed.test` both 192.0.2.10 and 127.0.0.1, `anyip.test` 203.0.113.200 (delivered to H
 //! itself by its local route), `*.wild.test` 192.0.2.10 (for names no other test uses),
-//! `*.corp.test` 192.0.2.11 (names a resolver search list would make), and `*.rebind.test`,
+//! `*.corp.test` 192.0.2.12 (names a resolver search list would make), and `*.rebind.test`,
 //! whose A answer alternates between 192.0.2.10 and 127.0.0.1.
 //!
 //! The HTTP servers read a connection's requests strictly by their framing (Content-Length or
@@ -209,7 +209,7 @@ impl Lab {
             ip link set lo up
             ip addr add 198.51.100.2/24 dev rfi
             ip -6 addr add 2001:db8:1::2/64 dev rfi nodad
-            for a in 192.0.2.10 192.0.2.11 192.0.2.53 203.0.113.10 169.254.169.254 10.0.0.1; do
+            for a in 192.0.2.10 192.0.2.11 192.0.2.12 192.0.2.13 192.0.2.53 203.0.113.10 169.254.169.254 10.0.0.1; do
                 ip addr add $a/32 dev rfi
             done
             for a in 2001:db8::10 2001:db8::11 fd00:ec2::254; do
@@ -842,7 +842,7 @@ fn answers(name: &str, log: &mut Log, a_question: bool) -> Option<Vec<IpAddr>> {
         "nat64.test" => vec![v6("64:ff9b::7f00:1")],
         "mixed.test" => vec![v4("192.0.2.10"), v4("127.0.0.1")],
         "anyip.test" => vec![v4("203.0.113.200")],
-        n if n.ends_with(".corp.test") => vec![v4("192.0.2.11")],
+        n if n.ends_with(".corp.test") => vec![v4("192.0.2.12")],
         n if n.ends_with(".wild.test") => vec![v4("192.0.2.10")],
         n if n.ends_with(".rebind.test") => {
             let count = log.rebinds.entry(n.to_string()).or_default();
