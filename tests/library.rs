@@ -178,17 +178,19 @@ mod cases {
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     }
 
-    /// `kill` ends every process of the run at once.
-    fn kill() {
-        let env = Env::new(Who::Me);
-        let mut child = sh("echo started; sleep 100")
-            .policy(policy(&env, Overrides::default()))
-            .stdout(Stdio::Piped)
-            .spawn()
-            .unwrap();
+    /// Spawns `script`, which prints "started" first, and waits for that line.
+    fn started(env: &Env, script: &str) -> (ringfence::Child, std::fs::File) {
+        let mut child = sh(script).policy(policy(env, Overrides::default())).stdout(Stdio::Piped).spawn().unwrap();
         let mut stdout = child.stdout.take().unwrap();
         let mut first = [0u8; 8];
         stdout.read_exact(&mut first).unwrap();
+        (child, stdout)
+    }
+
+    /// `kill` ends every process of the run at once.
+    fn kill() {
+        let env = Env::new(Who::Me);
+        let (child, mut stdout) = started(&env, "echo started; sleep 100");
         let started = Instant::now();
         child.kill();
         let status = child.wait().unwrap();
@@ -202,14 +204,7 @@ mod cases {
     /// Dropping a `Child` without waiting kills the sandbox.
     fn drop_kills() {
         let env = Env::new(Who::Me);
-        let mut child = sh("echo started; exec sleep 100")
-            .policy(policy(&env, Overrides::default()))
-            .stdout(Stdio::Piped)
-            .spawn()
-            .unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let mut first = [0u8; 8];
-        stdout.read_exact(&mut first).unwrap();
+        let (child, mut stdout) = started(&env, "echo started; exec sleep 100");
         let pid = child.id();
         assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
         drop(child);
