@@ -761,7 +761,8 @@ fn fronting_is_refused() {
     });
 }
 
-const PY_HELLO: &str = r#"
+/// Raw ClientHellos, and a reader of the server's answers to them.
+const PY_CLIENT_HELLO: &str = r#"
 import struct
 OTHER, ALLOWED_OTHER = 'o%s.other.test' % M, 'w%s.wild.test' % M
 # The random of a ServerHello that is a HelloRetryRequest (RFC 8446, 4.1.3).
@@ -840,7 +841,9 @@ def listed(case, names):
     s, code = tunnel(case, 'connect')
     s.sendall(hello(host(case), names=[(t, host(case) if n is None else n) for t, n in names]))
     out(case, code, *(server_hellos(recv_until(s, server_hellos)) or ['closed']))
+"#;
 
+const PY_HELLO: &str = r#"
 retry('retry-same', host('retry-same'))
 retry('retry-other', OTHER)
 retry('retry-allowed', ALLOWED_OTHER)
@@ -867,7 +870,8 @@ fn every_client_hello_names_the_tunnel_host() {
     each_identity("hello", |lab, env, m| {
         let host = |case: &str| format!("{case}-{m}.wild.test");
         let (other, allowed_other) = (format!("o{m}.other.test"), format!("w{m}.wild.test"));
-        let run = Run::sandboxed(lab, env, &["--allow-host", "*.wild.test"], PY_HELLO, m);
+        let code = format!("{PY_CLIENT_HELLO}{PY_HELLO}");
+        let run = Run::sandboxed(lab, env, &["--allow-host", "*.wild.test"], &code, m);
         assert_code(&run.out, 0);
 
         // Controls.
@@ -906,6 +910,161 @@ fn every_client_hello_names_the_tunnel_host() {
         let ev = run.denied(&host("list-type1"), "not-tls");
         let detail = ev["detail"].as_str().unwrap_or("");
         run.check(detail.contains("exactly one host name"), &format!("list-type1: {detail}"));
+    });
+}
+
+const PY_HELD: &str = r#"
+def record(kind, payload):
+    return bytes([kind, 3, 3]) + struct.pack('>H', len(payload)) + payload
+
+def answer(s, want=1):
+    """The server's hellos, until `want` of them or the end of the tunnel."""
+    return server_hellos(recv_until(s, lambda data: len(server_hellos(data)) >= want)) or ['closed']
+
+def send(case, data, via='connect', want=1):
+    """Opens a tunnel to the case's host, writes data in one go, prints what came back."""
+    s, code = tunnel(case, via)
+    # Every answer is prompt; a tunnel left open must not hold up the other cases.
+    s.settimeout(2)
+    s.sendall(data)
+    out(case, code, *answer(s, want))
+    return s
+
+def first(case):
+    """A hello for the case's host without a key share: the server asks to retry."""
+    return hello(host(case), key_share=False)
+
+# A second hello in the same write as a first one that draws a HelloRetryRequest.
+for via in ['connect', 'socks']:
+    send('pipe-other-' + via, first('pipe-other-' + via) + hello(OTHER), via, 2)
+    send('pipe-same-' + via, first('pipe-same-' + via) + hello(host('pipe-same-' + via)), via, 2)
+
+# A "ChangeCipherSpec" record that declares more than its one byte: it wraps a hello for the
+# tunnel's host, and a hello for another host follows it.
+send('ccs-first', record(0x14, b'\x01' + hello(host('ccs-first'))) + hello(OTHER))
+s = send('ccs-retry', first('ccs-retry'))
+s.sendall(record(0x14, b'\x01' + hello(host('ccs-retry'))) + hello(OTHER))
+out('ccs-retry-second', *answer(s))
+s = send('ccs-exact', first('ccs-exact'))
+s.sendall(bytes.fromhex('140303000101') + hello(host('ccs-exact')))
+out('ccs-exact-second', *answer(s))
+
+# Two ClientHello messages in one handshake record.
+send('packed', record(0x16, hello(host('packed'))[5:] + hello(OTHER)[5:]))
+send('packed-control', record(0x16, hello(host('packed-control'))[5:]))
+"#;
+
+/// Plain HTTP behind a ClientHello, in one write, to the lab's HTTP server on port 80.
+const PY_HELLO_THEN_PLAIN: &str = r#"
+def hello_then_plain(marker):
+    return hello('allowed.test') + b'\r\nGET /exfil?m=%s HTTP/1.1\r\nHost: other.test\r\n\r\n' % marker.encode()
+
+if sys.argv[3] == 'tunnel':
+    s, code = connect('allowed.test:80')
+    s.sendall(hello_then_plain(M + '-tunnel'))
+    out('plain', code, repr(recv_all(s)))
+else:
+    s = socket.create_connection(('192.0.2.10', 80), timeout=10)
+    s.sendall(hello_then_plain(M + '-direct'))
+    out('plain', repr(recv_until(s, lambda data: b'path=/exfil' in data)))
+"#;
+
+/// Only the checked ClientHello goes to the server; whatever the client wrote after it waits
+/// until the server has answered with TLS, and is checked when it is a second hello:
+/// - a first hello for the tunnel's host that draws a HelloRetryRequest, and in the same write
+///   a second hello naming another host: the tunnel closes after the HelloRetryRequest, over
+///   CONNECT and SOCKS5, and the server never sees the second hello;
+/// - a leading ChangeCipherSpec record longer than its one byte (wrapping a hello for the
+///   tunnel's host, with a hello for another host after it) is not TLS, as the first record or
+///   before the second hello, and the server sees none of it;
+/// - a handshake record holding a hello for the tunnel's host and then a hello for another
+///   host is not TLS, and the server sees nothing.
+///
+/// Controls: the same pipelined write with a second hello for the tunnel's host is answered
+/// with a ServerHello (the server records both hellos), so is a second hello behind the exact
+/// ChangeCipherSpec record, and a record holding just the one hello.
+#[test]
+fn only_the_checked_hello_reaches_the_server() {
+    each_identity("held", |lab, env, m| {
+        let host = |case: &str| format!("{case}-{m}.wild.test");
+        let other = format!("o{m}.other.test");
+        let code = format!("{PY_CLIENT_HELLO}{PY_HELD}");
+        let run = Run::sandboxed(lab, env, &["--allow-host", "*.wild.test"], &code, m);
+        assert_code(&run.out, 0);
+
+        // Controls.
+        for (case, answer) in [("pipe-same-connect", "200 retry hello"), ("pipe-same-socks", "0 retry hello")] {
+            run.check(run.get(case).trim_end() == answer, &format!("{case}: {}", run.get(case)));
+            let seen = lab.hellos_with(&host(case));
+            run.check(seen.len() == 2 && seen[1].retry, &format!("{case}: the server saw {seen:?}"));
+        }
+        run.expect("ccs-exact-second", &["hello"]);
+        let seen = lab.hellos_with(&host("ccs-exact"));
+        run.check(seen.len() == 2 && seen[1].retry, &format!("ccs-exact: the server saw {seen:?}"));
+        run.expect("packed-control", &["200 hello"]);
+        run.check(lab.hellos_with(&host("packed-control")).len() == 1, "packed-control: the server saw no hello");
+
+        // The other host's hello never reached the TLS server, in any form.
+        let seen = lab.hellos_mentioning(&other);
+        run.check(seen.is_empty(), &format!("the TLS server saw a hello naming {other}: {seen:?}"));
+        let bytes = lab.tls_bytes_mentioning(&other);
+        run.check(bytes == 0, &format!("{bytes} TLS connections received bytes naming {other}"));
+
+        // A pipelined second hello for another host: refused after the HelloRetryRequest.
+        for (case, answer, proto) in
+            [("pipe-other-connect", "200 retry", "http-connect"), ("pipe-other-socks", "0 retry", "socks5")]
+        {
+            run.check(run.get(case).trim_end() == answer, &format!("{case}: {}", run.get(case)));
+            let seen = lab.hellos_with(&host(case));
+            run.check(seen.len() == 1 && !seen[0].retry, &format!("{case}: the server saw {seen:?}"));
+            let ev = run.event("net.deny", &[("proto", proto), ("host", &host(case)), ("reason", "sni-mismatch")]);
+            let detail = ev["detail"].as_str().unwrap_or("");
+            run.check(detail.contains("HelloRetryRequest"), &format!("{case}: {detail}"));
+        }
+
+        // A long ChangeCipherSpec record, or two hellos in one record: not TLS.
+        for case in ["ccs-first", "packed"] {
+            run.check(run.get(case).trim_end() == "200 closed", &format!("{case}: {}", run.get(case)));
+            let seen = lab.hellos_mentioning(&host(case));
+            run.check(seen.is_empty(), &format!("{case}: the server saw {seen:?}"));
+            let bytes = lab.tls_bytes_mentioning(&host(case));
+            run.check(bytes == 0, &format!("{case}: {bytes} TLS connections received bytes naming the host"));
+            run.denied(&host(case), "not-tls");
+        }
+        run.check(run.get("ccs-retry").trim_end() == "200 retry", &format!("ccs-retry: {}", run.get("ccs-retry")));
+        run.check(run.get("ccs-retry-second") == "closed", &format!("ccs-retry: {}", run.get("ccs-retry-second")));
+        let seen = lab.hellos_mentioning(&host("ccs-retry"));
+        run.check(seen.len() == 1 && !seen[0].retry, &format!("ccs-retry: the server saw {seen:?}"));
+        let ev = run.denied(&host("ccs-retry"), "not-tls");
+        let detail = ev["detail"].as_str().unwrap_or("");
+        run.check(detail.contains("HelloRetryRequest"), &format!("ccs-retry: {detail}"));
+    });
+}
+
+/// A tunnel to a server that does not speak TLS carries nothing but the ClientHello: a hello
+/// for allowed.test followed, in the same write, by a plain HTTP request for another host,
+/// through a tunnel to allowed.test:80 (the lab's HTTP server, which answers the hello with a
+/// 400 and reads on). The tunnel closes when the answer is not TLS, and the server never gets
+/// the request. Control: the same bytes sent from H straight to 192.0.2.10:80 get the hidden
+/// request served.
+#[test]
+fn a_server_that_does_not_answer_tls_gets_nothing_more() {
+    each_identity("plain", |lab, env, m| {
+        let code = format!("{PY_CLIENT_HELLO}{PY_HELLO_THEN_PLAIN}");
+        let run = Run::sandboxed_argv(lab, env, &["--allow-host", "allowed.test"], &code, &[m, "tunnel"]);
+        assert_code(&run.out, 0);
+        run.check(run.get("plain") == "200 b''", &format!("plain: {}", run.get("plain")));
+        run.check_unreached(lab, &format!("{m}-tunnel"));
+        let ev = run.denied("allowed.test", "not-tls");
+        let detail = ev["detail"].as_str().unwrap_or("");
+        run.check(detail.contains("did not answer with TLS"), &format!("plain: {detail}"));
+
+        // Control: without the gateway, the server answers the hello with a 400, then serves
+        // the request after it.
+        let direct = Run::unsandboxed_over(lab, env, &[], &code, &[m, "direct"]);
+        direct.expect("plain", &["400 Bad Request", &format!("host=other.test tls=false path=/exfil?m={m}-direct")]);
+        let seen = lab.requests_with(&format!("{m}-direct"));
+        direct.check(seen.len() == 1 && seen[0].host == "other.test", &format!("control: the server saw {seen:?}"));
     });
 }
 

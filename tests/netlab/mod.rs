@@ -131,6 +131,9 @@ pub struct Query {
 struct Log {
     conns: Vec<Conn>,
     hellos: Vec<Hello>,
+    /// The first bytes each TLS connection received (up to TLS_BYTES_KEPT), read as they
+    /// arrived, whatever their records declare.
+    tls_bytes: Vec<Vec<u8>>,
     requests: Vec<Request>,
     queries: Vec<Query>,
     /// Datagrams to the resolver that were not DNS messages.
@@ -360,6 +363,16 @@ impl Lab {
             .collect()
     }
 
+    /// How many TLS connections received bytes containing `fragment` (case-insensitive).
+    pub fn tls_bytes_mentioning(&self, fragment: &str) -> usize {
+        let fragment = fragment.to_ascii_lowercase();
+        let log = self.log.lock().unwrap();
+        log.tls_bytes
+            .iter()
+            .filter(|b| b.to_ascii_lowercase().windows(fragment.len()).any(|w| w == fragment.as_bytes()))
+            .count()
+    }
+
     /// Questions (and stray datagrams) the resolver got that contain `fragment`.
     pub fn queries_with(&self, fragment: &str) -> Vec<Query> {
         let fragment = fragment.to_ascii_lowercase();
@@ -485,26 +498,60 @@ where
 //   any /upload...   `len=N sha256=HEX` of the request body
 //   anything else    `hello from IP host=HOST tls=BOOL path=TARGET`
 
-/// Reads one request head; `None` at a clean end of the connection.
-fn read_head(r: &mut impl BufRead) -> io::Result<Option<Vec<String>>> {
-    let mut lines = Vec::new();
+/// Reads up to a request line, as a lenient line-oriented server does: a line that is not a
+/// request line (say, a TLS ClientHello) gets a 400 answer, at its first byte when that can't
+/// start a request, and the server reads on at the next line. `None` at the end of the
+/// connection.
+fn read_request_line<S: Read + Write>(r: &mut BufReader<S>) -> io::Result<Option<String>> {
+    const BAD: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+    loop {
+        let first = match r.fill_buf()?.first() {
+            None => return Ok(None),
+            Some(b) => *b,
+        };
+        if !(first.is_ascii_uppercase() || first == b'\r' || first == b'\n') {
+            r.get_mut().write_all(BAD)?;
+            r.get_mut().flush()?;
+            let mut noise = Vec::new();
+            r.read_until(b'\n', &mut noise)?;
+            continue;
+        }
+        let mut raw = Vec::new();
+        if r.read_until(b'\n', &mut raw)? == 0 {
+            return Ok(None);
+        }
+        let line = String::from_utf8_lossy(&raw).trim_end_matches(['\r', '\n']).to_string();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if line.is_empty() {
+            continue;
+        }
+        if words.len() == 3 && words[2].starts_with("HTTP/") {
+            return Ok(Some(line));
+        }
+        r.get_mut().write_all(BAD)?;
+        r.get_mut().flush()?;
+    }
+}
+
+/// Reads the rest of a request head after its request line `first`.
+fn read_head(r: &mut impl BufRead, first: String) -> io::Result<Vec<String>> {
+    let mut lines = vec![first];
     let mut total = 0;
     loop {
         let mut raw = Vec::new();
         let n = r.read_until(b'\n', &mut raw)?;
         if n == 0 {
-            return if lines.is_empty() { Ok(None) } else { Err(io::ErrorKind::UnexpectedEof.into()) };
+            return Err(io::ErrorKind::UnexpectedEof.into());
         }
         total += n;
         if total > 256 * 1024 {
             return Err(io::Error::other("request head too large"));
         }
         let line = String::from_utf8_lossy(&raw).trim_end_matches(['\r', '\n']).to_string();
-        match (line.is_empty(), lines.is_empty()) {
-            (true, true) => continue,
-            (true, false) => return Ok(Some(lines)),
-            _ => lines.push(line),
+        if line.is_empty() {
+            return Ok(lines);
         }
+        lines.push(line);
     }
 }
 
@@ -560,7 +607,8 @@ fn read_body(r: &mut impl BufRead, chunked: bool, length: u64) -> io::Result<(u6
 
 /// Serves requests until the client closes, asks to close, or errs; returns the stream.
 fn serve_http<S: Read + Write>(mut r: BufReader<S>, ctx: &Ctx) -> BufReader<S> {
-    while let Ok(Some(lines)) = read_head(&mut r) {
+    while let Ok(Some(first)) = read_request_line(&mut r) {
+        let Ok(lines) = read_head(&mut r, first) else { break };
         let mut words = lines[0].split_whitespace();
         let method = words.next().unwrap_or("").to_string();
         let target = words.next().unwrap_or("").to_string();
@@ -689,8 +737,15 @@ impl Certs {
 }
 
 fn serve_tls(tcp: TcpStream, ctx: &Ctx, certs: &Certs) {
-    let mut tcp =
-        HelloTap { tcp, ctx: ctx.clone(), records: Vec::new(), handshake: Vec::new(), hellos: 0, done: false };
+    let mut tcp = HelloTap {
+        tcp,
+        ctx: ctx.clone(),
+        bytes: None,
+        records: Vec::new(),
+        handshake: Vec::new(),
+        hellos: 0,
+        done: false,
+    };
     let mut acceptor = rustls::server::Acceptor::default();
     let accepted = loop {
         match acceptor.read_tls(&mut tcp) {
@@ -729,6 +784,8 @@ fn serve_tls(tcp: TcpStream, ctx: &Ctx, certs: &Certs) {
 struct HelloTap {
     tcp: TcpStream,
     ctx: Ctx,
+    /// This connection's entry in the log's `tls_bytes`, from its first read on.
+    bytes: Option<usize>,
     /// Bytes of a record not yet complete.
     records: Vec<u8>,
     /// Handshake bytes not yet a whole message (a message may span records).
@@ -777,9 +834,20 @@ impl HelloTap {
     }
 }
 
+/// How many bytes of each TLS connection the log keeps.
+const TLS_BYTES_KEPT: usize = 256 * 1024;
+
 impl Read for HelloTap {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.tcp.read(buf)?;
+        let mut log = self.ctx.log.lock().unwrap();
+        let index = *self.bytes.get_or_insert_with(|| {
+            log.tls_bytes.push(Vec::new());
+            log.tls_bytes.len() - 1
+        });
+        let kept = &mut log.tls_bytes[index];
+        kept.extend_from_slice(&buf[..n.min(TLS_BYTES_KEPT.saturating_sub(kept.len()))]);
+        drop(log);
         if !self.done {
             self.records.extend_from_slice(&buf[..n]);
             self.scan();

@@ -369,29 +369,33 @@ where
 /// Why a tunnel is refused: the reason for the event, and the sentence.
 type TunnelRefusal = (DenyReason, String);
 
+fn not_tls(host: &Host, why: &str) -> TunnelRefusal {
+    let detail = format!(
+        "the tunnel to {host} does not carry TLS ({why}); tunnels carry TLS only, plain HTTP goes through the HTTP proxy"
+    );
+    (DenyReason::NotTls, detail)
+}
+
 /// Reads a ClientHello from `client` (after what `pending` already holds) and checks its
-/// server name against `host`. Ok(None) when the client went away first.
+/// server name against `host`. A `second` hello (after a HelloRetryRequest) may follow a
+/// ChangeCipherSpec record. Returns how many bytes of `pending` the checked records take, or
+/// None when the client went away first.
 async fn checked_hello(
     client: &mut TcpStream,
     pending: &mut Vec<u8>,
     host: &Host,
-) -> Result<Option<()>, TunnelRefusal> {
+    second: bool,
+) -> Result<Option<usize>, TunnelRefusal> {
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-    let sni = loop {
-        let hello = match tls::skip_change_cipher_spec(pending) {
-            Some(rest) => tls::parse(rest),
-            None => Hello::Incomplete,
+    let (sni, len) = loop {
+        let (skipped, hello) = match second.then(|| tls::skip_change_cipher_spec(pending)) {
+            Some(Some(rest)) => (pending.len() - rest.len(), tls::parse(rest)),
+            Some(None) => (0, Hello::Incomplete),
+            None => (0, tls::parse(pending)),
         };
         match hello {
-            Hello::Tls(sni) => break sni,
-            Hello::NotTls(why) => {
-                return Err((
-                    DenyReason::NotTls,
-                    format!(
-                        "the tunnel to {host} does not carry a TLS ClientHello ({why}); tunnels carry TLS only, plain HTTP goes through the HTTP proxy"
-                    ),
-                ))
-            }
+            Hello::Tls(sni, len) => break (sni, skipped + len),
+            Hello::NotTls(why) => return Err(not_tls(host, &why)),
             Hello::Incomplete => {}
         }
         match read_more(client, pending, deadline).await {
@@ -405,8 +409,8 @@ async fn checked_hello(
         }
     };
     match (host, sni.as_deref()) {
-        (Host::Name(name), Some(sni)) if sni == name.as_str() => Ok(Some(())),
-        (Host::Ip(_), None) => Ok(Some(())),
+        (Host::Name(name), Some(sni)) if sni == name.as_str() => Ok(Some(len)),
+        (Host::Ip(_), None) => Ok(Some(len)),
         (_, Some(sni)) => {
             Err((DenyReason::SniMismatch, format!("the TLS server name `{sni}` differs from the tunnel's host {host}")))
         }
@@ -414,36 +418,42 @@ async fn checked_hello(
     }
 }
 
-/// Checks that the tunnel starts with a ClientHello for `host`, and, when the server answers
-/// with a HelloRetryRequest, that the client's second ClientHello does too; then relays both
+/// How the server answered the checked ClientHello.
+enum Flight {
+    /// The handshake goes on as the hello said.
+    Go,
+    /// A HelloRetryRequest: the client's next hello must be checked too.
+    Retry,
+    /// The server went away without answering.
+    Closed,
+}
+
+/// Checks that the tunnel starts with a ClientHello for `host`, sends exactly that hello on,
+/// and holds everything else the client sends until the server has answered with TLS; after a
+/// HelloRetryRequest, the client's second ClientHello gets the same check. Then relays both
 /// ways.
 async fn tunnel(engine: &Engine, mut client: TcpStream, mut pending: Vec<u8>, host: &Host, mut conn: Connection) {
-    match checked_hello(&mut client, &mut pending, host).await {
-        Ok(Some(())) => {}
-        Ok(None) => return,
-        Err((reason, detail)) => {
-            conn.refuse(engine, reason, detail);
-            return;
-        }
-    }
-    match first_flight(&mut client, &mut pending, &mut conn).await {
-        Ok(false) => return,
-        Ok(true) => {}
-        Err(e) => {
-            conn.error = Some(e.to_string());
-            return;
-        }
-    }
-    // The server asked for a second ClientHello: it decides which name the server serves.
-    if !pending.is_empty() {
-        match checked_hello(&mut client, &mut pending, host).await {
-            Ok(Some(())) => {}
-            Ok(None) => return,
-            Err((reason, detail)) => {
-                conn.refuse(engine, reason, format!("after a HelloRetryRequest, {detail}"));
+    let refused = match checked_hello(&mut client, &mut pending, host, false).await {
+        Ok(Some(hello)) => match first_flight(&mut pending, hello, &mut conn, &mut client).await {
+            Ok(Ok(Flight::Go)) => None,
+            Ok(Ok(Flight::Closed)) => return,
+            Ok(Ok(Flight::Retry)) => match checked_hello(&mut client, &mut pending, host, true).await {
+                Ok(Some(_)) => None,
+                Ok(None) => return,
+                Err((reason, detail)) => Some((reason, format!("after a HelloRetryRequest, {detail}"))),
+            },
+            Ok(Err(why)) => Some(not_tls(host, &why)),
+            Err(e) => {
+                conn.error = Some(e.to_string());
                 return;
             }
-        }
+        },
+        Ok(None) => return,
+        Err(refusal) => Some(refusal),
+    };
+    if let Some((reason, detail)) = refused {
+        conn.refuse(engine, reason, detail);
+        return;
     }
     let Connection { stream, up, down, error, .. } = &mut conn;
     let server = &*stream;
@@ -458,32 +468,34 @@ async fn tunnel(engine: &Engine, mut client: TcpStream, mut pending: Vec<u8>, ho
     }
 }
 
-/// Sends the checked ClientHello on and relays the server's first flight. Returns whether the
-/// tunnel goes on; `pending` is left empty, or holding the start of the client's second
-/// ClientHello once the server sent a HelloRetryRequest.
-async fn first_flight(client: &mut TcpStream, pending: &mut Vec<u8>, conn: &mut Connection) -> io::Result<bool> {
-    relay::write_all(&conn.stream, pending).await?;
-    conn.up += pending.len() as u64;
-    pending.clear();
+/// Sends the first `hello` bytes of `pending` (the checked ClientHello) on, keeps the rest, and
+/// relays the server's first answer once it is known to be TLS. The inner error says why the
+/// server's answer is not TLS (nothing of it is relayed then).
+async fn first_flight(
+    pending: &mut Vec<u8>,
+    hello: usize,
+    conn: &mut Connection,
+    client: &mut TcpStream,
+) -> io::Result<Result<Flight, String>> {
+    relay::write_all(&conn.stream, &pending[..hello]).await?;
+    conn.up += hello as u64;
+    pending.drain(..hello);
     let mut answer = Vec::new();
     let deadline = Instant::now() + SERVER_HELLO_TIMEOUT;
-    let retry = loop {
+    let flight = loop {
         match tls::server_first(&answer) {
             tls::ServerFirst::Incomplete => {}
-            tls::ServerFirst::HelloRetry => break true,
-            tls::ServerFirst::Other => break false,
+            tls::ServerFirst::HelloRetry => break Flight::Retry,
+            tls::ServerFirst::Other => break Flight::Go,
+            tls::ServerFirst::NotTls => return Ok(Err("the server did not answer with TLS".into())),
         }
         if read_more(&mut conn.stream, &mut answer, deadline).await? == 0 {
-            break false;
+            break Flight::Closed;
         }
     };
     relay::write_all(client, &answer).await?;
     conn.down += answer.len() as u64;
-    if retry {
-        // Whatever the client sends next is its second hello; make sure the check sees some.
-        read_more(client, pending, Instant::now() + HANDSHAKE_TIMEOUT).await?;
-    }
-    Ok(!answer.is_empty() || !retry)
+    Ok(Ok(flight))
 }
 
 /// Serves one SOCKS5 client: handshake, CONNECT, then the same tunnel checks as HTTP CONNECT.

@@ -15,8 +15,9 @@ pub const HELLO_LIMIT: usize = 64 * 1024;
 pub enum Hello {
     /// More bytes are needed to decide.
     Incomplete,
-    /// A ClientHello, with its server name if it has one.
-    Tls(Option<String>),
+    /// A ClientHello, with its server name if it has one, and how many bytes its records take
+    /// (what follows is not part of it, and not yet checked).
+    Tls(Option<String>, usize),
     /// Not a TLS handshake, or a malformed one; with why.
     NotTls(String),
 }
@@ -47,7 +48,10 @@ pub fn parse(bytes: &[u8]) -> Hello {
                 if let Err(why) = single_server_name(bytes) {
                     return Hello::NotTls(why.into());
                 }
-                return Hello::Tls(accepted.client_hello().server_name().map(str::to_ascii_lowercase));
+                let Some(len) = hello_records_len(bytes) else {
+                    return Hello::NotTls("more than the ClientHello in its records".into());
+                };
+                return Hello::Tls(accepted.client_hello().server_name().map(str::to_ascii_lowercase), len);
             }
             Ok(None) => {}
             Err((e, _)) => return Hello::NotTls(format!("malformed ClientHello: {e}")),
@@ -69,6 +73,23 @@ fn handshake_bytes(mut bytes: &[u8], want: usize) -> Option<Vec<u8>> {
     }
     out.truncate(want);
     Some(out)
+}
+
+/// The bytes of the records that carry the ClientHello, if they carry nothing else: a second
+/// handshake message packed into the same record would reach the server unchecked.
+fn hello_records_len(bytes: &[u8]) -> Option<usize> {
+    let header = handshake_bytes(bytes, 4)?;
+    let mut left = 4 + length(&header, 1, 3)?;
+    let mut at = 0;
+    while left > 0 {
+        let len = length(bytes, at + 3, 2)?;
+        if len > left {
+            return None;
+        }
+        left -= len;
+        at += 5 + len;
+    }
+    Some(at)
 }
 
 /// Reads a big-endian length of `n` bytes at `at`.
@@ -111,8 +132,11 @@ pub enum ServerFirst {
     Incomplete,
     /// A HelloRetryRequest: the client's next ClientHello must be checked too.
     HelloRetry,
-    /// Anything else (a ServerHello, an alert): the handshake goes on as the first hello said.
+    /// Another handshake message (a ServerHello) or an alert: the handshake goes on as the
+    /// first hello said.
     Other,
+    /// Not TLS: the server speaks another protocol, and the tunnel carries TLS only.
+    NotTls,
 }
 
 /// The ServerHello random that marks a HelloRetryRequest (RFC 8446, 4.1.3).
@@ -125,7 +149,9 @@ const HELLO_RETRY_RANDOM: [u8; 32] = [
 pub fn server_first(bytes: &[u8]) -> ServerFirst {
     match bytes {
         [] => return ServerFirst::Incomplete,
-        [t, ..] if *t != 0x16 => return ServerFirst::Other,
+        [0x15, ..] => return ServerFirst::Other,
+        [t, ..] if *t != 0x16 => return ServerFirst::NotTls,
+        [_, v, ..] if *v != 0x03 => return ServerFirst::NotTls,
         _ => {}
     }
     // Handshake type, length, version, then the random.
@@ -136,11 +162,17 @@ pub fn server_first(bytes: &[u8]) -> ServerFirst {
     }
 }
 
-/// Skips a leading ChangeCipherSpec record, which TLS 1.3 clients in middlebox-compatibility
-/// mode send before their second ClientHello; `None` while it is incomplete.
+/// Skips the ChangeCipherSpec record TLS 1.3 clients in middlebox-compatibility mode send
+/// before their second ClientHello: exactly `14 03 0x 00 01 01`, nothing longer (a record
+/// declaring more could hide a hello the gateway never checks). `None` while incomplete;
+/// another leading 0x14 record is left in place, and the hello check refuses it.
 pub fn skip_change_cipher_spec(bytes: &[u8]) -> Option<&[u8]> {
+    const CCS: [u8; 6] = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+    // The record version may be 3.1 to 3.3; every other byte is fixed.
+    let fits = |i: usize, b: u8| if i == 2 { (1..=3).contains(&b) } else { b == CCS[i] };
     match bytes {
-        [0x14, ..] => bytes.get(6..),
+        [0x14, 0x03, 0x01..=0x03, 0x00, 0x01, 0x01, rest @ ..] => Some(rest),
+        _ if bytes.len() < CCS.len() && !bytes.is_empty() && bytes.iter().enumerate().all(|(i, &b)| fits(i, b)) => None,
         _ => Some(bytes),
     }
 }
@@ -184,8 +216,26 @@ pub(crate) mod tests {
 
     #[test]
     fn reads_the_server_name() {
-        assert_eq!(parse(&client_hello(Some("Example.COM"))), Hello::Tls(Some("example.com".into())));
-        assert_eq!(parse(&client_hello(None)), Hello::Tls(None));
+        let hello = client_hello(Some("Example.COM"));
+        assert_eq!(parse(&hello), Hello::Tls(Some("example.com".into()), hello.len()));
+        let bare = client_hello(None);
+        assert_eq!(parse(&bare), Hello::Tls(None, bare.len()));
+    }
+
+    #[test]
+    fn what_follows_the_hello_is_not_part_of_it() {
+        let hello = client_hello(Some("allowed.test"));
+        let mut two = hello.clone();
+        two.extend(client_hello(Some("evil.test")));
+        assert_eq!(parse(&two), Hello::Tls(Some("allowed.test".into()), hello.len()));
+        // A second hello packed into the first one's record can't be split off: refused.
+        let mut packed = hello.clone();
+        let second = client_hello(Some("evil.test"));
+        packed.extend(&second[5..]);
+        let len = packed.len() - 5;
+        packed[3] = (len >> 8) as u8;
+        packed[4] = len as u8;
+        assert!(matches!(parse(&packed), Hello::NotTls(_)), "{:?}", parse(&packed));
     }
 
     #[test]
@@ -199,7 +249,7 @@ pub(crate) mod tests {
             split.extend([0x16, 0x03, 0x01, (part.len() >> 8) as u8, part.len() as u8]);
             split.extend(part);
         }
-        assert_eq!(parse(&split), Hello::Tls(Some("example.com".into())));
+        assert_eq!(parse(&split), Hello::Tls(Some("example.com".into()), split.len()));
     }
 
     #[test]
@@ -239,9 +289,14 @@ pub(crate) mod tests {
         let mut hello = hrr.clone();
         hello[20] ^= 1;
         assert_eq!(server_first(&hello), ServerFirst::Other);
-        assert_eq!(server_first(&[0x15, 0x03, 0x03, 0, 2, 2, 40]), ServerFirst::Other);
         assert_eq!(skip_change_cipher_spec(&[0x14, 3, 3, 0, 1, 1, 0x16]), Some(&[0x16][..]));
         assert_eq!(skip_change_cipher_spec(&[0x14, 3, 3]), None);
+        // A longer "change cipher spec" record is not skipped: the hello check sees it and refuses.
+        let long = [0x14, 3, 3, 0, 9, 1, 0x16, 3, 1, 0, 4];
+        assert_eq!(skip_change_cipher_spec(&long), Some(&long[..]));
+        assert!(matches!(parse(&long), Hello::NotTls(_)));
+        assert_eq!(server_first(b"220 smtp ready\r\n"), ServerFirst::NotTls);
+        assert_eq!(server_first(&[0x15, 3, 3, 0, 2, 2, 40]), ServerFirst::Other);
     }
 
     #[test]
