@@ -674,3 +674,30 @@ fn tmux_vim_edits_a_file() {
         assert_eq!(saved, "written in vim\n", "{who:?}");
     }
 }
+
+/// npm refuses to install when it can't write its cache, and ~/.npm is outside the workspace:
+/// in allow mode it gets a cache in the private /tmp, unless the policy lets it write its own
+/// or the caller chose one. The cache really is writable there.
+#[test]
+fn npm_gets_a_writable_cache_in_allow_mode() {
+    for who in identities() {
+        let env = Env::new(who);
+        let probe = "echo \"[$npm_config_cache]\"; mkdir -p \"$npm_config_cache\" && touch \"$npm_config_cache/x\" && echo writable";
+        let got = ok(&env, &["--allow-host", "registry.npmjs.org:443"], probe);
+        assert_eq!(got, "[/tmp/.npm]\nwritable\n", "{who:?}");
+        let npm_home = env.home.join(".npm");
+        std::fs::create_dir_all(&npm_home).unwrap();
+        env.chown_all();
+        let own =
+            ok(&env, &["--allow-host", "registry.npmjs.org:443", "--write", "~/.npm"], "echo \"[$npm_config_cache]\"");
+        assert_eq!(own, "[]\n", "{who:?}: with ~/.npm writable npm uses its own cache");
+        let chosen = ok(
+            &env,
+            &["--allow-host", "x.example:443", "--env", "npm_config_cache=/tmp/mine"],
+            "echo \"[$npm_config_cache]\"",
+        );
+        assert_eq!(chosen, "[/tmp/mine]\n", "{who:?}");
+        let offline = ok(&env, &[], "echo \"[$npm_config_cache]\"");
+        assert_eq!(offline, "[]\n", "{who:?}: without the gateway nothing is set");
+    }
+}

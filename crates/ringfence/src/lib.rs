@@ -244,6 +244,14 @@ impl Command {
         }
         if policy.network == policy::NetworkMode::Allow {
             overrides.extend(ringfence_gateway::proxy_environment(http_port, socks_port));
+            // npm refuses to install at all when it can't write its cache (~/.npm, outside the
+            // workspace by default): give it one in the private /tmp, unless the policy lets it
+            // write its own or the caller chose one.
+            let npm_cache = policy.home.join(".npm");
+            let caller_set = rules.set.keys().any(|k| k.eq_ignore_ascii_case("npm_config_cache"));
+            if cfg!(unix) && !caller_set && policy.fs.access(&npm_cache).access != policy::FsAccess::Write {
+                overrides.push(("npm_config_cache", "/tmp/.npm".to_string()));
+            }
         }
         rules
             .apply(host.map(|(k, v)| (k, os_bytes(v))), &overrides)
