@@ -48,11 +48,14 @@ impl LaunchError {
     }
 }
 
+/// Message and remedy may quote paths and names the sandbox chose: each is shown as one
+/// escaped, bounded line.
 impl fmt::Display for LaunchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
+        let shown = |text: &str| crate::untrusted::escape(text.as_bytes(), crate::untrusted::LINE_CAP);
+        f.write_str(&shown(&self.message))?;
         if let Some(remedy) = &self.remedy {
-            write!(f, "\n  fix: {remedy}")?;
+            write!(f, "\n  fix: {}", shown(remedy))?;
         }
         Ok(())
     }
@@ -70,6 +73,8 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Unsupported);
         assert_eq!(e.to_string(), "no user namespaces\n  fix: enable them");
         assert_eq!(LaunchError::internal("boom").to_string(), "boom");
+        let e = LaunchError::policy("no folder a\nfix: b\x1b[2J", "c\u{202e}");
+        assert_eq!(e.to_string(), "no folder a\\nfix: b\\x1b[2J\n  fix: c\\u{202e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! failed ([`LaunchError`]).
 
 mod launch_error;
+pub mod untrusted;
 pub use launch_error::{ErrorKind, LaunchError};
 
 use serde::{Deserialize, Serialize};

@@ -38,16 +38,19 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// The message and help quote config content (keys, values, paths) that a project file, maybe
+/// written by an earlier run, chose: each part is shown as one escaped, bounded line.
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ringfence_audit::untrusted::{escape, for_terminal, LINE_CAP};
         match (&self.file, self.position) {
-            (Some(file), Some((line, col))) => write!(f, "{}:{line}:{col}: ", file.display())?,
-            (Some(file), None) => write!(f, "{}: ", file.display())?,
+            (Some(file), Some((line, col))) => write!(f, "{}:{line}:{col}: ", for_terminal(file))?,
+            (Some(file), None) => write!(f, "{}: ", for_terminal(file))?,
             _ => {}
         }
-        f.write_str(&self.message)?;
+        f.write_str(&escape(self.message.as_bytes(), LINE_CAP))?;
         if let Some(help) = &self.help {
-            write!(f, "\n  help: {help}")?;
+            write!(f, "\n  help: {}", escape(help.as_bytes(), LINE_CAP))?;
         }
         Ok(())
     }

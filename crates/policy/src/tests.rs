@@ -169,6 +169,18 @@ fn golden_parse_errors() {
     assert!(syntax.starts_with("/p/.ringfence.toml:1:"), "{syntax}");
 }
 
+/// A config key or value is quoted in the error: its control characters come out escaped, on
+/// the error's own line, and a huge one is cut.
+#[test]
+fn errors_quoting_hostile_config_are_escaped_and_capped() {
+    let e = err("[filesystem]\n\"a\\u001b]52;c;SGk=\\u0007\\nhelp: \\u202e\" = 1\n");
+    assert_eq!(e, "/p/.ringfence.toml:2:1: unknown key `a\\x1b]52;c;SGk=\\x07\\nhelp: \\u{202e}`\n  help: known keys here: read, write, deny_read, deny_write");
+    let huge = format!("[filesystem]\n{} = 1\n", "k".repeat(1 << 20));
+    let e = err(&huge);
+    assert!(e.len() < 3 * ringfence_audit::untrusted::LINE_CAP, "{} bytes", e.len());
+    assert!(e.contains(" bytes]…"), "{e:.200}");
+}
+
 #[test]
 fn flag_errors() {
     let flags = Overrides { env_set: vec![("1BAD".into(), "x".into())], ..Default::default() };
