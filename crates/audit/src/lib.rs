@@ -164,7 +164,8 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// Appends events to a JSON Lines file, flushing each one so nothing is lost on a crash.
+/// Appends events to a JSON Lines file, flushing each one so nothing is lost on a crash. Every
+/// string is written as [`untrusted::escape`] renders it, cut at [`untrusted::EVENT_CAP`] bytes.
 pub struct EventWriter {
     file: File,
     run: String,
@@ -178,7 +179,7 @@ impl EventWriter {
 
     pub fn emit(&mut self, body: EventBody) -> std::io::Result<()> {
         let event = Event { v: SCHEMA_VERSION, ts: timestamp(SystemTime::now()), run: self.run.clone(), body };
-        let mut line = serde_json::to_vec(&event).map_err(std::io::Error::other)?;
+        let mut line = untrusted::to_json_line(&event, untrusted::EVENT_CAP).map_err(std::io::Error::other)?;
         line.push(b'\n');
         self.file.write_all(&line)
     }
@@ -229,6 +230,29 @@ mod tests {
         assert!(matches!(events[1].body, EventBody::RunEnd { status: 0, .. }));
         let raw = std::fs::read_to_string(&path).unwrap();
         assert!(raw.lines().next().unwrap().contains("\"type\":\"limit.hit\""));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn strings_are_escaped_and_capped() {
+        let dir = std::env::temp_dir().join(format!("rf-audit-esc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.jsonl");
+        let mut w = EventWriter::create(&path, "r\x1b".into()).unwrap();
+        let detail = format!("\x1b]52;c;SGk=\x07\u{9b}2J\u{202e}{}", "y".repeat(1 << 20));
+        w.emit(EventBody::PolicyDeny { rule: "git".into(), detail }).unwrap();
+        drop(w);
+        let raw = std::fs::read(&path).unwrap();
+        assert!(raw.len() < untrusted::EVENT_CAP + 200, "{} bytes", raw.len());
+        let text = String::from_utf8(raw).unwrap();
+        for hazard in ['\x1b', '\x07', '\u{9b}', '\u{202e}'] {
+            assert!(!text.contains(hazard), "{hazard:?} in {text:.200}");
+        }
+        let events = read_events(&path).unwrap();
+        assert_eq!(events[0].run, "r\\x1b");
+        let EventBody::PolicyDeny { detail, .. } = &events[0].body else { panic!("{:?}", events[0]) };
+        assert!(detail.starts_with("\\x1b]52;c;SGk=\\x07\\u{9b}2J\\u{202e}yyy"), "{detail:.80}");
+        assert!(detail.contains(" bytes]…yyy") && detail.ends_with("yyy"), "{}", &detail[detail.len() - 40..]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

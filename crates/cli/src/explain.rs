@@ -3,6 +3,7 @@
 use crate::args::ExplainArgs;
 use crate::report;
 use ringfence::exit_code;
+use ringfence_audit::untrusted::{lines_for_terminal, to_json_pretty, EVENT_CAP};
 use ringfence_policy::env::{EnvVerdict, DEFAULT_KEEP};
 use ringfence_policy::{FsAccess, NetworkMode, Policy};
 #[cfg(target_os = "linux")]
@@ -18,8 +19,13 @@ pub fn explain(args: ExplainArgs) -> i32 {
             return exit_code::POLICY;
         }
     };
-    let text =
-        if args.json { Ok(serde_json::to_string_pretty(&policy).unwrap_or_default() + "\n") } else { render(&policy) };
+    // Paths, names and values from config files (a project's may have been written by an earlier
+    // run) are shown escaped and bounded, in both formats.
+    let text = if args.json {
+        Ok(to_json_pretty(&policy, EVENT_CAP).unwrap_or_default() + "\n")
+    } else {
+        render(&policy).map(|text| lines_for_terminal(&text, EVENT_CAP))
+    };
     // Like `run`, a policy whose mount view can't be built is an error, whatever the format.
     match text.and_then(|text| check_view(&policy).map(|()| text)) {
         Ok(text) => {

@@ -66,7 +66,9 @@ pub fn emit(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-/// Prints an error the way every ringfence error looks.
+/// Prints an error the way every ringfence error looks. Errors quote paths, names and config
+/// content a sandbox may have chosen: every line is shown escaped and bounded.
 pub fn report(err: &dyn std::fmt::Display) {
-    eprintln!("ringfence: error: {err}");
+    use ringfence_audit::untrusted::{lines_for_terminal, LINE_CAP};
+    eprintln!("ringfence: error: {}", lines_for_terminal(&err.to_string(), LINE_CAP));
 }

@@ -3,6 +3,7 @@
 use crate::args::RunArgs;
 use crate::report;
 use ringfence::{exit_code, Command, EndReason, ExitStatus, Stdio};
+use ringfence_audit::untrusted::for_terminal;
 use ringfence_audit::{EventBody, EventWriter, Rusage};
 use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
@@ -23,7 +24,8 @@ fn emit(events: &Events, body: EventBody) {
 const NOTICES: usize = 32;
 
 /// Where the gateway's events go: the event file, and a notice on stderr for each distinct
-/// refusal so the user sees why a download failed.
+/// refusal so the user sees why a download failed. The notice quotes what the sandbox sent
+/// (names, header values): shown escaped and bounded.
 fn gateway_sink(events: Events) -> impl Fn(EventBody) + Send + Sync + 'static {
     let told: Mutex<HashSet<(String, u16, String)>> = Mutex::new(HashSet::new());
     let newline = if std::io::stderr().is_terminal() { "\r\n" } else { "\n" };
@@ -31,7 +33,7 @@ fn gateway_sink(events: Events) -> impl Fn(EventBody) + Send + Sync + 'static {
         if let EventBody::NetDeny { host, port, reason, detail, .. } = &body {
             let mut told = told.lock().unwrap_or_else(|p| p.into_inner());
             if told.len() < NOTICES && told.insert((host.clone(), *port, reason.clone())) {
-                let _ = write!(std::io::stderr(), "ringfence: network: {detail}{newline}");
+                let _ = write!(std::io::stderr(), "ringfence: network: {}{newline}", for_terminal(detail));
                 if told.len() == NOTICES {
                     let more = "ringfence: network: further refusals are not shown here; --events records each one";
                     let _ = write!(std::io::stderr(), "{more}{newline}");
@@ -186,13 +188,7 @@ pub fn run(args: RunArgs, mut signals: Signals) -> i32 {
     }
     let code = status.exit_code();
     explain_end(&status, &limits, &events);
-    for warning in &status.warnings {
-        eprintln!("ringfence: warning: {warning}");
-    }
-    for (path, detail) in &status.git_findings {
-        eprintln!("ringfence: warning: {}: {detail}", path.display());
-        emit(&events, EventBody::PolicyDeny { rule: "git".into(), detail: format!("{}: {detail}", path.display()) });
-    }
+    report_findings(&status, &events);
     emit(
         &events,
         EventBody::RunEnd {
@@ -218,6 +214,19 @@ pub fn run(args: RunArgs, mut signals: Signals) -> i32 {
         }
     }
     code
+}
+
+/// The clean-up's warnings and the git review's findings, on stderr and in the events. Paths
+/// and details name what the sandbox created: shown escaped and bounded (the event writer does
+/// the same for the events).
+fn report_findings(status: &ExitStatus, events: &Events) {
+    for warning in &status.warnings {
+        eprintln!("ringfence: warning: {}", for_terminal(warning));
+    }
+    for (path, detail) in &status.git_findings {
+        eprintln!("ringfence: warning: {}: {}", for_terminal(path), for_terminal(detail));
+        emit(events, EventBody::PolicyDeny { rule: "git".into(), detail: format!("{}: {detail}", path.display()) });
+    }
 }
 
 /// Copies piped streams between the command and our terminal. The input relay is not joined:
@@ -270,7 +279,7 @@ fn explain_end(status: &ExitStatus, limits: &ringfence_policy::Limits, events: &
             "the process limit was reached (fork failed inside the sandbox)".to_string(),
         ),
         EndReason::ExecFailed(msg) => {
-            eprintln!("ringfence: {msg}");
+            eprintln!("ringfence: {}", for_terminal(msg));
             return;
         }
         _ => return,

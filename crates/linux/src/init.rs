@@ -190,8 +190,11 @@ fn exec_command(setup: &ChildSetup, tty: Option<RawFd>, status: &mut StatusPipe)
     }
     sys::close_fds_from(keep_status + 1);
     sys::reset_signals();
+    // The report is one line of the status pipe, and ends up on the user's terminal: names in
+    // it are escaped, so a tab or newline in them can't forge a report or a terminal sequence.
+    use ringfence_audit::untrusted::for_terminal as shown;
     if let Err(e) = nix::unistd::chdir(&setup.cwd) {
-        status.send(&format!("X\texec\t126\tcan't enter {}: {e}\n", setup.cwd.display()));
+        status.send(&format!("X\texec\t126\tcan't enter {}: {e}\n", shown(&setup.cwd)));
         sys::exit_now(126);
     }
     let err = exec_search(setup);
@@ -199,7 +202,7 @@ fn exec_command(setup: &ChildSetup, tty: Option<RawFd>, status: &mut StatusPipe)
         nix::Error::ENOENT | nix::Error::ENOTDIR => (127, "command not found".to_string()),
         other => (126, format!("can't execute: {}", other.desc())),
     };
-    status.send(&format!("X\texec\t{code}\t{}: {why}\n", setup.program.to_string_lossy()));
+    status.send(&format!("X\texec\t{code}\t{}: {why}\n", shown(&setup.program)));
     sys::exit_now(code)
 }
 
