@@ -680,7 +680,7 @@ fn help_and_version() {
         assert_code(&out, 0);
         let text = stdout(&out);
         assert!(text.contains("Examples:\n  ringfence run -- npm test\n"), "{args:?}:\n{text}");
-        assert!(text.contains("--json-status <FD>") && text.contains("--timeout <DURATION>"), "{args:?}:\n{text}");
+        assert!(text.contains("--json-status <FD|PATH>") && text.contains("--timeout <DURATION>"), "{args:?}:\n{text}");
     }
     let out = env.ringfence_within(&["--version"]);
     assert_code(&out, 0);

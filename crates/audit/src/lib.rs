@@ -164,17 +164,19 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// Appends events to a JSON Lines file, flushing each one so nothing is lost on a crash. Every
-/// string is written as [`untrusted::escape`] renders it, cut at [`untrusted::EVENT_CAP`] bytes.
+/// Appends events to a JSON Lines file, flushing each one so nothing is lost on a crash. It
+/// writes through the descriptor it was given and never reopens the file by name (the CLI opens
+/// it once, safely, before the sandbox starts). Every string is written as
+/// [`untrusted::escape`] renders it, cut at [`untrusted::EVENT_CAP`] bytes.
 pub struct EventWriter {
     file: File,
     run: String,
 }
 
 impl EventWriter {
-    pub fn create(path: &Path, run: String) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(EventWriter { file, run })
+    /// A writer appending to `file`, which should be open for appending.
+    pub fn new(file: File, run: String) -> Self {
+        EventWriter { file, run }
     }
 
     pub fn emit(&mut self, body: EventBody) -> std::io::Result<()> {
@@ -211,7 +213,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rf-audit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("events.jsonl");
-        let mut w = EventWriter::create(&path, "r1".into()).unwrap();
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        let mut w = EventWriter::new(file, "r1".into());
         w.emit(EventBody::LimitHit { limit: "pids".into(), value: "10".into(), detail: "x".into() }).unwrap();
         w.emit(EventBody::RunEnd {
             exit_code: Some(0),
@@ -238,7 +241,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rf-audit-esc-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("events.jsonl");
-        let mut w = EventWriter::create(&path, "r\x1b".into()).unwrap();
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        let mut w = EventWriter::new(file, "r\x1b".into());
         let detail = format!("\x1b]52;c;SGk=\x07\u{9b}2J\u{202e}{}", "y".repeat(1 << 20));
         w.emit(EventBody::PolicyDeny { rule: "git".into(), detail }).unwrap();
         drop(w);

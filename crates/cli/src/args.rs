@@ -54,10 +54,12 @@ pub enum Command {
 pub struct RunArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
-    /// Write the exit code, signal, duration and resource usage as JSON to this file descriptor.
-    #[arg(long, value_name = "FD")]
-    pub json_status: Option<i32>,
-    /// Append the run's events (JSON Lines) to this file.
+    /// Write the exit code, signal, duration and resource usage as JSON, after the run, to this
+    /// open file descriptor (3 or fd:3) or to this file (created or emptied; the sandbox can't
+    /// change it).
+    #[arg(long, value_name = "FD|PATH", value_parser = crate::record::parse_status_arg)]
+    pub json_status: Option<crate::record::StatusArg>,
+    /// Append the run's events (JSON Lines) to this file (the sandbox can't change it).
     #[arg(long, value_name = "PATH")]
     pub events: Option<PathBuf>,
     /// Never give the command its own terminal, even when run from one.

@@ -3,6 +3,7 @@
 mod args;
 mod check;
 mod explain;
+mod record;
 mod run;
 mod setup;
 
@@ -37,7 +38,7 @@ fn main() {
     #[cfg(target_os = "linux")]
     let signals = run::block_forwarded_signals();
     #[cfg(not(target_os = "linux"))]
-    let signals: run::Signals = None;
+    let signals: run::Blocked = None;
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -51,18 +51,35 @@ pub type Signals = Option<nix::sys::signalfd::SignalFd>;
 #[cfg(not(target_os = "linux"))]
 pub type Signals = Option<()>;
 
-/// Blocks the signals the supervisor forwards and returns a descriptor to read them from.
+/// The forwarded signals, once blocked.
 #[cfg(target_os = "linux")]
-pub fn block_forwarded_signals() -> Signals {
+pub type Blocked = Option<nix::sys::signal::SigSet>;
+#[cfg(not(target_os = "linux"))]
+pub type Blocked = Option<()>;
+
+/// Blocks the signals the supervisor forwards; they wait until [`signal_fd`] reads them.
+#[cfg(target_os = "linux")]
+pub fn block_forwarded_signals() -> Blocked {
     use nix::sys::signal::{SigSet, Signal};
-    use nix::sys::signalfd::{SfdFlags, SignalFd};
     let mut set = SigSet::empty();
     for sig in ringfence::linux::FORWARDED_SIGNALS {
         set.add(*sig);
     }
     set.add(Signal::SIGWINCH);
-    set.thread_block().ok()?;
-    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok()
+    set.thread_block().ok().map(|()| set)
+}
+
+/// A descriptor to read the blocked signals from (those already pending included). Made only
+/// once `--json-status`'s descriptor was checked, so it can't take a number the caller meant.
+#[cfg(target_os = "linux")]
+fn signal_fd(blocked: Blocked) -> Signals {
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    SignalFd::with_flags(&blocked?, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn signal_fd(_: Blocked) -> Signals {
+    None
 }
 
 fn run_id() -> String {
@@ -70,61 +87,37 @@ fn run_id() -> String {
     format!("{:x}-{:x}", t.as_millis(), std::process::id())
 }
 
-/// Whether `fd` was handed to us open, for --json-status.
-#[cfg(target_os = "linux")]
-fn status_fd_is_open(fd: i32) -> bool {
-    ringfence::linux::inherited_fd_is_open(fd)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn status_fd_is_open(_: i32) -> bool {
-    false
-}
-
-#[cfg(target_os = "linux")]
-fn write_status_fd(fd: i32, bytes: &[u8]) -> std::io::Result<()> {
-    ringfence::linux::write_inherited_fd(fd, bytes)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn write_status_fd(_: i32, _: &[u8]) -> std::io::Result<()> {
-    Err(std::io::Error::other("--json-status is not supported on this platform; use --events"))
-}
-
-pub fn run(args: RunArgs, mut signals: Signals) -> i32 {
-    let policy = match ringfence::load_policy(&args.policy.sources(), args.policy.overrides()) {
+pub fn run(args: RunArgs, blocked: Blocked) -> i32 {
+    let mut policy = match ringfence::load_policy(&args.policy.sources(), args.policy.overrides()) {
         Ok(p) => p,
         Err(e) => {
             report(&e);
             return exit_code::POLICY;
         }
     };
-    if let Some(fd) = args.json_status {
-        if !status_fd_is_open(fd) {
-            report(&format!("--json-status {fd}: descriptor {fd} is not open (open it, e.g. `{fd}>status.json`)"));
-            return exit_code::POLICY;
+    // The digest names the policy as configured; the rules that protect ringfence's own output
+    // files are not part of it.
+    let digest = policy.digest();
+    let mut outputs = match crate::record::open(args.events.as_deref(), args.json_status.as_ref(), &mut policy) {
+        Ok(o) => o,
+        Err(e) => {
+            report(&e.message);
+            return e.code;
         }
-    }
-    let events: Events = match &args.events {
-        Some(path) => match EventWriter::create(path, run_id()) {
-            Ok(w) => Some(Arc::new(Mutex::new(w))),
-            Err(e) => {
-                report(&format!("--events {}: {e}", path.display()));
-                return exit_code::POLICY;
-            }
-        },
-        None => None,
     };
+    let mut signals = signal_fd(blocked);
+    let events: Events = outputs.events.take().map(|file| Arc::new(Mutex::new(EventWriter::new(file, run_id()))));
     let mut argv = args.command.into_iter();
     let program = argv.next().unwrap_or_default();
     let rest: Vec<_> = argv.collect();
     let terminal = !args.no_pty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let argv_text: Vec<String> =
-        std::iter::once(&program).chain(rest.iter()).map(|a| a.to_string_lossy().into_owned()).collect();
-    let cwd = policy.workspace.clone();
+    let request = Request {
+        argv: std::iter::once(&program).chain(rest.iter()).map(|a| a.to_string_lossy().into_owned()).collect(),
+        cwd: policy.workspace.display().to_string(),
+        profile: policy.profile.to_string(),
+        digest,
+    };
     let limits = policy.limits.clone();
-    let profile = policy.profile.to_string();
-    let digest = policy.digest();
     // Without a terminal of its own, the command must not get ours either: a terminal's
     // ioctls (line discipline, modes, window size) would reach the user's session. Terminals
     // among the streams are relayed through pipes instead.
@@ -147,26 +140,11 @@ pub fn run(args: RunArgs, mut signals: Signals) -> i32 {
             return e.exit_code();
         }
     };
-    let (enforced, not_enforced) = child.layers();
-    for layer in &not_enforced {
-        eprintln!("ringfence: warning: not enforced (--allow-degraded): {}: {}", layer.name, layer.detail);
-    }
+    let start = start_events(request, &child);
     if let Some(w) = head.as_mut() {
-        let _ = w.emit(EventBody::RunStart {
-            argv: argv_text.clone(),
-            cwd: cwd.display().to_string(),
-            profile,
-            policy_digest: digest,
-            enforced,
-            not_enforced,
-            kernel: child.platform_json(),
-        });
-        let _ = w.emit(EventBody::ProcExec {
-            pid: child.command_id().unwrap_or(0),
-            ppid: child.id(),
-            argv: argv_text,
-            cwd: cwd.display().to_string(),
-        });
+        for event in start {
+            let _ = w.emit(event);
+        }
     }
     drop(head);
     #[cfg(windows)]
@@ -186,34 +164,82 @@ pub fn run(args: RunArgs, mut signals: Signals) -> i32 {
     for relay in relays {
         let _ = relay.join();
     }
-    let code = status.exit_code();
-    explain_end(&status, &limits, &events);
-    report_findings(&status, &events);
+    finish(&status, &limits, &events, outputs.status)
+}
+
+/// After the run: why it ended, the git review's findings, run.end, and --json-status.
+fn finish(
+    status: &ExitStatus,
+    limits: &ringfence_policy::Limits,
+    events: &Events,
+    target: Option<crate::record::StatusTarget>,
+) -> i32 {
+    explain_end(status, limits, events);
+    report_findings(status, events);
     emit(
-        &events,
+        events,
         EventBody::RunEnd {
             exit_code: status.code(),
             signal: status.signal(),
-            status: code,
+            status: status.exit_code(),
             reason: status.reason.name().into(),
             duration_ms: status.duration.as_millis() as u64,
-            rusage: rusage(&status),
+            rusage: rusage(status),
         },
     );
-    if let Some(fd) = args.json_status {
-        let json = serde_json::json!({
-            "exit_code": status.code(),
-            "signal": status.signal(),
-            "status": code,
-            "reason": status.reason.name(),
-            "duration_ms": status.duration.as_millis() as u64,
-            "rusage": rusage(&status),
-        });
-        if let Err(e) = write_status_fd(fd, format!("{json}\n").as_bytes()) {
-            report(&format!("--json-status {fd}: {e}"));
+    if let Some(mut target) = target {
+        if let Err(e) = target.write(format!("{}\n", status_json(status)).as_bytes()) {
+            report(&format!("--json-status: {e}"));
         }
     }
-    code
+    status.exit_code()
+}
+
+/// What run.start and proc.exec say about the request, taken before the policy moves into the
+/// command.
+struct Request {
+    argv: Vec<String>,
+    cwd: String,
+    profile: String,
+    digest: String,
+}
+
+/// Warns about the protections this run lacks (with --allow-degraded), and returns the
+/// run.start and proc.exec events.
+fn start_events(request: Request, child: &ringfence::Child) -> [EventBody; 2] {
+    let (enforced, not_enforced) = child.layers();
+    for layer in &not_enforced {
+        eprintln!("ringfence: warning: not enforced (--allow-degraded): {}: {}", layer.name, layer.detail);
+    }
+    [
+        EventBody::RunStart {
+            argv: request.argv.clone(),
+            cwd: request.cwd.clone(),
+            profile: request.profile,
+            policy_digest: request.digest,
+            enforced,
+            not_enforced,
+            kernel: child.platform_json(),
+        },
+        EventBody::ProcExec {
+            pid: child.command_id().unwrap_or(0),
+            ppid: child.id(),
+            argv: request.argv,
+            cwd: request.cwd,
+        },
+    ]
+}
+
+/// What --json-status writes: run.end's fields without the event's own.
+fn status_json(status: &ExitStatus) -> serde_json::Value {
+    serde_json::json!({
+        "exit_code": status.code(),
+        "signal": status.signal(),
+        "status": status.exit_code(),
+        "reason": status.reason.name(),
+        "duration_ms": status.duration.as_millis() as u64,
+        "rusage": rusage(status),
+    })
 }
 
 /// The clean-up's warnings and the git review's findings, on stderr and in the events. Paths

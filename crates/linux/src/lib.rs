@@ -13,6 +13,7 @@ mod init;
 mod landlock_rules;
 mod launch;
 mod limits;
+mod output;
 mod placeholder;
 pub mod plan;
 mod pty;
@@ -24,6 +25,7 @@ pub use cgroup::{needed_controllers, pid_namespace_cap, CgroupProbe, CgroupStats
 pub use error::{ErrorKind, LaunchError};
 pub use features::{FeatureReport, Features};
 pub use gitcheck::GitFinding;
+pub use output::{inherited_output_path, open_output, OutputFile, OutputMode};
 
 /// Writes to a descriptor inherited from the caller (`--json-status 3`), as it is: appending,
 /// socket or pipe alike.
