@@ -2,11 +2,11 @@
 //! entry names the run's logon SID, so entries from concurrent runs never collide and
 //! a crashed run's entries are found by that SID alone.
 //!
-//! - A writable root gets an allow entry: "modify" inherited by everything below, and on the
-//!   root itself modify without DELETE (the root can't be renamed away).
-//! - A read root gets read-and-execute, inherited — unless it is a drive root or holds the home
-//!   folder: those stay under the system's own ACLs, which already let any local user read
-//!   system folders and keep other users' (and the caller's) profile closed.
+//! - A writable root, and a read root below the home folder or elsewhere, becomes a
+//!   [`RootUse`]: it is opened through its persistent slot grant (see [`crate::grants`]), at
+//!   no per-run cost. A read root that is a drive root or holds the home folder gets nothing:
+//!   those stay under the system's own ACLs, which already let any local user read system
+//!   folders and keep other users' (and the caller's) profile closed.
 //! - A protected path inside a writable root gets a deny of every write right, inherited; each
 //!   folder between the root and it gets a deny of DELETE ("pins"), so neither it nor a parent
 //!   can be renamed away and replaced. An absent protected path gets a placeholder (an empty
@@ -18,6 +18,7 @@
 
 use crate::acl::{flags, mask, Ace};
 use crate::error::LaunchError;
+use crate::grants::RootUse;
 use crate::sid::Sid;
 use crate::wpath;
 use ringfence_policy::{FsRules, Origin, RuleKind};
@@ -38,7 +39,8 @@ pub enum Op {
     /// Create an empty file or folder where a protected or hidden path is absent; removed
     /// after the run if still empty.
     Placeholder { path: String, kind: Kind },
-    /// Allow entries for the run: `this` on the object, `children` inherited below it.
+    /// Allow entries for the run: `this` on the object, `children` inherited below it (the
+    /// run's own temporary folder, created empty).
     Grant { path: String, this: u32, children: u32 },
     /// A deny entry for the run; `tree`: inherited below too.
     Deny { path: String, mask: u32, tree: bool },
@@ -87,6 +89,8 @@ pub struct AclPlan {
     pub write_roots: Vec<String>,
     /// Read roots left to the system's ACLs, for `explain`.
     pub system_read_roots: Vec<String>,
+    /// The roots opened through their slot grants, writable ones first.
+    pub roots: Vec<RootUse>,
 }
 
 impl AclPlan {
@@ -96,12 +100,13 @@ impl AclPlan {
 
     /// A one-line summary for `run.start`.
     pub fn summary(&self) -> String {
-        let grants = self.count(|o| matches!(o, Op::Grant { .. }));
         let denies = self.count(|o| matches!(o, Op::Deny { .. } | Op::DenyIfReadable { .. }));
         let placeholders = self.count(|o| matches!(o, Op::Placeholder { .. }));
+        let read_only = self.roots.iter().filter(|r| !r.write).count();
         format!(
-            "{} writable roots; {grants} allow and up to {denies} deny entries for this run's logon SID, \
-             {placeholders} placeholders; removed when the run ends",
+            "{} writable and {read_only} read-only roots through their slot groups (other roots closed); \
+             up to {denies} deny entries for this run's logon SID and {placeholders} placeholders, removed \
+             when the run ends",
             self.write_roots.len()
         )
     }
@@ -162,7 +167,6 @@ pub fn plan(
     }
     let mut out = AclPlan::default();
     let mut creations: Vec<Op> = Vec::new();
-    let mut grants: Vec<Op> = Vec::new();
     let mut denies: Vec<Op> = Vec::new();
     let push = |list: &mut Vec<Op>, op: Op| {
         if !list.iter().any(|o| o.path().eq_ignore_ascii_case(op.path()) && *o == op) {
@@ -187,14 +191,13 @@ pub fn plan(
                 "make a narrower folder writable, or pass --allow-writable-home",
             ));
         }
-        let Some(what) = kind(path) else {
+        if kind(path).is_none() {
             return Err(LaunchError::policy(
                 format!("the writable root {path} ({origin}) does not exist"),
                 "create it first, or remove the rule",
             ));
-        };
-        let children = if what == Kind::Dir { mask::MODIFY } else { 0 };
-        push(&mut grants, Op::Grant { path: path.clone(), this: mask::MODIFY & !mask::DELETE, children });
+        }
+        out.roots.push(RootUse { path: path.clone(), write: true });
         out.write_roots.push(path.clone());
     }
     let writable_root_of =
@@ -221,9 +224,10 @@ pub fn plan(
             out.system_read_roots.push(path.clone());
             continue;
         }
-        let Some(what) = kind(path) else { continue };
-        let children = if what == Kind::Dir { mask::READ_EXECUTE } else { 0 };
-        push(&mut grants, Op::Grant { path: path.clone(), this: mask::READ_EXECUTE, children });
+        if kind(path).is_none() {
+            continue;
+        }
+        out.roots.push(RootUse { path: path.clone(), write: false });
         read_grants.push(path.clone());
     }
 
@@ -282,7 +286,8 @@ pub fn plan(
 
     // Parents before children, so creation works in order.
     creations.sort_by_key(|o| o.path().matches('\\').count());
-    out.ops = creations.into_iter().chain(grants).chain(denies).collect();
+    out.roots = crate::grants::merge_roots(&out.roots);
+    out.ops = creations.into_iter().chain(denies).collect();
     Ok(out)
 }
 
@@ -338,10 +343,6 @@ mod tests {
         deny(path, mask::DELETE, false)
     }
 
-    fn read_grant(path: &str) -> Op {
-        Op::Grant { path: path.into(), this: mask::READ_EXECUTE, children: mask::READ_EXECUTE }
-    }
-
     fn placeholder(path: &str, kind: Kind) -> Op {
         Op::Placeholder { path: path.into(), kind }
     }
@@ -350,19 +351,22 @@ mod tests {
         plan(&fs(rules), Path::new(HOME), false, &|p| f.kind(p)).unwrap()
     }
 
+    fn root(path: &str, write: bool) -> RootUse {
+        RootUse { path: path.into(), write }
+    }
+
     #[test]
-    fn a_writable_root_gets_modify_without_delete_on_itself() {
+    fn a_writable_root_is_opened_through_its_slot_not_per_run_entries() {
         let p = run(&[(RuleKind::Write, WS)], &default_fs());
         assert_eq!(p.write_roots, vec![WS.to_string()]);
-        let grant = Op::Grant { path: WS.into(), this: mask::MODIFY & !mask::DELETE, children: mask::MODIFY };
-        assert_eq!(p.ops, vec![grant.clone()]);
-        let logon = Sid::parse("S-1-5-5-0-77").unwrap();
-        let aces = grant.aces(&logon);
-        assert_eq!(aces.len(), 2);
-        assert!(matches!(&aces[0], Ace::Allow { flags: 0, mask: m, .. } if m & mask::DELETE == 0));
-        assert!(
-            matches!(&aces[1], Ace::Allow { flags: f, mask: mask::MODIFY, .. } if *f == flags::TREE | flags::INHERIT_ONLY)
-        );
+        assert_eq!(p.roots, vec![root(WS, true)]);
+        assert!(p.ops.is_empty(), "nothing per run on the tree: {:?}", p.ops);
+    }
+
+    #[test]
+    fn a_root_both_read_and_written_is_writable_once() {
+        let p = run(&[(RuleKind::Read, WS), (RuleKind::Write, WS)], &default_fs());
+        assert_eq!(p.roots, vec![root(WS, true)]);
     }
 
     #[test]
@@ -501,8 +505,8 @@ mod tests {
             &default_fs(),
         );
         assert_eq!(p.system_read_roots, vec![r"\".to_string(), r"C:\Users".to_string()]);
-        assert!(p.ops.contains(&read_grant(r"C:\Users\me\.cargo")));
-        assert!(p.ops.contains(&read_grant(r"D:\data")));
+        assert_eq!(p.roots, vec![root(r"C:\Users\me\.cargo", false), root(r"D:\data", false)]);
+        assert!(!p.ops.iter().any(|o| matches!(o, Op::Grant { .. })), "no per-run grant on a read root");
         // Inside a read grant, a hidden path is denied unconditionally.
         assert!(p.ops.contains(&deny(r"D:\data\secret.txt", mask::ANY_READ | mask::ANY_WRITE, false)));
         assert!(!p.ops.iter().any(|o| o.path().contains("absent")));
@@ -518,7 +522,8 @@ mod tests {
     fn summary_counts() {
         let p = run(&[(RuleKind::Write, WS), (RuleKind::DenyWrite, r"C:\Users\me\proj\.git\config")], &default_fs());
         let s = p.summary();
-        assert!(s.starts_with("1 writable roots; 1 allow and up to 2 deny entries"), "{s}");
+        assert!(s.starts_with("1 writable and 0 read-only roots through their slot groups"), "{s}");
+        assert!(s.contains("up to 2 deny entries"), "{s}");
     }
 
     #[test]

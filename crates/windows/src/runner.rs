@@ -44,6 +44,15 @@ pub fn runner_dacl(account: &Sid, extra: u32) -> Acl {
     ])
 }
 
+/// The command token's restricting SIDs (the run's logon SID, the capability SID, and the
+/// slots of its writable roots) and its deny-only groups (every other slot), from the request.
+pub fn token_sids(logon: &Sid, restricting: &[String], deny_only: &[String]) -> Result<(Vec<Sid>, Vec<Sid>), String> {
+    let parse = |list: &[String]| list.iter().map(|s| Sid::parse(s)).collect::<Result<Vec<Sid>, String>>();
+    let mut all = vec![logon.clone(), capability()];
+    all.extend(parse(restricting)?);
+    Ok((all, parse(deny_only)?))
+}
+
 struct Channel {
     /// From the supervisor.
     down: File,
@@ -133,7 +142,11 @@ fn run(mut ch: Channel) -> Result<(), ()> {
         }
         None => None,
     };
-    let restricted = match security::restricted_token(&[logon.clone(), capability()], &command_default_dacl(&logon)) {
+    let (restricting, deny_only) = match token_sids(&logon, &req.restricting, &req.deny_only) {
+        Ok(v) => v,
+        Err(e) => return ch.fail("the command's token", 0, e),
+    };
+    let restricted = match security::restricted_token(&restricting, &deny_only, &command_default_dacl(&logon)) {
         Ok(t) => t,
         Err(e) => return ch.fail("CreateRestrictedToken", 0, e.message),
     };

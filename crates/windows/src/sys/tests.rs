@@ -18,10 +18,7 @@ use std::time::Duration;
 /// Whether these tests run under Wine, which implements some calls as stubs (job limits are
 /// accepted but not kept, job accounting is missing): values are then not asserted.
 fn wine() -> bool {
-    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
-    let ntdll = wide("ntdll.dll");
-    // SAFETY: ntdll is always loaded; the name is NUL-terminated.
-    unsafe { GetProcAddress(GetModuleHandleW(ntdll.as_ptr()), c"wine_get_version".as_ptr().cast()).is_some() }
+    crate::fixtures::under_wine()
 }
 
 /// A fresh scratch folder for one test; removed when dropped.
@@ -159,7 +156,8 @@ fn unknown_accounts_are_none() {
 fn restricted_tokens_can_be_made() {
     let logon = Sid::parse("S-1-5-5-0-123").unwrap();
     let dacl = crate::runner::command_default_dacl(&logon);
-    match security::restricted_token(&[logon, crate::sid::capability()], &dacl) {
+    let slot = Sid::parse("S-1-5-21-9-9-9-2001").unwrap();
+    match security::restricted_token(&[logon, crate::sid::capability()], &[slot], &dacl) {
         Ok(t) => assert!(!t.as_raw_handle().is_null()),
         // Fail closed with the call named, never a panic.
         Err(e) => {
@@ -237,17 +235,26 @@ fn the_control_pipes_check_their_client() {
     let _ = t.join();
 }
 
+/// A private desktop, and the removal of a SID's entries from it. Only the desktop this test
+/// made is changed: never the caller's own `Default` desktop.
 #[test]
-fn private_desktops_can_be_created() {
+fn private_desktops_can_be_created_and_stripped() {
     let me = security::current_user().unwrap();
     let logon = logon();
-    match desktop::Desktop::create(&format!("ringfence-test-{}", current_pid()), &me, &logon) {
-        Ok(d) => assert!(d.path.ends_with(&format!(r"\ringfence-test-{}", current_pid())), "{}", d.path),
-        Err(e) => assert!(e.message.contains("CreateDesktopW"), "{e}"),
-    }
-    // Revoking a logon SID that holds nothing is harmless (or reports the call, never panics).
-    if let Err(e) = desktop::revoke_logon(&logon, &me, true) {
-        assert!(e.message.contains("Desktop") || e.message.contains("ACL"), "{e}");
+    let d = match desktop::Desktop::create(&format!("ringfence-test-{}", current_pid()), &me, &logon) {
+        Ok(d) => d,
+        Err(e) => return assert!(e.message.contains("CreateDesktopW"), "{e}"),
+    };
+    assert!(d.path.ends_with(&format!(r"\ringfence-test-{}", current_pid())), "{}", d.path);
+    match desktop::strip_entries(d.raw(), &[&logon]) {
+        Ok(()) if !wine() => {
+            let (acl, _) = security::handle_dacl(d.raw(), true).unwrap();
+            let acl = acl.unwrap();
+            assert!(!acl.mentions(&logon), "{}", acl.sddl());
+            assert!(acl.mentions(&me), "the creator keeps its entry: {}", acl.sddl());
+        }
+        Ok(()) => {}
+        Err(e) => assert!(e.message.contains("ACL") || e.message.contains("SecurityInfo"), "{e}"),
     }
 }
 
@@ -352,6 +359,7 @@ fn a_run_journal_applies_and_undoes_a_plan() {
         ],
         write_roots: vec![text(&ws)],
         system_read_roots: vec![],
+        roots: vec![],
     };
     let mut changes = crate::changes::RunChanges::begin(&runs, &logon).unwrap();
     changes.temp_dir(&dir.join("tmp")).unwrap();
@@ -504,6 +512,7 @@ fn a_sandbox_is_not_started_without_setup() {
         policy: crate::prepare::tests::sample_policy(),
         stdio: [crate::StdioSpec::Null, crate::StdioSpec::Null, crate::StdioSpec::Null],
         terminal: false,
+        gateway_ports: vec![],
     };
     let err = crate::spawn(spec).err().expect("spawn must fail without setup");
     assert_eq!(err.kind, crate::ErrorKind::Unsupported, "{err}");
@@ -569,6 +578,7 @@ impl Stage {
         let dir = scratch(name);
         let layout = crate::install::Layout::new(dir.join("programdata").to_str().unwrap());
         std::fs::create_dir_all(layout.runs()).unwrap();
+        std::fs::create_dir_all(layout.grants()).unwrap();
         std::fs::create_dir_all(layout.bin_dir()).unwrap();
         let ws = dir.mkdir("ws");
         Stage { dir, layout, ws }
@@ -608,6 +618,7 @@ impl Stage {
             policy,
             stdio: [crate::StdioSpec::Null, crate::StdioSpec::Null, crate::StdioSpec::Null],
             terminal: false,
+            gateway_ports: vec![],
         }
     }
 
@@ -615,9 +626,11 @@ impl Stage {
         let me = security::current_user().unwrap();
         let installed = crate::setup::Installed {
             layout: self.layout.clone(),
-            account: me,
+            account: me.clone(),
             password: String::new(),
-            filters_note: None,
+            user: me,
+            profile: self.dir.join("profile").to_str().unwrap().to_string(),
+            slots: (0..crate::grants::SLOT_COUNT).map(|i| Sid::new(5, &[21, 9, 9, 9, 2000 + u32::from(i)])).collect(),
         };
         let start = RunnerStart::Caller {
             exe: std::env::current_exe().unwrap().to_str().unwrap().to_string(),

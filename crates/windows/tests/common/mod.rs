@@ -45,3 +45,13 @@ pub fn read_in_background(mut input: impl std::io::Read + Send + 'static) -> std
         out
     })
 }
+
+/// Whether this process runs under Wine, which enforces none of the restricted token, the ACLs
+/// or the WFP filters (and implements some calls as stubs).
+#[cfg(windows)]
+pub fn under_wine() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+    let ntdll: Vec<u16> = "ntdll.dll\0".encode_utf16().collect();
+    // SAFETY: ntdll is always loaded; both names are NUL-terminated.
+    unsafe { GetProcAddress(GetModuleHandleW(ntdll.as_ptr()), c"wine_get_version".as_ptr().cast()).is_some() }
+}
