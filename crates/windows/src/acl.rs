@@ -282,11 +282,6 @@ impl Acl {
         }
     }
 
-    /// Whether the list has `ace` as an explicit entry.
-    pub fn has_explicit(&self, ace: &Ace) -> bool {
-        self.aces.iter().any(|a| !a.is_inherited() && a == ace)
-    }
-
     /// Whether any entry (explicit or inherited) names `sid`.
     pub fn mentions(&self, sid: &Sid) -> bool {
         self.aces.iter().any(|a| a.sid() == Some(sid))
@@ -536,11 +531,11 @@ mod tests {
         let ours = Ace::Allow { flags: flags::TREE, mask: mask::FILE_ALL, sid: everyone() };
         acl.add_explicit(users_own.clone());
         acl.add_explicit(ours.clone());
-        assert!(acl.has_explicit(&ours));
+        assert!(acl.aces.contains(&ours));
         assert!(acl.remove_explicit(&ours));
         assert!(!acl.remove_explicit(&ours), "only once");
-        assert!(!acl.has_explicit(&ours));
-        assert!(acl.has_explicit(&users_own), "another entry for the same SID stays");
+        assert!(!acl.aces.contains(&ours));
+        assert!(acl.aces.contains(&users_own), "another entry for the same SID stays");
     }
 
     #[test]

@@ -162,7 +162,8 @@ impl Slots {
         let wants_user = root.write && !before.as_ref().is_some_and(|g| g.user_entry);
         let aces = grants::slot_aces(&sid, is_dir);
         let (dacl, _) = crate::sys::security::file_dacl(&crate::sys::wide(&root.path))?;
-        let present = dacl.is_some_and(|acl| aces.iter().all(|a| acl.has_explicit(a)));
+        // Only ringfence names slot groups: any explicit entry for the slot is ours.
+        let present = dacl.is_some_and(|acl| acl.aces.iter().any(|a| !a.is_inherited() && a.sid() == Some(&sid)));
         let complete = before.as_ref().is_some_and(|g| g.complete);
         let mut grant =
             before.unwrap_or(Grant { slot, path: root.path.clone(), complete: false, user_entry: false, used: 0 });

@@ -316,6 +316,77 @@ fn a_live_journal_is_not_claimed_and_a_dead_one_is() {
     assert!(fs::claim_stale(&path).is_some());
 }
 
+/// A journal whose entries can't be undone is kept, recovery says what is left, and no run
+/// starts until it is fixed (a dead run's logon SID could match a later logon after a restart).
+#[test]
+fn a_journal_that_cant_be_undone_is_kept_and_stops_the_next_run() {
+    let stage = Stage::new("left-behind");
+    let journal = std::path::Path::new(&stage.layout.runs()).join("run-998-0.journal");
+    // A path no ACL can be read from: `<` is not allowed in names.
+    let text = format!("{}\nlogon S-1-5-5-0-98\nace {}\\bad<name\n", crate::journal::HEADER, stage.ws.display());
+    std::fs::write(&journal, text).unwrap();
+    let left = crate::changes::recover(std::path::Path::new(&stage.layout.runs()));
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].contains("bad<name"), "{left:?}");
+    assert!(journal.exists(), "the journal stays for the next attempt");
+    let env = vec![("PATH".into(), format!(r"{}\system32", system_root()).into())];
+    let spec = stage.spec("cmd.exe".into(), &["/d", "/c", "exit 0"], env, stage.workspace_policy());
+    let err = stage.launch(spec).err().expect("a run must not start while a dead run's entries are left");
+    assert!(err.message.contains("could not be removed") && err.message.contains("bad<name"), "{err}");
+    assert!(err.remedy.as_deref().unwrap_or("").contains("icacls"), "{err}");
+    std::fs::remove_file(&journal).unwrap();
+}
+
+/// The slot grants on disk: a root gets a slot once and keeps it, a run's holds keep its slots
+/// from being taken back, and forgetting a root takes its entries back.
+#[test]
+fn slot_grants_are_recorded_held_and_taken_back() {
+    use crate::grants::{Registry, RootUse};
+    let stage = Stage::new("slots");
+    let me = security::current_user().unwrap();
+    let sids: Vec<Sid> =
+        (0..crate::grants::SLOT_COUNT).map(|i| Sid::new(5, &[21, 9, 9, 9, 3000 + u32::from(i)])).collect();
+    let slots = crate::slots::Slots::new(&stage.layout.grants(), sids.clone(), me);
+    let ws = crate::wpath::normalize(stage.ws.to_str().unwrap());
+    let other = crate::wpath::normalize(stage.dir.mkdir("other").to_str().unwrap());
+    let read = |path: &str| {
+        Registry::parse(
+            &std::fs::read_to_string(std::path::Path::new(&stage.layout.grants()).join("grants.txt")).unwrap(),
+        )
+        .unwrap()
+        .find(path)
+        .cloned()
+    };
+    let run = slots
+        .open(&[RootUse { path: ws.clone(), write: true }, RootUse { path: other.clone(), write: false }])
+        .unwrap();
+    let (a, b) = (read(&ws).unwrap(), read(&other).unwrap());
+    assert!(a.complete && b.complete, "{a:?} {b:?}");
+    assert_ne!(a.slot, b.slot);
+    assert_eq!(run.token.restricting, vec![sids[usize::from(a.slot)].clone()], "only the writable root restricts");
+    assert_eq!(run.token.enabled.len(), 2);
+    assert_eq!(run.token.deny_only.len(), usize::from(crate::grants::SLOT_COUNT) - 2);
+    if !wine() {
+        let (acl, _) = security::file_dacl(&wide(&ws)).unwrap();
+        assert!(acl.unwrap().mentions(&sids[usize::from(a.slot)]), "the root carries its slot's entry");
+    }
+    // A second run keeps the slots; a held slot can't be forgotten.
+    let again = slots.open(&[RootUse { path: ws.clone(), write: true }]).unwrap();
+    assert_eq!(read(&ws).unwrap().slot, a.slot);
+    drop(again);
+    let err = slots.forget(&ws).unwrap_err();
+    assert!(err.message.contains("in use"), "{err}");
+    drop(run);
+    slots.forget(&ws).unwrap();
+    assert_eq!(read(&ws), None);
+    if !wine() {
+        let (acl, _) = security::file_dacl(&wide(&ws)).unwrap();
+        assert!(!acl.unwrap().mentions(&sids[usize::from(a.slot)]), "the entry is taken back");
+    }
+    assert!(slots.forget_all().is_empty());
+    assert_eq!(read(&other), None);
+}
+
 #[test]
 fn a_crashed_runs_journal_is_replayed() {
     let dir = scratch("recover");

@@ -1,5 +1,8 @@
 //! Fixtures shared by the crate's unit tests (as `crate::fixtures`) and the enforcement tests:
-//! policies and limits built in one place, and reading a child's output while it runs.
+//! policies and limits built in one place, and reading a child's output while it runs. Each
+//! test binary uses some of them.
+
+#![allow(dead_code)]
 
 use ringfence_policy::{FsRules, Limits, NetworkMode, Policy, ProfileName};
 use std::path::PathBuf;
