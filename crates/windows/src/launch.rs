@@ -535,44 +535,54 @@ fn confirm_runner_exit(runner: &Started) -> Result<(), LaunchError> {
     ))
 }
 
-pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerStart) -> Result<Sandbox, LaunchError> {
-    let Installed { layout, account, password: _, user, profile, slots } = installed;
-    recover_or_refuse(Path::new(&layout.runs()))?;
-    let me = security::current_user()?;
-    let names = RunNames::new()?;
-    let temp_dir = names.temp_dir();
-    let prepared = prepare_run(&spec, &account, &profile, &temp_dir)?;
-    let mut state = Launching { runner: None, changes: None, job: None, logon: None, account: account.clone() };
-    state.job = Some(Job::create(&prepared.job)?);
-
-    // The runner, as the sandbox account, on a control pipe only it may open.
+/// Starts the runner and waits for its hello; returns the control pipe and the run's logon
+/// SID, with the user's desktop taken back from that logon and the window station opened to it.
+fn connect_runner(
+    state: &mut Launching,
+    start: &RunnerStart,
+    layout: &crate::install::Layout,
+    names: &RunNames,
+    me: &Sid,
+) -> Result<(Control, Sid), LaunchError> {
     let pipe_name = names.private();
-    let server = ControlServer::create(&pipe_name, &me, &account)?;
-    let runner = start_runner(&start, &layout, &pipe_name)?;
+    let server = ControlServer::create(&pipe_name, me, &state.account)?;
+    let runner = start_runner(start, layout, &pipe_name)?;
     let pipe = accept(server, &pipe_name, &runner);
     let runner = state.runner.insert(runner);
     let control = Control::new(pipe?)?;
-    let logon = hello(&control, runner, &account)?;
+    let logon = hello(&control, runner, &state.account)?;
     state.logon = Some(logon.clone());
     // The secondary logon service granted the runner's logon the user's desktop; take it back.
-    desktop::revoke_logon(&logon, &account, true)
+    desktop::revoke_logon(&logon, &state.account, true)
         .map_err(|e| e.context("keeping the user's desktop out of the sandbox's reach"))?;
     desktop::grant_station(&logon).map_err(|e| e.context("opening the window station to the run"))?;
+    Ok((control, logon))
+}
 
-    // The filesystem: the roots through their slots, the rest journaled for this run only.
-    let run_slots = Slots::new(&layout.grants(), slots, user.clone()).open(&prepared.acl.roots)?;
-    let mut changes = RunChanges::begin(Path::new(&layout.runs()), &logon)?;
-    changes.temp_dir(&temp_dir)?;
-    state.changes.insert(changes).apply(&prepared.acl, &account)?;
-    let gateway = gateway_filters(&logon, &spec.gateway_ports)?;
-    let desk = Desktop::create(&names.private(), &me, &logon)?;
+/// The command, started suspended by the runner, and the runner's process when it must stay
+/// (a terminal run); otherwise the runner's exit is confirmed.
+struct Launched {
+    pid: u32,
+    process: OwnedHandle,
+    thread: OwnedHandle,
+    runner: Option<OwnedHandle>,
+    terminal_pipes: Option<(OwnedHandle, OwnedHandle)>,
+}
 
-    // Handles for the runner: the job (assign only), and the streams or the terminal's pipes.
-    let runner = state.runner.as_ref().expect("set above");
-    let job = state.job.as_ref().expect("set above");
+/// Hands the runner the job, the streams and the launch request, and takes the command back.
+fn start_command(
+    state: &mut Launching,
+    spec: &LaunchSpec,
+    prepared: &Prepared,
+    control: &Control,
+    desk: &Desktop,
+    slots: &crate::grants::TokenSlots,
+) -> Result<Launched, LaunchError> {
+    let runner = state.runner.as_ref().expect("set by connect_runner");
+    let job = state.job.as_ref().expect("set before the runner");
     let job_value =
         process::duplicate_into(&runner.process, job.handle.as_raw_handle(), Some(sjob::JOB_ASSIGN_PROCESS))?;
-    let streams = streams(&spec, runner)?;
+    let streams = streams(spec, runner)?;
     let request = LaunchRequest {
         application: units(&prepared.application),
         command_line: prepared.command_line.clone(),
@@ -582,30 +592,50 @@ pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerSt
         job: job_value,
         stdio: streams.stdio,
         console: streams.console.clone(),
-        restricting: run_slots.token.restricting.iter().map(Sid::to_string).collect(),
-        deny_only: run_slots.token.deny_only.iter().map(Sid::to_string).collect(),
+        restricting: slots.restricting.iter().map(Sid::to_string).collect(),
+        deny_only: slots.deny_only.iter().map(Sid::to_string).collect(),
     };
-    let (child_pid, child, thread) = launch_command(&control, runner, request)?;
-    let runner = state.runner.take().expect("set above");
+    let (pid, process, thread) = launch_command(control, runner, request)?;
     let runner_keep = if spec.terminal {
-        Some(runner.process)
+        state.runner.take().map(|r| r.process)
     } else {
-        // Put back, so a failure ends it with the rest of the launch.
-        let runner = state.runner.insert(runner);
-        confirm_runner_exit(runner)?;
+        // Left in `state` until confirmed, so a failure ends it with the rest of the launch.
+        confirm_runner_exit(state.runner.as_ref().expect("set by connect_runner"))?;
         state.runner = None;
         None
     };
     drop(streams.keep);
+    Ok(Launched { pid, process, thread, runner: runner_keep, terminal_pipes: streams.terminal_pipes })
+}
 
-    let terminal = match streams.terminal_pipes {
+pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerStart) -> Result<Sandbox, LaunchError> {
+    let Installed { layout, account, password: _, user, profile, slots } = installed;
+    recover_or_refuse(Path::new(&layout.runs()))?;
+    let me = security::current_user()?;
+    let names = RunNames::new()?;
+    let temp_dir = names.temp_dir();
+    let prepared = prepare_run(&spec, &account, &profile, &temp_dir)?;
+    let mut state = Launching { runner: None, changes: None, job: None, logon: None, account: account.clone() };
+    state.job = Some(Job::create(&prepared.job)?);
+    let (control, logon) = connect_runner(&mut state, &start, &layout, &names, &me)?;
+
+    // The filesystem: the roots through their slots, the rest journaled for this run only.
+    let run_slots = Slots::new(&layout.grants(), slots, user.clone()).open(&prepared.acl.roots)?;
+    let mut changes = RunChanges::begin(Path::new(&layout.runs()), &logon)?;
+    changes.temp_dir(&temp_dir)?;
+    state.changes.insert(changes).apply(&prepared.acl, &account)?;
+    let gateway = gateway_filters(&logon, &spec.gateway_ports)?;
+    let desk = Desktop::create(&names.private(), &me, &logon)?;
+
+    let command = start_command(&mut state, &spec, &prepared, &control, &desk, &run_slots.token)?;
+    let terminal = match command.terminal_pipes {
         Some((in_write, out_read)) => Some(start_relay(in_write, out_read, Arc::clone(&control.write))?),
         None => None,
     };
-    process::resume(&thread)?;
-    drop(thread);
+    process::resume(&command.thread)?;
+    drop(command.thread);
 
-    let job = state.job.take().expect("set above");
+    let job = state.job.take().expect("set before the runner");
     let killer = Killer {
         job: Arc::new(job.handle.try_clone().map_err(|e| LaunchError::internal(format!("the job handle: {e}")))?),
         killed: Arc::new(AtomicBool::new(false)),
@@ -618,13 +648,13 @@ pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerSt
     folders.push(prepared.cwd.clone());
     let sandbox = Sandbox {
         enforcement,
-        pid: child_pid,
-        process: child,
+        pid: command.pid,
+        process: command.process,
         job,
         killer,
         timeout: prepared.timeout,
         started: Instant::now(),
-        runner: runner_keep,
+        runner: command.runner,
         control: spec.terminal.then(|| Arc::clone(&control.write)),
         terminal,
         changes: state.changes.take(),

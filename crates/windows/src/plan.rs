@@ -152,6 +152,132 @@ fn text(path: &std::path::Path) -> Result<String, LaunchError> {
     Ok(wpath::normalize(s))
 }
 
+/// One rule, its path normalized.
+type Rule<'a> = (RuleKind, String, &'a Origin);
+
+/// The plan while it is built.
+struct Builder<'a> {
+    home: String,
+    kind: &'a dyn Fn(&str) -> Option<Kind>,
+    out: AclPlan,
+    creations: Vec<Op>,
+    denies: Vec<Op>,
+    /// Read roots opened through their slots: a hidden path inside one needs a deny.
+    read_grants: Vec<String>,
+}
+
+fn push(list: &mut Vec<Op>, op: Op) {
+    if !list.iter().any(|o| o.path().eq_ignore_ascii_case(op.path()) && *o == op) {
+        list.push(op);
+    }
+}
+
+impl Builder<'_> {
+    fn writable_root_of(&self, p: &str) -> Option<String> {
+        self.out.write_roots.iter().filter(|w| wpath::is_within(p, w)).min_by_key(|w| w.len()).cloned()
+    }
+
+    /// A deny of `mask` on `path` inside `root`, with the pins between them.
+    fn deny_in_root(&mut self, root: &str, path: &str, mask: u32, tree: bool) {
+        push(&mut self.denies, Op::Deny { path: path.to_string(), mask, tree });
+        for pin in pins(root, path) {
+            push(&mut self.denies, pin);
+        }
+    }
+
+    fn writable_root(&mut self, path: &str, origin: &Origin, allow_writable_home: bool) -> Result<(), LaunchError> {
+        if self.out.write_roots.iter().any(|w| wpath::same(w, path)) {
+            return Ok(());
+        }
+        if wpath::is_root(path) {
+            return Err(LaunchError::policy(
+                format!("the writable root {path} ({origin}) is a whole drive"),
+                "make a folder writable, not a drive",
+            ));
+        }
+        if wpath::is_within(&self.home, path) && !allow_writable_home {
+            return Err(LaunchError::policy(
+                format!("the writable root {path} ({origin}) holds the home folder {}", self.home),
+                "make a narrower folder writable, or pass --allow-writable-home",
+            ));
+        }
+        if (self.kind)(path).is_none() {
+            return Err(LaunchError::policy(
+                format!("the writable root {path} ({origin}) does not exist"),
+                "create it first, or remove the rule",
+            ));
+        }
+        self.out.roots.push(RootUse { path: path.to_string(), write: true });
+        self.out.write_roots.push(path.to_string());
+        Ok(())
+    }
+
+    fn read_root(&mut self, path: &str) {
+        let existing = (self.kind)(path);
+        if let Some(root) = self.writable_root_of(path) {
+            if !wpath::same(&root, path) && existing.is_some() {
+                // A read-only area inside a writable root.
+                self.deny_in_root(&root, path, mask::ANY_WRITE, existing == Some(Kind::Dir));
+            }
+            return;
+        }
+        if wpath::is_root(path) || wpath::is_within(&self.home, path) {
+            self.out.system_read_roots.push(path.to_string());
+            return;
+        }
+        if existing.is_some() {
+            self.out.roots.push(RootUse { path: path.to_string(), write: false });
+            self.read_grants.push(path.to_string());
+        }
+    }
+
+    /// A protected (`deny_write`) or hidden (`deny_read`) path.
+    fn denied(&mut self, k: RuleKind, path: &str, origin: &Origin) {
+        let (deny_mask, placeholder_kind) = match k {
+            RuleKind::DenyWrite => (mask::ANY_WRITE, protected_kind(path)),
+            RuleKind::DenyRead => (mask::ANY_READ | mask::ANY_WRITE, hidden_kind(path)),
+            _ => return,
+        };
+        match ((self.kind)(path), self.writable_root_of(path)) {
+            (Some(what), Some(root)) => self.deny_in_root(&root, path, deny_mask, what == Kind::Dir),
+            (Some(what), None) if k == RuleKind::DenyRead => {
+                let tree = what == Kind::Dir;
+                let p = path.to_string();
+                if self.read_grants.iter().any(|g| wpath::is_within(path, g)) {
+                    push(&mut self.denies, Op::Deny { path: p, mask: deny_mask, tree });
+                } else {
+                    push(&mut self.denies, Op::DenyIfReadable { path: p, mask: deny_mask, tree });
+                }
+            }
+            // Outside writable roots the run can't write anyway.
+            (Some(_), None) | (None, None) => {}
+            (None, Some(root)) => self.placeholder(&root, path, origin, deny_mask, placeholder_kind),
+        }
+    }
+
+    /// An absent protected or hidden path inside `root`: a placeholder with the deny, and the
+    /// folders on the way, unless nothing should be created there.
+    fn placeholder(&mut self, root: &str, path: &str, origin: &Origin, deny_mask: u32, placeholder_kind: Kind) {
+        if is_while_present(origin) || wpath::same(root, path) {
+            return;
+        }
+        let between = wpath::between(root, path);
+        let missing: Vec<&String> = between.iter().filter(|p| (self.kind)(p).is_none()).collect();
+        if missing.iter().any(|p| wpath::file_name(p).eq_ignore_ascii_case(".git")) {
+            return;
+        }
+        if between.iter().any(|p| (self.kind)(p) == Some(Kind::File)) {
+            // A file where a folder on the way should be: nothing can be created below.
+            return;
+        }
+        for folder in &missing {
+            push(&mut self.creations, Op::Folder { path: (*folder).clone() });
+        }
+        push(&mut self.creations, Op::Placeholder { path: path.to_string(), kind: placeholder_kind });
+        self.deny_in_root(root, path, deny_mask, placeholder_kind == Kind::Dir);
+    }
+}
+
 /// Builds the plan. `kind` reports what exists at a normalized path (following links, as the
 /// access check does).
 pub fn plan(
@@ -160,134 +286,32 @@ pub fn plan(
     allow_writable_home: bool,
     kind: &dyn Fn(&str) -> Option<Kind>,
 ) -> Result<AclPlan, LaunchError> {
-    let home = text(home)?;
-    let mut rules = Vec::with_capacity(fs.rules.len());
+    let mut rules: Vec<Rule<'_>> = Vec::with_capacity(fs.rules.len());
     for r in &fs.rules {
         rules.push((r.kind, text(&r.path)?, &r.origin));
     }
-    let mut out = AclPlan::default();
-    let mut creations: Vec<Op> = Vec::new();
-    let mut denies: Vec<Op> = Vec::new();
-    let push = |list: &mut Vec<Op>, op: Op| {
-        if !list.iter().any(|o| o.path().eq_ignore_ascii_case(op.path()) && *o == op) {
-            list.push(op);
-        }
+    let mut b = Builder {
+        home: text(home)?,
+        kind,
+        out: AclPlan::default(),
+        creations: Vec::new(),
+        denies: Vec::new(),
+        read_grants: Vec::new(),
     };
-
-    // Writable roots.
+    for (_, path, origin) in rules.iter().filter(|r| r.0 == RuleKind::Write) {
+        b.writable_root(path, origin, allow_writable_home)?;
+    }
+    for (_, path, _) in rules.iter().filter(|r| r.0 == RuleKind::Read) {
+        b.read_root(path);
+    }
     for (k, path, origin) in &rules {
-        if *k != RuleKind::Write || out.write_roots.iter().any(|w| wpath::same(w, path)) {
-            continue;
-        }
-        if wpath::is_root(path) {
-            return Err(LaunchError::policy(
-                format!("the writable root {path} ({origin}) is a whole drive"),
-                "make a folder writable, not a drive",
-            ));
-        }
-        if wpath::is_within(&home, path) && !allow_writable_home {
-            return Err(LaunchError::policy(
-                format!("the writable root {path} ({origin}) holds the home folder {home}"),
-                "make a narrower folder writable, or pass --allow-writable-home",
-            ));
-        }
-        if kind(path).is_none() {
-            return Err(LaunchError::policy(
-                format!("the writable root {path} ({origin}) does not exist"),
-                "create it first, or remove the rule",
-            ));
-        }
-        out.roots.push(RootUse { path: path.clone(), write: true });
-        out.write_roots.push(path.clone());
+        b.denied(*k, path, origin);
     }
-    let writable_root_of =
-        |p: &str| out.write_roots.iter().filter(|w| wpath::is_within(p, w)).min_by_key(|w| w.len()).cloned();
-
-    // Read roots.
-    let mut read_grants: Vec<String> = Vec::new();
-    for (k, path, _) in &rules {
-        if *k != RuleKind::Read {
-            continue;
-        }
-        if let Some(root) = writable_root_of(path) {
-            if !wpath::same(&root, path) && kind(path).is_some() {
-                // A read-only area inside a writable root.
-                let tree = kind(path) == Some(Kind::Dir);
-                push(&mut denies, Op::Deny { path: path.clone(), mask: mask::ANY_WRITE, tree });
-                for pin in pins(&root, path) {
-                    push(&mut denies, pin);
-                }
-            }
-            continue;
-        }
-        if wpath::is_root(path) || wpath::is_within(&home, path) {
-            out.system_read_roots.push(path.clone());
-            continue;
-        }
-        if kind(path).is_none() {
-            continue;
-        }
-        out.roots.push(RootUse { path: path.clone(), write: false });
-        read_grants.push(path.clone());
-    }
-
-    // Protected and hidden paths.
-    for (k, path, origin) in &rules {
-        let (deny_mask, placeholder_kind) = match k {
-            RuleKind::DenyWrite => (mask::ANY_WRITE, protected_kind(path)),
-            RuleKind::DenyRead => (mask::ANY_READ | mask::ANY_WRITE, hidden_kind(path)),
-            _ => continue,
-        };
-        let root = writable_root_of(path);
-        let existing = kind(path);
-        match (existing, &root) {
-            (Some(what), Some(root)) => {
-                push(&mut denies, Op::Deny { path: path.clone(), mask: deny_mask, tree: what == Kind::Dir });
-                for pin in pins(root, path) {
-                    push(&mut denies, pin);
-                }
-            }
-            (Some(what), None) if *k == RuleKind::DenyRead => {
-                let tree = what == Kind::Dir;
-                if read_grants.iter().any(|g| wpath::is_within(path, g)) {
-                    push(&mut denies, Op::Deny { path: path.clone(), mask: deny_mask, tree });
-                } else {
-                    push(&mut denies, Op::DenyIfReadable { path: path.clone(), mask: deny_mask, tree });
-                }
-            }
-            // Outside writable roots the run can't write anyway.
-            (Some(_), None) => {}
-            (None, Some(root)) => {
-                if is_while_present(origin) || wpath::same(root, path) {
-                    continue;
-                }
-                let between = wpath::between(root, path);
-                let missing: Vec<&String> = between.iter().filter(|p| kind(p).is_none()).collect();
-                if missing.iter().any(|p| wpath::file_name(p).eq_ignore_ascii_case(".git")) {
-                    continue;
-                }
-                if between.iter().any(|p| kind(p) == Some(Kind::File)) {
-                    // A file where a folder on the way should be: nothing can be created below.
-                    continue;
-                }
-                for folder in &missing {
-                    push(&mut creations, Op::Folder { path: (*folder).clone() });
-                }
-                push(&mut creations, Op::Placeholder { path: path.clone(), kind: placeholder_kind });
-                let tree = placeholder_kind == Kind::Dir;
-                push(&mut denies, Op::Deny { path: path.clone(), mask: deny_mask, tree });
-                for pin in pins(root, path) {
-                    push(&mut denies, pin);
-                }
-            }
-            (None, None) => {}
-        }
-    }
-
     // Parents before children, so creation works in order.
-    creations.sort_by_key(|o| o.path().matches('\\').count());
+    b.creations.sort_by_key(|o| o.path().matches('\\').count());
+    let mut out = b.out;
     out.roots = crate::grants::merge_roots(&out.roots);
-    out.ops = creations.into_iter().chain(denies).collect();
+    out.ops = b.creations.into_iter().chain(b.denies).collect();
     Ok(out)
 }
 
