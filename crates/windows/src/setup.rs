@@ -263,6 +263,29 @@ fn uninstall_filters(layout: &Layout, report: &mut SetupReport) -> Result<(), La
     Ok(())
 }
 
+/// Deletes the account's profile. Windows unloads a profile a little after its last process
+/// ends, and refuses to delete it while loaded: a few tries, a second apart.
+fn delete_profile(sid: &Sid) -> Result<(), LaunchError> {
+    let mut tries = 0;
+    loop {
+        match account::delete_profile(sid) {
+            Ok(()) => return Ok(()),
+            Err(_) if tries < 10 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            Err(mut e) => {
+                e.remedy = Some(
+                    "the profile is still in use: end what runs as the sandbox account, then run \
+                                 `ringfence uninstall` again"
+                        .into(),
+                );
+                return Err(e);
+            }
+        }
+    }
+}
+
 /// Removes everything `setup` installed, and every grant runs made. Runs that died are cleaned
 /// up first; a live run makes it stop, and so does anything that can't be undone (it is named,
 /// and `uninstall` can run again once it is fixed).
@@ -283,7 +306,7 @@ pub fn uninstall() -> Result<SetupReport, LaunchError> {
     account::remove_boot_task(install::BOOT_TASK)?;
     report.did("removed the NUL device's entry and its boot task");
     if let Some(sid) = security::lookup_account(ACCOUNT_NAME)? {
-        account::delete_profile(&sid)?;
+        delete_profile(&sid)?;
         report.did(format!("deleted the profile of {ACCOUNT_NAME}"));
         account::remove_all_rights(&sid)?;
         account::delete_user(ACCOUNT_NAME)?;

@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use windows_sys::Win32::Storage::FileSystem::FILE_SHARE_READ;
 
-/// How long a supervisor waits for another to finish with the registry.
-const LOCK_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a supervisor waits for another to finish with the registry (which may be giving a
+/// big tree its slot).
+const LOCK_TIMEOUT: Duration = Duration::from_secs(600);
 /// ERROR_SHARING_VIOLATION: another handle's sharing mode refuses ours.
 const SHARING_VIOLATION: i32 = 32;
 
@@ -58,7 +59,15 @@ impl Slots {
         loop {
             match OpenOptions::new().read(true).write(true).create(true).truncate(false).share_mode(0).open(&path) {
                 Ok(f) => return Ok(f),
-                Err(e) if e.raw_os_error() == Some(SHARING_VIOLATION) && Instant::now() < deadline => {
+                Err(e) if e.raw_os_error() == Some(SHARING_VIOLATION) => {
+                    if Instant::now() >= deadline {
+                        return Err(LaunchError::internal(format!(
+                            "another ringfence held the grants' registry {} for {} minutes (giving a big tree \
+                             its slot?)",
+                            path.display(),
+                            LOCK_TIMEOUT.as_secs() / 60
+                        )));
+                    }
                     std::thread::sleep(Duration::from_millis(50))
                 }
                 Err(e) => {
@@ -158,17 +167,21 @@ impl Slots {
     fn ensure(&self, registry: &mut Registry, slot: u16, root: &RootUse) -> Result<(), LaunchError> {
         let sid = self.sid(slot)?.clone();
         let is_dir = sfs::kind(Path::new(&root.path)) == Some(Kind::Dir);
-        let before = registry.find(&root.path).filter(|g| g.slot == slot).cloned();
-        let wants_user = root.write && !before.as_ref().is_some_and(|g| g.user_entry);
-        let aces = grants::slot_aces(&sid, is_dir);
         let (dacl, _) = crate::sys::security::file_dacl(&crate::sys::wide(&root.path))?;
+        let acl = dacl.unwrap_or_default();
         // Only ringfence names slot groups: any explicit entry for the slot is ours.
-        let present = dacl.is_some_and(|acl| acl.aces.iter().any(|a| !a.is_inherited() && a.sid() == Some(&sid)));
-        let complete = before.as_ref().is_some_and(|g| g.complete);
-        let mut grant =
-            before.unwrap_or(Grant { slot, path: root.path.clone(), complete: false, user_entry: false, used: 0 });
+        let slot_present = acl.aces.iter().any(|a| !a.is_inherited() && a.sid() == Some(&sid));
+        let user_ace = grants::user_ace(&self.user, is_dir);
+        let wants_user = root.write && !acl.aces.contains(&user_ace);
+        let mut grant = registry.find(&root.path).filter(|g| g.slot == slot).cloned().unwrap_or(Grant {
+            slot,
+            path: root.path.clone(),
+            complete: false,
+            user_entry: false,
+            used: 0,
+        });
         grant.used = now();
-        if present && complete && !wants_user {
+        if slot_present && grant.complete && !wants_user {
             registry.put(grant);
             return Ok(());
         }
@@ -176,12 +189,12 @@ impl Slots {
         grant.complete = false;
         registry.put(grant.clone());
         self.write(registry)?;
-        let user_ace = wants_user.then(|| grants::user_ace(&self.user, is_dir));
+        let aces = grants::slot_aces(&sid, is_dir);
         let mut added_user = false;
         edit_dacl(&root.path, |acl| {
             let mut changed = aces.iter().fold(false, |c, a| acl.add_explicit(a.clone()) | c);
-            if let Some(u) = &user_ace {
-                added_user = acl.add_explicit(u.clone());
+            if wants_user {
+                added_user = acl.add_explicit(user_ace.clone());
                 changed |= added_user;
             }
             changed
