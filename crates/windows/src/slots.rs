@@ -121,12 +121,13 @@ impl Slots {
             .map_err(|e| LaunchError::internal(format!("holding {}: {e}", path.display())))
     }
 
-    /// Whether a live run holds `slot`.
+    /// Whether a live run may hold `slot`: only a lock file that opens exclusively, or none
+    /// at all, says no.
     fn busy(&self, slot: u16) -> bool {
         let path = self.slot_lock(slot);
         match OpenOptions::new().read(true).write(true).share_mode(0).open(&path) {
             Ok(_) => false,
-            Err(e) => e.raw_os_error() == Some(SHARING_VIOLATION),
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
         }
     }
 

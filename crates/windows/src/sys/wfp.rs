@@ -4,7 +4,7 @@
 //! dynamic session in which a run's gateway permits live.
 
 use super::{copy_bytes, wide, Aligned};
-use crate::acl::{Ace, Acl, SecurityDescriptor};
+use crate::acl::{Ace, Acl};
 use crate::error::LaunchError;
 use crate::wfp::{Action, Condition, FilterSpec, Guid, PROVIDER_KEY, SUBLAYER_KEY, SUBLAYER_WEIGHT};
 use windows_sys::core::GUID;
@@ -83,8 +83,9 @@ impl Engine {
         Ok(Engine(handle))
     }
 
-    /// The DACL of `object` (`key` None: the container of all filters).
-    pub fn dacl(&self, object: Object, key: Option<Guid>) -> Result<Acl, LaunchError> {
+    /// The DACL of `object` (`key` None: the container of all filters); None: a NULL DACL,
+    /// which grants everyone everything.
+    pub fn dacl(&self, object: Object, key: Option<Guid>) -> Result<Option<Acl>, LaunchError> {
         let k = key.map(guid);
         let kp = k.as_ref().map_or(std::ptr::null(), |g| g as *const GUID);
         let (mut owner, mut group) = (std::ptr::null_mut(), std::ptr::null_mut());
@@ -104,16 +105,20 @@ impl Engine {
             }
         };
         check("reading the security of a WFP object", "Fwpm*GetSecurityInfoByKey0", err)?;
-        // SAFETY: a self-relative descriptor the call returned, readable for its length.
-        let bytes = unsafe {
-            copy_bytes(sd as *const u8, windows_sys::Win32::Security::GetSecurityDescriptorLength(sd) as usize)
+        let bytes = if dacl.is_null() {
+            None
+        } else {
+            // SAFETY: the DACL points into the descriptor the call returned; an ACL's header
+            // holds its whole size.
+            Some(unsafe { copy_bytes(dacl as *const u8, usize::from((*dacl).AclSize)) })
         };
         let mut p = sd;
-        // SAFETY: memory the engine allocated for this call, freed once.
+        // SAFETY: memory the engine allocated for this call (the DACL points into it), freed
+        // once, after the copy.
         unsafe { FwpmFreeMemory0(&mut p) };
-        let parsed = SecurityDescriptor::from_bytes(&bytes)
-            .map_err(|e| LaunchError::internal(format!("the security of a WFP object: {e}")))?;
-        Ok(parsed.dacl.unwrap_or_default())
+        bytes
+            .map(|b| Acl::from_bytes(&b).map_err(|e| LaunchError::internal(format!("the DACL of a WFP object: {e}"))))
+            .transpose()
     }
 
     /// Replaces the DACL of `object` (outside any transaction, as the engine requires).
@@ -140,7 +145,7 @@ impl Engine {
 
     /// Adds `ace` to the DACL of `object` unless it is there.
     pub fn allow(&self, object: Object, key: Option<Guid>, ace: Ace) -> Result<(), LaunchError> {
-        let mut acl = self.dacl(object, key)?;
+        let Some(mut acl) = self.dacl(object, key)? else { return Ok(()) };
         if acl.add_explicit(ace) {
             self.set_dacl(object, key, &acl)?;
         }
@@ -149,7 +154,7 @@ impl Engine {
 
     /// Removes the explicit entry `ace` (one [`Engine::allow`] added) from the DACL of `object`.
     pub fn revoke(&self, object: Object, key: Option<Guid>, ace: &Ace) -> Result<(), LaunchError> {
-        let mut acl = self.dacl(object, key)?;
+        let Some(mut acl) = self.dacl(object, key)? else { return Ok(()) };
         if acl.remove_explicit(ace) {
             self.set_dacl(object, key, &acl)?;
         }
