@@ -94,8 +94,8 @@ impl NameRules {
     /// Shell-style glob with `*` and `?` over names, compared as names are.
     pub fn glob_match(self, pattern: &str, name: &str) -> bool {
         match self {
-            NameRules::Unix => glob_match(pattern, name),
-            NameRules::Windows => glob_match(&pattern.to_ascii_uppercase(), &name.to_ascii_uppercase()),
+            NameRules::Unix => glob_with(pattern.as_bytes(), name.as_bytes(), &|a, b| a == b),
+            NameRules::Windows => glob_with(pattern.as_bytes(), name.as_bytes(), &|a, b| a.eq_ignore_ascii_case(&b)),
         }
     }
 }
@@ -188,16 +188,18 @@ pub fn looks_secret(name: &str) -> bool {
 /// Shell-style glob with `*` and `?`, as used for variable names (case-sensitive; see
 /// [`NameRules::glob_match`]).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
+    NameRules::Unix.glob_match(pattern, name)
+}
+
+/// The glob of [`glob_match`], with `same` deciding whether two bytes match.
+fn glob_with(p: &[u8], n: &[u8], same: &dyn Fn(u8, u8) -> bool) -> bool {
+    match (p.first(), n.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob_with(&p[1..], n, same) || (!n.is_empty() && glob_with(p, &n[1..], same)),
+        (Some(b'?'), Some(_)) => glob_with(&p[1..], &n[1..], same),
+        (Some(a), Some(b)) if same(*a, *b) => glob_with(&p[1..], &n[1..], same),
+        _ => false,
     }
-    go(pattern.as_bytes(), name.as_bytes())
 }
 
 /// Checks a name for `--env-keep` or `keep`: letters, digits, `_`, and glob characters.
