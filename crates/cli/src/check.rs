@@ -53,6 +53,13 @@ pub fn check() -> i32 {
         FilterState::Unknown(why) => (false, format!("WFP filters unknown: {why}")),
     };
     let _ = writeln!(out, "[{}] network filters  {}", mark(filters.0), filters.1);
+    let profile = state.profile.as_deref().unwrap_or("missing");
+    let _ = writeln!(out, "[{}] profile          {profile}", mark(state.profile.is_some()));
+    let _ =
+        writeln!(out, "[{}] NUL device       writable by sandboxed commands", mark(state.null_device == Some(true)));
+    for gap in &state.not_enforced {
+        let _ = writeln!(out, "[no  ] {:<16} not enforced on Windows: {}", gap.name, gap.detail);
+    }
     for note in &state.notes {
         let _ = writeln!(out, "       {note}");
     }

@@ -1,22 +1,18 @@
 //! `Command` and `Child` on Windows: the sandbox account's restricted process in a job
-//! (crates/windows), with the gateway in this process on loopback ports in the range the
-//! account's WFP filters permit.
+//! (crates/windows), with the gateway in this process on two loopback ports the backend opens
+//! to this run alone.
 
 use crate::{Child, Command, EndReason, Error, ExitStatus, StdioEnd};
-use ringfence_windows::{LaunchSpec, StdioSpec, GATEWAY_PORT_RANGE};
+use ringfence_windows::{LaunchSpec, StdioSpec};
 use std::net::{Ipv4Addr, TcpListener};
 
-/// Two listeners on 127.0.0.1 inside the range the sandbox account may connect to.
+/// Two listeners on 127.0.0.1, on ports the system picks.
 fn bind_gateway() -> Result<(TcpListener, TcpListener), Error> {
-    let mut bound = GATEWAY_PORT_RANGE.filter_map(|port| TcpListener::bind((Ipv4Addr::LOCALHOST, port)).ok());
-    match (bound.next(), bound.next()) {
-        (Some(http), Some(socks)) => Ok((http, socks)),
-        _ => Err(Error::Io(std::io::Error::other(format!(
-            "no two free loopback ports in {}-{} for the network gateway (other runs may hold them all)",
-            GATEWAY_PORT_RANGE.start(),
-            GATEWAY_PORT_RANGE.end()
-        )))),
-    }
+    let bind = || {
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .map_err(|e| Error::Io(std::io::Error::other(format!("binding the network gateway on 127.0.0.1: {e}"))))
+    };
+    Ok((bind()?, bind()?))
 }
 
 impl Command {
@@ -45,8 +41,17 @@ impl Command {
             StdioEnd::Null => StdioSpec::Null,
             StdioEnd::Pipe(handle) => StdioSpec::Handle(handle),
         });
-        let spec =
-            LaunchSpec { program: self.program, args: self.args, env, cwd, policy, stdio, terminal: self.terminal };
+        let gateway_ports = if gateway.is_some() { vec![ports.0, ports.1] } else { vec![] };
+        let spec = LaunchSpec {
+            program: self.program,
+            args: self.args,
+            env,
+            cwd,
+            policy,
+            stdio,
+            terminal: self.terminal,
+            gateway_ports,
+        };
         let sandbox = ringfence_windows::spawn(spec).map_err(Error::Launch)?;
         let [stdin, stdout, stderr] = ours;
         Ok(Child { sandbox, gateway, stdin, stdout, stderr })

@@ -270,6 +270,18 @@ impl Acl {
         before - self.aces.len()
     }
 
+    /// Removes the explicit entry equal to `ace` (the one ringfence added, not others for the
+    /// same SID). Returns whether it was there.
+    pub fn remove_explicit(&mut self, ace: &Ace) -> bool {
+        match self.aces.iter().position(|a| !a.is_inherited() && a == ace) {
+            Some(i) => {
+                self.aces.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether any entry (explicit or inherited) names `sid`.
     pub fn mentions(&self, sid: &Sid) -> bool {
         self.aces.iter().any(|a| a.sid() == Some(sid))
@@ -510,6 +522,20 @@ mod tests {
         assert!(acl.aces.contains(&inherited));
         assert_eq!(acl.aces.len(), 5);
         assert_eq!(acl.explicit().aces, vec![Ace::Allow { flags: 0, mask: mask::READ_EXECUTE, sid: everyone() }]);
+    }
+
+    #[test]
+    fn removing_one_exact_entry_leaves_the_users_own() {
+        let mut acl = profile_acl();
+        let users_own = Ace::Allow { flags: flags::TREE, mask: mask::MODIFY, sid: everyone() };
+        let ours = Ace::Allow { flags: flags::TREE, mask: mask::FILE_ALL, sid: everyone() };
+        acl.add_explicit(users_own.clone());
+        acl.add_explicit(ours.clone());
+        assert!(acl.aces.contains(&ours));
+        assert!(acl.remove_explicit(&ours));
+        assert!(!acl.remove_explicit(&ours), "only once");
+        assert!(!acl.aces.contains(&ours));
+        assert!(acl.aces.contains(&users_own), "another entry for the same SID stays");
     }
 
     #[test]

@@ -30,8 +30,9 @@ fn wide_path(p: &str) -> Vec<u16> {
     v
 }
 
-/// Adds `aces` to `path`'s DACL, keeping its inheritance as it is.
-fn add_aces(path: &str, aces: &[crate::acl::Ace]) -> Result<(), LaunchError> {
+/// Edits `path`'s DACL with `edit` (which says whether it changed anything) and writes it back
+/// if so, keeping its inheritance as it is; Windows propagates inheritable entries below.
+pub(crate) fn edit_dacl(path: &str, edit: impl FnOnce(&mut Acl) -> bool) -> Result<(), LaunchError> {
     let w = wide_path(path);
     let (dacl, protected) = security::file_dacl(&w)?;
     let mut acl = dacl.unwrap_or_else(|| {
@@ -43,11 +44,7 @@ fn add_aces(path: &str, aces: &[crate::acl::Ace]) -> Result<(), LaunchError> {
             sid: sid::well_known::everyone(),
         }])
     });
-    let mut changed = false;
-    for ace in aces {
-        changed |= acl.add_explicit(ace.clone());
-    }
-    if !changed {
+    if !edit(&mut acl) {
         return Ok(());
     }
     let to_write = if protected { acl } else { acl.explicit() };
@@ -63,17 +60,21 @@ fn add_aces(path: &str, aces: &[crate::acl::Ace]) -> Result<(), LaunchError> {
     })
 }
 
-/// Removes every explicit entry naming `logon` from `path`'s DACL. Missing paths are fine.
+/// Adds `aces` to `path`'s DACL.
+fn add_aces(path: &str, aces: &[crate::acl::Ace]) -> Result<(), LaunchError> {
+    edit_dacl(path, |acl| aces.iter().fold(false, |changed, ace| acl.add_explicit(ace.clone()) | changed))
+}
+
+/// Removes every explicit entry naming `logon` from `path`'s DACL. A path that no longer
+/// exists has nothing to remove; a DACL that can't be read or written is an error (its
+/// entries may still be there).
 fn strip(path: &[u16], logon: &Sid) -> Result<(), String> {
-    let w = crate::sys::nul_terminated(path);
-    let Ok((Some(mut acl), protected)) = security::file_dacl(&w) else { return Ok(()) };
-    if acl.remove_explicit_for(logon) == 0 {
+    let shown = os_string(path).to_string_lossy().into_owned();
+    if std::fs::symlink_metadata(Path::new(&os_string(path))).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
         return Ok(());
     }
-    let to_write = if protected { acl } else { acl.explicit() };
-    security::set_file_dacl(&w, &to_write, protected).map_err(|code| {
-        format!("removing this run's entries from {}: {}", os_string(path).to_string_lossy(), crate::sys::message(code))
-    })
+    edit_dacl(&shown, |acl| acl.remove_explicit_for(logon) > 0)
+        .map_err(|e| format!("removing the entries of {logon} from {shown}: {}", e.message))
 }
 
 impl RunChanges {
@@ -208,7 +209,9 @@ pub fn undo_journal(journal: &Journal) -> Vec<String> {
 }
 
 /// Undoes the journals in `runs_dir` whose runs died, and removes them. A journal its run
-/// still holds is skipped. Returns what could not be undone.
+/// still holds is skipped; a journal with something left undone is kept, so the next attempt
+/// tries again. Returns what could not be undone (the caller must not run while anything is:
+/// a logon SID's entries left behind could match a later logon after a restart).
 pub fn recover(runs_dir: &Path) -> Vec<String> {
     let mut warnings = Vec::new();
     let Ok(dir) = std::fs::read_dir(runs_dir) else { return warnings };

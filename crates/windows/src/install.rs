@@ -7,6 +7,7 @@
 //!   secret.bin                        SYSTEM, Administrators: full; the user: read
 //!   install.txt                       SYSTEM, Administrators: full; the user: read
 //!   runs\                             + the user: modify (journals of live and crashed runs)
+//!   grants\                           + the user: modify (the slot grants' registry and locks)
 //! ```
 //! Only administrators can change the runner: a sandboxed command that could replace it would
 //! run its own code, unconfined, as the sandbox account at the next launch.
@@ -43,6 +44,9 @@ impl Layout {
     pub fn runs(&self) -> String {
         wpath::join(&self.root, "runs")
     }
+    pub fn grants(&self) -> String {
+        wpath::join(&self.root, "grants")
+    }
 }
 
 fn admin_aces(inherit: u8) -> Vec<Ace> {
@@ -74,7 +78,7 @@ pub fn secret_sd(user: &Sid) -> SecurityDescriptor {
     SecurityDescriptor::protected_dacl(aces)
 }
 
-/// `runs\`: the user's supervisors write journals here.
+/// `runs\` and `grants\`: the user's supervisors write journals and the grants' registry here.
 pub fn runs_sd(user: &Sid) -> SecurityDescriptor {
     let mut aces = admin_aces(flags::TREE);
     aces.push(Ace::Allow { flags: flags::TREE, mask: mask::MODIFY, sid: user.clone() });
@@ -105,47 +109,108 @@ pub fn password_from(random: &[u8]) -> String {
     String::from_utf8(out).expect("ASCII")
 }
 
-/// What `setup` recorded: read by `spawn` (which may not be allowed to query the filter engine)
-/// and by `check`.
+/// The first line of the installation record; a record of another version needs `setup` again.
+pub const RECORD_HEADER: &str = "ringfence-install 2";
+
+/// What `setup` recorded: read by `spawn` and by `check`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub account: Sid,
     pub user: Sid,
     pub filters: usize,
     pub protocol: u32,
+    /// The sandbox account's profile folder.
+    pub profile: String,
+    /// The slot groups' SIDs, by index (see [`crate::grants`]).
+    pub slots: Vec<Sid>,
 }
 
 impl Record {
     pub fn to_text(&self) -> String {
-        format!(
-            "ringfence-install 1\naccount {}\nuser {}\nfilters {}\nprotocol {}\n",
-            self.account, self.user, self.filters, self.protocol
-        )
+        let profile: Vec<u16> = self.profile.encode_utf16().collect();
+        let mut out = format!(
+            "{RECORD_HEADER}\naccount {}\nuser {}\nfilters {}\nprotocol {}\nprofile {}\n",
+            self.account,
+            self.user,
+            self.filters,
+            self.protocol,
+            crate::journal::escape(&profile)
+        );
+        for sid in &self.slots {
+            out.push_str(&format!("slot {sid}\n"));
+        }
+        out
     }
 
     pub fn parse(text: &str) -> Result<Record, String> {
         let mut lines = text.lines();
-        if lines.next() != Some("ringfence-install 1") {
-            return Err("not a ringfence installation record".into());
+        if lines.next() != Some(RECORD_HEADER) {
+            return Err("not an installation record of this ringfence version".into());
         }
-        let (mut account, mut user, mut filters, mut protocol) = (None, None, None, None);
+        let (mut account, mut user, mut filters, mut protocol, mut profile) = (None, None, None, None, None);
+        let mut slots = Vec::new();
         for line in lines {
             match line.split_once(' ') {
                 Some(("account", v)) => account = Some(Sid::parse(v)?),
                 Some(("user", v)) => user = Some(Sid::parse(v)?),
                 Some(("filters", v)) => filters = Some(v.parse().map_err(|_| "bad filter count")?),
                 Some(("protocol", v)) => protocol = Some(v.parse().map_err(|_| "bad protocol")?),
+                Some(("profile", v)) => {
+                    profile = Some(String::from_utf16(&crate::journal::unescape(v)?).map_err(|_| "bad profile")?)
+                }
+                Some(("slot", v)) => slots.push(Sid::parse(v)?),
                 _ => return Err(format!("bad line `{line}` in the installation record")),
             }
+        }
+        if slots.len() != usize::from(crate::grants::SLOT_COUNT) {
+            return Err(format!("{} slot groups in the installation record", slots.len()));
         }
         Ok(Record {
             account: account.ok_or("no account in the installation record")?,
             user: user.ok_or("no user in the installation record")?,
             filters: filters.ok_or("no filter count in the installation record")?,
             protocol: protocol.ok_or("no protocol in the installation record")?,
+            profile: profile.ok_or("no profile in the installation record")?,
+            slots,
         })
     }
 }
+
+/// The entry `setup` adds to the NUL device (`\\.\NUL`, the kernel's `\Device\Null`): read and
+/// write for the capability SID. Every command's token is write-restricted, so a write must
+/// also be granted to one of its restricting SIDs. The device's own ACL grants writing to broad
+/// groups (Everyone, RESTRICTED) but to none of those, so `> NUL` would fail.
+/// The capability SID is in every command's token and in no other ACL (but the WFP filters'),
+/// so this opens exactly the bit bucket.
+pub fn null_device_ace() -> Ace {
+    Ace::Allow { flags: 0, mask: mask::FILE_READ | mask::FILE_WRITE, sid: crate::sid::capability() }
+}
+
+/// Whether a DACL of the NUL device lets sandboxed commands write to it: an allow entry for the
+/// capability SID with the write-data right, not denied before it. A missing DACL (NULL) lets
+/// everyone do everything.
+pub fn null_device_writable(dacl: Option<&crate::acl::Acl>) -> bool {
+    let Some(acl) = dacl else { return true };
+    for ace in acl.aces.iter().filter(|a| a.applies_here()) {
+        match ace {
+            Ace::Deny { mask: m, sid, .. } if *sid == crate::sid::capability() && m & mask::FILE_WRITE_DATA != 0 => {
+                return false
+            }
+            Ace::Allow { mask: m, sid, .. }
+                if *sid == crate::sid::capability()
+                    && m & (mask::FILE_WRITE_DATA | mask::GENERIC_WRITE | mask::GENERIC_ALL) != 0 =>
+            {
+                return true
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The scheduled task that adds [`null_device_ace`] again at every boot (device ACLs live in
+/// memory only).
+pub const BOOT_TASK: &str = r"\ringfence\NUL device";
 
 #[cfg(test)]
 mod tests {
@@ -159,6 +224,7 @@ mod tests {
         assert_eq!(l.runner(), r"C:\ProgramData\ringfence\bin\ringfence.exe");
         assert_eq!(l.secret(), r"C:\ProgramData\ringfence\secret.bin");
         assert_eq!(l.runs(), r"C:\ProgramData\ringfence\runs");
+        assert_eq!(l.grants(), r"C:\ProgramData\ringfence\grants");
     }
 
     #[test]
@@ -215,10 +281,43 @@ mod tests {
 
     #[test]
     fn record_round_trips() {
-        let r = Record { account: account(), user: user(), filters: 20, protocol: 1 };
+        let slots = (0..crate::grants::SLOT_COUNT).map(|i| Sid::new(5, &[21, 1, 2, 3, 3000 + u32::from(i)])).collect();
+        let r = Record {
+            account: account(),
+            user: user(),
+            filters: 20,
+            protocol: 1,
+            profile: r"C:\Users\ringfence-sandbox".into(),
+            slots,
+        };
         assert_eq!(Record::parse(&r.to_text()).unwrap(), r);
         assert!(Record::parse("x\n").is_err());
-        assert!(Record::parse("ringfence-install 1\naccount S-1-5-18\n").is_err());
-        assert!(Record::parse("ringfence-install 1\nbogus 1\n").is_err());
+        assert!(Record::parse("ringfence-install 1\naccount S-1-5-18\n").is_err(), "an older record needs setup");
+        assert!(Record::parse(&format!("{RECORD_HEADER}\nbogus 1\n")).is_err());
+        let short = r.to_text().replace(&format!("slot {}\n", r.slots[3]), "");
+        assert!(Record::parse(&short).unwrap_err().contains("slot groups"));
+    }
+
+    #[test]
+    fn the_null_device_entry_opens_writing_to_the_capability_only() {
+        use crate::acl::Acl;
+        use crate::sid::{capability, well_known};
+        // An ACL like the one Windows gives \Device\Null: no restricting SID of ours in it.
+        let stock = Acl::new(vec![
+            Ace::Allow { flags: 0, mask: mask::GENERIC_ALL, sid: well_known::local_system() },
+            Ace::Allow { flags: 0, mask: 0xE000_0000, sid: well_known::administrators() },
+            Ace::Allow { flags: 0, mask: 0xE000_0000, sid: well_known::everyone() },
+            Ace::Allow { flags: 0, mask: 0xE000_0000, sid: Sid::new(5, &[12]) },
+        ]);
+        assert!(!null_device_writable(Some(&stock)));
+        let mut granted = stock.clone();
+        granted.add_explicit(null_device_ace());
+        assert!(null_device_writable(Some(&granted)));
+        let mut denied = granted.clone();
+        denied.add_explicit(Ace::Deny { flags: 0, mask: mask::FILE_WRITE_DATA, sid: capability() });
+        assert!(!null_device_writable(Some(&denied)), "a deny before it wins");
+        assert!(null_device_writable(None), "a NULL DACL lets everyone write");
+        let Ace::Allow { mask: m, .. } = null_device_ace() else { panic!() };
+        assert_eq!(m & (mask::WRITE_DAC | mask::WRITE_OWNER | mask::DELETE), 0, "only reading and writing data");
     }
 }

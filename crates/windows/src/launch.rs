@@ -9,12 +9,13 @@ use crate::protocol::{self, ConsoleRequest, FromRunner, LaunchRequest, ToRunner,
 use crate::report::{Enforcement, Outcome, KILLED_EXIT_CODE};
 use crate::setup::{self, Installed};
 use crate::sid::Sid;
+use crate::slots::{RunSlots, Slots};
 use crate::sys::desktop::{self, Desktop};
 use crate::sys::fs as sfs;
 use crate::sys::job::{self as sjob, Job};
 use crate::sys::pipe::{self, ControlServer};
 use crate::sys::process::{self, Started};
-use crate::sys::{account, console, security, units};
+use crate::sys::{account, console, security, units, wfp as swfp};
 use crate::{cmdline, envblock, ACCOUNT_NAME};
 use ringfence_policy::Policy;
 use std::ffi::OsString;
@@ -50,6 +51,9 @@ pub struct LaunchSpec {
     pub stdio: [StdioSpec; 3],
     /// Give the command a pseudoconsole relayed to this process's console; `stdio` is unused.
     pub terminal: bool,
+    /// The 127.0.0.1 ports this run's gateway listens on: the only ones the command may reach
+    /// (empty without a gateway).
+    pub gateway_ports: Vec<u16>,
 }
 
 /// How long the runner may take to connect and to answer.
@@ -99,7 +103,45 @@ pub struct Sandbox {
     desktop: Option<Desktop>,
     logon: Sid,
     account: Sid,
+    /// The dynamic filter-engine session holding the run's gateway permits: closing it
+    /// removes them.
+    gateway_filters: Option<swfp::Engine>,
+    /// The run's hold on its roots' slots.
+    _slots: RunSlots,
+    /// Where a `.git` the command created is given back to the user after the run.
+    repositories: Repositories,
     finished: bool,
+}
+
+/// The folders whose `.git`, if the command created it, goes back to the user after the run:
+/// git refuses a repository owned by another account ("dubious ownership"), and the command
+/// runs as the sandbox account. Only these few paths are looked at, never the tree.
+struct Repositories {
+    folders: Vec<String>,
+    account: Sid,
+    user: Sid,
+}
+
+impl Repositories {
+    fn give_back(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for folder in &self.folders {
+            let git = crate::sys::wide(crate::wpath::join(folder, ".git"));
+            if sfs::kind(Path::new(&crate::sys::os_string(&git))).is_none() {
+                continue;
+            }
+            match security::file_owner(&git) {
+                Ok(owner) if owner == self.account => {
+                    if let Err(e) = security::set_file_owner(&git, &self.user) {
+                        warnings.push(e.message);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => warnings.push(e.message),
+            }
+        }
+        warnings
+    }
 }
 
 /// The control pipe to the runner: frames go out on `write`; a thread reads the replies.
@@ -280,16 +322,45 @@ pub(crate) enum RunnerStart {
     Caller { exe: String, args: Vec<String>, env: Vec<(String, String)> },
 }
 
-pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerStart) -> Result<Sandbox, LaunchError> {
-    let Installed { layout, account, password: _, filters_note } = installed;
-    let runs_dir = PathBuf::from(layout.runs());
-    // Undo what runs that died left behind (their journals are no longer held).
-    let _ = changes::recover(&runs_dir);
+/// Undoes what runs that died left behind (their journals are no longer held); refuses to run
+/// while anything of theirs is left: a logon SID's entries could match a later logon after a
+/// restart.
+fn recover_or_refuse(runs_dir: &Path) -> Result<(), LaunchError> {
+    let left = changes::recover(runs_dir);
+    if left.is_empty() {
+        return Ok(());
+    }
+    Err(LaunchError::unsupported(
+        format!("ACL entries of an earlier run could not be removed:\n  {}", left.join("\n  ")),
+        "restore your access to those paths, or remove the entries (`icacls <path> /remove:g *<SID>`); the next \
+         run tries again",
+    ))
+}
 
-    let me = security::current_user()?;
-    let n = RUNS.fetch_add(1, Ordering::Relaxed);
-    let pid = crate::sys::current_pid();
-    let temp_dir = std::env::temp_dir().join(format!("ringfence-{pid}-{n}"));
+/// The names of one launch: the run's number in this process and a random nonce.
+struct RunNames {
+    pid: u32,
+    n: u32,
+    nonce: String,
+}
+
+impl RunNames {
+    fn new() -> Result<RunNames, LaunchError> {
+        let nonce = account::random(8)?.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(RunNames { pid: crate::sys::current_pid(), n: RUNS.fetch_add(1, Ordering::Relaxed), nonce })
+    }
+
+    fn temp_dir(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("ringfence-{}-{}", self.pid, self.n))
+    }
+
+    fn private(&self) -> String {
+        format!("ringfence-{}-{}-{}", self.pid, self.n, self.nonce)
+    }
+}
+
+/// Decides everything for the run (see [`prepare`]).
+fn prepare_run(spec: &LaunchSpec, account: &Sid, profile: &str, temp_dir: &Path) -> Result<Prepared, LaunchError> {
     let temp_text = temp_dir
         .to_str()
         .map(crate::wpath::normalize)
@@ -297,7 +368,7 @@ pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerSt
     let program = units(&spec.program);
     let args: Vec<Vec<u16>> = spec.args.iter().map(units).collect();
     let env = spec.env.iter().map(|(n, v)| (units(n), units(v))).collect();
-    let prepared: Prepared = prepare::prepare(
+    prepare::prepare(
         Request {
             program: &program,
             args: &args,
@@ -307,7 +378,9 @@ pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerSt
             terminal: spec.terminal,
             temp_dir: temp_text,
             logical_cpus: crate::sys::logical_cpus(),
-            account: &account,
+            account,
+            profile,
+            gateway_ports: &spec.gateway_ports,
             system_env: prepare::SYSTEM_VARS
                 .iter()
                 .filter_map(|name| std::env::var_os(name).map(|v| (units(name), units(v))))
@@ -315,41 +388,37 @@ pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerSt
         },
         &|p| Path::new(p).is_file(),
         &|p| sfs::kind(Path::new(p)),
-    )?;
+    )
+}
 
-    let mut state = Launching { runner: None, changes: None, job: None, logon: None, account: account.clone() };
-    let job = Job::create(&prepared.job)?;
-
-    // The runner, as the sandbox account, on a control pipe only it may open.
-    let nonce: String = account::random(8)?.iter().map(|b| format!("{b:02x}")).collect();
-    let pipe_name = format!("ringfence-{pid}-{n}-{nonce}");
-    let server = ControlServer::create(&pipe_name, &me, &account)?;
+/// Starts the runner, as `start` says, with NUL as its standard streams.
+fn start_runner(start: &RunnerStart, layout: &crate::install::Layout, pipe_name: &str) -> Result<Started, LaunchError> {
     let runner_exe = layout.runner();
     let mut nul = Vec::new();
     let null = stdio_handle(&StdioSpec::Null, 0, &mut nul)?;
-    let runner = match start {
+    match start {
         RunnerStart::Logon { password } => {
-            let line = cmdline::build_command_line(&units(&runner_exe), &[units(RUNNER_ARG), units(&pipe_name)])?;
+            let line = cmdline::build_command_line(&units(&runner_exe), &[units(RUNNER_ARG), units(pipe_name)])?;
             process::create_with_logon(
                 ACCOUNT_NAME,
-                &password,
+                password,
                 &units(&runner_exe),
                 &line,
                 &runner_env()?,
                 &units(layout.bin_dir()),
                 [null, null, null],
-            )?
+            )
         }
         #[cfg(test)]
         RunnerStart::Caller { exe, args, env: extra } => {
             let mut all: Vec<Vec<u16>> = args.iter().map(units).collect();
-            all.push(units(&pipe_name));
-            let line = cmdline::build_command_line(&units(&exe), &all)?;
+            all.push(units(pipe_name));
+            let line = cmdline::build_command_line(&units(exe), &all)?;
             let mut env: Vec<(Vec<u16>, Vec<u16>)> = std::env::vars_os().map(|(k, v)| (units(k), units(v))).collect();
             env.extend(extra.iter().map(|(k, v)| (units(k), units(v))));
             let block = envblock::build_env_block(&env)?;
             let launch = process::Launch {
-                application: &units(&exe),
+                application: &units(exe),
                 command_line: &line,
                 env_block: &block,
                 cwd: &units(layout.bin_dir()),
@@ -360,69 +429,160 @@ pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerSt
             let started = process::create_suspended(None, &launch)
                 .map_err(|code| crate::sys::os_error("starting the runner", "CreateProcessW", code))?;
             process::resume(&started.thread)?;
-            started
+            Ok(started)
         }
-    };
-    drop(nul);
-    state.job = Some(job);
-    let pipe = accept(server, &pipe_name, &runner);
-    state.runner = Some(runner);
-    let runner_ref = state.runner.as_ref().expect("set above");
-    let control = Control::new(pipe?)?;
-    let logon = match control.recv(runner_ref)? {
+    }
+}
+
+/// The runner's first message: its protocol and who it runs as; returns its logon SID.
+fn hello(control: &Control, runner: &Started, account: &Sid) -> Result<Sid, LaunchError> {
+    match control.recv(runner)? {
         FromRunner::Hello { version, user, logon, .. } => {
             if version != PROTOCOL_VERSION {
                 return Err(crate::error::needs_setup(format!(
                     "the installed runner speaks protocol {version}, this ringfence {PROTOCOL_VERSION}"
                 )));
             }
-            if Sid::parse(&user).ok().as_ref() != Some(&account) {
+            if Sid::parse(&user).ok().as_ref() != Some(account) {
                 return Err(LaunchError::internal(format!("the runner runs as {user}, not as {account}")));
             }
-            Sid::parse(&logon).map_err(LaunchError::internal)?
+            Sid::parse(&logon).map_err(LaunchError::internal)
         }
-        other => return Err(LaunchError::internal(format!("unexpected first message from the runner: {other:?}"))),
-    };
-    state.logon = Some(logon.clone());
-    // The secondary logon service granted the runner's logon the user's desktop; take it back.
-    desktop::revoke_logon(&logon, &account, true)
-        .map_err(|e| e.context("keeping the user's desktop out of the sandbox's reach"))?;
-    desktop::grant_station(&logon).map_err(|e| e.context("opening the window station to the run"))?;
+        other => Err(LaunchError::internal(format!("unexpected first message from the runner: {other:?}"))),
+    }
+}
 
-    // The filesystem changes, journaled.
-    let mut changes = RunChanges::begin(&runs_dir, &logon)?;
-    changes.temp_dir(&temp_dir)?;
-    state.changes = Some(changes);
-    state.changes.as_mut().expect("set above").apply(&prepared.acl, &account)?;
+/// The run's gateway permits, in a dynamic session that removes them when it closes (at the
+/// end of the run, or when this process dies). None without a gateway.
+fn gateway_filters(logon: &Sid, ports: &[u16]) -> Result<Option<swfp::Engine>, LaunchError> {
+    if ports.is_empty() {
+        return Ok(None);
+    }
+    let key_base = account::random(16)?.iter().fold(0u128, |k, b| (k << 8) | u128::from(*b));
+    let engine = swfp::Engine::open_dynamic()?;
+    for filter in crate::wfp::gateway_filters(logon, ports, key_base) {
+        engine.add_filter(&filter, false).map_err(|e| e.context("opening the gateway's ports to this run"))?;
+    }
+    Ok(Some(engine))
+}
 
-    let desk = Desktop::create(&format!("ringfence-{pid}-{n}-{nonce}"), &me, &logon)?;
+/// The handles the runner needs for the command's standard streams (or, with a terminal, for
+/// its pseudoconsole), duplicated into it; the terminal's other pipe ends stay here.
+struct Streams {
+    stdio: [u64; 3],
+    console: Option<ConsoleRequest>,
+    terminal_pipes: Option<(OwnedHandle, OwnedHandle)>,
+    /// NUL handles opened for the call, closed once the runner has its copies.
+    keep: Vec<File>,
+}
 
-    // Handles for the runner: the job (assign only), and the streams or the terminal's pipes.
-    let runner_ref = state.runner.as_ref().expect("set above");
-    let job_ref = state.job.as_ref().expect("set above");
-    let job_value =
-        process::duplicate_into(&runner_ref.process, job_ref.handle.as_raw_handle(), Some(sjob::JOB_ASSIGN_PROCESS))?;
-    let mut keep = Vec::new();
-    let mut stdio = [0u64; 3];
-    let mut console_req = None;
-    let mut terminal_pipes = None;
+fn streams(spec: &LaunchSpec, runner: &Started) -> Result<Streams, LaunchError> {
+    let mut out = Streams { stdio: [0; 3], console: None, terminal_pipes: None, keep: Vec::new() };
     if spec.terminal {
         let (in_read, in_write) = pipe::anonymous()?;
         let (out_read, out_write) = pipe::anonymous()?;
         let (cols, rows) = process::std_handle(1).and_then(console::size).unwrap_or((80, 25));
-        console_req = Some(ConsoleRequest {
-            input: process::duplicate_into(&runner_ref.process, in_read.as_raw_handle(), None)?,
-            output: process::duplicate_into(&runner_ref.process, out_write.as_raw_handle(), None)?,
+        out.console = Some(ConsoleRequest {
+            input: process::duplicate_into(&runner.process, in_read.as_raw_handle(), None)?,
+            output: process::duplicate_into(&runner.process, out_write.as_raw_handle(), None)?,
             cols,
             rows,
         });
-        terminal_pipes = Some((in_write, out_read));
+        out.terminal_pipes = Some((in_write, out_read));
     } else {
         for (i, s) in spec.stdio.iter().enumerate() {
-            let h = stdio_handle(s, i, &mut keep)?;
-            stdio[i] = process::duplicate_into(&runner_ref.process, h, None)?;
+            let h = stdio_handle(s, i, &mut out.keep)?;
+            out.stdio[i] = process::duplicate_into(&runner.process, h, None)?;
         }
     }
+    Ok(out)
+}
+
+/// Hands the runner the launch request; returns the command's process and thread, suspended.
+fn launch_command(
+    control: &Control,
+    runner: &Started,
+    request: LaunchRequest,
+) -> Result<(u32, OwnedHandle, OwnedHandle), LaunchError> {
+    control.send(&ToRunner::Launch(Box::new(request)))?;
+    let (child_pid, process_value, thread_value) = match control.recv(runner)? {
+        FromRunner::Started { pid, process, thread } => (pid, process, thread),
+        other => return Err(LaunchError::internal(format!("unexpected reply from the runner: {other:?}"))),
+    };
+    let child = process::duplicate_from(&runner.process, process_value)?;
+    let thread = process::duplicate_from(&runner.process, thread_value)?;
+    if process::pid(&child) != child_pid {
+        return Err(LaunchError::internal("the runner reported another process than the one it handed over"));
+    }
+    control.send(&ToRunner::Go)?;
+    Ok((child_pid, child, thread))
+}
+
+/// The command must not start while a process of its account without restrictions exists:
+/// waits for the runner to exit, ends it if it doesn't, and fails the launch unless its exit is
+/// confirmed.
+fn confirm_runner_exit(runner: &Started) -> Result<(), LaunchError> {
+    let handle = [runner.process.as_raw_handle()];
+    if process::wait_any(&handle, Some(Duration::from_secs(10)))?.is_some() {
+        return Ok(());
+    }
+    process::terminate(&runner.process, 1);
+    if process::wait_any(&handle, Some(Duration::from_secs(5)))?.is_some() {
+        return Ok(());
+    }
+    Err(LaunchError::internal(
+        "the runner did not exit after starting the command, and could not be ended: the command was not started",
+    ))
+}
+
+/// Starts the runner and waits for its hello; returns the control pipe and the run's logon
+/// SID, with the user's desktop taken back from that logon and the window station opened to it.
+fn connect_runner(
+    state: &mut Launching,
+    start: &RunnerStart,
+    layout: &crate::install::Layout,
+    names: &RunNames,
+    me: &Sid,
+) -> Result<(Control, Sid), LaunchError> {
+    let pipe_name = names.private();
+    let server = ControlServer::create(&pipe_name, me, &state.account)?;
+    let runner = start_runner(start, layout, &pipe_name)?;
+    let pipe = accept(server, &pipe_name, &runner);
+    let runner = state.runner.insert(runner);
+    let control = Control::new(pipe?)?;
+    let logon = hello(&control, runner, &state.account)?;
+    state.logon = Some(logon.clone());
+    // The secondary logon service granted the runner's logon the user's desktop; take it back.
+    desktop::revoke_logon(&logon, &state.account, true)
+        .map_err(|e| e.context("keeping the user's desktop out of the sandbox's reach"))?;
+    desktop::grant_station(&logon).map_err(|e| e.context("opening the window station to the run"))?;
+    Ok((control, logon))
+}
+
+/// The command, started suspended by the runner, and the runner's process when it must stay
+/// (a terminal run); otherwise the runner's exit is confirmed.
+struct Launched {
+    pid: u32,
+    process: OwnedHandle,
+    thread: OwnedHandle,
+    runner: Option<OwnedHandle>,
+    terminal_pipes: Option<(OwnedHandle, OwnedHandle)>,
+}
+
+/// Hands the runner the job, the streams and the launch request, and takes the command back.
+fn start_command(
+    state: &mut Launching,
+    spec: &LaunchSpec,
+    prepared: &Prepared,
+    control: &Control,
+    desk: &Desktop,
+    slots: &crate::grants::TokenSlots,
+) -> Result<Launched, LaunchError> {
+    let runner = state.runner.as_ref().expect("set by connect_runner");
+    let job = state.job.as_ref().expect("set before the runner");
+    let job_value =
+        process::duplicate_into(&runner.process, job.handle.as_raw_handle(), Some(sjob::JOB_ASSIGN_PROCESS))?;
+    let streams = streams(spec, runner)?;
     let request = LaunchRequest {
         application: units(&prepared.application),
         command_line: prepared.command_line.clone(),
@@ -430,69 +590,80 @@ pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerSt
         cwd: units(&prepared.cwd),
         desktop: units(&desk.path),
         job: job_value,
-        stdio,
-        console: console_req,
+        stdio: streams.stdio,
+        console: streams.console.clone(),
+        restricting: slots.restricting.iter().map(Sid::to_string).collect(),
+        deny_only: slots.deny_only.iter().map(Sid::to_string).collect(),
     };
-    control.send(&ToRunner::Launch(request))?;
-    let (child_pid, process_value, thread_value) = match control.recv(runner_ref)? {
-        FromRunner::Started { pid, process, thread } => (pid, process, thread),
-        other => return Err(LaunchError::internal(format!("unexpected reply from the runner: {other:?}"))),
-    };
-    let child = process::duplicate_from(&runner_ref.process, process_value)?;
-    let thread = process::duplicate_from(&runner_ref.process, thread_value)?;
-    if process::pid(&child) != child_pid {
-        return Err(LaunchError::internal("the runner reported another process than the one it handed over"));
-    }
-    control.send(&ToRunner::Go)?;
-    let runner = state.runner.take().expect("set above");
+    let (pid, process, thread) = launch_command(control, runner, request)?;
     let runner_keep = if spec.terminal {
-        Some(runner.process)
+        state.runner.take().map(|r| r.process)
     } else {
-        // The command must not start while a process of its account without restrictions
-        // exists: wait for the runner to finish, and end it if it doesn't.
-        let ended = process::wait_any(&[runner.process.as_raw_handle()], Some(Duration::from_secs(10)))?;
-        if ended.is_none() {
-            process::terminate(&runner.process, 1);
-            let _ = process::wait_any(&[runner.process.as_raw_handle()], Some(Duration::from_secs(5)));
-        }
+        // Left in `state` until confirmed, so a failure ends it with the rest of the launch.
+        confirm_runner_exit(state.runner.as_ref().expect("set by connect_runner"))?;
+        state.runner = None;
         None
     };
-    drop(keep);
+    drop(streams.keep);
+    Ok(Launched { pid, process, thread, runner: runner_keep, terminal_pipes: streams.terminal_pipes })
+}
 
-    let terminal = match terminal_pipes {
+pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerStart) -> Result<Sandbox, LaunchError> {
+    let Installed { layout, account, password: _, user, profile, slots } = installed;
+    recover_or_refuse(Path::new(&layout.runs()))?;
+    let me = security::current_user()?;
+    let names = RunNames::new()?;
+    let temp_dir = names.temp_dir();
+    let prepared = prepare_run(&spec, &account, &profile, &temp_dir)?;
+    let mut state = Launching { runner: None, changes: None, job: None, logon: None, account: account.clone() };
+    state.job = Some(Job::create(&prepared.job)?);
+    let (control, logon) = connect_runner(&mut state, &start, &layout, &names, &me)?;
+
+    // The filesystem: the roots through their slots, the rest journaled for this run only.
+    let run_slots = Slots::new(&layout.grants(), slots, user.clone()).open(&prepared.acl.roots)?;
+    let mut changes = RunChanges::begin(Path::new(&layout.runs()), &logon)?;
+    changes.temp_dir(&temp_dir)?;
+    state.changes.insert(changes).apply(&prepared.acl, &account)?;
+    let gateway = gateway_filters(&logon, &spec.gateway_ports)?;
+    let desk = Desktop::create(&names.private(), &me, &logon)?;
+
+    let command = start_command(&mut state, &spec, &prepared, &control, &desk, &run_slots.token)?;
+    let terminal = match command.terminal_pipes {
         Some((in_write, out_read)) => Some(start_relay(in_write, out_read, Arc::clone(&control.write))?),
         None => None,
     };
-    process::resume(&thread)?;
-    drop(thread);
+    process::resume(&command.thread)?;
+    drop(command.thread);
 
-    let job = state.job.take().expect("set above");
+    let job = state.job.take().expect("set before the runner");
     let killer = Killer {
         job: Arc::new(job.handle.try_clone().map_err(|e| LaunchError::internal(format!("the job handle: {e}")))?),
         killed: Arc::new(AtomicBool::new(false)),
     };
     let mut enforcement = prepared.enforcement;
-    if let (Some(note), Some(net)) = (filters_note, enforcement.enforced.iter_mut().find(|l| l.name == "network")) {
-        net.detail = format!("{} ({note})", net.detail);
-    }
     if let Some(d) = enforcement.enforced.iter_mut().find(|l| l.name == "desktop") {
         d.detail = format!("{} ({})", d.detail, desk.path);
     }
+    let mut folders = prepared.acl.write_roots.clone();
+    folders.push(prepared.cwd.clone());
     let sandbox = Sandbox {
         enforcement,
-        pid: child_pid,
-        process: child,
+        pid: command.pid,
+        process: command.process,
         job,
         killer,
         timeout: prepared.timeout,
         started: Instant::now(),
-        runner: runner_keep,
+        runner: command.runner,
         control: spec.terminal.then(|| Arc::clone(&control.write)),
         terminal,
         changes: state.changes.take(),
         desktop: Some(desk),
         logon,
-        account,
+        account: account.clone(),
+        gateway_filters: gateway,
+        _slots: run_slots,
+        repositories: Repositories { folders, account, user },
         finished: false,
     };
     state.logon = None;
@@ -634,7 +805,10 @@ impl Sandbox {
                 // Not joined: a console read may not be cancellable; the thread ends with us.
             }
         }
+        // Nothing of the run is left to use the gateway's ports: close them first.
+        self.gateway_filters = None;
         let mut warnings = self.changes.take().map(RunChanges::undo).unwrap_or_default();
+        warnings.extend(self.repositories.give_back());
         if let Err(e) = desktop::revoke_logon(&self.logon, &self.account, false) {
             warnings.push(e.message);
         }

@@ -2,10 +2,11 @@
 //!
 //! A sandboxed command runs as a dedicated local account (`ringfence-sandbox`, created once by
 //! an elevated [`setup`]) with a write-restricted token, in a job object, on a private desktop,
-//! with only its standard handles. Files: the run's logon SID gets ACL entries on the
-//! writable roots (and deny entries on protected and hidden paths), removed when the run ends.
-//! Network: persistent WFP filters on the account let it reach only loopback ports in
-//! [`GATEWAY_PORT_RANGE`], where the gateway listens in explicit-proxy mode.
+//! with only its standard handles. Files: each root the policy opens gets a persistent slot
+//! grant once (see [`grants`]); per run, the token enables only the slots of the run's roots,
+//! and the run's logon SID gets deny entries on protected and hidden paths, removed when the
+//! run ends. Network: persistent WFP filters on the account block every connection out; a run
+//! with a gateway gets permits for exactly its gateway's loopback ports, for its logon SID.
 //!
 //! The pure parts (command-line quoting, the environment block, SIDs, ACLs, the WFP filter
 //! descriptions, the job limits, the ACL plan, the journal and the runner protocol) build on
@@ -18,6 +19,7 @@ pub mod envblock;
 mod error;
 #[cfg(test)]
 mod fixtures;
+pub mod grants;
 pub mod install;
 pub mod job;
 pub mod journal;
@@ -38,32 +40,34 @@ mod runner;
 #[cfg(windows)]
 mod setup;
 #[cfg(windows)]
+mod slots;
+#[cfg(windows)]
 mod sys;
 
 #[cfg(windows)]
 pub use launch::{spawn, Killer, LaunchSpec, Sandbox, StdioSpec};
 #[cfg(windows)]
-pub use setup::{setup, state, uninstall};
+pub use setup::{forget_root, setup, state, uninstall};
 
 pub use error::{ErrorKind, LaunchError, SETUP_REMEDY};
 pub use report::{Enforcement, FilterState, Layer, Outcome, SetupReport, SetupState, KILLED_EXIT_CODE};
-
-/// The loopback port range the sandbox account may connect to (the gateway binds inside it);
-/// fixed at setup, WFP filters permit exactly it.
-pub const GATEWAY_PORT_RANGE: std::ops::RangeInclusive<u16> = 61000..=61099;
 
 /// The sandbox account's name (at most 20 characters, the limit for local accounts).
 pub const ACCOUNT_NAME: &str = "ringfence-sandbox";
 
 /// Call first thing in `main` of every program that may be installed as the runner (the
-/// `ringfence` binary): when this process was started as the runner, it does the runner's
-/// work and returns the exit code to exit with; otherwise it returns None at once. Always
-/// None on other platforms.
+/// `ringfence` binary): when this process was started as the runner (or as the boot task
+/// `setup` schedules), it does that work and returns the exit code to exit with; otherwise it
+/// returns None at once. Always None on other platforms.
 pub fn runner_entry() -> Option<i32> {
     #[cfg(windows)]
     {
         let mut args = std::env::args_os().skip(1);
-        if args.next()? != protocol::RUNNER_ARG {
+        let first = args.next()?;
+        if first == protocol::BOOT_ARG {
+            return Some(setup::boot());
+        }
+        if first != protocol::RUNNER_ARG {
             return None;
         }
         let name = args.next()?.into_string().ok()?;

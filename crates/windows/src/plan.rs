@@ -2,11 +2,11 @@
 //! entry names the run's logon SID, so entries from concurrent runs never collide and
 //! a crashed run's entries are found by that SID alone.
 //!
-//! - A writable root gets an allow entry: "modify" inherited by everything below, and on the
-//!   root itself modify without DELETE (the root can't be renamed away).
-//! - A read root gets read-and-execute, inherited — unless it is a drive root or holds the home
-//!   folder: those stay under the system's own ACLs, which already let any local user read
-//!   system folders and keep other users' (and the caller's) profile closed.
+//! - A writable root, and a read root below the home folder or elsewhere, becomes a
+//!   [`RootUse`]: it is opened through its persistent slot grant (see [`crate::grants`]), at
+//!   no per-run cost. A read root that is a drive root or holds the home folder gets nothing:
+//!   those stay under the system's own ACLs, which already let any local user read system
+//!   folders and keep other users' (and the caller's) profile closed.
 //! - A protected path inside a writable root gets a deny of every write right, inherited; each
 //!   folder between the root and it gets a deny of DELETE ("pins"), so neither it nor a parent
 //!   can be renamed away and replaced. An absent protected path gets a placeholder (an empty
@@ -18,6 +18,7 @@
 
 use crate::acl::{flags, mask, Ace};
 use crate::error::LaunchError;
+use crate::grants::RootUse;
 use crate::sid::Sid;
 use crate::wpath;
 use ringfence_policy::{FsRules, Origin, RuleKind};
@@ -38,7 +39,8 @@ pub enum Op {
     /// Create an empty file or folder where a protected or hidden path is absent; removed
     /// after the run if still empty.
     Placeholder { path: String, kind: Kind },
-    /// Allow entries for the run: `this` on the object, `children` inherited below it.
+    /// Allow entries for the run: `this` on the object, `children` inherited below it (the
+    /// run's own temporary folder, created empty).
     Grant { path: String, this: u32, children: u32 },
     /// A deny entry for the run; `tree`: inherited below too.
     Deny { path: String, mask: u32, tree: bool },
@@ -87,6 +89,8 @@ pub struct AclPlan {
     pub write_roots: Vec<String>,
     /// Read roots left to the system's ACLs, for `explain`.
     pub system_read_roots: Vec<String>,
+    /// The roots opened through their slot grants, writable ones first.
+    pub roots: Vec<RootUse>,
 }
 
 impl AclPlan {
@@ -96,12 +100,13 @@ impl AclPlan {
 
     /// A one-line summary for `run.start`.
     pub fn summary(&self) -> String {
-        let grants = self.count(|o| matches!(o, Op::Grant { .. }));
         let denies = self.count(|o| matches!(o, Op::Deny { .. } | Op::DenyIfReadable { .. }));
         let placeholders = self.count(|o| matches!(o, Op::Placeholder { .. }));
+        let read_only = self.roots.iter().filter(|r| !r.write).count();
         format!(
-            "{} writable roots; {grants} allow and up to {denies} deny entries for this run's logon SID, \
-             {placeholders} placeholders; removed when the run ends",
+            "{} writable and {read_only} read-only roots through their slot groups (other roots closed); \
+             up to {denies} deny entries for this run's logon SID and {placeholders} placeholders, removed \
+             when the run ends",
             self.write_roots.len()
         )
     }
@@ -147,6 +152,132 @@ fn text(path: &std::path::Path) -> Result<String, LaunchError> {
     Ok(wpath::normalize(s))
 }
 
+/// One rule, its path normalized.
+type Rule<'a> = (RuleKind, String, &'a Origin);
+
+/// The plan while it is built.
+struct Builder<'a> {
+    home: String,
+    kind: &'a dyn Fn(&str) -> Option<Kind>,
+    out: AclPlan,
+    creations: Vec<Op>,
+    denies: Vec<Op>,
+    /// Read roots opened through their slots: a hidden path inside one needs a deny.
+    read_grants: Vec<String>,
+}
+
+fn push(list: &mut Vec<Op>, op: Op) {
+    if !list.iter().any(|o| o.path().eq_ignore_ascii_case(op.path()) && *o == op) {
+        list.push(op);
+    }
+}
+
+impl Builder<'_> {
+    fn writable_root_of(&self, p: &str) -> Option<String> {
+        self.out.write_roots.iter().filter(|w| wpath::is_within(p, w)).min_by_key(|w| w.len()).cloned()
+    }
+
+    /// A deny of `mask` on `path` inside `root`, with the pins between them.
+    fn deny_in_root(&mut self, root: &str, path: &str, mask: u32, tree: bool) {
+        push(&mut self.denies, Op::Deny { path: path.to_string(), mask, tree });
+        for pin in pins(root, path) {
+            push(&mut self.denies, pin);
+        }
+    }
+
+    fn writable_root(&mut self, path: &str, origin: &Origin, allow_writable_home: bool) -> Result<(), LaunchError> {
+        if self.out.write_roots.iter().any(|w| wpath::same(w, path)) {
+            return Ok(());
+        }
+        if wpath::is_root(path) {
+            return Err(LaunchError::policy(
+                format!("the writable root {path} ({origin}) is a whole drive"),
+                "make a folder writable, not a drive",
+            ));
+        }
+        if wpath::is_within(&self.home, path) && !allow_writable_home {
+            return Err(LaunchError::policy(
+                format!("the writable root {path} ({origin}) holds the home folder {}", self.home),
+                "make a narrower folder writable, or pass --allow-writable-home",
+            ));
+        }
+        if (self.kind)(path).is_none() {
+            return Err(LaunchError::policy(
+                format!("the writable root {path} ({origin}) does not exist"),
+                "create it first, or remove the rule",
+            ));
+        }
+        self.out.roots.push(RootUse { path: path.to_string(), write: true });
+        self.out.write_roots.push(path.to_string());
+        Ok(())
+    }
+
+    fn read_root(&mut self, path: &str) {
+        let existing = (self.kind)(path);
+        if let Some(root) = self.writable_root_of(path) {
+            if !wpath::same(&root, path) && existing.is_some() {
+                // A read-only area inside a writable root.
+                self.deny_in_root(&root, path, mask::ANY_WRITE, existing == Some(Kind::Dir));
+            }
+            return;
+        }
+        if wpath::is_root(path) || wpath::is_within(&self.home, path) {
+            self.out.system_read_roots.push(path.to_string());
+            return;
+        }
+        if existing.is_some() {
+            self.out.roots.push(RootUse { path: path.to_string(), write: false });
+            self.read_grants.push(path.to_string());
+        }
+    }
+
+    /// A protected (`deny_write`) or hidden (`deny_read`) path.
+    fn denied(&mut self, k: RuleKind, path: &str, origin: &Origin) {
+        let (deny_mask, placeholder_kind) = match k {
+            RuleKind::DenyWrite => (mask::ANY_WRITE, protected_kind(path)),
+            RuleKind::DenyRead => (mask::ANY_READ | mask::ANY_WRITE, hidden_kind(path)),
+            _ => return,
+        };
+        match ((self.kind)(path), self.writable_root_of(path)) {
+            (Some(what), Some(root)) => self.deny_in_root(&root, path, deny_mask, what == Kind::Dir),
+            (Some(what), None) if k == RuleKind::DenyRead => {
+                let tree = what == Kind::Dir;
+                let p = path.to_string();
+                if self.read_grants.iter().any(|g| wpath::is_within(path, g)) {
+                    push(&mut self.denies, Op::Deny { path: p, mask: deny_mask, tree });
+                } else {
+                    push(&mut self.denies, Op::DenyIfReadable { path: p, mask: deny_mask, tree });
+                }
+            }
+            // Outside writable roots the run can't write anyway.
+            (Some(_), None) | (None, None) => {}
+            (None, Some(root)) => self.placeholder(&root, path, origin, deny_mask, placeholder_kind),
+        }
+    }
+
+    /// An absent protected or hidden path inside `root`: a placeholder with the deny, and the
+    /// folders on the way, unless nothing should be created there.
+    fn placeholder(&mut self, root: &str, path: &str, origin: &Origin, deny_mask: u32, placeholder_kind: Kind) {
+        if is_while_present(origin) || wpath::same(root, path) {
+            return;
+        }
+        let between = wpath::between(root, path);
+        let missing: Vec<&String> = between.iter().filter(|p| (self.kind)(p).is_none()).collect();
+        if missing.iter().any(|p| wpath::file_name(p).eq_ignore_ascii_case(".git")) {
+            return;
+        }
+        if between.iter().any(|p| (self.kind)(p) == Some(Kind::File)) {
+            // A file where a folder on the way should be: nothing can be created below.
+            return;
+        }
+        for folder in &missing {
+            push(&mut self.creations, Op::Folder { path: (*folder).clone() });
+        }
+        push(&mut self.creations, Op::Placeholder { path: path.to_string(), kind: placeholder_kind });
+        self.deny_in_root(root, path, deny_mask, placeholder_kind == Kind::Dir);
+    }
+}
+
 /// Builds the plan. `kind` reports what exists at a normalized path (following links, as the
 /// access check does).
 pub fn plan(
@@ -155,134 +286,32 @@ pub fn plan(
     allow_writable_home: bool,
     kind: &dyn Fn(&str) -> Option<Kind>,
 ) -> Result<AclPlan, LaunchError> {
-    let home = text(home)?;
-    let mut rules = Vec::with_capacity(fs.rules.len());
+    let mut rules: Vec<Rule<'_>> = Vec::with_capacity(fs.rules.len());
     for r in &fs.rules {
         rules.push((r.kind, text(&r.path)?, &r.origin));
     }
-    let mut out = AclPlan::default();
-    let mut creations: Vec<Op> = Vec::new();
-    let mut grants: Vec<Op> = Vec::new();
-    let mut denies: Vec<Op> = Vec::new();
-    let push = |list: &mut Vec<Op>, op: Op| {
-        if !list.iter().any(|o| o.path().eq_ignore_ascii_case(op.path()) && *o == op) {
-            list.push(op);
-        }
+    let mut b = Builder {
+        home: text(home)?,
+        kind,
+        out: AclPlan::default(),
+        creations: Vec::new(),
+        denies: Vec::new(),
+        read_grants: Vec::new(),
     };
-
-    // Writable roots.
+    for (_, path, origin) in rules.iter().filter(|r| r.0 == RuleKind::Write) {
+        b.writable_root(path, origin, allow_writable_home)?;
+    }
+    for (_, path, _) in rules.iter().filter(|r| r.0 == RuleKind::Read) {
+        b.read_root(path);
+    }
     for (k, path, origin) in &rules {
-        if *k != RuleKind::Write || out.write_roots.iter().any(|w| wpath::same(w, path)) {
-            continue;
-        }
-        if wpath::is_root(path) {
-            return Err(LaunchError::policy(
-                format!("the writable root {path} ({origin}) is a whole drive"),
-                "make a folder writable, not a drive",
-            ));
-        }
-        if wpath::is_within(&home, path) && !allow_writable_home {
-            return Err(LaunchError::policy(
-                format!("the writable root {path} ({origin}) holds the home folder {home}"),
-                "make a narrower folder writable, or pass --allow-writable-home",
-            ));
-        }
-        let Some(what) = kind(path) else {
-            return Err(LaunchError::policy(
-                format!("the writable root {path} ({origin}) does not exist"),
-                "create it first, or remove the rule",
-            ));
-        };
-        let children = if what == Kind::Dir { mask::MODIFY } else { 0 };
-        push(&mut grants, Op::Grant { path: path.clone(), this: mask::MODIFY & !mask::DELETE, children });
-        out.write_roots.push(path.clone());
+        b.denied(*k, path, origin);
     }
-    let writable_root_of =
-        |p: &str| out.write_roots.iter().filter(|w| wpath::is_within(p, w)).min_by_key(|w| w.len()).cloned();
-
-    // Read roots.
-    let mut read_grants: Vec<String> = Vec::new();
-    for (k, path, _) in &rules {
-        if *k != RuleKind::Read {
-            continue;
-        }
-        if let Some(root) = writable_root_of(path) {
-            if !wpath::same(&root, path) && kind(path).is_some() {
-                // A read-only area inside a writable root.
-                let tree = kind(path) == Some(Kind::Dir);
-                push(&mut denies, Op::Deny { path: path.clone(), mask: mask::ANY_WRITE, tree });
-                for pin in pins(&root, path) {
-                    push(&mut denies, pin);
-                }
-            }
-            continue;
-        }
-        if wpath::is_root(path) || wpath::is_within(&home, path) {
-            out.system_read_roots.push(path.clone());
-            continue;
-        }
-        let Some(what) = kind(path) else { continue };
-        let children = if what == Kind::Dir { mask::READ_EXECUTE } else { 0 };
-        push(&mut grants, Op::Grant { path: path.clone(), this: mask::READ_EXECUTE, children });
-        read_grants.push(path.clone());
-    }
-
-    // Protected and hidden paths.
-    for (k, path, origin) in &rules {
-        let (deny_mask, placeholder_kind) = match k {
-            RuleKind::DenyWrite => (mask::ANY_WRITE, protected_kind(path)),
-            RuleKind::DenyRead => (mask::ANY_READ | mask::ANY_WRITE, hidden_kind(path)),
-            _ => continue,
-        };
-        let root = writable_root_of(path);
-        let existing = kind(path);
-        match (existing, &root) {
-            (Some(what), Some(root)) => {
-                push(&mut denies, Op::Deny { path: path.clone(), mask: deny_mask, tree: what == Kind::Dir });
-                for pin in pins(root, path) {
-                    push(&mut denies, pin);
-                }
-            }
-            (Some(what), None) if *k == RuleKind::DenyRead => {
-                let tree = what == Kind::Dir;
-                if read_grants.iter().any(|g| wpath::is_within(path, g)) {
-                    push(&mut denies, Op::Deny { path: path.clone(), mask: deny_mask, tree });
-                } else {
-                    push(&mut denies, Op::DenyIfReadable { path: path.clone(), mask: deny_mask, tree });
-                }
-            }
-            // Outside writable roots the run can't write anyway.
-            (Some(_), None) => {}
-            (None, Some(root)) => {
-                if is_while_present(origin) || wpath::same(root, path) {
-                    continue;
-                }
-                let between = wpath::between(root, path);
-                let missing: Vec<&String> = between.iter().filter(|p| kind(p).is_none()).collect();
-                if missing.iter().any(|p| wpath::file_name(p).eq_ignore_ascii_case(".git")) {
-                    continue;
-                }
-                if between.iter().any(|p| kind(p) == Some(Kind::File)) {
-                    // A file where a folder on the way should be: nothing can be created below.
-                    continue;
-                }
-                for folder in &missing {
-                    push(&mut creations, Op::Folder { path: (*folder).clone() });
-                }
-                push(&mut creations, Op::Placeholder { path: path.clone(), kind: placeholder_kind });
-                let tree = placeholder_kind == Kind::Dir;
-                push(&mut denies, Op::Deny { path: path.clone(), mask: deny_mask, tree });
-                for pin in pins(root, path) {
-                    push(&mut denies, pin);
-                }
-            }
-            (None, None) => {}
-        }
-    }
-
     // Parents before children, so creation works in order.
-    creations.sort_by_key(|o| o.path().matches('\\').count());
-    out.ops = creations.into_iter().chain(grants).chain(denies).collect();
+    b.creations.sort_by_key(|o| o.path().matches('\\').count());
+    let mut out = b.out;
+    out.roots = crate::grants::merge_roots(&out.roots);
+    out.ops = b.creations.into_iter().chain(b.denies).collect();
     Ok(out)
 }
 
@@ -338,10 +367,6 @@ mod tests {
         deny(path, mask::DELETE, false)
     }
 
-    fn read_grant(path: &str) -> Op {
-        Op::Grant { path: path.into(), this: mask::READ_EXECUTE, children: mask::READ_EXECUTE }
-    }
-
     fn placeholder(path: &str, kind: Kind) -> Op {
         Op::Placeholder { path: path.into(), kind }
     }
@@ -350,19 +375,22 @@ mod tests {
         plan(&fs(rules), Path::new(HOME), false, &|p| f.kind(p)).unwrap()
     }
 
+    fn root(path: &str, write: bool) -> RootUse {
+        RootUse { path: path.into(), write }
+    }
+
     #[test]
-    fn a_writable_root_gets_modify_without_delete_on_itself() {
+    fn a_writable_root_is_opened_through_its_slot_not_per_run_entries() {
         let p = run(&[(RuleKind::Write, WS)], &default_fs());
         assert_eq!(p.write_roots, vec![WS.to_string()]);
-        let grant = Op::Grant { path: WS.into(), this: mask::MODIFY & !mask::DELETE, children: mask::MODIFY };
-        assert_eq!(p.ops, vec![grant.clone()]);
-        let logon = Sid::parse("S-1-5-5-0-77").unwrap();
-        let aces = grant.aces(&logon);
-        assert_eq!(aces.len(), 2);
-        assert!(matches!(&aces[0], Ace::Allow { flags: 0, mask: m, .. } if m & mask::DELETE == 0));
-        assert!(
-            matches!(&aces[1], Ace::Allow { flags: f, mask: mask::MODIFY, .. } if *f == flags::TREE | flags::INHERIT_ONLY)
-        );
+        assert_eq!(p.roots, vec![root(WS, true)]);
+        assert!(p.ops.is_empty(), "nothing per run on the tree: {:?}", p.ops);
+    }
+
+    #[test]
+    fn a_root_both_read_and_written_is_writable_once() {
+        let p = run(&[(RuleKind::Read, WS), (RuleKind::Write, WS)], &default_fs());
+        assert_eq!(p.roots, vec![root(WS, true)]);
     }
 
     #[test]
@@ -501,8 +529,8 @@ mod tests {
             &default_fs(),
         );
         assert_eq!(p.system_read_roots, vec![r"\".to_string(), r"C:\Users".to_string()]);
-        assert!(p.ops.contains(&read_grant(r"C:\Users\me\.cargo")));
-        assert!(p.ops.contains(&read_grant(r"D:\data")));
+        assert_eq!(p.roots, vec![root(r"C:\Users\me\.cargo", false), root(r"D:\data", false)]);
+        assert!(!p.ops.iter().any(|o| matches!(o, Op::Grant { .. })), "no per-run grant on a read root");
         // Inside a read grant, a hidden path is denied unconditionally.
         assert!(p.ops.contains(&deny(r"D:\data\secret.txt", mask::ANY_READ | mask::ANY_WRITE, false)));
         assert!(!p.ops.iter().any(|o| o.path().contains("absent")));
@@ -518,7 +546,8 @@ mod tests {
     fn summary_counts() {
         let p = run(&[(RuleKind::Write, WS), (RuleKind::DenyWrite, r"C:\Users\me\proj\.git\config")], &default_fs());
         let s = p.summary();
-        assert!(s.starts_with("1 writable roots; 1 allow and up to 2 deny entries"), "{s}");
+        assert!(s.starts_with("1 writable and 0 read-only roots through their slot groups"), "{s}");
+        assert!(s.contains("up to 2 deny entries"), "{s}");
     }
 
     #[test]

@@ -6,9 +6,12 @@
 //! instruction. Frames are a little-endian u32 length and a payload; strings are UTF-16.
 
 /// Bumped whenever a message changes; the runner installed by `setup` must speak the same.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The first argument that makes the program act as the runner (see `runner_entry`).
 pub const RUNNER_ARG: &str = "--ringfence-windows-runner";
+/// The argument of the boot task `setup` schedules: add the NUL device's entry again (see
+/// `install::null_device_ace`). Harmless from anyone else: it only works elevated.
+pub const BOOT_ARG: &str = "--ringfence-windows-boot";
 /// The largest frame either side accepts.
 pub const MAX_FRAME: usize = 16 << 20;
 
@@ -39,11 +42,16 @@ pub struct LaunchRequest {
     /// Standard input, output and error as handle values in the runner (0: none).
     pub stdio: [u64; 3],
     pub console: Option<ConsoleRequest>,
+    /// Restricting SIDs besides the run's logon SID and the capability SID: the slots of the
+    /// run's writable roots.
+    pub restricting: Vec<String>,
+    /// Groups made deny-only in the command's token: the slots of every other root.
+    pub deny_only: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ToRunner {
-    Launch(LaunchRequest),
+    Launch(Box<LaunchRequest>),
     /// The supervisor holds the command's handles: the runner closes its own and, without a
     /// console, exits; the supervisor resumes the command after that.
     Go,
@@ -95,6 +103,13 @@ impl Writer {
     fn text(&mut self, v: &str) -> &mut Self {
         self.wide(&v.encode_utf16().collect::<Vec<_>>())
     }
+    fn texts(&mut self, v: &[String]) -> &mut Self {
+        self.u32(v.len() as u32);
+        for t in v {
+            self.text(t);
+        }
+        self
+    }
     fn frame(self) -> Vec<u8> {
         let mut out = (self.0.len() as u32).to_le_bytes().to_vec();
         out.extend(self.0);
@@ -137,6 +152,14 @@ impl<'a> Reader<'a> {
     fn text(&mut self) -> Result<String, String> {
         String::from_utf16(&self.wide()?).map_err(|_| "a string is not valid UTF-16".to_string())
     }
+    fn texts(&mut self) -> Result<Vec<String>, String> {
+        let n = self.u32()? as usize;
+        // Each text takes at least its 4-byte length: a count beyond the message is a lie.
+        if n > (self.data.len() - self.at) / 4 {
+            return Err("message cut short".into());
+        }
+        (0..n).map(|_| self.text()).collect()
+    }
     fn end(&self) -> Result<(), String> {
         if self.at == self.data.len() {
             Ok(())
@@ -157,6 +180,7 @@ impl ToRunner {
                     Some(c) => w.u8(1).u64(c.input).u64(c.output).u16(c.cols).u16(c.rows),
                     None => w.u8(0),
                 };
+                w.texts(&r.restricting).texts(&r.deny_only);
             }
             ToRunner::Go => {
                 w.u8(2);
@@ -185,7 +209,9 @@ impl ToRunner {
                     1 => Some(ConsoleRequest { input: r.u64()?, output: r.u64()?, cols: r.u16()?, rows: r.u16()? }),
                     other => return Err(format!("console flag {other}")),
                 };
-                ToRunner::Launch(LaunchRequest {
+                let restricting = r.texts()?;
+                let deny_only = r.texts()?;
+                ToRunner::Launch(Box::new(LaunchRequest {
                     application,
                     command_line,
                     env_block,
@@ -194,7 +220,9 @@ impl ToRunner {
                     job,
                     stdio,
                     console,
-                })
+                    restricting,
+                    deny_only,
+                }))
             }
             2 => ToRunner::Go,
             3 => ToRunner::Resize { cols: r.u16()?, rows: r.u16()? },
@@ -270,6 +298,8 @@ mod tests {
             job: 0x1a4,
             stdio: [0x10, 0x14, 0],
             console: None,
+            restricting: vec!["S-1-5-21-1-2-3-2001".into()],
+            deny_only: vec!["S-1-5-21-1-2-3-2000".into(), "S-1-5-21-1-2-3-2002".into()],
         }
     }
 
@@ -284,8 +314,8 @@ mod tests {
         let mut with_console = launch();
         with_console.console = Some(ConsoleRequest { input: 0x20, output: 0x24, cols: 120, rows: 40 });
         for msg in [
-            ToRunner::Launch(launch()),
-            ToRunner::Launch(with_console),
+            ToRunner::Launch(Box::new(launch())),
+            ToRunner::Launch(Box::new(with_console)),
             ToRunner::Go,
             ToRunner::Resize { cols: 80, rows: 25 },
         ] {
@@ -315,11 +345,18 @@ mod tests {
 
     #[test]
     fn damaged_messages_are_errors() {
-        let frame = ToRunner::Launch(launch()).encode();
+        let frame = ToRunner::Launch(Box::new(launch())).encode();
         let body = payload(&frame);
         for cut in [0, 1, 5, body.len() - 1] {
             assert!(ToRunner::decode(&body[..cut]).is_err(), "cut at {cut}");
         }
+        // A list count beyond the message is refused before anything is read.
+        let empty =
+            ToRunner::Launch(Box::new(LaunchRequest { restricting: vec![], deny_only: vec![], ..launch() })).encode();
+        let mut huge = payload(&empty).to_vec();
+        let at = huge.len() - 8;
+        huge[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(ToRunner::decode(&huge).unwrap_err().contains("cut short"));
         let mut extra = body.to_vec();
         extra.push(0);
         assert!(ToRunner::decode(&extra).unwrap_err().contains("unexpected bytes"));

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 pub use ringfence_audit::Layer;
 
-/// What this run enforces, and what it could not (only ever non-empty with `allow_degraded`).
+/// What this run enforces, and what it does not: what Windows can't enforce for any run (see
+/// [`crate::prepare::platform_gaps`]), reported with every run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Enforcement {
     pub enforced: Vec<Layer>,
@@ -75,12 +76,19 @@ pub struct SetupState {
     /// The runner executable is installed where the sandbox account can run it.
     pub runner_installed: bool,
     pub filters: FilterState,
+    /// The sandbox account's profile folder, when it exists.
+    pub profile: Option<String>,
+    /// Whether sandboxed commands may write to the NUL device (None: its ACL can't be read).
+    pub null_device: Option<bool>,
+    /// What Windows can't enforce for any run.
+    pub not_enforced: Vec<Layer>,
     /// Why a check failed, in the words of the system.
     pub notes: Vec<String>,
 }
 
 impl SetupState {
-    /// Whether `spawn` can work: the account, its secret, the runner and the filters are there.
+    /// Whether `spawn` can work: the account, its profile, its secret, the runner, the filters
+    /// (readable by this user) and the NUL device's entry are there.
     pub fn ready(&self) -> bool {
         self.problems().is_empty()
     }
@@ -103,12 +111,25 @@ impl SetupState {
         if !self.runner_installed {
             out.push(format!("the runner is not installed; {setup}"));
         }
+        if self.account_sid.is_some() && self.profile.is_none() {
+            out.push(format!("the sandbox account has no profile; {setup} again"));
+        }
         match &self.filters {
             FilterState::Present { .. } => {}
             FilterState::Missing { missing, expected } => {
                 out.push(format!("{missing} of {expected} WFP filters are missing; {setup}"))
             }
-            FilterState::Unknown(_) => {}
+            // Filters that can't be checked are not trusted: `spawn` refuses to run.
+            FilterState::Unknown(_) => {
+                out.push(format!("the WFP filters can't be read by this user; {setup} from this user's account"))
+            }
+        }
+        match self.null_device {
+            Some(true) => {}
+            Some(false) => {
+                out.push(format!("sandboxed commands can't write to NUL (its boot task did not run); {setup} again"))
+            }
+            None => out.push(format!("the NUL device's ACL can't be read (see the notes); {setup} again")),
         }
         out
     }
@@ -128,10 +149,21 @@ impl fmt::Display for SetupState {
             None => writeln!(f, "logon: not tried")?,
         }
         writeln!(f, "runner installed: {}", yes(self.runner_installed))?;
+        match &self.profile {
+            Some(p) => writeln!(f, "profile: {p}")?,
+            None => writeln!(f, "profile: missing")?,
+        }
+        match self.null_device {
+            Some(b) => writeln!(f, "NUL writable by commands: {}", yes(b))?,
+            None => writeln!(f, "NUL writable by commands: unknown")?,
+        }
         match &self.filters {
             FilterState::Present { count } => writeln!(f, "WFP filters: {count} present")?,
             FilterState::Missing { missing, expected } => writeln!(f, "WFP filters: {missing} of {expected} missing")?,
             FilterState::Unknown(why) => writeln!(f, "WFP filters: unknown ({why})")?,
+        }
+        for gap in &self.not_enforced {
+            writeln!(f, "not enforced on Windows: {}: {}", gap.name, gap.detail)?;
         }
         for note in &self.notes {
             writeln!(f, "note: {note}")?;
@@ -152,6 +184,9 @@ mod tests {
             logon_works: Some(true),
             runner_installed: true,
             filters: FilterState::Present { count: 20 },
+            profile: Some(r"C:\Users\ringfence-sandbox".into()),
+            null_device: Some(true),
+            not_enforced: vec![Layer::new("dns", "through the DNS Client service")],
             notes: vec![],
         }
     }
@@ -165,11 +200,23 @@ mod tests {
     }
 
     #[test]
-    fn unknown_filters_do_not_block_a_run() {
-        // A standard user may not be allowed to read the filter engine; spawn checks the
-        // installation record instead, so `check` must not call this a problem.
+    fn filters_that_cant_be_read_are_a_problem() {
+        // `spawn` refuses to trust filters it can't see; `check` says so, with the remedy.
         let state = SetupState { filters: FilterState::Unknown("access denied".into()), ..ready_state() };
-        assert!(state.ready());
+        assert!(!state.ready());
+        assert!(state.problems()[0].contains("can't be read by this user"), "{:?}", state.problems());
+    }
+
+    #[test]
+    fn a_missing_profile_or_nul_entry_is_a_problem() {
+        let state = SetupState { profile: None, null_device: Some(false), ..ready_state() };
+        let problems = state.problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("no profile") && problems[1].contains("NUL"), "{problems:?}");
+        // An ACL that can't be read is not taken for a good one: `spawn` refuses then too.
+        assert!(!SetupState { null_device: None, ..ready_state() }.ready());
+        let text = ready_state().to_string();
+        assert!(text.contains("not enforced on Windows: dns"), "{text}");
     }
 
     #[test]

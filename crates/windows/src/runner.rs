@@ -44,6 +44,15 @@ pub fn runner_dacl(account: &Sid, extra: u32) -> Acl {
     ])
 }
 
+/// The command token's restricting SIDs (the run's logon SID, the capability SID, and the
+/// slots of its writable roots) and its deny-only groups (every other slot), from the request.
+pub fn token_sids(logon: &Sid, restricting: &[String], deny_only: &[String]) -> Result<(Vec<Sid>, Vec<Sid>), String> {
+    let parse = |list: &[String]| list.iter().map(|s| Sid::parse(s)).collect::<Result<Vec<Sid>, String>>();
+    let mut all = vec![logon.clone(), capability()];
+    all.extend(parse(restricting)?);
+    Ok((all, parse(deny_only)?))
+}
+
 struct Channel {
     /// From the supervisor.
     down: File,
@@ -56,7 +65,7 @@ impl Channel {
         self.up.write_all(&msg.encode()).map_err(|_| ())
     }
 
-    fn fail(&mut self, stage: &str, code: u32, message: String) -> Result<(), ()> {
+    fn fail<T>(&mut self, stage: &str, code: u32, message: String) -> Result<T, ()> {
         let _ = self.send(FromRunner::Failed { stage: stage.into(), code, message });
         Err(())
     }
@@ -133,10 +142,7 @@ fn run(mut ch: Channel) -> Result<(), ()> {
         }
         None => None,
     };
-    let restricted = match security::restricted_token(&[logon.clone(), capability()], &command_default_dacl(&logon)) {
-        Ok(t) => t,
-        Err(e) => return ch.fail("CreateRestrictedToken", 0, e.message),
-    };
+    let restricted = command_token(&mut ch, &logon, &req)?;
     let raw_stdio = stdio.iter().map(|h| h.as_ref().map(|h| h.as_raw_handle()).unwrap_or(std::ptr::null_mut()));
     let raw_stdio: Vec<_> = raw_stdio.collect();
     let launch = Launch {
@@ -171,8 +177,24 @@ fn run(mut ch: Channel) -> Result<(), ()> {
             return Err(());
         }
     }
-    let Some(console) = console else { return Ok(()) };
-    // A terminal run: keep the pseudoconsole until the command ends; resize it on request.
+    match console {
+        Some(console) => serve_terminal(ch, console, child),
+        None => Ok(()),
+    }
+}
+
+/// The command's restricted token, as the request describes it.
+fn command_token(ch: &mut Channel, logon: &Sid, req: &crate::protocol::LaunchRequest) -> Result<OwnedHandle, ()> {
+    let (restricting, deny_only) = match token_sids(logon, &req.restricting, &req.deny_only) {
+        Ok(v) => v,
+        Err(e) => return ch.fail("the command's token", 0, e),
+    };
+    security::restricted_token(&restricting, &deny_only, &command_default_dacl(logon))
+        .or_else(|e| ch.fail("CreateRestrictedToken", 0, e.message))
+}
+
+/// A terminal run: keeps the pseudoconsole until the command ends, resizing it on request.
+fn serve_terminal(ch: Channel, console: Arc<PseudoConsole>, child: process::Started) -> Result<(), ()> {
     let resize_console = Arc::clone(&console);
     let Channel { down: mut reader, up } = ch;
     let resizer = std::thread::spawn(move || {

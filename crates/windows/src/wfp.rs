@@ -8,19 +8,21 @@
 //! and IPv6:
 //! - hard blocks (no lower sublayer can permit them again) for DNS, DNS over TLS, SMB and
 //!   NetBIOS, and ICMP;
-//! - a permit for TCP to 127.0.0.1 / ::1 on the gateway's port range only;
 //! - a permit for inbound connections from 127.0.0.1 / ::1 (a server inside the sandbox,
 //!   reached from the host only);
 //! - a hard block of everything else.
 //!
 //! The filters are persistent: they hold across reboots, before any ringfence process runs.
+//! Nothing in them lets the account connect anywhere. A run whose gateway listens gets
+//! [`gateway_filters`]: permits for TCP to 127.0.0.1 on exactly its gateway's ports, matching
+//! only that run's logon SID, added in a dynamic session the supervisor holds, so the filter
+//! engine deletes them when the run ends or its supervisor dies. Other loopback services,
+//! other runs' gateways and every other port stay blocked.
 
 use crate::acl::{Ace, Acl, SecurityDescriptor};
 use crate::sid::{capability, well_known, Sid};
-use crate::GATEWAY_PORT_RANGE;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::ops::RangeInclusive;
 
 /// A GUID, kept as the 128-bit number its text spells (`{c38d57d1-05a7-…}` is
 /// `0xc38d57d1_05a7_…`), the same convention as `windows_sys::core::GUID::from_u128`.
@@ -126,7 +128,6 @@ pub enum Condition {
     },
     Protocol(u8),
     RemotePort(u16),
-    RemotePorts(RangeInclusive<u16>),
     RemoteV4(Ipv4Addr),
     RemoteV6(Ipv6Addr),
 }
@@ -136,7 +137,7 @@ impl Condition {
         match self {
             Condition::User { .. } => field::ALE_USER_ID,
             Condition::Protocol(_) => field::IP_PROTOCOL,
-            Condition::RemotePort(_) | Condition::RemotePorts(_) => field::IP_REMOTE_PORT,
+            Condition::RemotePort(_) => field::IP_REMOTE_PORT,
             Condition::RemoteV4(_) | Condition::RemoteV6(_) => field::IP_REMOTE_ADDRESS,
         }
     }
@@ -148,7 +149,6 @@ impl fmt::Display for Condition {
             Condition::User { sddl, .. } => write!(f, "user matches {sddl}"),
             Condition::Protocol(p) => write!(f, "protocol = {p}"),
             Condition::RemotePort(p) => write!(f, "remote port = {p}"),
-            Condition::RemotePorts(r) => write!(f, "remote port in {}-{}", r.start(), r.end()),
             Condition::RemoteV4(a) => write!(f, "remote address = {a}"),
             Condition::RemoteV6(a) => write!(f, "remote address = {a}"),
         }
@@ -193,19 +193,42 @@ impl fmt::Display for FilterSpec {
 /// FWP_ACTRL_MATCH_FILTER: the right the user-id condition checks.
 pub const FWP_ACTRL_MATCH_FILTER: u32 = 0x1;
 
-/// The security descriptor of the user-id condition: the match right for the sandbox account
-/// and the capability SID, nobody else.
-pub fn user_match_sd(account: &Sid) -> SecurityDescriptor {
+/// The security descriptor of a user-id condition: the match right for `sids`, nobody else.
+fn match_sd(sids: &[Sid]) -> SecurityDescriptor {
     SecurityDescriptor {
         owner: Some(well_known::local_system()),
         group: Some(well_known::local_system()),
-        dacl: Some(Acl::new(vec![
-            Ace::Allow { flags: 0, mask: FWP_ACTRL_MATCH_FILTER, sid: account.clone() },
-            Ace::Allow { flags: 0, mask: FWP_ACTRL_MATCH_FILTER, sid: capability() },
-        ])),
+        dacl: Some(Acl::new(
+            sids.iter().map(|s| Ace::Allow { flags: 0, mask: FWP_ACTRL_MATCH_FILTER, sid: s.clone() }).collect(),
+        )),
         protected: true,
     }
 }
+
+/// The security descriptor of the persistent filters' user-id condition: the match right for
+/// the sandbox account and the capability SID, nobody else.
+pub fn user_match_sd(account: &Sid) -> SecurityDescriptor {
+    match_sd(&[account.clone(), capability()])
+}
+
+fn user_condition(sd: SecurityDescriptor) -> Condition {
+    Condition::User { sd: sd.to_bytes(), sddl: sd.sddl() }
+}
+
+/// WFP access rights (fwpmu.h) `setup` grants the installing user, so that a supervisor that
+/// is not elevated can check the filters and add its run's gateway permits.
+pub mod rights {
+    /// FWPM_ACTRL_ADD: on the filters' container, to add a run's filters.
+    pub const ADD: u32 = 0x1;
+    /// FWPM_ACTRL_ADD_LINK: on ringfence's sublayer, to put them there.
+    pub const ADD_LINK: u32 = 0x2;
+    /// FWPM_ACTRL_READ: on ringfence's persistent filters, to check they are all there.
+    pub const READ: u32 = 0x80;
+}
+
+/// The weight of a run's gateway permits: above the catch-all block, below the blocks of DNS,
+/// SMB and ICMP (which never match them: those are other ports and protocols).
+pub const GATEWAY_WEIGHT: u8 = 10;
 
 /// Ports blocked explicitly, with why.
 pub const BLOCKED_PORTS: &[(u16, &str)] = &[
@@ -219,8 +242,7 @@ pub const BLOCKED_PORTS: &[(u16, &str)] = &[
 
 /// Every filter for the sandbox account `account`, keys numbered in order.
 pub fn sandbox_filters(account: &Sid) -> Vec<FilterSpec> {
-    let sd = user_match_sd(account);
-    let user = Condition::User { sd: sd.to_bytes(), sddl: sd.sddl() };
+    let user = user_condition(user_match_sd(account));
     let mut out: Vec<FilterSpec> = Vec::new();
     let mut add = |name: String, layer: Layer, action: Action, weight: u8, hard: bool, extra: Vec<Condition>| {
         let mut conditions = vec![user.clone()];
@@ -249,14 +271,6 @@ pub fn sandbox_filters(account: &Sid) -> Vec<FilterSpec> {
                 }
                 let icmp = if layer.is_v6() { proto::ICMPV6 } else { proto::ICMP };
                 add(format!("block ICMP ({v})"), layer, Action::Block, 15, true, vec![Condition::Protocol(icmp)]);
-                add(
-                    format!("permit the gateway on loopback ({v})"),
-                    layer,
-                    Action::Permit,
-                    10,
-                    false,
-                    vec![loopback, Condition::Protocol(proto::TCP), Condition::RemotePorts(GATEWAY_PORT_RANGE)],
-                );
                 add(format!("block all other outbound ({v})"), layer, Action::Block, 1, true, vec![]);
             }
             Layer::RecvAcceptV4 | Layer::RecvAcceptV6 => {
@@ -266,6 +280,31 @@ pub fn sandbox_filters(account: &Sid) -> Vec<FilterSpec> {
         }
     }
     out
+}
+
+/// The permits of one run whose gateway listens on `ports` (127.0.0.1): TCP to exactly those
+/// ports, for sockets of this run's logon SID only. `key_base` makes the keys unique to the
+/// run; the filters live in a dynamic session, so the engine removes them with the session.
+pub fn gateway_filters(logon: &Sid, ports: &[u16], key_base: u128) -> Vec<FilterSpec> {
+    let user = user_condition(match_sd(std::slice::from_ref(logon)));
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| FilterSpec {
+            key: Guid(key_base.wrapping_add(i as u128)),
+            name: format!("permit this run's gateway on 127.0.0.1:{port}"),
+            layer: Layer::ConnectV4,
+            action: Action::Permit,
+            weight: GATEWAY_WEIGHT,
+            hard: false,
+            conditions: vec![
+                user.clone(),
+                Condition::RemoteV4(Ipv4Addr::LOCALHOST),
+                Condition::Protocol(proto::TCP),
+                Condition::RemotePort(*port),
+            ],
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -322,41 +361,55 @@ mod tests {
     }
 
     #[test]
-    fn the_only_outbound_permit_is_the_gateway_range_on_loopback() {
+    fn the_persistent_filters_permit_no_connection_out() {
         let filters = sandbox_filters(&account());
         let permits: Vec<_> = filters
             .iter()
             .filter(|f| f.action == Action::Permit && matches!(f.layer, Layer::ConnectV4 | Layer::ConnectV6))
             .collect();
-        assert_eq!(permits.len(), 2);
-        for p in permits {
-            assert!(p.conditions.contains(&Condition::RemotePorts(GATEWAY_PORT_RANGE)), "{p}");
-            assert!(p.conditions.contains(&Condition::Protocol(proto::TCP)), "{p}");
-            let addr = if p.layer == Layer::ConnectV6 {
-                Condition::RemoteV6(Ipv6Addr::LOCALHOST)
-            } else {
-                Condition::RemoteV4(Ipv4Addr::LOCALHOST)
-            };
-            assert!(p.conditions.contains(&addr), "{p}");
-            assert!(!p.hard);
-        }
+        assert!(permits.is_empty(), "{permits:#?}");
     }
 
     #[test]
-    fn dns_smb_and_icmp_are_blocked_above_the_permit() {
+    fn dns_smb_and_icmp_are_blocked_above_a_gateway_permit() {
         let filters = sandbox_filters(&account());
         for layer in [Layer::ConnectV4, Layer::ConnectV6] {
-            let permit = filters.iter().find(|f| f.layer == layer && f.action == Action::Permit).unwrap();
             for port in [53u16, 445, 139] {
                 let block = filters
                     .iter()
                     .find(|f| f.layer == layer && f.conditions.contains(&Condition::RemotePort(port)))
                     .unwrap_or_else(|| panic!("no block for port {port} at {layer:?}"));
-                assert!(block.action == Action::Block && block.hard && block.weight > permit.weight, "{block}");
+                assert!(block.action == Action::Block && block.hard && block.weight > GATEWAY_WEIGHT, "{block}");
             }
             let icmp = if layer == Layer::ConnectV6 { proto::ICMPV6 } else { proto::ICMP };
             assert!(filters.iter().any(|f| f.layer == layer && f.conditions.contains(&Condition::Protocol(icmp))));
         }
+    }
+
+    #[test]
+    fn a_runs_gateway_permits_name_its_ports_and_its_logon_only() {
+        let run = crate::fixtures::logon();
+        let filters = gateway_filters(&run, &[50123, 50124], 0x77 << 64);
+        assert_eq!(filters.len(), 2);
+        for (f, port) in filters.iter().zip([50123u16, 50124]) {
+            assert_eq!((f.layer, f.action, f.hard), (Layer::ConnectV4, Action::Permit, false), "{f}");
+            assert!(f.conditions.contains(&Condition::RemotePort(port)), "{f}");
+            assert!(f.conditions.contains(&Condition::RemoteV4(Ipv4Addr::LOCALHOST)), "{f}");
+            assert!(f.conditions.contains(&Condition::Protocol(proto::TCP)), "{f}");
+            let Condition::User { sd, .. } = &f.conditions[0] else { panic!("{f}: no user condition") };
+            let acl = SecurityDescriptor::from_bytes(sd).unwrap().dacl.unwrap();
+            assert_eq!(acl.aces.len(), 1, "{f}");
+            assert!(acl.mentions(&run), "{f}");
+            assert!(!acl.mentions(&account()) && !acl.mentions(&capability()), "not every run of the account: {f}");
+            // Above the catch-all block of its layer, so it decides.
+            let catch_all = sandbox_filters(&account())
+                .into_iter()
+                .find(|c| c.layer == f.layer && c.conditions.len() == 1)
+                .unwrap();
+            assert!(f.weight > catch_all.weight);
+        }
+        assert_ne!(filters[0].key, filters[1].key);
+        assert!(gateway_filters(&run, &[], 0).is_empty(), "no gateway, no permit");
     }
 
     #[test]
@@ -374,7 +427,6 @@ mod tests {
     #[test]
     fn descriptions_print() {
         let text: Vec<String> = sandbox_filters(&account()).iter().map(|f| f.to_string()).collect();
-        assert!(text.iter().any(|t| t.contains("remote port in 61000-61099")), "{text:#?}");
         assert!(text.iter().any(|t| t.contains("hard block: block DNS (IPv4); user matches")));
     }
 }

@@ -5,7 +5,7 @@
 use super::{copy_bytes, local_free, message, os_error, owned, wide, Aligned};
 use crate::error::LaunchError;
 use crate::sid::Sid;
-use std::os::windows::io::OwnedHandle;
+use std::os::windows::io::{AsRawHandle, OwnedHandle};
 use windows_sys::Win32::Foundation::HANDLE;
 use windows_sys::Win32::NetworkManagement::NetManagement::{
     NERR_UserExists, NERR_UserNotFound, NetUserAdd, NetUserDel, NetUserSetInfo, UF_DONT_EXPIRE_PASSWD,
@@ -307,4 +307,167 @@ pub fn protect(data: &[u8], entropy: &[u8], description: &str) -> Result<Vec<u8>
 /// Decrypts what [`protect`] made, as the same user.
 pub fn unprotect(data: &[u8], entropy: &[u8]) -> Result<Vec<u8>, String> {
     dpapi(Dpapi::Unprotect, data, entropy).map_err(message)
+}
+
+/// Creates the local group `name` (an existing one is fine).
+pub fn ensure_group(name: &str, comment: &str) -> Result<(), LaunchError> {
+    use windows_sys::Win32::NetworkManagement::NetManagement::{NERR_GroupExists, NetLocalGroupAdd, LOCALGROUP_INFO_1};
+    let mut name_w = wide(name);
+    let mut comment_w = wide(comment);
+    let info = LOCALGROUP_INFO_1 { lgrpi1_name: name_w.as_mut_ptr(), lgrpi1_comment: comment_w.as_mut_ptr() };
+    let mut parm = 0u32;
+    // SAFETY: a LOCALGROUP_INFO_1 whose strings live through the call.
+    let err = unsafe { NetLocalGroupAdd(std::ptr::null(), 1, (&info as *const LOCALGROUP_INFO_1).cast(), &mut parm) };
+    match err {
+        0 => Ok(()),
+        e if e == NERR_GroupExists || e == windows_sys::Win32::Foundation::ERROR_ALIAS_EXISTS => Ok(()),
+        e => Err(net_error(format!("creating the local group {name}"), "NetLocalGroupAdd", e)),
+    }
+}
+
+/// Makes `member` a member of the local group `group` (already one is fine).
+pub fn add_to_group(group: &str, member: &Sid) -> Result<(), LaunchError> {
+    use windows_sys::Win32::NetworkManagement::NetManagement::{NetLocalGroupAddMembers, LOCALGROUP_MEMBERS_INFO_0};
+    let group_w = wide(group);
+    let sid = Aligned::new(&member.to_bytes());
+    let info = LOCALGROUP_MEMBERS_INFO_0 { lgrmi0_sid: sid.ptr() };
+    // SAFETY: one LOCALGROUP_MEMBERS_INFO_0 pointing at a valid SID that lives through the call.
+    let err = unsafe {
+        NetLocalGroupAddMembers(
+            std::ptr::null(),
+            group_w.as_ptr(),
+            0,
+            (&info as *const LOCALGROUP_MEMBERS_INFO_0).cast(),
+            1,
+        )
+    };
+    match err {
+        0 => Ok(()),
+        e if e == windows_sys::Win32::Foundation::ERROR_MEMBER_IN_ALIAS => Ok(()),
+        e => Err(net_error(format!("adding {member} to the local group {group}"), "NetLocalGroupAddMembers", e)),
+    }
+}
+
+/// Deletes the local group `name` (a missing one is fine).
+pub fn delete_group(name: &str) -> Result<(), LaunchError> {
+    use windows_sys::Win32::NetworkManagement::NetManagement::{NERR_GroupNotFound, NetLocalGroupDel};
+    let name_w = wide(name);
+    // SAFETY: NUL-terminated name.
+    match unsafe { NetLocalGroupDel(std::ptr::null(), name_w.as_ptr()) } {
+        0 => Ok(()),
+        e if e == NERR_GroupNotFound || e == windows_sys::Win32::Foundation::ERROR_NO_SUCH_ALIAS => Ok(()),
+        e => Err(net_error(format!("deleting the local group {name}"), "NetLocalGroupDel", e)),
+    }
+}
+
+/// Enables `names` (privileges this process holds, such as an elevated administrator's
+/// SeBackupPrivilege) in its own token.
+fn enable_privileges(names: &[&str]) -> Result<(), LaunchError> {
+    use windows_sys::Win32::Foundation::LUID;
+    use windows_sys::Win32::Security::{
+        AdjustTokenPrivileges, LookupPrivilegeValueW, SE_PRIVILEGE_ENABLED, TOKEN_ADJUST_PRIVILEGES, TOKEN_PRIVILEGES,
+        TOKEN_QUERY,
+    };
+    let token = super::security::own_token(TOKEN_ADJUST_PRIVILEGES | TOKEN_QUERY)?;
+    for name in names {
+        let name_w = wide(name);
+        let mut luid = LUID::default();
+        // SAFETY: a NUL-terminated name; `luid` receives the value.
+        if unsafe { LookupPrivilegeValueW(std::ptr::null(), name_w.as_ptr(), &mut luid) } == 0 {
+            return Err(super::last_os_error(format!("looking up {name}"), "LookupPrivilegeValueW"));
+        }
+        let mut state = TOKEN_PRIVILEGES { PrivilegeCount: 1, ..Default::default() };
+        state.Privileges[0].Luid = luid;
+        state.Privileges[0].Attributes = SE_PRIVILEGE_ENABLED;
+        let (none, no_len) = (std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: an open token with TOKEN_ADJUST_PRIVILEGES and one privilege entry.
+        let ok = unsafe { AdjustTokenPrivileges(token.as_raw_handle(), 0, &state, 0, none, no_len) };
+        // It "succeeds" without the privilege and says so in the last error.
+        if ok == 0 || super::last_error() != 0 {
+            return Err(super::last_os_error(format!("enabling {name}"), "AdjustTokenPrivileges"));
+        }
+    }
+    Ok(())
+}
+
+/// PI_NOUI: no message box if the profile can't be loaded.
+const PI_NOUI: u32 = 1;
+
+/// Loads (and on the first call creates) the profile of the local account `name`, and returns
+/// its folder. Needs an elevated administrator.
+pub fn create_profile(name: &str, password: &str) -> Result<String, LaunchError> {
+    use windows_sys::Win32::UI::Shell::{GetUserProfileDirectoryW, LoadUserProfileW, UnloadUserProfile, PROFILEINFOW};
+    enable_privileges(&["SeBackupPrivilege", "SeRestorePrivilege"])?;
+    let token = logon(name, password)?;
+    let mut name_w = wide(name);
+    let mut info = PROFILEINFOW {
+        dwSize: std::mem::size_of::<PROFILEINFOW>() as u32,
+        dwFlags: PI_NOUI,
+        lpUserName: name_w.as_mut_ptr(),
+        ..Default::default()
+    };
+    // SAFETY: a logon token and a PROFILEINFOW whose name lives through the call.
+    if unsafe { LoadUserProfileW(token.as_raw_handle(), &mut info) } == 0 {
+        return Err(super::last_os_error(format!("creating the profile of {name}"), "LoadUserProfileW"));
+    }
+    let mut buf = vec![0u16; 1024];
+    let mut len = buf.len() as u32;
+    // SAFETY: `buf` holds `len` characters.
+    let ok = unsafe { GetUserProfileDirectoryW(token.as_raw_handle(), buf.as_mut_ptr(), &mut len) };
+    let err = super::last_os_error(format!("finding the profile of {name}"), "GetUserProfileDirectoryW");
+    // SAFETY: the profile handle LoadUserProfileW returned, for the same token, unloaded once.
+    unsafe { UnloadUserProfile(token.as_raw_handle(), info.hProfile) };
+    if ok == 0 {
+        return Err(err);
+    }
+    Ok(super::os_string(&buf).to_string_lossy().into_owned())
+}
+
+/// `DeleteProfileW` (userenv.dll), looked up when needed: Wine, where the unit tests run,
+/// lacks it, and a missing import would keep the whole program from loading.
+type DeleteProfileW = unsafe extern "system" fn(*const u16, *const u16, *const u16) -> i32;
+
+/// Deletes the profile (folder and registry) of the account `sid`; a missing one is fine.
+pub fn delete_profile(sid: &Sid) -> Result<(), LaunchError> {
+    let Some(delete) = super::system_function::<DeleteProfileW>("userenv.dll", c"DeleteProfileW") else {
+        return Err(LaunchError::internal("userenv.dll has no DeleteProfileW"));
+    };
+    let sid_w = wide(sid.to_string());
+    // SAFETY: the function's documented signature; a NUL-terminated SID string, no path, the
+    // local machine.
+    if unsafe { delete(sid_w.as_ptr(), std::ptr::null(), std::ptr::null()) } == 0 {
+        let code = super::last_error();
+        if code != windows_sys::Win32::Foundation::ERROR_FILE_NOT_FOUND {
+            return Err(os_error(format!("deleting the profile of {sid}"), "DeleteProfileW", code));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `schtasks.exe` from the system folder with `args`; its output is the error's text.
+fn schtasks(args: &[&str]) -> Result<(), String> {
+    let root = std::env::var_os("SystemRoot").unwrap_or_else(|| r"C:\Windows".into());
+    let exe = std::path::Path::new(&root).join("System32").join("schtasks.exe");
+    let out = std::process::Command::new(&exe).args(args).output().map_err(|e| format!("{}: {e}", exe.display()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    Err(if text.is_empty() { String::from_utf8_lossy(&out.stdout).trim().to_string() } else { text })
+}
+
+/// Installs (or replaces) the task `name` that runs `program arg` as SYSTEM at every boot.
+pub fn install_boot_task(name: &str, program: &str, arg: &str) -> Result<(), LaunchError> {
+    let action = format!("\"{program}\" {arg}");
+    schtasks(&["/Create", "/F", "/TN", name, "/TR", &action, "/SC", "ONSTART", "/RU", "SYSTEM", "/RL", "HIGHEST"])
+        .map_err(|e| LaunchError::internal(format!("scheduling `{action}` at boot: schtasks: {e}")))
+}
+
+/// Removes the task `name`, if it exists.
+pub fn remove_boot_task(name: &str) -> Result<(), LaunchError> {
+    if schtasks(&["/Query", "/TN", name]).is_err() {
+        return Ok(());
+    }
+    schtasks(&["/Delete", "/F", "/TN", name])
+        .map_err(|e| LaunchError::internal(format!("removing the scheduled task {name}: schtasks: {e}")))
 }

@@ -54,6 +54,14 @@ impl Desktop {
     }
 }
 
+impl Desktop {
+    /// The desktop's handle (for the tests, which change only desktops they made).
+    #[cfg(test)]
+    pub fn raw(&self) -> HDESK {
+        self.handle
+    }
+}
+
 impl Drop for Desktop {
     fn drop(&mut self) {
         // SAFETY: the handle came from CreateDesktopW and is closed once.
@@ -129,18 +137,9 @@ pub fn grant_station(logon: &Sid) -> Result<(), LaunchError> {
 /// stay out of the command's reach), and, unless `keep_station` (the command needs the window
 /// station while it runs), from the window station those naming the logon SID.
 pub fn revoke_logon(logon: &Sid, account: &Sid, keep_station: bool) -> Result<(), LaunchError> {
-    let strip = |handle: *mut std::ffi::c_void, sids: &[&Sid]| -> Result<(), LaunchError> {
-        let (acl, protected) = handle_dacl(handle, true)?;
-        if let Some(mut acl) = acl {
-            if sids.iter().map(|s| acl.remove_explicit_for(s)).sum::<usize>() > 0 {
-                set_handle_dacl(handle, true, &acl, protected)?;
-            }
-        }
-        Ok(())
-    };
     if !keep_station {
         let station = Station::open()?;
-        strip(station.0, &[logon])?;
+        strip_entries(station.0, &[logon])?;
     }
     let name = wide("Default");
     // SAFETY: NUL-terminated name; the handle is closed below.
@@ -148,8 +147,20 @@ pub fn revoke_logon(logon: &Sid, account: &Sid, keep_station: bool) -> Result<()
     if desk.is_null() {
         return Err(last_os_error("opening the Default desktop", "OpenDesktopW"));
     }
-    let result = strip(desk, &[logon, account]);
+    let result = strip_entries(desk, &[logon, account]);
     // SAFETY: opened above, closed once.
     unsafe { CloseDesktop(desk) };
     result
+}
+
+/// Removes the explicit entries naming any of `sids` from the DACL of a window station or
+/// desktop (a handle with READ_CONTROL and WRITE_DAC).
+pub fn strip_entries(handle: *mut std::ffi::c_void, sids: &[&Sid]) -> Result<(), LaunchError> {
+    let (acl, protected) = handle_dacl(handle, true)?;
+    if let Some(mut acl) = acl {
+        if sids.iter().map(|s| acl.remove_explicit_for(s)).sum::<usize>() > 0 {
+            set_handle_dacl(handle, true, &acl, protected)?;
+        }
+    }
+    Ok(())
 }

@@ -126,3 +126,23 @@ pub fn current_pid() -> u32 {
     // SAFETY: no arguments.
     unsafe { windows_sys::Win32::System::Threading::GetCurrentProcessId() }
 }
+
+/// A function of a system DLL looked up at run time, for the few calls Wine (where the unit
+/// tests run) lacks: an import it lacks would keep the whole program from loading there.
+/// `F` must be the `unsafe extern "system" fn` type of the function's documented signature.
+pub fn system_function<F: Copy>(dll: &str, name: &std::ffi::CStr) -> Option<F> {
+    use windows_sys::Win32::System::LibraryLoader::{GetProcAddress, LoadLibraryExW, LOAD_LIBRARY_SEARCH_SYSTEM32};
+    const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<usize>(), "F must be a function pointer") };
+    let dll_w = wide(dll);
+    // SAFETY: a NUL-terminated name, loaded from the system folder only; the module stays
+    // loaded for the life of the process (never freed).
+    let module = unsafe { LoadLibraryExW(dll_w.as_ptr(), std::ptr::null_mut(), LOAD_LIBRARY_SEARCH_SYSTEM32) };
+    if module.is_null() {
+        return None;
+    }
+    // SAFETY: a loaded module and a NUL-terminated name.
+    let address = unsafe { GetProcAddress(module, name.as_ptr().cast()) }?;
+    // SAFETY: `F` is a function pointer type of the same size (checked above), and the caller
+    // promises it is the function's signature.
+    Some(unsafe { std::mem::transmute_copy::<unsafe extern "system" fn() -> isize, F>(&address) })
+}

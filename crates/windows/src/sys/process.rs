@@ -210,7 +210,8 @@ pub fn create_suspended(token: Option<&OwnedHandle>, launch: &Launch<'_>) -> Res
 }
 
 /// Starts `application` as another local account through the secondary logon service, with
-/// `std` as its standard handles (made inheritable only for the call). No profile is loaded.
+/// `std` as its standard handles (made inheritable only for the call). The account's profile
+/// (its registry hive, for HKEY_CURRENT_USER) is loaded for it.
 pub fn create_with_logon(
     user: &str,
     password: &str,
@@ -245,7 +246,7 @@ pub fn create_with_logon(
             user_w.as_ptr(),
             domain_w.as_ptr(),
             password_w.as_ptr(),
-            0,
+            windows_sys::Win32::System::Threading::LOGON_WITH_PROFILE,
             application.as_ptr(),
             command_line.as_mut_ptr(),
             CREATE_UNICODE_ENVIRONMENT | CREATE_NO_WINDOW,

@@ -14,10 +14,11 @@ use windows_sys::Win32::Security::Authorization::{
 use windows_sys::Win32::Security::{
     CreateRestrictedToken, GetLengthSid, GetSecurityDescriptorLength, GetTokenInformation, LookupAccountNameW,
     SetTokenInformation, TokenDefaultDacl, TokenElevation, TokenGroups, TokenUser, ACL, DACL_SECURITY_INFORMATION,
-    DISABLE_MAX_PRIVILEGE, OBJECT_SECURITY_INFORMATION, PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
-    PSID, SECURITY_ATTRIBUTES, SID_AND_ATTRIBUTES, SID_NAME_USE, TOKEN_ACCESS_MASK, TOKEN_ADJUST_DEFAULT,
-    TOKEN_ASSIGN_PRIMARY, TOKEN_DEFAULT_DACL, TOKEN_DUPLICATE, TOKEN_ELEVATION, TOKEN_GROUPS, TOKEN_INFORMATION_CLASS,
-    TOKEN_QUERY, TOKEN_USER, UNPROTECTED_DACL_SECURITY_INFORMATION, WRITE_RESTRICTED,
+    DISABLE_MAX_PRIVILEGE, OBJECT_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION,
+    PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, SID_AND_ATTRIBUTES,
+    SID_NAME_USE, TOKEN_ACCESS_MASK, TOKEN_ADJUST_DEFAULT, TOKEN_ASSIGN_PRIMARY, TOKEN_DEFAULT_DACL, TOKEN_DUPLICATE,
+    TOKEN_ELEVATION, TOKEN_GROUPS, TOKEN_INFORMATION_CLASS, TOKEN_QUERY, TOKEN_USER,
+    UNPROTECTED_DACL_SECURITY_INFORMATION, WRITE_RESTRICTED,
 };
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
@@ -310,27 +311,35 @@ pub fn sd_to_sddl(sd: &[u8]) -> Result<String, LaunchError> {
 
 /// The command's token: a restricted copy of this process's own token (so no privilege is
 /// needed to start a process with it) with every privilege but "bypass traverse checking"
-/// removed, and WRITE_RESTRICTED with `restricting` as the restricting SIDs, so any write
-/// access must also be granted to one of them. Its default DACL (for the objects the command
-/// creates, its own process and threads included) is `default_dacl`.
-pub fn restricted_token(restricting: &[Sid], default_dacl: &Acl) -> Result<OwnedHandle, LaunchError> {
+/// removed, the groups in `deny_only` matching deny entries only, and WRITE_RESTRICTED with
+/// `restricting` as the restricting SIDs, so any write access must also be granted to one of
+/// them. Its default DACL (for the objects the command creates, its own process and threads
+/// included) is `default_dacl`.
+pub fn restricted_token(
+    restricting: &[Sid],
+    deny_only: &[Sid],
+    default_dacl: &Acl,
+) -> Result<OwnedHandle, LaunchError> {
     let base = own_token(TOKEN_DUPLICATE | TOKEN_QUERY | TOKEN_ASSIGN_PRIMARY | TOKEN_ADJUST_DEFAULT)?;
-    let sids: Vec<Aligned> = restricting.iter().map(|s| Aligned::new(&s.to_bytes())).collect();
-    let entries: Vec<SID_AND_ATTRIBUTES> =
-        sids.iter().map(|s| SID_AND_ATTRIBUTES { Sid: s.ptr(), Attributes: 0 }).collect();
+    let restrict_sids: Vec<Aligned> = restricting.iter().map(|s| Aligned::new(&s.to_bytes())).collect();
+    let disable_sids: Vec<Aligned> = deny_only.iter().map(|s| Aligned::new(&s.to_bytes())).collect();
+    let entries = |sids: &[Aligned]| -> Vec<SID_AND_ATTRIBUTES> {
+        sids.iter().map(|s| SID_AND_ATTRIBUTES { Sid: s.ptr(), Attributes: 0 }).collect()
+    };
+    let (restrict, disable) = (entries(&restrict_sids), entries(&disable_sids));
     let mut token: HANDLE = std::ptr::null_mut();
-    // SAFETY: `entries` points at SIDs that live in `sids` until the call returns; `token`
-    // receives a new handle.
+    // SAFETY: both lists point at SIDs that live in `restrict_sids` and `disable_sids` until
+    // the call returns; `token` receives a new handle.
     let ok = unsafe {
         CreateRestrictedToken(
             base.as_raw_handle(),
             DISABLE_MAX_PRIVILEGE | WRITE_RESTRICTED,
+            disable.len() as u32,
+            disable.as_ptr(),
             0,
             std::ptr::null(),
-            0,
-            std::ptr::null(),
-            entries.len() as u32,
-            entries.as_ptr(),
+            restrict.len() as u32,
+            restrict.as_ptr(),
             &mut token,
         )
     };
@@ -340,6 +349,58 @@ pub fn restricted_token(restricting: &[Sid], default_dacl: &Acl) -> Result<Owned
     let token = owned(token, "restricting the command's token", "CreateRestrictedToken")?;
     set_default_dacl(&token, default_dacl)?;
     Ok(token)
+}
+
+/// A file or folder's owner (opened without following a final link).
+pub fn file_owner(path: &[u16]) -> Result<Sid, LaunchError> {
+    let what = format!("reading the owner of {}", String::from_utf16_lossy(&path[..path.len().saturating_sub(1)]));
+    let mut psd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    let (no_sid, no_acl) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: `path` is NUL-terminated; the descriptor is LocalAlloc'ed and freed below.
+    let err = unsafe {
+        GetNamedSecurityInfoW(
+            path.as_ptr(),
+            SE_FILE_OBJECT,
+            OWNER_SECURITY_INFORMATION,
+            no_sid,
+            no_sid,
+            no_acl,
+            no_acl,
+            &mut psd,
+        )
+    };
+    if err != 0 {
+        return Err(os_error(what, "GetNamedSecurityInfoW", err));
+    }
+    // SAFETY: the call returned a self-relative descriptor; its length covers all of it.
+    let bytes = unsafe { copy_bytes(psd as *const u8, GetSecurityDescriptorLength(psd) as usize) };
+    local_free(psd);
+    let sd = SecurityDescriptor::from_bytes(&bytes).map_err(|e| LaunchError::internal(format!("{what}: {e}")))?;
+    sd.owner.ok_or_else(|| LaunchError::internal(format!("{what}: it has no owner")))
+}
+
+/// Makes `owner` the owner of a file or folder. Taking ownership for oneself needs only the
+/// WRITE_OWNER right on it, no privilege.
+pub fn set_file_owner(path: &[u16], owner: &Sid) -> Result<(), LaunchError> {
+    let sid = Aligned::new(&owner.to_bytes());
+    let (no_sid, no_acl) = (std::ptr::null_mut(), std::ptr::null());
+    // SAFETY: `path` is NUL-terminated and the SID is valid and aligned for the call.
+    let err = unsafe {
+        SetNamedSecurityInfoW(
+            path.as_ptr(),
+            SE_FILE_OBJECT,
+            OWNER_SECURITY_INFORMATION,
+            sid.ptr(),
+            no_sid,
+            no_acl,
+            no_acl,
+        )
+    };
+    if err != 0 {
+        let shown = String::from_utf16_lossy(&path[..path.len().saturating_sub(1)]);
+        return Err(os_error(format!("giving {shown} back to its user"), "SetNamedSecurityInfoW", err));
+    }
+    Ok(())
 }
 
 /// Sets a token's default DACL (needs TOKEN_ADJUST_DEFAULT).
@@ -357,6 +418,49 @@ pub fn set_default_dacl(token: &OwnedHandle, dacl: &Acl) -> Result<(), LaunchErr
     };
     if ok == 0 {
         return Err(last_os_error("setting a token's default ACL", "SetTokenInformation"));
+    }
+    Ok(())
+}
+
+/// Opens the NUL device (`\\.\NUL`, the kernel's `\Device\Null`) itself, with `access`.
+fn open_null_device(access: u32) -> Result<std::fs::File, LaunchError> {
+    use std::os::windows::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .access_mode(access)
+        .share_mode(
+            windows_sys::Win32::Storage::FileSystem::FILE_SHARE_READ
+                | windows_sys::Win32::Storage::FileSystem::FILE_SHARE_WRITE,
+        )
+        .open(r"\\.\NUL")
+        .map_err(|e| LaunchError::internal(format!("opening the NUL device (\\\\.\\NUL): {e}")))
+}
+
+/// The NUL device's DACL (None: a NULL DACL). Anyone may read it.
+pub fn null_device_dacl() -> Result<Option<Acl>, LaunchError> {
+    let device = open_null_device(crate::acl::mask::READ_CONTROL)?;
+    handle_dacl(device.as_raw_handle(), false).map(|(dacl, _)| dacl)
+}
+
+/// Adds `ace` to the NUL device's DACL (only administrators may). The device's ACL lives in
+/// memory: it is as Windows made it again after a restart.
+pub fn grant_null_device(ace: Ace) -> Result<(), LaunchError> {
+    let device = open_null_device(crate::acl::mask::READ_CONTROL | crate::acl::mask::WRITE_DAC)?;
+    let (dacl, protected) = handle_dacl(device.as_raw_handle(), false)?;
+    let Some(mut acl) = dacl else { return Ok(()) };
+    if acl.add_explicit(ace) {
+        set_handle_dacl(device.as_raw_handle(), false, &acl, protected)?;
+    }
+    Ok(())
+}
+
+/// Removes the entries naming `sid` from the NUL device's DACL.
+pub fn revoke_null_device(sid: &Sid) -> Result<(), LaunchError> {
+    let device = open_null_device(crate::acl::mask::READ_CONTROL | crate::acl::mask::WRITE_DAC)?;
+    let (dacl, protected) = handle_dacl(device.as_raw_handle(), false)?;
+    if let Some(mut acl) = dacl {
+        if acl.remove_explicit_for(sid) > 0 {
+            set_handle_dacl(device.as_raw_handle(), false, &acl, protected)?;
+        }
     }
     Ok(())
 }

@@ -18,10 +18,7 @@ use std::time::Duration;
 /// Whether these tests run under Wine, which implements some calls as stubs (job limits are
 /// accepted but not kept, job accounting is missing): values are then not asserted.
 fn wine() -> bool {
-    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
-    let ntdll = wide("ntdll.dll");
-    // SAFETY: ntdll is always loaded; the name is NUL-terminated.
-    unsafe { GetProcAddress(GetModuleHandleW(ntdll.as_ptr()), c"wine_get_version".as_ptr().cast()).is_some() }
+    crate::fixtures::under_wine()
 }
 
 /// A fresh scratch folder for one test; removed when dropped.
@@ -159,7 +156,8 @@ fn unknown_accounts_are_none() {
 fn restricted_tokens_can_be_made() {
     let logon = Sid::parse("S-1-5-5-0-123").unwrap();
     let dacl = crate::runner::command_default_dacl(&logon);
-    match security::restricted_token(&[logon, crate::sid::capability()], &dacl) {
+    let slot = Sid::parse("S-1-5-21-9-9-9-2001").unwrap();
+    match security::restricted_token(&[logon, crate::sid::capability()], &[slot], &dacl) {
         Ok(t) => assert!(!t.as_raw_handle().is_null()),
         // Fail closed with the call named, never a panic.
         Err(e) => {
@@ -237,17 +235,26 @@ fn the_control_pipes_check_their_client() {
     let _ = t.join();
 }
 
+/// A private desktop, and the removal of a SID's entries from it. Only the desktop this test
+/// made is changed: never the caller's own `Default` desktop.
 #[test]
-fn private_desktops_can_be_created() {
+fn private_desktops_can_be_created_and_stripped() {
     let me = security::current_user().unwrap();
     let logon = logon();
-    match desktop::Desktop::create(&format!("ringfence-test-{}", current_pid()), &me, &logon) {
-        Ok(d) => assert!(d.path.ends_with(&format!(r"\ringfence-test-{}", current_pid())), "{}", d.path),
-        Err(e) => assert!(e.message.contains("CreateDesktopW"), "{e}"),
-    }
-    // Revoking a logon SID that holds nothing is harmless (or reports the call, never panics).
-    if let Err(e) = desktop::revoke_logon(&logon, &me, true) {
-        assert!(e.message.contains("Desktop") || e.message.contains("ACL"), "{e}");
+    let d = match desktop::Desktop::create(&format!("ringfence-test-{}", current_pid()), &me, &logon) {
+        Ok(d) => d,
+        Err(e) => return assert!(e.message.contains("CreateDesktopW"), "{e}"),
+    };
+    assert!(d.path.ends_with(&format!(r"\ringfence-test-{}", current_pid())), "{}", d.path);
+    match desktop::strip_entries(d.raw(), &[&logon]) {
+        Ok(()) if !wine() => {
+            let (acl, _) = security::handle_dacl(d.raw(), true).unwrap();
+            let acl = acl.unwrap();
+            assert!(!acl.mentions(&logon), "{}", acl.sddl());
+            assert!(acl.mentions(&me), "the creator keeps its entry: {}", acl.sddl());
+        }
+        Ok(()) => {}
+        Err(e) => assert!(e.message.contains("ACL") || e.message.contains("SecurityInfo"), "{e}"),
     }
 }
 
@@ -309,6 +316,77 @@ fn a_live_journal_is_not_claimed_and_a_dead_one_is() {
     assert!(fs::claim_stale(&path).is_some());
 }
 
+/// A journal whose entries can't be undone is kept, recovery says what is left, and no run
+/// starts until it is fixed (a dead run's logon SID could match a later logon after a restart).
+#[test]
+fn a_journal_that_cant_be_undone_is_kept_and_stops_the_next_run() {
+    let stage = Stage::new("left-behind");
+    let journal = std::path::Path::new(&stage.layout.runs()).join("run-998-0.journal");
+    // A path no ACL can be read from: `<` is not allowed in names.
+    let text = format!("{}\nlogon S-1-5-5-0-98\nace {}\\bad<name\n", crate::journal::HEADER, stage.ws.display());
+    std::fs::write(&journal, text).unwrap();
+    let left = crate::changes::recover(std::path::Path::new(&stage.layout.runs()));
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].contains("bad<name"), "{left:?}");
+    assert!(journal.exists(), "the journal stays for the next attempt");
+    let env = vec![("PATH".into(), format!(r"{}\system32", system_root()).into())];
+    let spec = stage.spec("cmd.exe".into(), &["/d", "/c", "exit 0"], env, stage.workspace_policy());
+    let err = stage.launch(spec).err().expect("a run must not start while a dead run's entries are left");
+    assert!(err.message.contains("could not be removed") && err.message.contains("bad<name"), "{err}");
+    assert!(err.remedy.as_deref().unwrap_or("").contains("icacls"), "{err}");
+    std::fs::remove_file(&journal).unwrap();
+}
+
+/// The slot grants on disk: a root gets a slot once and keeps it, a run's holds keep its slots
+/// from being taken back, and forgetting a root takes its entries back.
+#[test]
+fn slot_grants_are_recorded_held_and_taken_back() {
+    use crate::grants::{Registry, RootUse};
+    let stage = Stage::new("slots");
+    let me = security::current_user().unwrap();
+    let sids: Vec<Sid> =
+        (0..crate::grants::SLOT_COUNT).map(|i| Sid::new(5, &[21, 9, 9, 9, 3000 + u32::from(i)])).collect();
+    let slots = crate::slots::Slots::new(&stage.layout.grants(), sids.clone(), me);
+    let ws = crate::wpath::normalize(stage.ws.to_str().unwrap());
+    let other = crate::wpath::normalize(stage.dir.mkdir("other").to_str().unwrap());
+    let read = |path: &str| {
+        Registry::parse(
+            &std::fs::read_to_string(std::path::Path::new(&stage.layout.grants()).join("grants.txt")).unwrap(),
+        )
+        .unwrap()
+        .find(path)
+        .cloned()
+    };
+    let run = slots
+        .open(&[RootUse { path: ws.clone(), write: true }, RootUse { path: other.clone(), write: false }])
+        .unwrap();
+    let (a, b) = (read(&ws).unwrap(), read(&other).unwrap());
+    assert!(a.complete && b.complete, "{a:?} {b:?}");
+    assert_ne!(a.slot, b.slot);
+    assert_eq!(run.token.restricting, vec![sids[usize::from(a.slot)].clone()], "only the writable root restricts");
+    assert_eq!(run.token.enabled.len(), 2);
+    assert_eq!(run.token.deny_only.len(), usize::from(crate::grants::SLOT_COUNT) - 2);
+    if !wine() {
+        let (acl, _) = security::file_dacl(&wide(&ws)).unwrap();
+        assert!(acl.unwrap().mentions(&sids[usize::from(a.slot)]), "the root carries its slot's entry");
+    }
+    // A second run keeps the slots; a held slot can't be forgotten.
+    let again = slots.open(&[RootUse { path: ws.clone(), write: true }]).unwrap();
+    assert_eq!(read(&ws).unwrap().slot, a.slot);
+    drop(again);
+    let err = slots.forget(&ws).unwrap_err();
+    assert!(err.message.contains("in use"), "{err}");
+    drop(run);
+    slots.forget(&ws).unwrap();
+    assert_eq!(read(&ws), None);
+    if !wine() {
+        let (acl, _) = security::file_dacl(&wide(&ws)).unwrap();
+        assert!(!acl.unwrap().mentions(&sids[usize::from(a.slot)]), "the entry is taken back");
+    }
+    assert!(slots.forget_all().is_empty());
+    assert_eq!(read(&other), None);
+}
+
 #[test]
 fn a_crashed_runs_journal_is_replayed() {
     let dir = scratch("recover");
@@ -352,6 +430,7 @@ fn a_run_journal_applies_and_undoes_a_plan() {
         ],
         write_roots: vec![text(&ws)],
         system_read_roots: vec![],
+        roots: vec![],
     };
     let mut changes = crate::changes::RunChanges::begin(&runs, &logon).unwrap();
     changes.temp_dir(&dir.join("tmp")).unwrap();
@@ -504,6 +583,7 @@ fn a_sandbox_is_not_started_without_setup() {
         policy: crate::prepare::tests::sample_policy(),
         stdio: [crate::StdioSpec::Null, crate::StdioSpec::Null, crate::StdioSpec::Null],
         terminal: false,
+        gateway_ports: vec![],
     };
     let err = crate::spawn(spec).err().expect("spawn must fail without setup");
     assert_eq!(err.kind, crate::ErrorKind::Unsupported, "{err}");
@@ -569,6 +649,7 @@ impl Stage {
         let dir = scratch(name);
         let layout = crate::install::Layout::new(dir.join("programdata").to_str().unwrap());
         std::fs::create_dir_all(layout.runs()).unwrap();
+        std::fs::create_dir_all(layout.grants()).unwrap();
         std::fs::create_dir_all(layout.bin_dir()).unwrap();
         let ws = dir.mkdir("ws");
         Stage { dir, layout, ws }
@@ -608,6 +689,7 @@ impl Stage {
             policy,
             stdio: [crate::StdioSpec::Null, crate::StdioSpec::Null, crate::StdioSpec::Null],
             terminal: false,
+            gateway_ports: vec![],
         }
     }
 
@@ -615,9 +697,11 @@ impl Stage {
         let me = security::current_user().unwrap();
         let installed = crate::setup::Installed {
             layout: self.layout.clone(),
-            account: me,
+            account: me.clone(),
             password: String::new(),
-            filters_note: None,
+            user: me,
+            profile: self.dir.join("profile").to_str().unwrap().to_string(),
+            slots: (0..crate::grants::SLOT_COUNT).map(|i| Sid::new(5, &[21, 9, 9, 9, 2000 + u32::from(i)])).collect(),
         };
         let start = RunnerStart::Caller {
             exe: std::env::current_exe().unwrap().to_str().unwrap().to_string(),

@@ -1,7 +1,10 @@
 //! The filter engine: installs and removes ringfence's provider, sublayer and filters (from the
-//! descriptions in [`crate::wfp`]) in one transaction, and checks which are present.
+//! descriptions in [`crate::wfp`]) in one transaction, checks which are present, opens them to
+//! the installing user (reading ours, adding a run's permits to our sublayer), and holds the
+//! dynamic session in which a run's gateway permits live.
 
-use super::wide;
+use super::{copy_bytes, wide, Aligned};
+use crate::acl::{Ace, Acl};
 use crate::error::LaunchError;
 use crate::wfp::{Action, Condition, FilterSpec, Guid, PROVIDER_KEY, SUBLAYER_KEY, SUBLAYER_WEIGHT};
 use windows_sys::core::GUID;
@@ -43,21 +46,119 @@ fn check_unless(benign: i32, what: &str, call: &str, code: u32) -> Result<bool, 
 /// An open handle to the base filtering engine.
 pub struct Engine(HANDLE);
 
+// SAFETY: an engine handle is an RPC binding usable from any thread; the run's dynamic session
+// is held by the Sandbox, which may be waited on from another thread than the one that made it.
+unsafe impl Send for Engine {}
+
+/// The WFP objects whose security ringfence changes.
+#[derive(Clone, Copy, Debug)]
+pub enum Object {
+    /// A filter, or with no key the container of all filters.
+    Filter,
+    SubLayer,
+}
+
 impl Engine {
+    /// A session whose objects are persistent unless added with `persistent: false`.
     pub fn open() -> Result<Engine, LaunchError> {
+        Engine::open_with(None)
+    }
+
+    /// A dynamic session: the engine deletes every object added in it when the session closes,
+    /// also when this process dies.
+    pub fn open_dynamic() -> Result<Engine, LaunchError> {
+        let session = FWPM_SESSION0 { flags: FWPM_SESSION_FLAG_DYNAMIC, ..Default::default() };
+        Engine::open_with(Some(&session))
+    }
+
+    fn open_with(session: Option<&FWPM_SESSION0>) -> Result<Engine, LaunchError> {
         let mut handle: HANDLE = std::ptr::null_mut();
-        // SAFETY: local engine, default authentication, no options; `handle` receives it.
+        let session = session.map_or(std::ptr::null(), |s| s as *const FWPM_SESSION0);
+        // SAFETY: local engine, default authentication, an optional session that outlives the
+        // call; `handle` receives it.
         let err = unsafe {
-            FwpmEngineOpen0(
-                std::ptr::null(),
-                RPC_C_AUTHN_DEFAULT as u32,
-                std::ptr::null(),
-                std::ptr::null(),
-                &mut handle,
-            )
+            FwpmEngineOpen0(std::ptr::null(), RPC_C_AUTHN_DEFAULT as u32, std::ptr::null(), session, &mut handle)
         };
         check("opening the filter engine", "FwpmEngineOpen0", err)?;
         Ok(Engine(handle))
+    }
+
+    /// The DACL of `object` (`key` None: the container of all filters); None: a NULL DACL,
+    /// which grants everyone everything.
+    pub fn dacl(&self, object: Object, key: Option<Guid>) -> Result<Option<Acl>, LaunchError> {
+        let k = key.map(guid);
+        let kp = k.as_ref().map_or(std::ptr::null(), |g| g as *const GUID);
+        let (mut owner, mut group) = (std::ptr::null_mut(), std::ptr::null_mut());
+        let (mut dacl, mut sacl) = (std::ptr::null_mut(), std::ptr::null_mut());
+        let mut sd: windows_sys::Win32::Security::PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+        let info = windows_sys::Win32::Security::DACL_SECURITY_INFORMATION;
+        // SAFETY: an open engine, a key that lives through the call (or null for the
+        // container); the descriptor is engine memory, copied and freed below.
+        let err = unsafe {
+            match object {
+                Object::Filter => FwpmFilterGetSecurityInfoByKey0(
+                    self.0, kp, info, &mut owner, &mut group, &mut dacl, &mut sacl, &mut sd,
+                ),
+                Object::SubLayer => FwpmSubLayerGetSecurityInfoByKey0(
+                    self.0, kp, info, &mut owner, &mut group, &mut dacl, &mut sacl, &mut sd,
+                ),
+            }
+        };
+        check("reading the security of a WFP object", "Fwpm*GetSecurityInfoByKey0", err)?;
+        let bytes = if dacl.is_null() {
+            None
+        } else {
+            // SAFETY: the DACL points into the descriptor the call returned; an ACL's header
+            // holds its whole size.
+            Some(unsafe { copy_bytes(dacl as *const u8, usize::from((*dacl).AclSize)) })
+        };
+        let mut p = sd;
+        // SAFETY: memory the engine allocated for this call (the DACL points into it), freed
+        // once, after the copy.
+        unsafe { FwpmFreeMemory0(&mut p) };
+        bytes
+            .map(|b| Acl::from_bytes(&b).map_err(|e| LaunchError::internal(format!("the DACL of a WFP object: {e}"))))
+            .transpose()
+    }
+
+    /// Replaces the DACL of `object` (outside any transaction, as the engine requires).
+    pub fn set_dacl(&self, object: Object, key: Option<Guid>, acl: &Acl) -> Result<(), LaunchError> {
+        let k = key.map(guid);
+        let kp = k.as_ref().map_or(std::ptr::null(), |g| g as *const GUID);
+        let bytes = Aligned::new(&acl.to_bytes());
+        let info = windows_sys::Win32::Security::DACL_SECURITY_INFORMATION;
+        let (no_sid, no_acl) = (std::ptr::null(), std::ptr::null());
+        // SAFETY: an open engine, a key (or null) and an aligned binary ACL that live through
+        // the call.
+        let err = unsafe {
+            match object {
+                Object::Filter => {
+                    FwpmFilterSetSecurityInfoByKey0(self.0, kp, info, no_sid, no_sid, bytes.ptr(), no_acl)
+                }
+                Object::SubLayer => {
+                    FwpmSubLayerSetSecurityInfoByKey0(self.0, kp, info, no_sid, no_sid, bytes.ptr(), no_acl)
+                }
+            }
+        };
+        check("changing the security of a WFP object", "Fwpm*SetSecurityInfoByKey0", err)
+    }
+
+    /// Adds `ace` to the DACL of `object` unless it is there.
+    pub fn allow(&self, object: Object, key: Option<Guid>, ace: Ace) -> Result<(), LaunchError> {
+        let Some(mut acl) = self.dacl(object, key)? else { return Ok(()) };
+        if acl.add_explicit(ace) {
+            self.set_dacl(object, key, &acl)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the explicit entry `ace` (one [`Engine::allow`] added) from the DACL of `object`.
+    pub fn revoke(&self, object: Object, key: Option<Guid>, ace: &Ace) -> Result<(), LaunchError> {
+        let Some(mut acl) = self.dacl(object, key)? else { return Ok(()) };
+        if acl.remove_explicit(ace) {
+            self.set_dacl(object, key, &acl)?;
+        }
+        Ok(())
     }
 
     /// Runs `f` in a transaction: all of it or nothing.
@@ -108,19 +209,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Adds one filter, persistent, in ringfence's sublayer.
-    pub fn add_filter(&self, spec: &FilterSpec) -> Result<(), LaunchError> {
+    /// Adds one filter in ringfence's sublayer: persistent and ringfence's provider's (what
+    /// `setup` installs), or neither (a run's permits, in a dynamic session).
+    pub fn add_filter(&self, spec: &FilterSpec, persistent: bool) -> Result<(), LaunchError> {
         let mut name = wide(&spec.name);
         let mut desc = wide(spec.to_string());
         // Storage the condition values point into; sized up front so nothing moves.
         let mut blobs: Vec<FWP_BYTE_BLOB> = Vec::with_capacity(spec.conditions.len());
         let mut sds: Vec<Vec<u8>> = Vec::with_capacity(spec.conditions.len());
         let mut v6: Vec<FWP_BYTE_ARRAY16> = Vec::with_capacity(spec.conditions.len());
-        let mut ranges: Vec<FWP_RANGE0> = Vec::with_capacity(spec.conditions.len());
         let mut conditions: Vec<FWPM_FILTER_CONDITION0> = Vec::with_capacity(spec.conditions.len());
         for c in &spec.conditions {
             let mut value = FWP_CONDITION_VALUE0::default();
-            let mut match_type = FWP_MATCH_EQUAL;
             match c {
                 Condition::User { sd, .. } => {
                     sds.push(sd.clone());
@@ -137,16 +237,6 @@ impl Engine {
                     value.r#type = FWP_UINT16;
                     value.Anonymous.uint16 = *p;
                 }
-                Condition::RemotePorts(r) => {
-                    let mut low = FWP_VALUE0 { r#type: FWP_UINT16, ..Default::default() };
-                    low.Anonymous.uint16 = *r.start();
-                    let mut high = FWP_VALUE0 { r#type: FWP_UINT16, ..Default::default() };
-                    high.Anonymous.uint16 = *r.end();
-                    ranges.push(FWP_RANGE0 { valueLow: low, valueHigh: high });
-                    value.r#type = FWP_RANGE_TYPE;
-                    value.Anonymous.rangeValue = ranges.last_mut().expect("just pushed");
-                    match_type = FWP_MATCH_RANGE;
-                }
                 Condition::RemoteV4(a) => {
                     // Host byte order, as a number.
                     value.r#type = FWP_UINT32;
@@ -160,14 +250,14 @@ impl Engine {
             }
             conditions.push(FWPM_FILTER_CONDITION0 {
                 fieldKey: guid(c.field()),
-                matchType: match_type,
+                matchType: FWP_MATCH_EQUAL,
                 conditionValue: value,
             });
         }
         let mut provider_key = guid(PROVIDER_KEY);
         let mut weight = FWP_VALUE0 { r#type: FWP_UINT8, ..Default::default() };
         weight.Anonymous.uint8 = spec.weight;
-        let mut flags = FWPM_FILTER_FLAG_PERSISTENT;
+        let mut flags = if persistent { FWPM_FILTER_FLAG_PERSISTENT } else { FWPM_FILTER_FLAG_NONE };
         if spec.hard {
             flags |= FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT;
         }
@@ -175,7 +265,7 @@ impl Engine {
             filterKey: guid(spec.key),
             displayData: FWPM_DISPLAY_DATA0 { name: name.as_mut_ptr(), description: desc.as_mut_ptr() },
             flags,
-            providerKey: &mut provider_key,
+            providerKey: if persistent { &mut provider_key } else { std::ptr::null_mut() },
             layerKey: guid(spec.layer.key()),
             subLayerKey: guid(SUBLAYER_KEY),
             weight,

@@ -1,5 +1,8 @@
 //! Fixtures shared by the crate's unit tests (as `crate::fixtures`) and the enforcement tests:
-//! policies and limits built in one place, and reading a child's output while it runs.
+//! policies and limits built in one place, and reading a child's output while it runs. Each
+//! test binary uses some of them.
+
+#![allow(dead_code)]
 
 use ringfence_policy::{FsRules, Limits, NetworkMode, Policy, ProfileName};
 use std::path::PathBuf;
@@ -44,4 +47,14 @@ pub fn read_in_background(mut input: impl std::io::Read + Send + 'static) -> std
         let _ = input.read_to_string(&mut out);
         out
     })
+}
+
+/// Whether this process runs under Wine, which enforces none of the restricted token, the ACLs
+/// or the WFP filters (and implements some calls as stubs).
+#[cfg(windows)]
+pub fn under_wine() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+    let ntdll: Vec<u16> = "ntdll.dll\0".encode_utf16().collect();
+    // SAFETY: ntdll is always loaded; both names are NUL-terminated.
+    unsafe { GetProcAddress(GetModuleHandleW(ntdll.as_ptr()), c"wine_get_version".as_ptr().cast()).is_some() }
 }
