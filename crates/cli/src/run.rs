@@ -48,14 +48,26 @@ fn gateway_sink(events: Events) -> impl Fn(EventBody) + Send + Sync + 'static {
 /// reach the sandbox's job directly).
 #[cfg(target_os = "linux")]
 pub type Signals = Option<nix::sys::signalfd::SignalFd>;
-#[cfg(not(target_os = "linux"))]
+/// macOS: ringfence ignores the terminal signals and reads their deliveries from a kqueue.
+#[cfg(target_os = "macos")]
+pub type Signals = Option<ringfence::macos::ForwardedSignals>;
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub type Signals = Option<()>;
 
 /// The forwarded signals, once blocked.
 #[cfg(target_os = "linux")]
 pub type Blocked = Option<nix::sys::signal::SigSet>;
-#[cfg(not(target_os = "linux"))]
+/// The forwarded signals, once recorded (macOS: the kqueue already holds the deliveries).
+#[cfg(target_os = "macos")]
+pub type Blocked = Signals;
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub type Blocked = Option<()>;
+
+/// Starts recording the signals the supervisor forwards, before anything else runs.
+#[cfg(target_os = "macos")]
+pub fn record_forwarded_signals() -> Blocked {
+    ringfence::macos::ForwardedSignals::install().ok()
+}
 
 /// Blocks the signals the supervisor forwards; they wait until [`signal_fd`] reads them.
 #[cfg(target_os = "linux")]
@@ -77,7 +89,12 @@ fn signal_fd(blocked: Blocked) -> Signals {
     SignalFd::with_flags(&blocked?, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok()
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
+fn signal_fd(recorded: Blocked) -> Signals {
+    recorded
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn signal_fd(_: Blocked) -> Signals {
     None
 }
