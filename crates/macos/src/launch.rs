@@ -18,7 +18,7 @@ use crate::{resolve, TIMEOUT_GRACE};
 use ringfence_audit::{EndReason, ErrorKind, LaunchError};
 use ringfence_policy::{NetworkMode, Policy};
 use std::ffi::{c_char, c_int, CString, OsStr, OsString};
-use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+use std::net::{Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -91,41 +91,62 @@ impl Drop for TempDir {
     }
 }
 
-/// The gateway's two loopback ports. Seatbelt's `localhost` means both 127.0.0.1 and ::1, so
-/// ringfence listens on the ::1 twin of each port too (accepting nothing): no other program
-/// can take it for the run's duration.
+/// The gateway's two loopback ports. Seatbelt's `(remote ip "localhost:P")` means TCP and UDP
+/// to both 127.0.0.1 and ::1, so ringfence holds every other socket of each port too (listening
+/// or bound, reading nothing): no other program can take one during the run.
 #[derive(Debug)]
 pub struct GatewayPorts {
     pub http: u16,
     pub socks: u16,
-    _twins: Vec<TcpListener>,
+    _held: Vec<HeldPort>,
 }
 
-/// Binds the gateway's HTTP and SOCKS5 listeners on 127.0.0.1, on free ports whose ::1 twins
-/// are free too.
+/// The sockets that keep one port's other addresses and protocol from other programs.
+#[derive(Debug)]
+struct HeldPort {
+    _tcp6: Option<TcpListener>,
+    _udp: Vec<UdpSocket>,
+}
+
+/// Binds the gateway's HTTP and SOCKS5 listeners on 127.0.0.1, on free ports whose ::1 and UDP
+/// twins are free too.
 pub fn bind_gateway() -> std::io::Result<(TcpListener, TcpListener, GatewayPorts)> {
-    let (http, http_twin) = loopback_pair()?;
-    let (socks, socks_twin) = loopback_pair()?;
+    let (http, http_held) = loopback_port()?;
+    let (socks, socks_held) = loopback_port()?;
     let ports = GatewayPorts {
         http: http.local_addr()?.port(),
         socks: socks.local_addr()?.port(),
-        _twins: http_twin.into_iter().chain(socks_twin).collect(),
+        _held: vec![http_held, socks_held],
     };
     Ok((http, socks, ports))
 }
 
-fn loopback_pair() -> std::io::Result<(TcpListener, Option<TcpListener>)> {
+fn loopback_port() -> std::io::Result<(TcpListener, HeldPort)> {
     for _ in 0..32 {
         let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         let port = v4.local_addr()?.port();
-        match TcpListener::bind((Ipv6Addr::LOCALHOST, port)) {
-            Ok(v6) => return Ok((v4, Some(v6))),
-            // No IPv6 loopback at all: nothing can listen there either.
-            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => return Ok((v4, None)),
-            Err(_) => continue,
+        if let Ok(held) = hold_twins(port) {
+            return Ok((v4, held));
         }
     }
-    Err(std::io::Error::other("no free loopback port whose ::1 twin is free too, for the network gateway"))
+    Err(std::io::Error::other("no free loopback port whose ::1 and UDP twins are free too, for the network gateway"))
+}
+
+/// Takes the ::1 listener and the UDP sockets of `port`.
+fn hold_twins(port: u16) -> std::io::Result<HeldPort> {
+    let tcp6 = without_ipv6(TcpListener::bind((Ipv6Addr::LOCALHOST, port)))?;
+    let mut udp = vec![UdpSocket::bind((Ipv4Addr::LOCALHOST, port))?];
+    udp.extend(without_ipv6(UdpSocket::bind((Ipv6Addr::LOCALHOST, port)))?);
+    Ok(HeldPort { _tcp6: tcp6, _udp: udp })
+}
+
+/// A socket on ::1, or none where the machine has no ::1 at all (then nothing can use it).
+fn without_ipv6<T>(bound: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match bound {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// How the command ended.

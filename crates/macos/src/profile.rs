@@ -266,11 +266,10 @@ impl Writer {
         match net {
             Net::None => self.line("\n;; network: none"),
             Net::Gateway { http, socks } => {
-                self.line(
-                    "\n;; network: only the gateway's proxies on loopback (127.0.0.1 and ::1; ringfence holds both)",
-                );
+                self.line("\n;; network: only the gateway's proxies on loopback (127.0.0.1 and ::1, TCP and UDP;");
+                self.line(";; ringfence holds every one of these for the run)");
                 self.line(&format!(
-                    "(allow network-outbound (remote tcp {}) (remote tcp {}))",
+                    "(allow network-outbound (remote ip {}) (remote ip {}))",
                     lit(&format!("localhost:{http}")),
                     lit(&format!("localhost:{socks}"))
                 ));

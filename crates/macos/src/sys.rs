@@ -23,6 +23,8 @@ extern "C" {
 const SANDBOX_FILTER_NONE: c_int = 0;
 const SANDBOX_FILTER_PATH: c_int = 1;
 const SANDBOX_CHECK_NO_REPORT: c_int = 0x4000_0000;
+/// The number of signals plus one (sys/signal.h).
+const NSIG: c_int = 32;
 /// `proc_listpids` selector: processes of one effective uid (libproc.h).
 const PROC_UID_ONLY: u32 = 4;
 
@@ -358,7 +360,12 @@ impl SpawnSetup {
         let (mut all, mut none): (libc::sigset_t, libc::sigset_t) = unsafe { std::mem::zeroed() };
         // SAFETY: `attr` is initialised; the sets are valid for the calls.
         unsafe {
-            libc::sigfillset(&mut all);
+            libc::sigemptyset(&mut all);
+            // Every signal a handler can be set for (not SIGKILL and SIGSTOP) back to its default,
+            // SIGPIPE and the signals ringfence ignores included.
+            for sig in (1..NSIG).filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP) {
+                libc::sigaddset(&mut all, sig);
+            }
             libc::sigemptyset(&mut none);
             spawn_rc(libc::posix_spawnattr_setsigdefault(&mut self.attr, &all))?;
             spawn_rc(libc::posix_spawnattr_setsigmask(&mut self.attr, &none))?;

@@ -194,7 +194,7 @@ fn network_allow_opens_only_the_two_gateway_ports() {
     let c = compiled(&p, Net::Gateway { http: 61000, socks: 61001 }, Some("/dev/ttys004"));
     golden("network-allow", &c);
     let text = &c.profile.text;
-    assert!(text.contains("(allow network-outbound (remote tcp \"localhost:61000\") (remote tcp \"localhost:61001\"))"));
+    assert!(text.contains("(allow network-outbound (remote ip \"localhost:61000\") (remote ip \"localhost:61001\"))"));
     assert_eq!(text.matches("network-outbound").count(), 2, "only the gateway and the run's own Unix sockets");
     assert!(!text.contains("network*"));
     assert!(!text.contains("com.apple.dnssd.service"), "only the gateway resolves names");
@@ -204,7 +204,7 @@ fn network_allow_opens_only_the_two_gateway_ports() {
 fn network_none_and_host() {
     let p = policy("/Users/u/proj", "/Users/u", Overrides::default());
     let none = compiled(&p, Net::None, None).profile.text;
-    assert!(!none.contains("remote tcp") && !none.contains("network*") && !none.contains("dnssd"));
+    assert!(!none.contains("remote ip") && !none.contains("network*") && !none.contains("dnssd"));
     let p = policy("/Users/u/proj", "/Users/u", flags(|o| o.network = Some(NetworkMode::Host)));
     let host = compiled(&p, Net::Host, None);
     golden("network-host", &host);
