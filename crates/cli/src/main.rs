@@ -48,9 +48,7 @@ fn main() {
     // between now and the moment the sandbox's init can take them.
     #[cfg(target_os = "linux")]
     let signals = run::block_forwarded_signals();
-    #[cfg(target_os = "macos")]
-    let signals = run::record_forwarded_signals();
-    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    #[cfg(not(target_os = "linux"))]
     let signals: run::Blocked = None;
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,

@@ -57,17 +57,8 @@ pub type Signals = Option<()>;
 /// The forwarded signals, once blocked.
 #[cfg(target_os = "linux")]
 pub type Blocked = Option<nix::sys::signal::SigSet>;
-/// The forwarded signals, once recorded (macOS: the kqueue already holds the deliveries).
-#[cfg(target_os = "macos")]
-pub type Blocked = Signals;
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+#[cfg(not(target_os = "linux"))]
 pub type Blocked = Option<()>;
-
-/// Starts recording the signals the supervisor forwards, before anything else runs.
-#[cfg(target_os = "macos")]
-pub fn record_forwarded_signals() -> Blocked {
-    ringfence::macos::ForwardedSignals::install().ok()
-}
 
 /// Blocks the signals the supervisor forwards; they wait until [`signal_fd`] reads them.
 #[cfg(target_os = "linux")]
@@ -89,9 +80,11 @@ fn signal_fd(blocked: Blocked) -> Signals {
     SignalFd::with_flags(&blocked?, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok()
 }
 
+/// macOS: from here on ringfence ignores the forwarded signals and a kqueue records each
+/// delivery (made, like Linux's signalfd, once `--json-status`'s descriptor was checked).
 #[cfg(target_os = "macos")]
-fn signal_fd(recorded: Blocked) -> Signals {
-    recorded
+fn signal_fd(_: Blocked) -> Signals {
+    ringfence::macos::ForwardedSignals::install().ok()
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
