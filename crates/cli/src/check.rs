@@ -79,7 +79,30 @@ pub fn check() -> i32 {
     code
 }
 
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(target_os = "macos")]
+pub fn check() -> i32 {
+    use ringfence::macos::report;
+    use std::fmt::Write;
+    let seatbelt = ringfence::macos::probe();
+    let mut out = String::new();
+    let _ = writeln!(out, "ringfence {} on macOS {}\n", env!("CARGO_PKG_VERSION"), ringfence::macos::os_version());
+    for item in report::check_items(&seatbelt) {
+        let mark = if item.available { "ok  " } else { "MISS" };
+        let _ = writeln!(out, "[{mark}] {:<16} {}", item.name, item.detail);
+    }
+    out.push('\n');
+    let code = if seatbelt.is_ok() {
+        out.push_str("ringfence runs here; items marked MISS are what macOS can't give (see docs/macos.md).\n");
+        0
+    } else {
+        out.push_str("ringfence can't run here: Seatbelt refused its profile (see the seatbelt line above).\n");
+        ringfence::exit_code::UNSUPPORTED
+    };
+    crate::emit(&out);
+    code
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 pub fn check() -> i32 {
     crate::emit(&format!("ringfence {}: this platform's backend is not available yet.\n", env!("CARGO_PKG_VERSION")));
     ringfence::exit_code::UNSUPPORTED

@@ -47,7 +47,26 @@ fn check_view(policy: &Policy) -> Result<(), String> {
         .map_err(|e| format!("{}\n  fix: {}", e.0, e.1))
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
+fn check_view(policy: &Policy) -> Result<(), String> {
+    macos_profile(policy).map(drop)
+}
+
+/// The profile a run of `policy` would get, with a stand-in for the run's temporary folder.
+#[cfg(target_os = "macos")]
+fn macos_profile(policy: &Policy) -> Result<ringfence::macos::Compiled, String> {
+    use ringfence::macos::{compile, resolve, Net, Request};
+    let tmp = std::env::temp_dir().join("ringfence-RUN");
+    let net = match policy.network {
+        NetworkMode::None => Net::None,
+        NetworkMode::Allow => Net::Gateway { http: 0, socks: 0 },
+        NetworkMode::Host => Net::Host,
+    };
+    let request = Request { policy, tmp: &tmp, net, terminal: None };
+    compile(&request, &resolve::host()).map_err(|e| format!("{}\n  fix: {}", e.message, e.remedy))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn check_view(_: &Policy) -> Result<(), String> {
     Ok(())
 }
@@ -161,7 +180,13 @@ fn filesystem(policy: &Policy, out: &mut String) -> Result<(), String> {
     Ok(())
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
+fn filesystem(policy: &Policy, out: &mut String) -> Result<(), String> {
+    out.push_str(&ringfence::macos::report::explain_files(&macos_profile(policy)?));
+    Ok(())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn filesystem(policy: &Policy, out: &mut String) -> Result<(), String> {
     out.push_str("Filesystem:\n");
     for r in &policy.fs.rules {
@@ -171,6 +196,7 @@ fn filesystem(policy: &Policy, out: &mut String) -> Result<(), String> {
     Ok(())
 }
 
+#[cfg(not(target_os = "macos"))]
 fn landlock_abi() -> i32 {
     #[cfg(target_os = "linux")]
     return ringfence::linux::features::landlock_abi();
@@ -179,6 +205,13 @@ fn landlock_abi() -> i32 {
 }
 
 /// Where the allow mode is enforced.
+#[cfg(target_os = "macos")]
+fn gateway_layer() -> String {
+    ringfence::macos::report::explain_network_layer(NetworkMode::Allow).trim_matches(['[', ']']).to_string()
+}
+
+/// Where the allow mode is enforced.
+#[cfg(not(target_os = "macos"))]
 fn gateway_layer() -> String {
     format!(
         "gateway in the supervisor (HTTP proxy 127.0.0.1:{}, SOCKS5 127.0.0.1:{}); \
@@ -188,10 +221,28 @@ fn gateway_layer() -> String {
     )
 }
 
+#[cfg(not(target_os = "macos"))]
+const NETWORK_NONE: &str = "  none: own loopback only  [net namespace]\n\n";
+#[cfg(target_os = "macos")]
+const NETWORK_NONE: &str =
+    "  none  [seatbelt: no network-outbound rule; Unix sockets only in the run's TMPDIR; no loopback]\n\n";
+
+/// What ringfence sets in the command's environment.
+#[cfg(not(target_os = "macos"))]
+const SET_BY_RINGFENCE: &str = "  set by ringfence: PWD, TMPDIR=/tmp, RINGFENCE=1\n\n";
+#[cfg(target_os = "macos")]
+const SET_BY_RINGFENCE: &str = "  set by ringfence: PWD, TMPDIR=(the run's private folder), RINGFENCE=1\n\n";
+
+/// What holds the size of the command's temporary files.
+#[cfg(not(target_os = "macos"))]
+const TMP_SIZE_LAYER: &str = "[tmpfs]";
+#[cfg(target_os = "macos")]
+const TMP_SIZE_LAYER: &str = "NOT ENFORCED on macOS: TMPDIR is a folder on the host's disk";
+
 fn network(policy: &Policy, out: &mut String) {
     out.push_str("Network:\n");
     match policy.network {
-        NetworkMode::None => out.push_str("  none: own loopback only  [net namespace]\n\n"),
+        NetworkMode::None => out.push_str(NETWORK_NONE),
         NetworkMode::Host => out.push_str("  host: the host's network, UNFILTERED (danger)  [no isolation]\n\n"),
         NetworkMode::Allow => {
             let net = &policy.net;
@@ -278,10 +329,20 @@ pub fn render(policy: &Policy) -> Result<String, String> {
     for (k, v) in &policy.env.set {
         out.push_str(&format!("  set: {k}={v}\n"));
     }
-    out.push_str("  set by ringfence: PWD, TMPDIR=/tmp, RINGFENCE=1\n\n");
+    out.push_str(SET_BY_RINGFENCE);
 
     network(policy, &mut out);
 
+    #[cfg(target_os = "macos")]
+    out.push_str(&ringfence::macos::report::explain_processes(policy));
+    #[cfg(not(target_os = "macos"))]
+    processes(policy, &mut out);
+    limits(policy, &mut out);
+    Ok(out)
+}
+
+#[cfg(not(target_os = "macos"))]
+fn processes(policy: &Policy, out: &mut String) {
     out.push_str("Processes:\n");
     out.push_str(&format!(
         "  host processes invisible, signals and ptrace can't reach them  [pid namespace{}]\n",
@@ -295,7 +356,9 @@ pub fn render(policy: &Policy) -> Result<String, String> {
         if policy.allow_ptrace { "allowed inside the sandbox (--allow-ptrace)" } else { "refused  [seccomp: EPERM]" }
     ));
     out.push_str("  inherited descriptors beyond stdio closed; own session\n\n");
+}
 
+fn limits(policy: &Policy, out: &mut String) {
     out.push_str("Limits:\n");
     let l = &policy.limits;
     #[cfg(target_os = "linux")]
@@ -310,17 +373,21 @@ pub fn render(policy: &Policy) -> Result<String, String> {
         };
         (pids, mech)
     };
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(target_os = "macos")]
+    let (pids_mech, mech) = ringfence::macos::report::explain_limit_mechanisms(ringfence::macos::is_root());
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     let (pids_mech, mech) = ("platform backend".to_string(), "platform backend".to_string());
     let or_none = |v: Option<String>| v.unwrap_or_else(|| "none".into());
     out.push_str(&format!("  pids: {}  [{pids_mech}]\n", or_none(l.pids.map(|p| p.to_string()))));
     let with = |v: Option<String>| v.map(|v| format!("{v}  [{mech}]")).unwrap_or_else(|| "none".into());
     out.push_str(&format!("  memory: {}\n", with(l.memory.map(|m| m.to_string()))));
+    #[cfg(not(target_os = "macos"))]
     out.push_str(&format!("  cpus: {}\n", with(l.cpus.map(|c| c.to_string()))));
+    #[cfg(target_os = "macos")]
+    out.push_str(&format!("  cpus: {}\n", or_none(l.cpus.map(|c| format!("{c}  [NOT ENFORCED: macOS can't cap it]")))));
     out.push_str(&format!("  timeout: {}  [supervisor]\n", or_none(l.timeout.map(|t| t.to_string()))));
-    out.push_str(&format!("  /tmp size: {}  [tmpfs]\n", l.tmp_size));
+    out.push_str(&format!("  /tmp size: {}  {TMP_SIZE_LAYER}\n", l.tmp_size));
     if policy.allow_degraded {
         out.push_str("\n--allow-degraded: protections this machine lacks are skipped (see `ringfence check`)\n");
     }
-    Ok(out)
 }

@@ -10,13 +10,24 @@ mod setup;
 use clap::Parser;
 use ringfence::exit_code;
 
+/// Whether the caller passed descriptor `fd` open.
+#[cfg(target_os = "linux")]
+fn fd_is_open(fd: i32) -> bool {
+    ringfence::linux::inherited_fd_is_open(fd)
+}
+
+#[cfg(target_os = "macos")]
+fn fd_is_open(fd: i32) -> bool {
+    ringfence::macos::inherited_fd_is_open(fd)
+}
+
 /// Opens /dev/null on any of the standard descriptors the caller left closed, so that no pipe
 /// or socket of ringfence's own lands on 0, 1 or 2 and is taken for the command's stdio.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 fn fill_closed_stdio() {
     use std::os::fd::IntoRawFd;
     for fd in 0..3 {
-        if !ringfence::linux::inherited_fd_is_open(fd) {
+        if !fd_is_open(fd) {
             // The lowest free number is the one just found closed.
             if let Ok(null) = std::fs::File::options().read(true).write(true).open("/dev/null") {
                 let _ = null.into_raw_fd();
@@ -31,7 +42,7 @@ fn main() {
     if let Some(code) = ringfence::windows::runner_entry() {
         std::process::exit(code);
     }
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     fill_closed_stdio();
     // Signals the supervisor forwards are blocked before anything else, so none is lost
     // between now and the moment the sandbox's init can take them.

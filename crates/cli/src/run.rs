@@ -48,7 +48,10 @@ fn gateway_sink(events: Events) -> impl Fn(EventBody) + Send + Sync + 'static {
 /// reach the sandbox's job directly).
 #[cfg(target_os = "linux")]
 pub type Signals = Option<nix::sys::signalfd::SignalFd>;
-#[cfg(not(target_os = "linux"))]
+/// macOS: ringfence ignores the terminal signals and reads their deliveries from a kqueue.
+#[cfg(target_os = "macos")]
+pub type Signals = Option<ringfence::macos::ForwardedSignals>;
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub type Signals = Option<()>;
 
 /// The forwarded signals, once blocked.
@@ -77,7 +80,14 @@ fn signal_fd(blocked: Blocked) -> Signals {
     SignalFd::with_flags(&blocked?, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok()
 }
 
-#[cfg(not(target_os = "linux"))]
+/// macOS: from here on ringfence ignores the forwarded signals and a kqueue records each
+/// delivery (made, like Linux's signalfd, once `--json-status`'s descriptor was checked).
+#[cfg(target_os = "macos")]
+fn signal_fd(_: Blocked) -> Signals {
+    ringfence::macos::ForwardedSignals::install().ok()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn signal_fd(_: Blocked) -> Signals {
     None
 }

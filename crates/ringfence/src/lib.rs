@@ -27,6 +27,10 @@ use std::time::Duration;
 
 #[cfg(target_os = "linux")]
 pub use ringfence_linux as linux;
+#[cfg(target_os = "macos")]
+pub use ringfence_macos as macos;
+#[cfg(target_os = "macos")]
+mod macos_backend;
 #[cfg(windows)]
 pub use ringfence_windows as windows;
 #[cfg(windows)]
@@ -232,7 +236,19 @@ impl Command {
         &self,
         policy: &Policy,
         cwd: &std::path::Path,
+        ports: (u16, u16),
+    ) -> Vec<(OsString, OsString)> {
+        self.environment_in(policy, cwd, ports, "/tmp")
+    }
+
+    /// The environment, with the sandbox's temporary folder at `tmp` (Unix: TMPDIR, and npm's
+    /// cache in `allow` mode): the private /tmp on Linux, a folder of the run's own on macOS.
+    fn environment_in(
+        &self,
+        policy: &Policy,
+        cwd: &std::path::Path,
         (http_port, socks_port): (u16, u16),
+        tmp: &str,
     ) -> Vec<(OsString, OsString)> {
         let host = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v)));
         let mut rules = policy.env.clone();
@@ -240,7 +256,7 @@ impl Command {
         let mut overrides = vec![("PWD", cwd.to_string_lossy().into_owned()), ("RINGFENCE", "1".to_string())];
         // The sandbox's /tmp is private on Linux; the Windows backend sets TEMP and TMP itself.
         if cfg!(unix) {
-            overrides.push(("TMPDIR", "/tmp".to_string()));
+            overrides.push(("TMPDIR", tmp.to_string()));
         }
         if policy.network == policy::NetworkMode::Allow {
             overrides.extend(ringfence_gateway::proxy_environment(http_port, socks_port));
@@ -250,7 +266,7 @@ impl Command {
             let npm_cache = policy.home.join(".npm");
             let caller_set = rules.set.keys().any(|k| k.eq_ignore_ascii_case("npm_config_cache"));
             if cfg!(unix) && !caller_set && policy.fs.access(&npm_cache).access != policy::FsAccess::Write {
-                overrides.push(("npm_config_cache", "/tmp/.npm".to_string()));
+                overrides.push(("npm_config_cache", format!("{tmp}/.npm")));
             }
         }
         rules
@@ -330,7 +346,7 @@ impl Command {
         Ok(Child { sandbox, gateway, stdin, stdout, stderr })
     }
 
-    #[cfg(not(any(target_os = "linux", windows)))]
+    #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
     pub fn spawn(self) -> Result<Child, Error> {
         Err(Error::Unsupported("this platform's backend is not available yet; see the README's Status".into()))
     }
@@ -347,7 +363,9 @@ pub struct Child {
     sandbox: Sandbox,
     #[cfg(windows)]
     sandbox: ringfence_windows::Sandbox,
-    #[cfg(any(target_os = "linux", windows))]
+    #[cfg(target_os = "macos")]
+    sandbox: ringfence_macos::Sandbox,
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     gateway: Option<ringfence_gateway::Gateway>,
     pub stdin: Option<std::fs::File>,
     pub stdout: Option<std::fs::File>,
@@ -451,7 +469,7 @@ impl Child {
         })
     }
 
-    #[cfg(not(any(target_os = "linux", windows)))]
+    #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
     pub fn wait_forwarding(self, _signals: Option<&mut ()>) -> Result<ExitStatus, Error> {
         Err(Error::Unsupported("this platform's backend is not available yet".into()))
     }

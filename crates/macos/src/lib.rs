@@ -1,0 +1,47 @@
+//! ringfence's macOS backend: the policy compiled to a Seatbelt profile (SBPL) and a command
+//! launched under it. See docs/macos.md.
+//!
+//! The compiler ([`profile`], [`regions`], [`resolve`], [`sbpl`], [`platform`], [`services`])
+//! and the reports ([`report`]) are platform-neutral and tested on every host, golden profiles
+//! included (tests/golden.rs). Applying a profile, the launch and the watch over the process
+//! tree are `cfg(target_os = "macos")`.
+
+pub mod platform;
+pub mod profile;
+pub mod regions;
+pub mod report;
+pub mod resolve;
+pub mod sbpl;
+pub mod services;
+
+#[cfg(target_os = "macos")]
+mod launch;
+#[cfg(target_os = "macos")]
+mod pty;
+#[cfg(target_os = "macos")]
+mod signals;
+#[cfg(target_os = "macos")]
+mod sys;
+#[cfg(target_os = "macos")]
+mod tree;
+
+#[cfg(target_os = "macos")]
+pub use launch::{
+    bind_gateway, os_version, probe, spawn, ExitKind, GatewayPorts, LaunchSpec, Outcome, Sandbox, StdioSpec, TempDir,
+};
+#[cfg(target_os = "macos")]
+pub use signals::ForwardedSignals;
+#[cfg(target_os = "macos")]
+pub use sys::{inherited_fd_is_open, write_inherited_fd};
+
+pub use profile::{compile, CompileError, Compiled, Net, Request};
+pub use report::Enforcement;
+
+/// Whether ringfence runs as root (RLIMIT_NPROC does not apply to root).
+#[cfg(target_os = "macos")]
+pub fn is_root() -> bool {
+    sys::uid() == 0
+}
+
+/// How long a timed-out command gets between SIGTERM and SIGKILL (as on Linux).
+pub const TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
