@@ -148,7 +148,9 @@ pub fn pattern(home: &Path, workspace: &Path, rules: &FsRules) -> Vec<(PathBuf, 
         }
     }
     for root in &app_roots {
-        scan.app_root(None, root);
+        // A dotfiles manager may make ~/.config a link; its folder is scanned where it is.
+        let real = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+        scan.app_root(None, &real);
     }
     scan.found
 }
@@ -252,5 +254,24 @@ mod tests {
         }
         assert_eq!(found.len(), want.len(), "{found:?}");
         std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
+    fn windows_profiles_of_wsl_get_the_lists() {
+        let drive = scratch("wsl");
+        for user in ["alice", "Public", "Default"] {
+            std::fs::create_dir_all(drive.join("Users").join(user)).unwrap();
+        }
+        let line = format!("60 22 0:55 / {} rw - 9p C:\\134 rw,aname=drvfs;path=C:\\\n", drive.display());
+        let found = windows_profiles(&MountTable::parse(&line));
+        let alice = drive.join("Users/alice");
+        assert!(
+            found.contains(&alice.join(".ssh"))
+                && found.contains(&alice.join(".aws/credentials").parent().unwrap().to_path_buf())
+        );
+        assert!(found.contains(&alice.join("AppData")) && found.contains(&alice.join(".git-credentials")));
+        assert!(found.iter().all(|p| p.starts_with(&alice)), "only real people's profiles: {found:?}");
+        assert!(windows_profiles(&MountTable::parse("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n")).is_empty());
+        std::fs::remove_dir_all(&drive).unwrap();
     }
 }

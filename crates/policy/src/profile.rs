@@ -93,30 +93,10 @@ pub const HOME_SECRET_FILES: &[&str] = &[
 ];
 
 /// Below each Windows user profile a WSL host mounts (`/mnt/c/Users/NAME`), besides the home
-/// secret lists: browser profiles, Windows' credential and DPAPI key stores, chat apps.
-pub const WINDOWS_PROFILE_SECRETS: &[&str] = &[
-    "AppData/Local/Google/Chrome/User Data",
-    "AppData/Local/Microsoft/Edge/User Data",
-    "AppData/Local/BraveSoftware/Brave-Browser/User Data",
-    "AppData/Local/Chromium/User Data",
-    "AppData/Local/Vivaldi/User Data",
-    "AppData/Roaming/Opera Software",
-    "AppData/Roaming/Mozilla",
-    "AppData/Roaming/Thunderbird",
-    "AppData/Roaming/Microsoft/Credentials",
-    "AppData/Local/Microsoft/Credentials",
-    "AppData/Roaming/Microsoft/Protect",
-    "AppData/Roaming/Microsoft/Vault",
-    "AppData/Local/Microsoft/Vault",
-    "AppData/Roaming/gcloud",
-    "AppData/Roaming/GitHub CLI",
-    "AppData/Roaming/Slack",
-    "AppData/Roaming/discord",
-    "AppData/Roaming/Signal",
-    "AppData/Roaming/Telegram Desktop",
-    "AppData/Roaming/npm-cache/_cacache/index-v5",
-    "NTUSER.DAT",
-];
+/// secret lists: `AppData` whole, where Windows programs keep their browser profiles, credential
+/// and DPAPI key stores and chat sessions (tools in WSL don't need it, and hiding the folder
+/// costs one rule instead of a walk of a slow drive), and the user's registry hive.
+pub const WINDOWS_PROFILE_SECRETS: &[&str] = &["AppData", "NTUSER.DAT"];
 
 /// Name fragments (any case) that mark an entry as a credential, token, cookie or key store
 /// when the launch-time scan finds it (see `secret_name`). Tools rarely keep what they need

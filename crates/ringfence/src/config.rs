@@ -64,9 +64,11 @@ fn logical_cwd() -> Result<PathBuf, PolicyError> {
 }
 
 /// Refuses a workspace the user named through a link a sandboxed run could have planted (a
-/// folder linked to ~/.config inside a project): the user must name the real folder.
+/// folder linked to ~/.config inside a project): the user must name the real folder. The
+/// named path must still lead to `workspace` (resolved before): a link swapped meanwhile is
+/// refused too.
 #[cfg(target_os = "linux")]
-fn check_named_workspace(sources: &PolicySources, home: &Path) -> Result<(), PolicyError> {
+fn check_named_workspace(sources: &PolicySources, home: &Path, workspace: &Path) -> Result<(), PolicyError> {
     let named = match &sources.workspace {
         Some(w) if w.is_absolute() => w.clone(),
         Some(w) => logical_cwd()?.join(w),
@@ -75,7 +77,18 @@ fn check_named_workspace(sources: &PolicySources, home: &Path) -> Result<(), Pol
     ringfence_linux::roots::refuse_planted_link(&named, home, "the workspace", |real| {
         format!("run from the real folder: cd {0} (or -C {0})", real.display())
     })
-    .map_err(|e| PolicyError::new(e.0).with_help(e.1))
+    .map_err(|e| PolicyError::new(e.0).with_help(e.1))?;
+    let (now, _) = ringfence_linux::roots::walk(&named);
+    if now != workspace {
+        return Err(PolicyError::new(format!(
+            "the workspace {} changed while ringfence started: it led to {}, then to {}",
+            named.display(),
+            workspace.display(),
+            now.display()
+        ))
+        .with_help("run again from the real folder, and check what is changing it"));
+    }
+    Ok(())
 }
 
 /// The host's values of the variables that place tools' caches.
@@ -97,7 +110,7 @@ pub fn load_policy(sources: &PolicySources, flags: Overrides) -> Result<Policy, 
     let home = home_dir();
     let home = home.canonicalize().unwrap_or(home);
     #[cfg(target_os = "linux")]
-    check_named_workspace(sources, &home)?;
+    check_named_workspace(sources, &home, &workspace)?;
     let user_path = user_config_path(&home);
     let mut builder = PolicyBuilder::new(&workspace, &home).user_config_path(&user_path).tool_env(tool_env());
     if !sources.no_config {
