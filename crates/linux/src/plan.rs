@@ -545,6 +545,34 @@ mod tests {
     }
 
     #[test]
+    fn a_cache_overlay_goes_over_the_rules_and_under_masks_inside_it() {
+        let home = tempdir("overlay");
+        std::fs::create_dir_all(home.join(".npm")).unwrap();
+        std::fs::write(home.join(".npm/secret"), "x").unwrap();
+        let ws = home.join("proj");
+        std::fs::create_dir_all(&ws).unwrap();
+        let flags = Overrides {
+            profile: Some(ProfileName::Strict),
+            caches: vec!["npm".into()],
+            deny_read: vec!["~/.npm/secret".into(), "~/.npm/absent".into()],
+            ..Default::default()
+        };
+        let policy = PolicyBuilder::new(&ws, &home).overrides(flags).build().unwrap();
+        let plan = build(&policy, &[], &[]).unwrap();
+        let npm = home.join(".npm");
+        let pos = |f: &dyn Fn(&MountOp) -> bool| plan.ops.iter().position(f).unwrap();
+        let bind = pos(&|o| *o == MountOp::Bind { path: npm.clone(), writable: false });
+        let overlay = pos(&|o| matches!(o, MountOp::Overlay { path, .. } if *path == npm));
+        let mask = pos(&|o| *o == MountOp::MaskFile { path: npm.join("secret") });
+        assert!(bind < overlay && overlay < mask, "{:?}", plan.ops);
+        assert!(!plan.ops.iter().any(|o| o.path() == npm.join("absent")));
+        assert!(plan.placeholders.is_empty() || !plan.placeholders.iter().any(|p| p.path.starts_with(&npm)));
+        assert_eq!(plan.cache_upper_dirs.len(), 1);
+        assert!(plan.cache_upper_dirs[0].ends_with("upper"));
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
     fn missing_write_root_is_an_error() {
         let home = tempdir("missing");
         let ws = home.join("ws");
