@@ -676,8 +676,9 @@ fn tmux_vim_edits_a_file() {
 }
 
 /// npm refuses to install when it can't write its cache, and ~/.npm is outside the workspace:
-/// in allow mode it gets a cache in the private /tmp, unless the policy lets it write its own
-/// or the caller chose one. The cache really is writable there.
+/// in allow mode it gets a cache in the private /tmp, unless the policy shares its own (an
+/// overlay, implied by the npm preset) or lets it write it, or the caller chose one. The cache
+/// really is writable there.
 #[test]
 fn npm_gets_a_writable_cache_in_allow_mode() {
     for who in identities() {
@@ -688,9 +689,16 @@ fn npm_gets_a_writable_cache_in_allow_mode() {
         let npm_home = env.home.join(".npm");
         std::fs::create_dir_all(&npm_home).unwrap();
         env.chown_all();
-        let own =
-            ok(&env, &["--allow-host", "registry.npmjs.org:443", "--write", "~/.npm"], "echo \"[$npm_config_cache]\"");
+        let own = ok(
+            &env,
+            &["--allow-host", "registry.npmjs.org:443", "--write", "~/.npm", "--allow-writable-home-config"],
+            "echo \"[$npm_config_cache]\"",
+        );
         assert_eq!(own, "[]\n", "{who:?}: with ~/.npm writable npm uses its own cache");
+        let shared =
+            ok(&env, &["--allow-preset", "npm"], "echo \"[$npm_config_cache]\"; touch ~/.npm/x && echo writable");
+        assert_eq!(shared, "[]\nwritable\n", "{who:?}: with the npm preset npm's own cache is an overlay");
+        assert!(!npm_home.join("x").exists(), "{who:?}: the host's npm cache is unchanged");
         let chosen = ok(
             &env,
             &["--allow-host", "x.example:443", "--env", "npm_config_cache=/tmp/mine"],

@@ -95,7 +95,7 @@ fn golden_config_errors() {
         ),
         (
             "[filesystem]\nwrite = \"~/x\"\n",
-            "2:9: invalid type: string \"~/x\", expected a sequence\n  help: write a list, for example `write = [\"~/.cache/pip\"]`",
+            "2:9: invalid type: string \"~/x\", expected a sequence\n  help: write a list, for example `write = [\"~/build\"]`",
         ),
         (
             "[limits]\npids = \"many\"\n",

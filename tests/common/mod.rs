@@ -525,3 +525,29 @@ impl Env {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Host-side snapshots, for "nothing there changed" checks.
+
+/// Every path below `root` (inclusive, links not followed) with its mode and its content (a
+/// file's bytes, a link's target); any change the sandbox could make shows as a difference.
+pub fn snapshot(root: &Path) -> std::collections::BTreeMap<PathBuf, (u32, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        let content = if meta.file_type().is_symlink() {
+            std::fs::read_link(&path).unwrap().into_os_string().into_encoded_bytes()
+        } else if meta.is_file() {
+            std::fs::read(&path).unwrap_or_default()
+        } else {
+            if meta.is_dir() {
+                pending.extend(std::fs::read_dir(&path).into_iter().flatten().flatten().map(|e| e.path()));
+            }
+            Vec::new()
+        };
+        out.insert(path, (meta.mode(), content));
+    }
+    out
+}

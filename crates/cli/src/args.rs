@@ -2,7 +2,7 @@
 
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
-use ringfence_policy::{ByteSize, HumanDuration, NetworkMode, Overrides, Preset, ProfileName};
+use ringfence_policy::{ByteSize, CacheTool, HumanDuration, NetworkMode, Overrides, Preset, ProfileName};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -10,7 +10,7 @@ const RUN_EXAMPLES: &str = "\
 Examples:
   ringfence run -- npm test
   ringfence run --profile strict -- cargo build --offline
-  ringfence run --write ~/.cache/pip --timeout 10m -- pip install -r requirements.txt
+  ringfence run --cache pip --timeout 10m -- pip install -r requirements.txt
   ringfence run --memory 2G --pids 256 -- make -j4
   ringfence run --env-keep 'AWS_REGION' --env CI=1 -- ./scripts/test.sh
   ringfence run --allow-preset npm --allow-host api.openai.com -- npm install
@@ -90,6 +90,10 @@ pub struct PolicyArgs {
     /// Add a writable root (repeatable).
     #[arg(long, value_name = "PATH")]
     pub write: Vec<String>,
+    /// Let the command add to a tool's cache through an overlay: it sees the host's cache, and
+    /// what it adds or changes is kept apart, never in the host's cache (repeatable).
+    #[arg(long, value_name = "NAME", value_parser = PossibleValuesParser::new(cache_names()))]
+    pub cache: Vec<String>,
     /// Allow reading PATH, also inside a denied region (repeatable).
     #[arg(long, value_name = "PATH")]
     pub read: Vec<String>,
@@ -161,6 +165,11 @@ pub struct PolicyArgs {
     /// the protected list can be changed).
     #[arg(long)]
     pub allow_writable_home: bool,
+    /// Allow writable roots in your home folder's configuration, program and cache areas
+    /// (~/.config, ~/.local, ~/.cache, any dot entry, ~/bin, ~/go; dangerous: what runs from
+    /// there later can be changed).
+    #[arg(long)]
+    pub allow_writable_home_config: bool,
     /// The workspace directory (default: the current directory).
     #[arg(long, short = 'C', value_name = "DIR")]
     pub workspace: Option<PathBuf>,
@@ -178,6 +187,10 @@ fn parse_network(s: &str) -> Result<NetworkMode, String> {
 
 fn preset_names() -> Vec<&'static str> {
     Preset::all().iter().map(|p| p.name()).collect()
+}
+
+fn cache_names() -> Vec<&'static str> {
+    CacheTool::all().iter().map(|t| t.name()).collect()
 }
 
 impl PolicyArgs {
@@ -203,7 +216,9 @@ impl PolicyArgs {
             resolver: self.resolver.clone(),
             allow_ptrace: self.allow_ptrace,
             allow_degraded: self.allow_degraded,
+            caches: self.cache.clone(),
             allow_writable_home: self.allow_writable_home,
+            allow_writable_home_config: self.allow_writable_home_config,
             trust_project: self.trust_project,
         }
     }

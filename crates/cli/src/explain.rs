@@ -118,15 +118,18 @@ fn filesystem(policy: &Policy, out: &mut String) -> Result<(), String> {
                     if placeholder { ", absent: an empty placeholder is created for the run" } else { "" }
                 )
             }
+            MountOp::Overlay { upper, .. } => format!(
+                "writable   cache overlay: the host's cache read-only below, the run's changes kept in {}{}  \
+                 [mount view: overlayfs, nosuid, nodev; landlock: all rights on the overlay]",
+                upper.display(),
+                if op.path().exists() { "" } else { " (absent: created empty at launch)" }
+            ),
         };
-        let from = plan
-            .rules
-            .rules
-            .iter()
-            .filter(|r| r.path == op.path())
-            .map(|r| r.origin.to_string())
-            .next_back()
-            .unwrap_or_else(|| "built-in".into());
+        let from = match op {
+            MountOp::Overlay { path, .. } => cache_origin(policy, path),
+            _ => plan.rules.rules.iter().filter(|r| r.path == op.path()).map(|r| r.origin.to_string()).next_back(),
+        }
+        .unwrap_or_else(|| "built-in".into());
         out.push_str(&format!("  {:<44} {how}\n      from {from}\n", op.path().display()));
     }
     out.push_str(&format!(
@@ -175,7 +178,20 @@ fn filesystem(policy: &Policy, out: &mut String) -> Result<(), String> {
         out.push_str(&format!("  protected once their folder exists (none to bind yet): {}\n", names(unplaced)));
     }
     if !inert.is_empty() {
-        out.push_str(&format!("  protected while present (absent, they run nothing): {}\n", names(inert)));
+        out.push_str(&format!("  protected while present (no placeholder when absent): {}\n", names(inert)));
+    }
+    let direct: Vec<String> = policy
+        .caches
+        .iter()
+        .flat_map(|c| c.dirs.iter().map(move |d| (c, plan::canonicalize_lenient(&d.path))))
+        .filter(|(_, p)| !plan.ops.iter().any(|op| matches!(op, MountOp::Overlay { path, .. } if path == p)))
+        .map(|(c, p)| format!("{} ({})", p.display(), c.tool))
+        .collect();
+    if !direct.is_empty() {
+        out.push_str(&format!(
+            "  caches inside a writable root, written directly (no overlay): {}\n",
+            direct.join(", ")
+        ));
     }
     Ok(())
 }
@@ -184,6 +200,14 @@ fn filesystem(policy: &Policy, out: &mut String) -> Result<(), String> {
 fn filesystem(policy: &Policy, out: &mut String) -> Result<(), String> {
     out.push_str(&ringfence::macos::report::explain_files(&macos_profile(policy)?));
     Ok(())
+}
+
+/// Why the cache overlay at `path` is there: the flag, config line or preset.
+#[cfg(target_os = "linux")]
+fn cache_origin(policy: &Policy, path: &Path) -> Option<String> {
+    use ringfence::linux::plan::canonicalize_lenient;
+    let rule = policy.caches.iter().find(|c| c.dirs.iter().any(|d| canonicalize_lenient(&d.path) == path))?;
+    Some(format!("{} (cache {})", rule.origin, rule.tool))
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]

@@ -17,13 +17,15 @@ pub struct Cleaner {
 pub struct Leftovers {
     pub cgroups: Vec<PathBuf>,
     pub placeholders: Vec<Placeholder>,
+    /// Private cache layers made for this run (a concurrent run held the persistent ones).
+    pub cache_layers: Vec<PathBuf>,
     /// Git state before the run, reviewed if the supervisor can't do it.
     pub git: GitSnapshot,
 }
 
 impl Leftovers {
     pub fn is_empty(&self) -> bool {
-        self.cgroups.is_empty() && self.placeholders.is_empty()
+        self.cgroups.is_empty() && self.placeholders.is_empty() && self.cache_layers.is_empty()
     }
 
     /// Removes everything that is ours and still empty.
@@ -32,6 +34,9 @@ impl Leftovers {
         // Deepest first: a folder made for the run empties once its placeholder is gone.
         for p in self.placeholders.iter().rev() {
             crate::placeholder::remove_orphan(p);
+        }
+        for layer in &self.cache_layers {
+            crate::caches::remove_layer(layer);
         }
     }
 }

@@ -22,7 +22,8 @@ pub struct Features {
     pub landlock_abi: i32,
     pub seccomp: bool,
     pub seccomp_user_notif: bool,
-    pub overlayfs: bool,
+    /// Whether cache overlays can be mounted (overlayfs in a user namespace), or why not.
+    pub overlayfs: Result<(), String>,
     pub tun: bool,
     pub cgroups: CgroupProbe,
 }
@@ -81,7 +82,7 @@ impl Features {
             landlock_abi: sys::landlock_abi(),
             seccomp: status.lines().any(|l| l.starts_with("Seccomp:")),
             seccomp_user_notif: sys::seccomp_user_notif(),
-            overlayfs: fs::read_to_string("/proc/filesystems").unwrap_or_default().contains("overlay"),
+            overlayfs: crate::caches::supported(&kernel_release()),
             tun: std::path::Path::new("/dev/net/tun").exists(),
             cgroups: CgroupProbe::detect(),
         }
@@ -165,10 +166,13 @@ impl Features {
             });
         }
         out.push(FeatureReport {
-            name: "overlayfs",
-            available: self.overlayfs,
-            detail: if self.overlayfs { "available".into() } else { "not available".into() },
-            remedy: None,
+            name: "cache overlays",
+            available: self.overlayfs.is_ok(),
+            detail: match &self.overlayfs {
+                Ok(()) => "overlayfs in a user namespace: --cache and the registry presets share caches safely".into(),
+                Err(why) => format!("{why}: a run that shares a cache is refused unless --allow-degraded"),
+            },
+            remedy: self.overlayfs.is_err().then(|| "Linux 5.11+ with the overlay module (`modprobe overlay`)".into()),
         });
         out.push(FeatureReport {
             name: "TUN",

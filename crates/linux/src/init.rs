@@ -87,7 +87,7 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     // Only stdio, the status pipe, and the command's stdio or terminal survive.
     close_inherited(setup);
 
-    view::enter(&setup.plan, setup.pid_max)?;
+    view::enter(&setup.plan, setup.pid_max, &setup.overlay_ids)?;
     let tty = if setup.terminal { Some(open_terminal(setup.go_read)?) } else { None };
     // Built here rather than in the supervisor: the child has time while it waits for "go".
     let seccomp =
@@ -114,7 +114,14 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
         confine(&seccomp)?;
     }
     if let Some(ruleset) = ruleset {
-        crate::landlock_rules::restrict(ruleset.as_raw_fd(), setup.landlock_abi).map_err(|e| {
+        let overlays: Vec<&std::path::Path> = setup
+            .plan
+            .ops
+            .iter()
+            .filter(|op| matches!(op, crate::plan::MountOp::Overlay { .. }))
+            .map(|op| op.path())
+            .collect();
+        crate::landlock_rules::restrict(ruleset.as_raw_fd(), setup.landlock_abi, &overlays).map_err(|e| {
             ChildError::unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it".into())
         })?;
     } else if setup.landlock_abi > 0 {

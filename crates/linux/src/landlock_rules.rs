@@ -181,13 +181,16 @@ impl<'a> LandlockBuilder<'a> {
     }
 }
 
-/// In the child: grants the view's own filesystems, then restricts the calling process (and
+/// In the child: grants the view's own filesystems, and every right on the cache overlays
+/// (their inodes exist only in the view, like /tmp's), then restricts the calling process (and
 /// everything it starts) to the ruleset.
-pub fn restrict(ruleset: RawFd, abi: i32) -> Result<(), String> {
-    for (path, rights) in fresh_dir_rights(abi) {
+pub fn restrict(ruleset: RawFd, abi: i32, overlays: &[&Path]) -> Result<(), String> {
+    let all = AccessFs::from_all(ABI::from(abi)).bits();
+    let fresh = fresh_dir_rights(abi).into_iter().map(|(p, r)| (Path::new(p), r));
+    for (path, rights) in fresh.chain(overlays.iter().map(|p| (*p, all))) {
         if let Ok(dir) = std::fs::File::open(path) {
             sys::landlock_add_path_rule(ruleset, dir.as_raw_fd(), rights)
-                .map_err(|e| format!("landlock rule for {path}: {e}"))?;
+                .map_err(|e| format!("landlock rule for {}: {e}", path.display()))?;
         }
     }
     sys::landlock_restrict_self(ruleset).map_err(|e| format!("landlock_restrict_self: {e}"))

@@ -62,6 +62,8 @@ pub(crate) struct ChildSetup {
     pub env: Vec<(OsString, OsString)>,
     pub cwd: PathBuf,
     pub plan: MountPlan,
+    /// Each cache overlay's path and the identities of its lower, upper and work folders.
+    pub overlay_ids: Vec<(PathBuf, [crate::caches::FolderId; 3])>,
     pub allow_ptrace: bool,
     pub landlock_abi: i32,
     pub rlimits: RlimitPlan,
@@ -129,6 +131,8 @@ pub struct Sandbox {
     leftovers: Leftovers,
     /// Placeholders this run uses, locked shared until it ends.
     held: Vec<placeholder::Held>,
+    /// The cache layers this run uses, locked until it ends.
+    layers: crate::caches::HeldLayers,
     started: Instant,
     timeout: Option<Duration>,
     /// The command's host pid.
@@ -277,6 +281,9 @@ fn internal(what: &str) -> impl Fn(nix::Error) -> LaunchError + '_ {
 pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let policy = &spec.policy;
     let landlock_abi = sys::landlock_abi();
+    if !policy.caches.is_empty() {
+        crate::caches::make_root(&policy.home)?;
+    }
     let mut plan = plan::build(policy, &plan::host_sockets(), plan::kept_runtime_dirs(policy.network))
         .map_err(|e| LaunchError::new(ErrorKind::Policy, e.0, Some(e.1)))?;
     let kernel = crate::features::kernel_release();
@@ -288,6 +295,11 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         CgroupProbe::detect()
     };
     let (_, mut enforcement) = assess(policy, landlock_abi, &probe, pid_cap);
+    match crate::caches::assess(&mut plan, &kernel) {
+        Some(Ok(detail)) => enforcement.enforced.push(LayerStatus { name: "cache overlays".into(), detail }),
+        Some(Err(detail)) => enforcement.not_enforced.push(LayerStatus { name: "cache overlays".into(), detail }),
+        None => {}
+    }
     enforcement.kernel = kernel;
 
     let run_name = format!("ringfence-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::Relaxed));
@@ -295,6 +307,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let mut leftovers = Leftovers {
         cgroups: cgroup.iter().flat_map(|c| c.dirs.iter().map(|(_, d)| d.clone())).collect(),
         placeholders: Vec::new(),
+        cache_layers: Vec::new(),
         git: GitSnapshot::default(),
     };
     if !enforcement.not_enforced.is_empty() && !policy.allow_degraded {
@@ -334,9 +347,17 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         };
     }
 
+    let mut layers = match crate::caches::hold(&mut plan, &policy.home) {
+        Ok(layers) => layers,
+        Err(e) => {
+            leftovers.remove();
+            return Err(e);
+        }
+    };
     // The cleaner starts before anything it cleans exists, so a SIGKILL at any later point
     // leaves nothing behind.
     leftovers.placeholders = plan.placeholders.clone();
+    leftovers.cache_layers = layers.private.clone();
     let write_roots: Vec<PathBuf> = plan.rules.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
     leftovers.git = GitSnapshot::take(&write_roots);
     // Any writable root may get a new repository whose hooks the cleaner must review if the
@@ -352,7 +373,8 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
             }
         }
     };
-    let held = match hold_placeholders(&mut plan) {
+    let held = match crate::caches::make_private(&mut layers, &policy.home).and_then(|()| hold_placeholders(&mut plan))
+    {
         Ok(h) => h,
         Err(e) => {
             leftovers.remove();
@@ -363,12 +385,23 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         }
     };
 
+    let overlay_ids = match layers.ids() {
+        Ok(ids) => ids,
+        Err(e) => {
+            leftovers.remove();
+            if let Some(c) = cleaner {
+                c.dismiss();
+            }
+            return Err(e);
+        }
+    };
     let setup = ChildSetup {
         program: spec.program,
         args: spec.args,
         env: spec.env,
         cwd: spec.cwd,
         plan,
+        overlay_ids,
         allow_ptrace: policy.allow_ptrace,
         landlock_abi,
         rlimits,
@@ -415,6 +448,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         cleaner,
         leftovers,
         held,
+        layers,
         started: Instant::now(),
         timeout: policy.limits.timeout.map(|t| t.0),
         command: None,
@@ -517,6 +551,7 @@ impl Sandbox {
             h.release();
         }
         self.leftovers.remove();
+        drop(std::mem::take(&mut self.layers));
         if let Some(c) = self.cleaner.take() {
             c.dismiss();
         }

@@ -4,6 +4,7 @@
 
 #![cfg(target_os = "linux")]
 
+mod caches;
 mod cgroup;
 mod cleaner;
 mod error;
@@ -13,11 +14,14 @@ mod init;
 mod landlock_rules;
 mod launch;
 mod limits;
+pub mod mounts;
 mod output;
 mod placeholder;
 pub mod plan;
 mod pty;
+pub mod roots;
 pub mod seccomp;
+mod secrets;
 mod sys;
 mod view;
 

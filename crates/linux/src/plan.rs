@@ -23,6 +23,9 @@ pub enum MountOp {
     MaskFile { path: PathBuf },
     /// Makes what is already visible at `path` read-only (protected paths in writable roots).
     ReadOnly { path: PathBuf },
+    /// A cache shown as an overlay at `path`: the host's folder there read-only below, the
+    /// host folders `upper` (the run's changes) and `work` (overlayfs' own) of ringfence's.
+    Overlay { path: PathBuf, upper: PathBuf, work: PathBuf },
 }
 
 impl MountOp {
@@ -31,7 +34,8 @@ impl MountOp {
             MountOp::Tmpfs { path, .. }
             | MountOp::Bind { path, .. }
             | MountOp::MaskFile { path }
-            | MountOp::ReadOnly { path } => path,
+            | MountOp::ReadOnly { path }
+            | MountOp::Overlay { path, .. } => path,
         }
     }
 }
@@ -81,6 +85,9 @@ pub struct MountPlan {
     pub rules: FsRules,
     /// The workspace, canonical.
     pub workspace: PathBuf,
+    /// Host folders the run writes through cache overlays (their upper layers): besides the
+    /// writable roots, the only host folders the run can change.
+    pub cache_upper_dirs: Vec<PathBuf>,
 }
 
 /// A planning error: the policy names something the view can't be built from.
@@ -262,6 +269,7 @@ pub fn kept_runtime_dirs(network: ringfence_policy::NetworkMode) -> &'static [&'
 
 /// Builds the plan. `extra_masks` are socket paths found in the environment (ssh-agent, D-Bus).
 pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Result<MountPlan, PlanError> {
+    crate::roots::check_links(policy)?;
     let mut canon = Canonicalizer::default();
     let mut rules = FsRules::default();
     for rule in &policy.fs.rules {
@@ -282,9 +290,17 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
         }
     }
     check_fresh_kernel_dirs(&rules)?;
-    check_home_after_links(&rules, &canon.resolve(&policy.home), policy.allow_writable_home)?;
+    let home = canon.resolve(&policy.home);
     let workspace = canon.resolve(&policy.workspace);
+    let mounts = crate::mounts::MountTable::read();
+    crate::roots::check_resolved(&rules, &home, policy, &mounts)?;
+    crate::secrets::extend(&mut rules, &home, &workspace, &mounts);
+    let caches = crate::caches::plan(policy, &rules, &mut canon)?;
+    if let Some(folder) = crate::caches::protected_root(&policy.home, &rules, &mut canon) {
+        rules.push(RuleKind::DenyWrite, folder, Origin::builtin(ringfence_policy::profile::WHILE_PRESENT));
+    }
     let mut plan = MountPlan { rules, workspace, ..Default::default() };
+    plan.cache_upper_dirs = caches.iter().map(|c| c.layer.join("upper")).collect();
 
     // What each op'd path shows: `true` when the view there is fresh (tmpfs), else the access
     // the host mirror has.
@@ -302,7 +318,9 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
 
     let pins = pins(&plan.rules);
     let missing_dirs = missing_parents(&plan.rules, &mut canon);
+    let mut overlays: BTreeSet<PathBuf> = BTreeSet::new();
     let mut paths: Vec<PathBuf> = plan.rules.rules.iter().map(|r| r.path.clone()).chain(pins.iter().cloned()).collect();
+    paths.extend(caches.iter().map(|c| c.lower.clone()));
     paths.sort_by_cached_key(|p| (p.components().count(), p.clone()));
     paths.dedup();
     for path in paths {
@@ -310,15 +328,20 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
             continue;
         }
         let want = view_access(&plan.rules, &path);
-        let (_, &(fresh, above)) = shown
+        let (nearest, &(fresh, above)) = shown
             .range::<PathBuf, _>(..=path.clone())
             .rev()
             .find(|(p, _)| path.starts_with(p))
             .expect("/ is always shown");
+        let in_overlay = overlays.contains(nearest) && *nearest != path;
         let will_create = missing_dirs.contains(&path);
         let kind = if will_create { Some(true) } else { canon.kind(&path) };
         let parent_is_dir = path.parent().is_some_and(|p| missing_dirs.contains(p) || canon.kind(p) == Some(true));
         let op = match (fresh, above, want, kind) {
+            _ if in_overlay => {
+                let protected = plan.rules.of_kind(RuleKind::DenyWrite).any(|r| r.path == path);
+                crate::caches::op_inside(&path, want, kind, protected)
+            }
             (true, _, FsAccess::Deny, _) => None,
             (true, _, access, None) | (false, FsAccess::Deny, access @ (FsAccess::Read | FsAccess::Write), None) => {
                 if access == FsAccess::Write && policy_names_write_root(&plan.rules, &path) {
@@ -391,6 +414,12 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
             shown.insert(path.clone(), (now_fresh, if now_fresh { FsAccess::Read } else { want }));
             plan.ops.push(op);
         }
+        // A cache's overlay goes over whatever the rules put at its path.
+        if let Some(cache) = caches.iter().find(|c| c.lower == path) {
+            plan.ops.push(cache.op());
+            shown.insert(path.clone(), (false, FsAccess::Write));
+            overlays.insert(path.clone());
+        }
     }
     Ok(plan)
 }
@@ -412,23 +441,6 @@ fn adopt_folder(list: &mut Vec<Placeholder>, candidate: Placeholder) {
     if ours {
         list.push(candidate);
     }
-}
-
-/// The policy's own check of a writable $HOME, repeated once links are resolved: `--write` of
-/// a link to home, or a home reached through a link, must not get past it.
-fn check_home_after_links(rules: &FsRules, home: &Path, allowed: bool) -> Result<(), PlanError> {
-    if allowed || home == Path::new("/") || rules.access(home).access != FsAccess::Write {
-        return Ok(());
-    }
-    let by = rules.of_kind(RuleKind::Write).find(|r| home.starts_with(&r.path));
-    Err(PlanError(
-        format!(
-            "{} would make your home folder {} writable (after resolving links)",
-            by.map(|r| format!("{}: {}", r.origin, r.path.display())).unwrap_or_else(|| "a write rule".into()),
-            home.display()
-        ),
-        "name only the folders the command needs, or pass --allow-writable-home".into(),
-    ))
 }
 
 fn missing_write_root(path: &Path) -> PlanError {
@@ -530,6 +542,34 @@ mod tests {
         let policy = PolicyBuilder::new(&ws, &home).overrides(flags).build().unwrap();
         assert!(build(&policy, &[], &[]).is_ok());
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_cache_overlay_goes_over_the_rules_and_under_masks_inside_it() {
+        let home = tempdir("overlay");
+        std::fs::create_dir_all(home.join(".npm")).unwrap();
+        std::fs::write(home.join(".npm/secret"), "x").unwrap();
+        let ws = home.join("proj");
+        std::fs::create_dir_all(&ws).unwrap();
+        let flags = Overrides {
+            profile: Some(ProfileName::Strict),
+            caches: vec!["npm".into()],
+            deny_read: vec!["~/.npm/secret".into(), "~/.npm/absent".into()],
+            ..Default::default()
+        };
+        let policy = PolicyBuilder::new(&ws, &home).overrides(flags).build().unwrap();
+        let plan = build(&policy, &[], &[]).unwrap();
+        let npm = home.join(".npm");
+        let pos = |f: &dyn Fn(&MountOp) -> bool| plan.ops.iter().position(f).unwrap();
+        let bind = pos(&|o| *o == MountOp::Bind { path: npm.clone(), writable: false });
+        let overlay = pos(&|o| matches!(o, MountOp::Overlay { path, .. } if *path == npm));
+        let mask = pos(&|o| *o == MountOp::MaskFile { path: npm.join("secret") });
+        assert!(bind < overlay && overlay < mask, "{:?}", plan.ops);
+        assert!(!plan.ops.iter().any(|o| o.path() == npm.join("absent")));
+        assert!(plan.placeholders.is_empty() || !plan.placeholders.iter().any(|p| p.path.starts_with(&npm)));
+        assert_eq!(plan.cache_upper_dirs.len(), 1);
+        assert!(plan.cache_upper_dirs[0].ends_with("upper"));
+        std::fs::remove_dir_all(&home).unwrap();
     }
 
     #[test]

@@ -107,7 +107,10 @@ fn ensure_mountpoint(dst: &Path, dir: bool) -> Result<(), ChildError> {
     made.map_err(|e| ChildError::internal(format!("creating mount point {}: {e}", dst.display())))
 }
 
-fn apply(op: &MountOp, read_only_tmpfs: &mut Vec<PathBuf>) -> Result<(), ChildError> {
+/// Each cache overlay's path and the identities its lower, upper and work folders must have.
+pub type OverlayIds = [(PathBuf, [crate::caches::FolderId; 3])];
+
+fn apply(op: &MountOp, read_only_tmpfs: &mut Vec<PathBuf>, overlays: &OverlayIds) -> Result<(), ChildError> {
     let dst = at(NEW, op.path());
     match op {
         MountOp::Tmpfs { writable, size, .. } => {
@@ -136,8 +139,66 @@ fn apply(op: &MountOp, read_only_tmpfs: &mut Vec<PathBuf>) -> Result<(), ChildEr
             bind(&dst, &dst)?;
             set_flags(&dst, true)?;
         }
+        MountOp::Overlay { path, upper, work } => {
+            let ids = overlays.iter().find(|(p, _)| p == path).map(|(_, ids)| *ids).ok_or_else(|| {
+                ChildError::internal(format!("the layers of the cache overlay on {} were not checked", path.display()))
+            })?;
+            overlay([path, upper, work], ids, &dst)?
+        }
     }
     Ok(())
+}
+
+/// Opens a layer of a cache overlay in this mount namespace, following no link, and checks it
+/// is the folder the supervisor checked.
+fn open_layer(path: &Path, id: crate::caches::FolderId) -> Result<std::os::fd::OwnedFd, ChildError> {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let swapped = || {
+        ChildError::policy(
+            format!("the cache layer {} changed while the run started", path.display()),
+            "run again; if it keeps happening, something else is changing ringfence's cache folders".into(),
+        )
+    };
+    let fd = openat2(nix::fcntl::AT_FDCWD, &at(OLD, path), how).map_err(|_| swapped())?;
+    let st = nix::sys::stat::fstat(&fd).map_err(|e| ChildError::internal(format!("{}: {e}", path.display())))?;
+    if (st.st_dev, st.st_ino) != id {
+        return Err(swapped());
+    }
+    Ok(fd)
+}
+
+/// Mounts a cache overlay at `dst` from its layers `[lower, upper, work]`: the host's cache
+/// folder below (read-only to it), ringfence's folders on top, each named through the
+/// descriptor `open_layer` checked. In a user namespace overlayfs needs Linux 5.11+ and
+/// `userxattr`, which keeps its bookkeeping in `user.*` extended attributes of the upper
+/// layer's filesystem.
+fn overlay(layers: [&PathBuf; 3], ids: [crate::caches::FolderId; 3], dst: &Path) -> Result<(), ChildError> {
+    ensure_mountpoint(dst, true)?;
+    let [lower, upper, work] = [0, 1, 2].map(|i| open_layer(layers[i], ids[i]));
+    let (lower, upper, work) = (lower?, upper?, work?);
+    let name = |fd: &std::os::fd::OwnedFd| {
+        use std::os::fd::AsRawFd;
+        at(OLD, Path::new(&format!("/proc/self/fd/{}", fd.as_raw_fd()))).display().to_string()
+    };
+    let data = format!("lowerdir={},upperdir={},workdir={},userxattr", name(&lower), name(&upper), name(&work));
+    mount(Some("overlay"), dst, Some("overlay"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(data.as_str())).map_err(
+        |e| {
+            ChildError::unsupported(
+                format!(
+                    "mounting the cache overlay on {} (changes kept in {}) failed: {e}",
+                    layers[0].display(),
+                    layers[1].display()
+                ),
+                "cache overlays need overlayfs in a user namespace: Linux 5.11+ with the overlay module (`modprobe \
+             overlay`), and ringfence's cache folder ($XDG_CACHE_HOME/ringfence) on a filesystem with user extended \
+             attributes (ext4, xfs, btrfs; tmpfs from Linux 6.6); or drop --cache and the registry presets"
+                    .into(),
+            )
+        },
+    )
 }
 
 /// A minimal /dev: the harmless character devices, a private devpts, and a private /dev/shm.
@@ -229,7 +290,7 @@ fn build_proc(pid_max: Option<u64>) -> Result<(), ChildError> {
 
 /// Builds the view described by `plan` and makes it the root. Afterwards the host's tree is
 /// no longer reachable from the sandbox's mount namespace.
-pub fn enter(plan: &MountPlan, pid_max: Option<u64>) -> Result<(), ChildError> {
+pub fn enter(plan: &MountPlan, pid_max: Option<u64>, overlays: &OverlayIds) -> Result<(), ChildError> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| mount_err("making mounts private at", Path::new("/"), e))?;
     tmpfs(Path::new(BASE), 0o755, 1 << 20, MsFlags::empty())?;
@@ -247,7 +308,7 @@ pub fn enter(plan: &MountPlan, pid_max: Option<u64>) -> Result<(), ChildError> {
     set_flags(Path::new(NEW), true)?;
     let mut read_only_tmpfs = Vec::new();
     for op in &plan.ops {
-        apply(op, &mut read_only_tmpfs)?;
+        apply(op, &mut read_only_tmpfs, overlays)?;
     }
     build_dev(plan_tmp_size(plan))?;
     build_proc(pid_max)?;

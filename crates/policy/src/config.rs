@@ -1,5 +1,6 @@
 //! The TOML policy file: ~/.config/ringfence/config.toml and .ringfence.toml.
 
+use crate::caches::CacheTool;
 use crate::error::PolicyError;
 use crate::model::{NetworkMode, ProfileName};
 use crate::network::Preset;
@@ -49,6 +50,11 @@ pub struct Filesystem {
     /// Paths kept read-only inside writable roots, whether or not they exist yet.
     #[schemars(with = "Option<Vec<String>>")]
     pub deny_write: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Tools whose caches the command may add to, as an overlay: it sees the host's cache, and
+    /// what it adds or changes is kept in ringfence's own per-workspace layer, never in the
+    /// host's cache.
+    #[schemars(with = "Option<Vec<CacheTool>>")]
+    pub caches: Option<Spanned<Vec<Spanned<CacheTool>>>>,
 }
 
 /// Environment of the sandboxed command.
@@ -183,7 +189,7 @@ fn explain_toml_error(raw: &str) -> (String, Option<String>) {
 
 fn type_hint(raw: &str) -> String {
     if raw.contains("expected a sequence") {
-        "write a list, for example `write = [\"~/.cache/pip\"]`".into()
+        "write a list, for example `write = [\"~/build\"]`".into()
     } else if raw.contains("expected a boolean") {
         "write `true` or `false`".into()
     } else if raw.contains("expected u64") || raw.contains("expected f64") {

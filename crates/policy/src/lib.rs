@@ -4,6 +4,7 @@
 //! Precedence, lowest first: built-in profile, user config, project config (narrow-only unless
 //! trusted), then flags.
 
+pub mod caches;
 pub mod config;
 pub mod env;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod network;
 pub mod profile;
 pub mod units;
 
+pub use caches::{CacheDir, CacheRule, CacheTool};
 pub use config::{ConfigFile, LoadedConfig};
 pub use env::EnvRules;
 pub use error::PolicyError;
@@ -55,8 +57,13 @@ pub struct Overrides {
     pub resolver: Option<String>,
     pub allow_ptrace: bool,
     pub allow_degraded: bool,
+    /// Tools whose caches to share through an overlay (`--cache`).
+    pub caches: Vec<String>,
     /// Allow a writable root that holds $HOME (its many startup files can't all be protected).
     pub allow_writable_home: bool,
+    /// Allow writable roots inside $HOME's configuration, program and cache areas (its dot
+    /// entries, `~/bin`, `~/go`, …), whose contents run later outside the sandbox.
+    pub allow_writable_home_config: bool,
     /// Let the project config widen the policy (the user trusts it from outside).
     pub trust_project: bool,
 }
@@ -70,6 +77,8 @@ pub struct PolicyBuilder {
     user: Option<LoadedConfig>,
     project: Option<LoadedConfig>,
     flags: Overrides,
+    /// Host variables that say where tools keep their caches (`CacheTool::variables`).
+    tool_env: std::collections::BTreeMap<String, String>,
 }
 
 impl PolicyBuilder {
@@ -82,7 +91,15 @@ impl PolicyBuilder {
             user: None,
             project: None,
             flags: Overrides::default(),
+            tool_env: Default::default(),
         }
+    }
+
+    /// The host's values of the variables that place tools' caches (`CARGO_HOME`, …); without
+    /// them caches are where the tools put them by default.
+    pub fn tool_env(mut self, vars: std::collections::BTreeMap<String, String>) -> Self {
+        self.tool_env = vars;
+        self
     }
 
     /// Where the user config lives ($XDG_CONFIG_HOME aware), named in messages.
@@ -163,6 +180,8 @@ impl PolicyBuilder {
                 allow_ptrace: false,
                 allow_degraded: false,
                 allow_writable_home: false,
+                allow_writable_home_config: false,
+                caches: Vec::new(),
                 sources: Vec::new(),
             },
         };
@@ -181,6 +200,9 @@ impl PolicyBuilder {
             policy.fs.push(RuleKind::DenyWrite, model::normalize(&path), Origin::builtin("ringfence config"));
         }
         profile::protect_write_roots(&mut policy.fs);
+        for cache in &mut policy.caches {
+            (cache.dirs, cache.env) = cache.tool.locate(&self.home, &|k| self.tool_env.get(k).cloned());
+        }
         validate(&policy)?;
         Ok(policy)
     }
@@ -247,6 +269,7 @@ impl Merge {
                 self.policy.fs.push(kind, path, origin);
             }
         }
+        self.apply_caches_file(file, layer, &narrow)?;
         if let Some(keep) = &cfg.environment.keep {
             narrow(keep.span(), "`environment.keep`")?;
             for k in keep.get_ref() {
@@ -390,8 +413,44 @@ impl Merge {
         Ok(())
     }
 
-    /// Puts a preset in force and its hosts in the allow list (once per preset).
+    /// `[filesystem] caches` of a config file: widening, like a writable root.
+    fn apply_caches_file(
+        &mut self,
+        file: &LoadedConfig,
+        layer: Layer,
+        narrow: &NarrowCheck,
+    ) -> Result<(), PolicyError> {
+        let Some(list) = &file.config.filesystem.caches else { return Ok(()) };
+        narrow(list.span(), "`filesystem.caches`")?;
+        for tool in list.get_ref() {
+            let (path, line) = (file.path.clone(), file.line_of(tool.span().start));
+            let origin = match layer {
+                Layer::User => Origin::File { path, line },
+                _ => Origin::Project { path, line },
+            };
+            self.add_cache(*tool.get_ref(), origin);
+        }
+        Ok(())
+    }
+
+    /// Shares a tool's cache (once per tool; its folders are located when the policy is built).
+    fn add_cache(&mut self, tool: CacheTool, origin: Origin) {
+        if !self.policy.caches.iter().any(|c| c.tool == tool) {
+            self.policy.caches.push(CacheRule { tool, dirs: Vec::new(), env: Vec::new(), origin });
+        }
+    }
+
+    /// Puts a preset in force and its hosts in the allow list (once per preset). A package
+    /// registry's preset brings its tool's cache: the downloads land there, and with the cache
+    /// shared as an overlay they neither fail on a read-only cache nor reach the host's.
     fn add_preset(&mut self, preset: Preset, origin: Origin) {
+        if let Some(tool) = preset.cache() {
+            let what = match &origin {
+                Origin::Flag { flag } => format!("cache implied by {flag}"),
+                other => format!("cache implied by preset {preset} ({other})"),
+            };
+            self.add_cache(tool, Origin::builtin(what));
+        }
         let net = &mut self.policy.net;
         if net.presets.iter().any(|(p, _)| *p == preset) {
             return;
@@ -464,6 +523,10 @@ impl Merge {
                 self.policy.fs.push(kind, path, Origin::flag(format!("{flag} {raw}")));
             }
         }
+        for raw in &flags.caches {
+            let tool: CacheTool = raw.parse().map_err(|e| PolicyError::new(format!("--cache {raw}: {e}")))?;
+            self.add_cache(tool, Origin::flag(format!("--cache {raw}")));
+        }
         for k in &flags.env_keep {
             env::validate_keep(k).map_err(|e| PolicyError::new(format!("--env-keep: {e}")))?;
             self.policy.env.keep.push(k.clone());
@@ -501,6 +564,7 @@ impl Merge {
         self.policy.allow_ptrace |= flags.allow_ptrace;
         self.policy.allow_degraded |= flags.allow_degraded;
         self.policy.allow_writable_home = flags.allow_writable_home;
+        self.policy.allow_writable_home_config = flags.allow_writable_home_config;
         Ok(())
     }
 }
@@ -571,12 +635,42 @@ fn validate(policy: &Policy) -> Result<(), PolicyError> {
                 policy.home.display()
             ))
             .with_help(
-                "run from a project folder and add only the folders the command needs (--write ~/.cache/pip), \
-                 or pass --allow-writable-home to accept that startup files there can be changed",
+                "run from a project folder and add only the folders the command needs (--write ~/build, \
+                 --cache pip), or pass --allow-writable-home to accept that startup files there can be changed",
             ));
+        }
+        if let Some(area) = profile::home_tool_area(&policy.home, &rule.path) {
+            if policy.fs.access(&rule.path).access == FsAccess::Write && !home_areas_allowed(policy) {
+                let (message, help) = home_area_refusal(&rule.origin.to_string(), &rule.path, &area, &policy.home);
+                return Err(PolicyError::new(message).with_help(help));
+            }
         }
     }
     Ok(())
+}
+
+/// Whether writable roots may lie in $HOME's configuration, program and cache areas: asked for
+/// with `--allow-writable-home-config`, or implied by `--allow-writable-home` (a writable $HOME
+/// holds them all).
+pub fn home_areas_allowed(policy: &Policy) -> bool {
+    policy.allow_writable_home || policy.allow_writable_home_config
+}
+
+/// The refusal of a writable root `root` (from `what`) inside the home area `area`: message and
+/// help. Shared by the policy's check and the backends' check of resolved paths.
+pub fn home_area_refusal(what: &str, root: &Path, area: &Path, home: &Path) -> (String, String) {
+    let message = format!(
+        "{what}: {} is inside {}, where tools keep configuration, programs and caches that run \
+         later outside the sandbox",
+        root.display(),
+        area.display()
+    );
+    let cache = CacheTool::owning(root, home)
+        .map(|t| format!("share the cache with --cache {t} (the host's cache stays unchanged), or "))
+        .unwrap_or_default();
+    let help =
+        format!("{cache}pass --allow-writable-home-config to accept that the command can change what runs there later");
+    (message, help)
 }
 
 #[cfg(test)]

@@ -248,6 +248,12 @@ pub struct Policy {
     pub allow_degraded: bool,
     /// A writable root may hold $HOME (checked again by backends once links are resolved).
     pub allow_writable_home: bool,
+    /// Writable roots may lie in $HOME's configuration, program and cache areas
+    /// (`profile::home_tool_area`; checked again by backends once links are resolved).
+    pub allow_writable_home_config: bool,
+    /// Tools' caches shown as overlays: the host's cache read-only below, the run's changes in
+    /// a layer the host's tools never read.
+    pub caches: Vec<crate::caches::CacheRule>,
     /// Config files that were applied, in order.
     pub sources: Vec<PathBuf>,
 }

@@ -286,6 +286,17 @@ impl Preset {
         }
     }
 
+    /// The package tool whose cache comes with the preset (shared as an overlay).
+    pub fn cache(self) -> Option<crate::caches::CacheTool> {
+        use crate::caches::CacheTool;
+        match self {
+            Preset::Npm => Some(CacheTool::Npm),
+            Preset::Pypi => Some(CacheTool::Pip),
+            Preset::Crates => Some(CacheTool::Cargo),
+            Preset::Github | Preset::Openai | Preset::Anthropic => None,
+        }
+    }
+
     pub fn all() -> &'static [Preset] {
         &[Preset::Npm, Preset::Pypi, Preset::Crates, Preset::Github, Preset::Openai, Preset::Anthropic]
     }

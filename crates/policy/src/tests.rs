@@ -63,15 +63,14 @@ fn strict_and_read_only_profiles() {
 
 #[test]
 fn precedence_profile_user_project_flags() {
-    let u = user(
-        "profile = \"strict\"\n[limits]\npids = 100\ntimeout = \"10m\"\n[filesystem]\nwrite = [\"~/.cache/pip\"]\n",
-    );
+    let u =
+        user("profile = \"strict\"\n[limits]\npids = 100\ntimeout = \"10m\"\n[filesystem]\nwrite = [\"~/build\"]\n");
     let pr = project("[limits]\npids = 50\ntimeout = \"5m\"\n[filesystem]\ndeny_read = [\"secrets\"]\n");
     let p = builder().user_config(u).project_config(pr).build().unwrap();
     assert_eq!(p.profile, ProfileName::Strict);
     assert_eq!(p.limits.pids, Some(50));
     assert_eq!(p.limits.timeout.unwrap().0.as_secs(), 300);
-    assert_eq!(access(&p, "/home/u/.cache/pip/x"), FsAccess::Write);
+    assert_eq!(access(&p, "/home/u/build/x"), FsAccess::Write);
     assert_eq!(access(&p, "/home/u/proj/secrets/k"), FsAccess::Deny);
     assert_eq!(p.sources.len(), 2);
 
@@ -159,7 +158,7 @@ fn golden_parse_errors() {
     );
     assert_eq!(
         err("[filesystem]\nwrite = \"~/x\"\n"),
-        "/p/.ringfence.toml:2:9: invalid type: string \"~/x\", expected a sequence\n  help: write a list, for example `write = [\"~/.cache/pip\"]`"
+        "/p/.ringfence.toml:2:9: invalid type: string \"~/x\", expected a sequence\n  help: write a list, for example `write = [\"~/build\"]`"
     );
     assert_eq!(
         err("[fs]\n"),
@@ -476,4 +475,103 @@ fn normalize_paths() {
         assert!(is_within(Path::new(r"C:\ws\src"), Path::new(r"C:\ws")));
         assert!(!is_within(Path::new(r"C:\wsx"), Path::new(r"C:\ws")));
     }
+}
+
+#[test]
+fn roots_in_home_tool_areas_need_their_flag() {
+    for raw in ["~/.config/x", "~/.local", "~/.cargo/bin", "~/bin", "~/go/bin", "~/.cache/pip", "~/.bashrc"] {
+        let flags = Overrides { write: vec![raw.into()], ..Default::default() };
+        let e = builder().overrides(flags).build().unwrap_err();
+        assert!(e.message.starts_with(&format!("--write {raw}: ")), "{raw}: {e}");
+        assert!(e.help.as_deref().unwrap().contains("--allow-writable-home-config"), "{raw}: {e}");
+        let flags = Overrides { write: vec![raw.into()], allow_writable_home_config: true, ..Default::default() };
+        assert!(builder().overrides(flags).build().is_ok(), "{raw}");
+        let flags = Overrides { write: vec![raw.into()], allow_writable_home: true, ..Default::default() };
+        assert!(builder().overrides(flags).build().is_ok(), "{raw}: a writable home implies its areas");
+    }
+    // A cache folder points at the safe way to share it.
+    let flags = Overrides { write: vec!["~/.cache/pip".into()], ..Default::default() };
+    assert!(builder()
+        .overrides(flags)
+        .build()
+        .unwrap_err()
+        .help
+        .unwrap()
+        .starts_with("share the cache with --cache pip"));
+    // Ordinary folders in $HOME, and areas that end up read-only, are fine.
+    for raw in ["~/src", "~/Documents/x", "/opt/build"] {
+        let flags = Overrides { write: vec![raw.into()], ..Default::default() };
+        assert!(builder().overrides(flags).build().is_ok(), "{raw}");
+    }
+    let flags =
+        Overrides { write: vec!["~/.config".into()], deny_write: vec!["~/.config".into()], ..Default::default() };
+    assert!(builder().overrides(flags).build().is_ok());
+    // A workspace in an area (run from ~/.dotfiles) is refused like a --write.
+    let e = PolicyBuilder::new(Path::new("/home/u/.dotfiles"), Path::new(HOME)).build().unwrap_err();
+    assert!(e.message.contains("/home/u/.dotfiles is inside /home/u/.dotfiles"), "{e}");
+    let read_only = Overrides { profile: Some(ProfileName::ReadOnly), ..Default::default() };
+    assert!(PolicyBuilder::new(Path::new("/home/u/.dotfiles"), Path::new(HOME)).overrides(read_only).build().is_ok());
+}
+
+#[test]
+fn caches_come_from_flags_files_and_presets() {
+    let flags = Overrides { caches: vec!["cargo".into(), "pip".into(), "cargo".into()], ..Default::default() };
+    let mut env = std::collections::BTreeMap::new();
+    env.insert("CARGO_HOME".to_string(), "/opt/cargo".to_string());
+    let p = builder().overrides(flags).tool_env(env).build().unwrap();
+    let tools: Vec<_> = p.caches.iter().map(|c| c.tool).collect();
+    assert_eq!(tools, [CacheTool::Cargo, CacheTool::Pip]);
+    assert_eq!(p.caches[0].dirs[0].path, Path::new("/opt/cargo/registry"));
+    assert_eq!(p.caches[0].env, [("CARGO_HOME".to_string(), "/opt/cargo".to_string())]);
+    assert_eq!(p.caches[1].dirs[0].path, Path::new("/home/u/.cache/pip"));
+    // The cache folders stay read-only as paths: the overlay, not a write rule, lets the tool write.
+    assert_eq!(access(&p, "/home/u/.cache/pip/x"), FsAccess::Read);
+
+    let e = builder().overrides(Overrides { caches: vec!["ccache".into()], ..Default::default() }).build().unwrap_err();
+    assert!(e.message.starts_with("--cache ccache: unknown cache"), "{e}");
+
+    let flags = Overrides { presets: vec!["npm".into(), "github".into()], ..Default::default() };
+    let p = builder().overrides(flags).build().unwrap();
+    assert_eq!(p.caches.len(), 1);
+    assert_eq!(p.caches[0].tool, CacheTool::Npm);
+    assert_eq!(p.caches[0].origin.to_string(), "built-in cache implied by --allow-preset npm");
+
+    let u = user("[filesystem]\ncaches = [\"go\"]\n");
+    let p = builder().user_config(u).build().unwrap();
+    assert_eq!(p.caches[0].origin.to_string(), "/home/u/.config/ringfence/config.toml:2");
+    let e = builder().project_config(project("[filesystem]\ncaches = [\"go\"]\n")).build().unwrap_err();
+    assert!(e.message.contains("`filesystem.caches` would widen the policy"), "{e}");
+    assert!(err("[filesystem]\ncaches = [\"ccache\"]\n").contains("unknown value `ccache`"));
+}
+
+#[test]
+fn secret_names_and_home_areas() {
+    use crate::profile::{home_tool_area, secret_name};
+    for name in [
+        "credentials.json",
+        "OAuth_Creds.json",
+        "api_token",
+        "Cookies",
+        "auth.json",
+        "client-key.pem",
+        "server.key",
+        "vault.kdbx",
+        ".sqlite_history",
+        "wallet.dat",
+        "id_ed25519",
+    ] {
+        assert!(secret_name(name).is_some(), "{name}");
+    }
+    for name in ["config.json", "settings.toml", "ca.pem", "id_ed25519.pub", "tokenizer.json", "keymap.json", "bin"] {
+        assert_eq!(secret_name(name), None, "{name}");
+    }
+    let home = Path::new("/home/u");
+    let area = |p: &str| home_tool_area(home, Path::new(p)).map(|a| a.display().to_string());
+    assert_eq!(area("/home/u/.config/nvim").as_deref(), Some("/home/u/.config"));
+    assert_eq!(area("/home/u/.bashrc").as_deref(), Some("/home/u/.bashrc"));
+    assert_eq!(area("/home/u/bin").as_deref(), Some("/home/u/bin"));
+    assert_eq!(area("/home/u/go/src/x").as_deref(), Some("/home/u/go"));
+    assert_eq!(area("/home/u/proj/.git"), None);
+    assert_eq!(area("/home/u"), None);
+    assert_eq!(area("/home/other/.config"), None);
 }

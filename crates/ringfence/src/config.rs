@@ -50,6 +50,53 @@ pub struct PolicySources {
     pub no_config: bool,
 }
 
+/// The current directory as the user reached it: `$PWD` when it names the current directory
+/// (shells keep it with the links the user went through), else the resolved one.
+#[cfg(unix)]
+fn logical_cwd() -> Result<PathBuf, PolicyError> {
+    use std::os::unix::fs::MetadataExt;
+    let real = std::env::current_dir().map_err(|e| PolicyError::new(format!("the current directory: {e}")))?;
+    let same = |p: &Path| {
+        let (a, b) = (std::fs::metadata(p), std::fs::metadata(&real));
+        a.is_ok_and(|a| b.is_ok_and(|b| a.dev() == b.dev() && a.ino() == b.ino()))
+    };
+    Ok(std::env::var_os("PWD").map(PathBuf::from).filter(|p| p.is_absolute() && same(p)).unwrap_or(real))
+}
+
+/// Refuses a workspace the user named through a link a sandboxed run could have planted (a
+/// folder linked to ~/.config inside a project): the user must name the real folder. The
+/// named path must still lead to `workspace` (resolved before): a link swapped meanwhile is
+/// refused too.
+#[cfg(target_os = "linux")]
+fn check_named_workspace(sources: &PolicySources, home: &Path, workspace: &Path) -> Result<(), PolicyError> {
+    let named = match &sources.workspace {
+        Some(w) if w.is_absolute() => w.clone(),
+        Some(w) => logical_cwd()?.join(w),
+        None => logical_cwd()?,
+    };
+    ringfence_linux::roots::refuse_planted_link(&named, home, "the workspace", |real| {
+        format!("run from the real folder: cd {0} (or -C {0})", real.display())
+    })
+    .map_err(|e| PolicyError::new(e.0).with_help(e.1))?;
+    let (now, _) = ringfence_linux::roots::walk(&named);
+    if now != workspace {
+        return Err(PolicyError::new(format!(
+            "the workspace {} changed while ringfence started: it led to {}, then to {}",
+            named.display(),
+            workspace.display(),
+            now.display()
+        ))
+        .with_help("run again from the real folder, and check what is changing it"));
+    }
+    Ok(())
+}
+
+/// The host's values of the variables that place tools' caches.
+fn tool_env() -> std::collections::BTreeMap<String, String> {
+    let names = ringfence_policy::CacheTool::all().iter().flat_map(|t| t.variables());
+    names.filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))).collect()
+}
+
 /// Builds the effective policy: built-in profile, user config, project config, then `flags`.
 pub fn load_policy(sources: &PolicySources, flags: Overrides) -> Result<Policy, PolicyError> {
     let workspace = match &sources.workspace {
@@ -62,8 +109,10 @@ pub fn load_policy(sources: &PolicySources, flags: Overrides) -> Result<Policy, 
     // Resolved, so a $HOME reached through a link is still recognised as home by the policy.
     let home = home_dir();
     let home = home.canonicalize().unwrap_or(home);
+    #[cfg(target_os = "linux")]
+    check_named_workspace(sources, &home, &workspace)?;
     let user_path = user_config_path(&home);
-    let mut builder = PolicyBuilder::new(&workspace, &home).user_config_path(&user_path);
+    let mut builder = PolicyBuilder::new(&workspace, &home).user_config_path(&user_path).tool_env(tool_env());
     if !sources.no_config {
         let user = match &sources.config {
             Some(path) => {

@@ -253,6 +253,11 @@ impl Command {
         let host = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v)));
         let mut rules = policy.env.clone();
         rules.set.extend(self.env.iter().cloned());
+        // A cache found through a variable (CARGO_HOME, PIP_CACHE_DIR, ...) is where the
+        // overlay shows it: the tool inside gets the same variable, unless set otherwise.
+        for (k, v) in policy.caches.iter().flat_map(|c| &c.env) {
+            rules.set.entry(k.clone()).or_insert_with(|| v.clone());
+        }
         let mut overrides = vec![("PWD", cwd.to_string_lossy().into_owned()), ("RINGFENCE", "1".to_string())];
         // The sandbox's /tmp is private on Linux; the Windows backend sets TEMP and TMP itself.
         if cfg!(unix) {
@@ -261,11 +266,14 @@ impl Command {
         if policy.network == policy::NetworkMode::Allow {
             overrides.extend(ringfence_gateway::proxy_environment(http_port, socks_port));
             // npm refuses to install at all when it can't write its cache (~/.npm, outside the
-            // workspace by default): give it one in the private /tmp, unless the policy lets it
-            // write its own or the caller chose one.
+            // workspace by default): give it one in the private /tmp, unless the policy shares
+            // its cache (`--cache npm`, implied by the npm preset) or lets it write its own, or
+            // the caller chose one.
             let npm_cache = policy.home.join(".npm");
             let caller_set = rules.set.keys().any(|k| k.eq_ignore_ascii_case("npm_config_cache"));
-            if cfg!(unix) && !caller_set && policy.fs.access(&npm_cache).access != policy::FsAccess::Write {
+            let shared = policy.caches.iter().any(|c| c.tool == policy::CacheTool::Npm);
+            let writable = policy.fs.access(&npm_cache).access == policy::FsAccess::Write;
+            if cfg!(unix) && !caller_set && !shared && !writable {
                 overrides.push(("npm_config_cache", format!("{tmp}/.npm")));
             }
         }

@@ -19,6 +19,16 @@ impl Command {
     /// Starts the command.
     pub fn spawn(self) -> Result<Child, Error> {
         let policy = self.resolved_policy()?;
+        // Cache overlays need overlayfs. Caches a preset implies are a convenience and are left
+        // out; one asked for by name is a requested protection this backend can't give.
+        let asked = policy.caches.iter().find(|c| !matches!(c.origin, crate::policy::Origin::Builtin { .. }));
+        if let (Some(cache), false) = (asked, policy.allow_degraded) {
+            return Err(Error::Unsupported(format!(
+                "{}: sharing the {} cache needs overlayfs, which only the Linux backend has; drop it, or pass \
+                 --allow-degraded to run with the cache read-only",
+                cache.origin, cache.tool
+            )));
+        }
         let cwd = self.cwd.clone().unwrap_or_else(|| policy.workspace.clone());
         // In allow mode the gateway listens before the command starts, so its first
         // connections wait in the backlog until the gateway serves them.

@@ -34,6 +34,8 @@ pub fn policy(workspace: PathBuf, home: PathBuf, fs: FsRules) -> Policy {
         allow_ptrace: false,
         allow_degraded: false,
         allow_writable_home: false,
+        allow_writable_home_config: false,
+        caches: vec![],
         sources: vec![],
     }
 }
