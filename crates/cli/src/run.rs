@@ -189,10 +189,7 @@ pub fn run(args: RunArgs, mut signals: Signals) -> i32 {
     for warning in &status.warnings {
         eprintln!("ringfence: warning: {warning}");
     }
-    for (path, detail) in &status.git_findings {
-        eprintln!("ringfence: warning: {}: {detail}", path.display());
-        emit(&events, EventBody::PolicyDeny { rule: "git".into(), detail: format!("{}: {detail}", path.display()) });
-    }
+    report_review(&status, &events);
     emit(
         &events,
         EventBody::RunEnd {
@@ -218,6 +215,28 @@ pub fn run(args: RunArgs, mut signals: Signals) -> i32 {
         }
     }
     code
+}
+
+/// Tells what the post-run review moved aside (warnings) and what it could not review
+/// (errors, which make the run's exit code 120), on stderr and as `policy.deny` events.
+fn report_review(status: &ExitStatus, events: &Events) {
+    for finding in &status.git_findings {
+        let text = format!("{}: {}", finding.path.display(), finding.detail);
+        eprintln!("ringfence: warning: {text}");
+        emit(events, EventBody::PolicyDeny { rule: finding.rule.into(), detail: text });
+    }
+    for failure in &status.review_failures {
+        let text = format!("{}: {}", failure.path.display(), failure.detail);
+        eprintln!("ringfence: error: the review after the run could not check {text}");
+        emit(events, EventBody::PolicyDeny { rule: failure.rule.into(), detail: text });
+    }
+    if !status.review_failures.is_empty() {
+        eprintln!(
+            "  help: something the command left there may run code when you use git, direnv or an editor in that \
+             folder: look at it (and move aside or delete what you did not expect) before you do (exit {})",
+            exit_code::REVIEW
+        );
+    }
 }
 
 /// Copies piped streams between the command and our terminal. The input relay is not joined:

@@ -5,6 +5,11 @@ use ringfence_policy::{FsAccess, FsRules, Origin, Policy, RuleKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// Origin of the rules over the folders `core.hooksPath` names.
+pub const GIT_HOOKS_PATH: &str = "git core.hooksPath";
+/// Origin of the rules over the files git configs include; their placeholders are files.
+pub const GIT_INCLUDE: &str = "git include";
+
 /// Origin of the masks over host services' sockets. They need no Landlock carve-out: below ABI
 /// 9 Landlock can't stop connect(2) anyway, and from ABI 9 read-only regions lack the right.
 pub const HOST_SOCKET: &str = "host service socket";
@@ -61,8 +66,12 @@ fn basename(path: &Path) -> &str {
 }
 
 impl Placeholder {
-    fn protected(path: &Path) -> Self {
-        let file = ringfence_policy::profile::HOME_FILES.contains(&basename(path));
+    /// Files for names tools read wherever they are, and for included git configs (git reads
+    /// them, and fails on a directory).
+    fn protected(path: &Path, rules: &FsRules) -> Self {
+        let include = Origin::builtin(GIT_INCLUDE);
+        let file = ringfence_policy::profile::HOME_FILES.contains(&basename(path))
+            || rules.of_kind(RuleKind::DenyWrite).any(|r| r.path == path && r.origin == include);
         Placeholder { path: path.to_path_buf(), kind: if file { PlaceholderKind::File } else { PlaceholderKind::Dir } }
     }
 
@@ -81,6 +90,9 @@ pub struct MountPlan {
     pub rules: FsRules,
     /// The workspace, canonical.
     pub workspace: PathBuf,
+    /// Host folders the run can write besides the write rules (a cache layer, say): the
+    /// post-run review walks them like writable roots.
+    pub review_roots: Vec<PathBuf>,
 }
 
 /// A planning error: the policy names something the view can't be built from.
@@ -276,9 +288,13 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
         }
     }
     let roots: Vec<PathBuf> = rules.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
-    for root in roots {
-        for dir in crate::gitcheck::hook_dirs(&root, &policy.home) {
-            rules.push(RuleKind::DenyWrite, canon.resolve(&dir), Origin::builtin("git core.hooksPath"));
+    let git = crate::gitcheck::planned_paths(&roots, &policy.home);
+    let git_rules =
+        git.hook_dirs.iter().map(|d| (d, GIT_HOOKS_PATH)).chain(git.includes.iter().map(|f| (f, GIT_INCLUDE)));
+    for (path, origin) in git_rules {
+        let path = canon.resolve(path);
+        if roots.iter().any(|r| path.starts_with(r)) {
+            rules.push(RuleKind::DenyWrite, path, Origin::builtin(origin));
         }
     }
     check_fresh_kernel_dirs(&rules)?;
@@ -367,7 +383,7 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
                 Some(MountOp::Bind { path: path.clone(), writable: true })
             }
             (false, FsAccess::Write, FsAccess::Read, Some(_)) => {
-                adopt(&mut plan.placeholders, Placeholder::protected(&path));
+                adopt(&mut plan.placeholders, Placeholder::protected(&path, &plan.rules));
                 Some(MountOp::ReadOnly { path: path.clone() })
             }
             (false, FsAccess::Write, FsAccess::Read, None) => {
@@ -380,7 +396,7 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
                 if !parent_is_dir || while_present {
                     None
                 } else {
-                    plan.placeholders.push(Placeholder::protected(&path));
+                    plan.placeholders.push(Placeholder::protected(&path, &plan.rules));
                     Some(MountOp::ReadOnly { path: path.clone() })
                 }
             }
