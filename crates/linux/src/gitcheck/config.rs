@@ -21,10 +21,12 @@ const PLAN_FILES: usize = 64;
 const BUILTIN_SCHEMES: &[&str] = &["http", "https", "ftp", "ftps", "git", "ssh", "git+ssh", "ssh+git"];
 
 /// What a setting's value is judged against: the writable roots (a local repository there
-/// could be the command's), and the folder holding the config (relative paths start there).
+/// could be the command's), the folder holding the config (relative paths start there), and
+/// whether a folder is this git directory's own worktree (its `.git` file points back here).
 pub struct Context<'a> {
     pub roots: &'a [PathBuf],
     pub dir: &'a Path,
+    pub own_worktree: &'a dyn Fn(&Path) -> bool,
 }
 
 /// One parsed line: the section it is in, the key it sets (lower case), and its raw text.
@@ -169,8 +171,11 @@ fn harmless(section: &str, key: &str, body: &str, cx: &Context) -> bool {
         ("remote", true, "url" | "pushurl") | ("submodule", true, "url") => {
             value.is_some_and(|v| url_is_safe(&v, cx.roots))
         }
-        // Written by `git submodule update`; elsewhere it would let a checkout write there.
-        ("core", false, "worktree") => value.is_some_and(|v| !v.is_empty() && in_roots(&cx.dir.join(v), cx.roots)),
+        // Written by `git submodule update`, pointing at the submodule's folder, whose `.git`
+        // file points back; elsewhere a checkout there would write what the command chose.
+        ("core", false, "worktree") => {
+            value.is_some_and(|v| !v.is_empty() && (cx.own_worktree)(&normalize(&cx.dir.join(v))))
+        }
         ("core", false, k) => [
             "repositoryformatversion",
             "filemode",
@@ -207,8 +212,8 @@ pub struct Judged {
     pub dropped: Vec<String>,
     /// The config with only its harmless settings, under their section headers.
     pub rebuilt: String,
-    /// Whether the judgement depends on the config's folder (a relative `core.worktree`), so
-    /// it can't be reused for another link to the same file.
+    /// Whether the judgement depends on the config's folder (a `core.worktree`), so it can't
+    /// be reused for another link to the same file.
     pub folder_dependent: bool,
 }
 
@@ -225,9 +230,7 @@ pub fn judge(text: &[u8], cx: &Context) -> Judged {
         if line.key.is_none() {
             continue;
         }
-        if line.section == "core" && key == "worktree" {
-            judged.folder_dependent |= value(&line.body).is_some_and(|v| !Path::new(&v).is_absolute());
-        }
+        judged.folder_dependent |= line.section == "core" && key == "worktree";
         let header = format!("[{}]", line.section);
         if current.as_ref() != Some(&header) {
             judged.rebuilt.push_str(&header);
@@ -373,7 +376,7 @@ mod tests {
     use super::*;
 
     fn cx(roots: &[PathBuf]) -> Context<'_> {
-        Context { roots, dir: Path::new("/w/.git") }
+        Context { roots, dir: Path::new("/w/.git"), own_worktree: &|_| false }
     }
 
     #[test]
@@ -432,13 +435,13 @@ mod tests {
     }
 
     #[test]
-    fn a_worktree_is_kept_only_inside_the_writable_roots() {
-        let roots = [PathBuf::from("/w")];
-        let sub = Context { roots: &roots, dir: Path::new("/w/.git/modules/lib") };
+    fn a_worktree_is_kept_only_where_it_points_back() {
+        let own = |w: &Path| w == Path::new("/w/lib");
+        let sub = Context { roots: &[], dir: Path::new("/w/.git/modules/lib"), own_worktree: &own };
         let judged = judge(b"[core]\n\tworktree = ../../../lib\n", &sub);
         assert!(judged.dropped.is_empty() && judged.folder_dependent);
         assert_eq!(judge(b"[core]\n\tworktree = /home/u\n", &sub).dropped, vec!["core.worktree"]);
-        assert_eq!(judge(b"[core]\n\tworktree = ../../../../x\n", &sub).dropped, vec!["core.worktree"]);
+        assert_eq!(judge(b"[core]\n\tworktree = ../../..\n", &sub).dropped, vec!["core.worktree"]);
     }
 
     #[test]

@@ -115,9 +115,11 @@ fn rename_no_replace(dir: BorrowedFd, from: &OsStr, to: &OsStr) -> nix::Result<(
     }
 }
 
+/// Takes execute and group/other permissions from a regular file moved aside, unless other
+/// names link to it (they keep their mode).
 fn restrict_moved_file(dir: BorrowedFd, aside: &OsStr) {
     if let Ok(fd) = open_beneath(dir, Path::new(aside), OFlag::O_RDONLY | OFlag::O_NONBLOCK) {
-        if fstat(fd.as_fd()).is_ok_and(|st| file_type(&st) == libc::S_IFREG) {
+        if fstat(fd.as_fd()).is_ok_and(|st| file_type(&st) == libc::S_IFREG && st.st_nlink == 1) {
             let _ = nix::sys::stat::fchmod(fd.as_fd(), Mode::from_bits_truncate(0o600));
         }
     }

@@ -108,7 +108,8 @@ impl Walk<'_> {
         } else {
             fsops::read_file(at.fd, name, READ_CAP)?
         };
-        let cx = Context { roots: &self.review.roots, dir: at.path };
+        let own_worktree = |worktree: &Path| self.points_back(worktree, at.path);
+        let cx = Context { roots: &self.review.roots, dir: at.path, own_worktree: &own_worktree };
         let facts = Rc::new(Facts { judged: config::judge(&text, &cx), links: config::links(&text) });
         self.configs.insert(key, facts.clone());
         Ok(facts)
@@ -202,8 +203,18 @@ impl Walk<'_> {
         }
     }
 
+    /// Whether `worktree` is a folder in a writable root whose `.git` file points at the git
+    /// directory `git_dir`: a submodule's worktree, as `core.worktree` names it.
+    fn points_back(&self, worktree: &Path, git_dir: &Path) -> bool {
+        let Some(fd) = self.open_in_roots(worktree) else { return false };
+        let Ok(text) = fsops::read_file(fd.as_fd(), OsStr::new(".git"), POINTER_CAP) else { return false };
+        let text = String::from_utf8_lossy(&text);
+        let target = text.strip_prefix("gitdir: ").map(|t| normalize(&worktree.join(t.trim_end())));
+        target.as_deref() == Some(git_dir)
+    }
+
     /// Opens a folder inside a writable root from the root, through no link.
-    pub(super) fn open_in_roots(&mut self, folder: &Path) -> Option<OwnedFd> {
+    pub(super) fn open_in_roots(&self, folder: &Path) -> Option<OwnedFd> {
         let root = self.review.roots.iter().find(|r| folder.starts_with(r))?;
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let root_fd = nix::fcntl::open(root.as_path(), flags, Mode::empty()).ok()?;

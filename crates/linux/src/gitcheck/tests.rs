@@ -223,6 +223,22 @@ fn submodules_with_slashes_worktrees_and_their_pointers_are_reviewed() {
 }
 
 #[test]
+fn a_submodule_keeps_its_worktree_and_nothing_else_gets_one() {
+    let s = Scratch::new("worktree");
+    git_dir(&s, ".git");
+    let review = s.start(&[]);
+    for name in ["lib", "evil"] {
+        git_dir(&s, &format!(".git/modules/{name}"));
+        s.write(&format!(".git/modules/{name}/config"), "[core]\n\tbare = false\n\tworktree = ../../../lib\n");
+    }
+    s.write("lib/.git", "gitdir: ../.git/modules/lib\n");
+    let report = review.run();
+    assert_eq!(rules(&report), [("config".to_string(), GIT)], "{report:?}");
+    assert!(report.findings[0].path.ends_with(".git/modules/evil/config"), "{report:?}");
+    assert!(s.read(".git/modules/lib/config").contains("worktree"));
+}
+
+#[test]
 fn nested_protected_files_the_run_wrote_are_moved_aside() {
     let s = Scratch::new("protected");
     s.write("old/.vscode/tasks.json", "{}");
