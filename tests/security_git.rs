@@ -253,6 +253,16 @@ fn files_a_config_includes_stay_read_only() {
         assert_eq!(std::fs::read_to_string(env.ws.join("shared.gitconfig")).unwrap(), "[user]\n\tname = me\n");
         assert!(!env.ws.join("absent.gitconfig").exists(), "the placeholder was left:\n{}", both(&out));
     }
+    // The included file is reached through a link in the workspace, which the run points
+    // elsewhere: the file it now reaches is reviewed after the run.
+    let prepare = format!(
+        "{REPO} && mkdir real && printf '[user]\\n\\tname = me\\n' > real/team.cfg && ln -s real conf && \
+         git config include.path ../conf/team.cfg"
+    );
+    let plant =
+        "mkdir evil && printf '[core]\\n\\tfsmonitor = touch M\\n' > evil/team.cfg && rm conf && ln -s evil conf";
+    let use_it = |env: &Env| host_git(env, &["status"]);
+    Attack { name: "include through a link", prepare: &prepare, plant, use_it: &use_it }.check();
 }
 
 /// `core.hooksPath` set in an included file (through `includeIf`, in the repository's config
@@ -274,6 +284,15 @@ fn hooks_paths_set_in_included_files_stay_read_only() {
         let use_it = |env: &Env| host_git(env, &["commit", "-q", "--allow-empty", "-m", "x"]);
         Attack { name, prepare, plant: &plant, use_it: &use_it }.check();
     }
+    // A relative hooks folder in the global config is one in every repository, a nested one
+    // the command creates included.
+    let nested = format!(
+        "git init -q sub && git -C sub commit -q --allow-empty -m s && mkdir -p sub/.githooks && \
+         {HOOK} > sub/.githooks/pre-commit && chmod +x sub/.githooks/pre-commit"
+    );
+    let prepare = "printf '[core]\\n\\thooksPath = .githooks\\n' > \"$HOME/.gitconfig\"";
+    let use_it = |env: &Env| host_git(env, &["-C", "sub", "commit", "-q", "--allow-empty", "-m", "x"]);
+    Attack { name: "global relative hooksPath", prepare, plant: &nested, use_it: &use_it }.check();
 }
 
 /// An interactive rebase the command left stopped, with an `exec` line it added: the user's

@@ -160,6 +160,7 @@ impl Review {
     /// left that would run code later, and reports it.
     pub fn run(&self) -> ReviewReport {
         let mut walk = Walk::new(self);
+        walk.global_configs();
         for root in self.roots.iter().filter(|r| !self.roots.iter().any(|o| o != *r && r.starts_with(o))) {
             walk.root(root);
         }
@@ -207,12 +208,14 @@ struct Walk<'a> {
     report: ReviewReport,
     unlisted: usize,
     /// First components of the protected names.
-    protected_starts: HashSet<&'a OsStr>,
+    protected_starts: HashSet<Vec<u8>>,
     configs: HashMap<(u64, u64), Rc<Facts>>,
     git_dirs: HashSet<(u64, u64)>,
     /// Common directories `commondir` files point at, reviewed as git directories at the end.
     common: Vec<PathBuf>,
     followed: HashSet<PathBuf>,
+    /// Relative `core.hooksPath` values of the global configs, taken in every repository.
+    relative_hooks: Vec<String>,
     /// Listing buffers, one per folder level in use.
     buffers: Vec<Vec<u8>>,
 }
@@ -227,11 +230,12 @@ impl<'a> Walk<'a> {
             stopped: false,
             report: ReviewReport::default(),
             unlisted: 0,
-            protected_starts: review.protected.iter().filter_map(|p| p.iter().next()).collect(),
+            protected_starts: review.protected.iter().filter_map(|p| p.iter().next()).map(lower).collect(),
             configs: HashMap::new(),
             git_dirs: HashSet::new(),
             common: Vec::new(),
             followed: HashSet::new(),
+            relative_hooks: Vec::new(),
             buffers: Vec::new(),
         }
     }
@@ -416,7 +420,7 @@ impl<'a> Walk<'a> {
         let mut reviewed_already = false;
         let at = At { fd: fd.as_fd(), path, depth, place };
         let listed = self.list(&at, |walk, name, kind| {
-            if !decided && name.to_str().is_some_and(is_git_name) {
+            if !decided && is_git_name(name) {
                 decided = true;
                 if is_git_dir(at.fd) {
                     reviewed_already = !walk.enter_git_dir(at.fd, path, depth);
@@ -461,7 +465,7 @@ impl<'a> Walk<'a> {
 
     fn entry(&mut self, at: &At, name: &OsStr, kind: Option<Type>) {
         let Some(kind) = kind.or_else(|| self.lstat(at, name).map(|st| type_of(&st))) else { return };
-        if at.place == Place::GitDir && (GIT_DIR_CONFIGS.iter().any(|c| name == *c) || name == "commondir") {
+        if at.place == Place::GitDir && (GIT_DIR_CONFIGS.iter().any(|c| same(name, c)) || same(name, "commondir")) {
             return; // reviewed on entering the git directory
         }
         match (kind, at.place) {
@@ -491,7 +495,7 @@ impl<'a> Walk<'a> {
     }
 
     fn tree_entry(&mut self, at: &At, name: &OsStr, kind: Type) {
-        if name == ".git" {
+        if same(name, ".git") {
             return match kind {
                 Type::Directory => self.descend(at, name, Place::GitDir),
                 Type::Symlink => {
@@ -502,10 +506,11 @@ impl<'a> Walk<'a> {
             };
         }
         let mut covered = false;
-        if self.protected_starts.contains(name) {
+        if self.protected_starts.contains(&lower(name)) {
             let review = self.review;
-            for protected in review.protected.iter().filter(|p| p.iter().next() == Some(name)) {
-                covered |= protected.as_os_str() == name;
+            for protected in review.protected.iter().filter(|p| p.iter().next().is_some_and(|first| same(name, first)))
+            {
+                covered |= same(name, protected.as_os_str());
                 let rest: Vec<&OsStr> = protected.iter().skip(1).collect();
                 self.protected(at, name, &rest, false);
             }
@@ -519,7 +524,7 @@ impl<'a> Walk<'a> {
     /// any folder (a folder made to look like a bare repository is still a worktree folder).
     fn git_dir_entry(&mut self, at: &At, name: &OsStr, kind: Type) {
         let is_dir = kind == Type::Directory;
-        let text = name.to_str().unwrap_or("");
+        let text = &name.to_str().unwrap_or("").to_ascii_lowercase()[..];
         let special_folder = text == "hooks" || STATE_FOLDERS.contains(&text) || REMOTE_FOLDERS.contains(&text);
         match text {
             _ if special_folder && !is_dir => {
@@ -529,7 +534,7 @@ impl<'a> Walk<'a> {
             _ if STATE_FOLDERS.contains(&text) => self.state_folder(at, name),
             _ if REMOTE_FOLDERS.contains(&text) => self.folder(at, name, (GIT, REMOTE_WHY), false, false),
             "objects" => self.descend(at, name, Place::Objects),
-            _ if kind == Type::Symlink && is_git_name(text) => self.changed(at, name, GIT, IN_GIT_DIR_LINK),
+            _ if kind == Type::Symlink && is_git_name(name) => self.changed(at, name, GIT, IN_GIT_DIR_LINK),
             _ if is_dir && GIT_FOLDERS.contains(&text) => self.descend(at, name, Place::InGitDir),
             _ => self.tree_entry(at, name, kind),
         }
@@ -634,11 +639,22 @@ fn dirents(batch: &[u8]) -> impl Iterator<Item = (&OsStr, Option<Type>)> {
     })
 }
 
-/// Names git reads or writes directly in a git directory. Any other entry there means to git
-/// what it means in any folder.
-fn is_git_name(name: &str) -> bool {
+/// Compares a file name with one git or a tool looks up, ignoring ASCII case: in a
+/// case-insensitive folder (ext4 or tmpfs casefolding) `HOOKS` is what git opens as `hooks`.
+fn same(name: &OsStr, wanted: impl AsRef<OsStr>) -> bool {
+    name.as_bytes().eq_ignore_ascii_case(wanted.as_ref().as_bytes())
+}
+
+fn lower(name: &OsStr) -> Vec<u8> {
+    name.as_bytes().to_ascii_lowercase()
+}
+
+/// Names git reads or writes directly in a git directory (in any case). Any other entry there
+/// means to git what it means in any folder.
+fn is_git_name(name: &OsStr) -> bool {
+    let name = &String::from_utf8_lossy(&lower(name)).into_owned()[..];
     const FILES: &[&str] = &[
-        "HEAD",
+        "head",
         "config",
         "config.worktree",
         "commondir",
@@ -647,26 +663,26 @@ fn is_git_name(name: &str) -> bool {
         "shallow",
         "description",
         "gitdir",
-        "ORIG_HEAD",
-        "FETCH_HEAD",
-        "MERGE_HEAD",
-        "MERGE_MSG",
-        "MERGE_MODE",
-        "MERGE_AUTOSTASH",
-        "SQUASH_MSG",
-        "CHERRY_PICK_HEAD",
-        "REVERT_HEAD",
-        "REBASE_HEAD",
-        "AUTO_MERGE",
-        "COMMIT_EDITMSG",
-        "TAG_EDITMSG",
-        "BISECT_LOG",
-        "BISECT_START",
-        "BISECT_TERMS",
-        "BISECT_EXPECTED_REV",
-        "BISECT_ANCESTORS_OK",
-        "BISECT_NAMES",
-        "BISECT_RUN",
+        "orig_head",
+        "fetch_head",
+        "merge_head",
+        "merge_msg",
+        "merge_mode",
+        "merge_autostash",
+        "squash_msg",
+        "cherry_pick_head",
+        "revert_head",
+        "rebase_head",
+        "auto_merge",
+        "commit_editmsg",
+        "tag_editmsg",
+        "bisect_log",
+        "bisect_start",
+        "bisect_terms",
+        "bisect_expected_rev",
+        "bisect_ancestors_ok",
+        "bisect_names",
+        "bisect_run",
     ];
     FILES.contains(&name)
         || name == "hooks"
@@ -690,7 +706,7 @@ fn is_git_dir(fd: BorrowedFd) -> bool {
 /// The worktree whose relative paths a git directory's config is read against.
 fn worktree_of(git_dir: &Path) -> &Path {
     match (git_dir.file_name(), git_dir.parent()) {
-        (Some(name), Some(parent)) if name == ".git" => parent,
+        (Some(name), Some(parent)) if same(name, ".git") => parent,
         _ => git_dir,
     }
 }

@@ -298,6 +298,15 @@ fn read_host_file(path: &Path) -> Option<Vec<u8>> {
     Some(text)
 }
 
+/// The user's and the system's git configs, as git finds them.
+pub fn global_configs(home: &Path) -> Vec<PathBuf> {
+    let mut out = vec![home.join(".gitconfig"), home.join(".config/git/config"), PathBuf::from("/etc/gitconfig")];
+    if let Some(xdg) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+        out.push(Path::new(&xdg).join("git/config"));
+    }
+    out
+}
+
 /// The config files of the repository at the top of `root`: its `.git` folder's, or those of
 /// the git directory a `.git` file names (and of its common directory).
 fn repository_configs(root: &Path) -> Vec<PathBuf> {
@@ -333,10 +342,7 @@ pub struct PlannedGitPaths {
 /// include graph (every condition taken as true) and the hooks folders named anywhere in it.
 /// A relative hooks folder is relative to the worktree, so it is taken in every root.
 pub fn planned_paths(roots: &[PathBuf], home: &Path) -> PlannedGitPaths {
-    let mut tops = vec![home.join(".gitconfig"), home.join(".config/git/config"), PathBuf::from("/etc/gitconfig")];
-    if let Some(xdg) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
-        tops.push(Path::new(&xdg).join("git/config"));
-    }
+    let mut tops = global_configs(home);
     tops.extend(roots.iter().flat_map(|r| repository_configs(r)));
     let mut out = PlannedGitPaths::default();
     let mut seen: Vec<PathBuf> = Vec::new();

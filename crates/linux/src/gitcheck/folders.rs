@@ -112,7 +112,7 @@ impl Walk<'_> {
         let Some(st) = self.lstat(at, name) else { return };
         let changed = self.is_new(&st) || self.open_dir(at, name).is_none_or(|fd| self.subtree_changed(fd, &path, 0));
         if changed {
-            let command = if name == "sequencer" { "cherry-pick or revert" } else { "rebase" };
+            let command = if super::same(name, "sequencer") { "cherry-pick or revert" } else { "rebase" };
             let why = format!(
                 "the command created or changed git's {command} state, which `git {} --continue` would carry out \
                  (its todo list and options can run programs)",

@@ -32,26 +32,38 @@ impl Walk<'_> {
         }
         let at = At { fd, path, depth, place: Place::GitDir };
         for name in GIT_DIR_CONFIGS {
-            self.config_file(&at, OsStr::new(name), worktree_of(path), 0);
+            self.config_file(&at, OsStr::new(name), Some(worktree_of(path)), 0);
         }
         self.commondir(&at);
+        // A relative hooks folder the user's global config names is one in every repository.
+        for value in self.relative_hooks.clone() {
+            if let Some(dir) = config::resolve(&value, worktree_of(path), &self.review.home) {
+                self.hooks_path(&dir);
+            }
+        }
         true
     }
 
-    /// A git config: one the run wrote is rebuilt unless every setting in it is harmless; one
-    /// it didn't is followed to the files it includes and the hooks folders it names, which the
-    /// run may have changed.
-    fn config_file(&mut self, at: &At, name: &OsStr, worktree: &Path, depth: usize) {
-        let path = at.path.join(name);
-        if self.skipped(&path) {
-            return;
+    /// Follows the user's global configs like any config the run did not write: the files
+    /// they include and the hooks folders they name may lie in a writable root, reached
+    /// through a link the run changed.
+    pub(super) fn global_configs(&mut self) {
+        for file in config::global_configs(&self.review.home) {
+            self.included(&file, None, 0);
         }
+    }
+
+    /// A git config: one the run wrote is rebuilt unless every setting in it is harmless; one
+    /// it didn't (or couldn't: read-only in the view) is followed to the files it includes and
+    /// the hooks folders it names, which the run may have changed or reached through a link.
+    /// `worktree` is what relative hooks folders start from; none for a global config.
+    fn config_file(&mut self, at: &At, name: &OsStr, worktree: Option<&Path>, depth: usize) {
         let Some(st) = self.lstat(at, name) else { return };
         let regular = file_type(&st) == libc::S_IFREG;
         if self.is_placeholder(at, name, &st) {
             return;
         }
-        if !self.is_new(&st) {
+        if self.skipped(&at.path.join(name)) || !self.is_new(&st) {
             if regular && st.st_size as u64 <= READ_CAP {
                 if let Ok(facts) = self.facts(at, name, &st, false) {
                     self.follow(at.path, worktree, &facts.links, depth);
@@ -70,7 +82,8 @@ impl Walk<'_> {
         match self.facts(at, name, &st, true) {
             Ok(facts) if !facts.judged.dropped.is_empty() => self.rebuild(at, name, &facts.judged),
             Ok(_) | Err(Errno::ENOENT) => {}
-            Err(e) => self.fail(&path, format!("the command wrote this git config, and reading it failed ({e})")),
+            Err(e) => self
+                .fail(&at.path.join(name), format!("the command wrote this git config, and reading it failed ({e})")),
         }
     }
 
@@ -133,10 +146,21 @@ impl Walk<'_> {
     }
 
     /// Follows what a config the run did not write points at.
-    fn follow(&mut self, config_dir: &Path, worktree: &Path, links: &config::Links, depth: usize) {
+    fn follow(&mut self, config_dir: &Path, worktree: Option<&Path>, links: &config::Links, depth: usize) {
         for value in &links.hooks_paths {
-            if let Some(dir) = config::resolve(value, worktree, &self.review.home) {
-                self.hooks_path(&dir);
+            let relative = !Path::new(value).is_absolute() && !value.starts_with('~');
+            match worktree {
+                None if relative => {
+                    if !self.relative_hooks.contains(value) && self.relative_hooks.len() < MAX_FOLLOWED {
+                        self.relative_hooks.push(value.clone());
+                    }
+                }
+                _ => {
+                    let base = worktree.unwrap_or(config_dir);
+                    if let Some(dir) = config::resolve(value, base, &self.review.home) {
+                        self.hooks_path(&dir);
+                    }
+                }
             }
         }
         if depth >= INCLUDE_DEPTH {
@@ -160,7 +184,7 @@ impl Walk<'_> {
 
     /// A file a config includes: in a writable root it is reviewed like a git config, else
     /// (read-only for the run) only followed further.
-    fn included(&mut self, file: &Path, worktree: &Path, depth: usize) {
+    fn included(&mut self, file: &Path, worktree: Option<&Path>, depth: usize) {
         let file = canonicalize_lenient(file);
         if self.stopped || !self.first_follow(&file) {
             return;

@@ -344,6 +344,20 @@ fn the_plans_own_placeholders_are_left_alone() {
 }
 
 #[test]
+fn names_are_matched_whatever_their_case() {
+    // In a case-insensitive folder, git opens `HOOKS/PRE-COMMIT` as `hooks/pre-commit`.
+    let s = Scratch::new("case");
+    let review = s.start(&[]);
+    git_dir(&s, "sub/.GIT");
+    s.write("sub/.GIT/HOOKS/PRE-COMMIT", "evil");
+    s.write("pkg/.ENVRC", "evil");
+    let report = review.run();
+    let mut found = rules(&report);
+    found.sort();
+    assert_eq!(found, [(".ENVRC".to_string(), PROTECTED), ("PRE-COMMIT".to_string(), GIT)], "{report:?}");
+}
+
+#[test]
 fn a_taken_quarantine_name_is_not_replaced() {
     let s = Scratch::new("taken");
     let review = s.start(&[]);
