@@ -207,8 +207,8 @@ struct Walk<'a> {
     stopped: bool,
     report: ReviewReport,
     unlisted: usize,
-    /// First components of the protected names.
-    protected_starts: HashSet<Vec<u8>>,
+    /// First components of the protected names, in lower case.
+    protected_starts: HashSet<String>,
     configs: HashMap<(u64, u64), Rc<Facts>>,
     git_dirs: HashSet<(u64, u64)>,
     /// Common directories `commondir` files point at, reviewed as git directories at the end.
@@ -230,7 +230,12 @@ impl<'a> Walk<'a> {
             stopped: false,
             report: ReviewReport::default(),
             unlisted: 0,
-            protected_starts: review.protected.iter().filter_map(|p| p.iter().next()).map(lower).collect(),
+            protected_starts: review
+                .protected
+                .iter()
+                .filter_map(|p| p.iter().next())
+                .map(|first| first.to_string_lossy().to_ascii_lowercase())
+                .collect(),
             configs: HashMap::new(),
             git_dirs: HashSet::new(),
             common: Vec::new(),
@@ -315,7 +320,8 @@ impl<'a> Walk<'a> {
         }
         match opened {
             Ok(fd) => self.visit(fd, root, 0, Place::Tree),
-            Err(Errno::ENOENT) => {}
+            // A writable root that is a file holds nothing to review.
+            Err(Errno::ENOENT | Errno::ENOTDIR) => {}
             Err(e) => self.fail(root, format!("opening this writable root failed ({e})")),
         }
     }
@@ -506,7 +512,8 @@ impl<'a> Walk<'a> {
             };
         }
         let mut covered = false;
-        if self.protected_starts.contains(&lower(name)) {
+        let mut buf = [0u8; 32];
+        if lower(name, &mut buf).is_some_and(|low| self.protected_starts.contains(low)) {
             let review = self.review;
             for protected in review.protected.iter().filter(|p| p.iter().next().is_some_and(|first| same(name, first)))
             {
@@ -645,14 +652,20 @@ fn same(name: &OsStr, wanted: impl AsRef<OsStr>) -> bool {
     name.as_bytes().eq_ignore_ascii_case(wanted.as_ref().as_bytes())
 }
 
-fn lower(name: &OsStr) -> Vec<u8> {
-    name.as_bytes().to_ascii_lowercase()
+/// A short name in lower case, in a buffer on the stack (no allocation: this runs for every
+/// entry of the tree); None when longer than any name looked for.
+fn lower<'b>(name: &OsStr, buf: &'b mut [u8; 32]) -> Option<&'b str> {
+    let bytes = name.as_bytes();
+    let out = buf.get_mut(..bytes.len())?;
+    for (o, b) in out.iter_mut().zip(bytes) {
+        *o = b.to_ascii_lowercase();
+    }
+    std::str::from_utf8(out).ok()
 }
 
 /// Names git reads or writes directly in a git directory (in any case). Any other entry there
 /// means to git what it means in any folder.
 fn is_git_name(name: &OsStr) -> bool {
-    let name = &String::from_utf8_lossy(&lower(name)).into_owned()[..];
     const FILES: &[&str] = &[
         "head",
         "config",
@@ -684,6 +697,13 @@ fn is_git_name(name: &OsStr) -> bool {
         "bisect_names",
         "bisect_run",
     ];
+    if name.as_bytes().len() > 32 {
+        // `sharedindex.<hash>` and `*.lock` files can be longer.
+        let bytes = name.as_bytes();
+        return bytes.ends_with(b".lock") || bytes.len() >= 12 && bytes[..12].eq_ignore_ascii_case(b"sharedindex.");
+    }
+    let mut buf = [0u8; 32];
+    let Some(name) = lower(name, &mut buf) else { return false };
     FILES.contains(&name)
         || name == "hooks"
         || name == "objects"

@@ -151,7 +151,7 @@ impl Walk<'_> {
             let relative = !Path::new(value).is_absolute() && !value.starts_with('~');
             match worktree {
                 None if relative => {
-                    if !self.relative_hooks.contains(value) && self.relative_hooks.len() < MAX_FOLLOWED {
+                    if !self.relative_hooks.contains(value) && self.first_follow(Path::new(value)) {
                         self.relative_hooks.push(value.clone());
                     }
                 }
@@ -288,7 +288,7 @@ impl Walk<'_> {
         }
         let target = target.map(|t| canonicalize_lenient(&t));
         if let Some(t) = target.filter(|t| self.review.roots.iter().any(|r| t.starts_with(r))) {
-            if !self.common.contains(&t) && self.common.len() < MAX_FOLLOWED {
+            if !self.common.contains(&t) && self.first_follow(&t) {
                 self.common.push(t);
             }
         }
