@@ -309,10 +309,11 @@ impl<'a> Walk<'a> {
     }
 
     fn root(&mut self, root: &Path) {
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        // Never through a link: a concurrent run with wider rights could have put one there.
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let mut opened = nix::fcntl::open(root, flags, Mode::empty());
         if matches!(opened, Err(Errno::EACCES)) {
-            let granted = nix::fcntl::open(root, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            let granted = nix::fcntl::open(root, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
                 .and_then(|fd| fsops::grant_fd(fd.as_fd(), 0o700));
             if self.restored(root, granted, 0o700) {
                 opened = nix::fcntl::open(root, flags, Mode::empty());
@@ -320,8 +321,9 @@ impl<'a> Walk<'a> {
         }
         match opened {
             Ok(fd) => self.visit(fd, root, 0, Place::Tree),
-            // A writable root that is a file holds nothing to review.
-            Err(Errno::ENOENT | Errno::ENOTDIR) => {}
+            // A writable root that is a file holds nothing to review; one that is now a link
+            // was replaced after the run, and is the replacer's to review.
+            Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => {}
             Err(e) => self.fail(root, format!("opening this writable root failed ({e})")),
         }
     }

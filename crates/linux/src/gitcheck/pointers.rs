@@ -239,8 +239,9 @@ impl Walk<'_> {
 
     /// Opens a folder inside a writable root from the root, through no link.
     pub(super) fn open_in_roots(&self, folder: &Path) -> Option<OwnedFd> {
-        let root = self.review.roots.iter().find(|r| folder.starts_with(r))?;
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        // From the outermost root holding it, whose own folder no run could write.
+        let root = self.review.roots.iter().filter(|r| folder.starts_with(r)).min_by_key(|r| r.as_os_str().len())?;
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let root_fd = nix::fcntl::open(root.as_path(), flags, Mode::empty()).ok()?;
         match folder.strip_prefix(root).ok().filter(|rel| !rel.as_os_str().is_empty()) {
             None => Some(root_fd),
