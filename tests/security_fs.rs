@@ -747,8 +747,8 @@ fn a_link_to_home_does_not_make_it_writable() {
 
 /// The git review holds against configs written to confuse it and against a FIFO left where it
 /// looks: a kept key on a header line whose value contains `]` can't smuggle a setting into the
-/// rebuilt copy; a config padded past 1 MiB isn't judged by its start; a named pipe as a new
-/// hook doesn't hang ringfence (the run ends within the harness's limit) and is moved aside.
+/// rebuilt copy; a config padded past 1 MiB isn't judged by its start; a named pipe can't be
+/// made as a new hook at all (Landlock; the review's handling of FIFOs is in security_git.rs).
 /// The host's own `git status` afterwards runs nothing. Control: the repository is created.
 #[test]
 fn git_review_resists_tricky_configs_and_fifos() {
@@ -756,7 +756,7 @@ fn git_review_resists_tricky_configs_and_fifos() {
         "printf '[core] eol = x] fsmonitor = touch pwned\\n' >> .git/config && git config core.pager 'touch pwned'",
         "{ printf '[core]\\n\\tbare = false\\n'; head -c 1300000 /dev/zero | tr '\\0' '#'; \
           printf '\\n[core]\\n\\tfsmonitor = touch pwned\\n'; } > .git/config",
-        "mkfifo .git/hooks/pre-commit",
+        "! mkfifo .git/hooks/pre-commit",
     ];
     for who in identities() {
         for case in cases {

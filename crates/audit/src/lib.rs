@@ -1,6 +1,6 @@
 //! ringfence's event stream: one JSON object per line, schema in docs/events.md. Also the
-//! outcome types every backend shares: why a run ended ([`EndReason`]) and why a launch
-//! failed ([`LaunchError`]).
+//! outcome types every backend shares: why a run ended ([`EndReason`]), what the post-run
+//! review found ([`ReviewFinding`]) and why a launch failed ([`LaunchError`]).
 
 mod launch_error;
 pub mod untrusted;
@@ -9,7 +9,7 @@ pub use launch_error::{ErrorKind, LaunchError};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// Bumped when a field changes meaning or disappears; new fields don't bump it.
@@ -51,6 +51,8 @@ pub enum EndReason {
     PidsLimit,
     /// The command could not be started (not found, not executable), with the message.
     ExecFailed(String),
+    /// The post-run review could not make sure the run left nothing that runs code later.
+    ReviewFailed,
 }
 
 impl EndReason {
@@ -61,8 +63,21 @@ impl EndReason {
             EndReason::Timeout => "timeout",
             EndReason::MemoryLimit | EndReason::PidsLimit => "limit",
             EndReason::ExecFailed(_) => "exec-failed",
+            EndReason::ReviewFailed => "review-failed",
         }
     }
+}
+
+/// One thing the post-run review of the writable roots dealt with, or could not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReviewFinding {
+    /// The host path it concerns.
+    pub path: PathBuf,
+    /// The `policy.deny` rule it is reported under: `git`, `protected-file`, `special-file`,
+    /// `permissions`, or `review-failed` for what could not be reviewed.
+    pub rule: &'static str,
+    /// What was found and what was done, without the path.
+    pub detail: String,
 }
 
 /// Resource usage of the whole sandbox.

@@ -185,7 +185,7 @@ fn finish(
     target: Option<crate::record::StatusTarget>,
 ) -> i32 {
     explain_end(status, limits, events);
-    report_findings(status, events);
+    report_review(status, events);
     emit(
         events,
         EventBody::RunEnd {
@@ -252,16 +252,32 @@ fn status_json(status: &ExitStatus) -> serde_json::Value {
     })
 }
 
-/// The clean-up's warnings and the git review's findings, on stderr and in the events. Paths
-/// and details name what the sandbox created: shown escaped and bounded (the event writer does
-/// the same for the events).
-fn report_findings(status: &ExitStatus, events: &Events) {
+/// The clean-up's warnings, and what the post-run review moved aside (warnings) and what it could not review
+/// (errors, which make the run's exit code 120), on stderr and as `policy.deny` events.
+fn report_review(status: &ExitStatus, events: &Events) {
     for warning in &status.warnings {
         eprintln!("ringfence: warning: {}", for_terminal(warning));
     }
-    for (path, detail) in &status.git_findings {
-        eprintln!("ringfence: warning: {}: {}", for_terminal(path), for_terminal(detail));
-        emit(events, EventBody::PolicyDeny { rule: "git".into(), detail: format!("{}: {detail}", path.display()) });
+    for finding in &status.git_findings {
+        eprintln!("ringfence: warning: {}: {}", for_terminal(&finding.path), for_terminal(&finding.detail));
+        let text = format!("{}: {}", finding.path.display(), finding.detail);
+        emit(events, EventBody::PolicyDeny { rule: finding.rule.into(), detail: text });
+    }
+    for failure in &status.review_failures {
+        eprintln!(
+            "ringfence: error: the review after the run could not check {}: {}",
+            for_terminal(&failure.path),
+            for_terminal(&failure.detail)
+        );
+        let text = format!("{}: {}", failure.path.display(), failure.detail);
+        emit(events, EventBody::PolicyDeny { rule: failure.rule.into(), detail: text });
+    }
+    if !status.review_failures.is_empty() {
+        eprintln!(
+            "  help: something the command left there may run code when you use git, direnv or an editor in that \
+             folder: look at it (and move aside or delete what you did not expect) before you do (exit {})",
+            exit_code::REVIEW
+        );
     }
 }
 

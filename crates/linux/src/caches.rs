@@ -277,9 +277,9 @@ pub fn hold(plan: &mut MountPlan, home: &Path) -> Result<HeldLayers, LaunchError
                 let n = PRIVATE_COUNTER.fetch_add(1, Ordering::Relaxed);
                 let name = layer.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let private = root.join("runs").join(format!("{}-{n}-{name}", std::process::id()));
-                plan.cache_upper_dirs.retain(|u| u != &*upper);
+                plan.review_roots.retain(|u| u != &*upper);
                 (*upper, *work) = (private.join("upper"), private.join("work"));
-                plan.cache_upper_dirs.push(upper.clone());
+                plan.review_roots.push(upper.clone());
                 held.private.push(private);
                 held.pending.push((path.clone(), lower));
             }
@@ -324,7 +324,7 @@ pub fn assess(plan: &mut MountPlan, kernel: &str) -> Option<Result<String, Strin
     }
     if let Err(why) = supported(kernel) {
         plan.ops.retain(|op| !matches!(op, MountOp::Overlay { .. }));
-        plan.cache_upper_dirs.clear();
+        plan.review_roots.clear();
         return Some(Err(format!("{why}; the caches {} stay read-only", shown.join(", "))));
     }
     Some(Ok(format!("{}: the host's read-only below, the run's changes in ringfence's own layers", shown.join(", "))))

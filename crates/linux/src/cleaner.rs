@@ -1,8 +1,9 @@
-//! A tiny forked process that removes the run's cgroups and placeholders if the supervisor dies
-//! without doing it (even by SIGKILL): it waits on a pipe whose only writer is the supervisor.
+//! A tiny forked process that removes the run's cgroups and placeholders, and reviews the
+//! writable roots, if the supervisor dies without doing it (even by SIGKILL): it waits on a pipe
+//! whose only writer is the supervisor.
 
 use crate::cgroup;
-use crate::gitcheck::GitSnapshot;
+use crate::gitcheck::Review;
 use crate::plan::Placeholder;
 use crate::sys;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -19,8 +20,8 @@ pub struct Leftovers {
     pub placeholders: Vec<Placeholder>,
     /// Private cache layers made for this run (a concurrent run held the persistent ones).
     pub cache_layers: Vec<PathBuf>,
-    /// Git state before the run, reviewed if the supervisor can't do it.
-    pub git: GitSnapshot,
+    /// The review of the writable roots, run here if the supervisor can't run it.
+    pub review: Review,
 }
 
 impl Leftovers {
@@ -87,7 +88,7 @@ fn run(read: OwnedFd, leftovers: &Leftovers) -> ! {
         // signal). Give that a moment, then clean up after both.
         std::thread::sleep(std::time::Duration::from_millis(100));
         leftovers.remove();
-        leftovers.git.review();
+        leftovers.review.run();
     }
     sys::exit_now(0)
 }

@@ -26,6 +26,15 @@ pub fn fresh_dir_rights(abi: i32) -> Vec<(&'static str, u64)> {
     vec![("/tmp", all.bits()), ("/dev", device.bits()), ("/dev/shm", all.bits()), ("/proc", read.bits())]
 }
 
+/// Rights in writable roots on the host: everything but making FIFOs and device nodes. A FIFO
+/// where git or another tool reads (`.gitignore`, `HEAD`, a config) hangs it on the host; the
+/// view's own /tmp and /dev/shm keep the rights. Sockets stay (development servers bind them).
+fn host_write_rights(abi: ABI) -> BitFlags<AccessFs> {
+    let mut rights = AccessFs::from_all(abi);
+    rights.remove(AccessFs::MakeFifo | AccessFs::MakeChar | AccessFs::MakeBlock);
+    rights
+}
+
 pub struct LandlockBuilder<'a> {
     rules: &'a FsRules,
     abi: ABI,
@@ -83,7 +92,7 @@ impl<'a> LandlockBuilder<'a> {
         match access {
             FsAccess::Deny => BitFlags::EMPTY,
             FsAccess::Read => AccessFs::from_read(self.abi),
-            FsAccess::Write => AccessFs::from_all(self.abi),
+            FsAccess::Write => host_write_rights(self.abi),
         }
     }
 
@@ -95,7 +104,7 @@ impl<'a> LandlockBuilder<'a> {
         match access {
             FsAccess::Deny => BitFlags::EMPTY,
             FsAccess::Read => AccessFs::ReadDir.into(),
-            FsAccess::Write => AccessFs::from_all(self.abi),
+            FsAccess::Write => host_write_rights(self.abi),
         }
     }
 

@@ -3,7 +3,7 @@
 use crate::cgroup::{self, CgroupProbe, CgroupStats, LimitMechanism, RunCgroup};
 use crate::cleaner::{Cleaner, Leftovers};
 use crate::error::{ChildError, ErrorKind, LaunchError};
-use crate::gitcheck::{GitFinding, GitSnapshot};
+use crate::gitcheck::{Review, ReviewReport};
 use crate::landlock_rules::LandlockBuilder;
 use crate::limits::RlimitPlan;
 use crate::placeholder;
@@ -13,7 +13,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use ringfence_audit::EndReason;
+use ringfence_audit::{EndReason, ReviewFinding};
 use ringfence_policy::{NetworkMode, Policy, RuleKind, HTTP_PROXY_PORT, SOCKS_PROXY_PORT};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -105,8 +105,11 @@ pub enum ExitKind {
 
 #[derive(Clone, Debug)]
 pub struct Outcome {
-    /// Git hooks or config the run left that would run code on the host later.
-    pub git_findings: Vec<GitFinding>,
+    /// What the run left in the writable roots that would run code on the host later, and
+    /// what the review did about it.
+    pub git_findings: Vec<ReviewFinding>,
+    /// What the review could not review: the run's reason is then `ReviewFailed`.
+    pub review_failures: Vec<ReviewFinding>,
     pub exit: ExitKind,
     pub reason: EndReason,
     pub duration: Duration,
@@ -139,9 +142,9 @@ pub struct Sandbox {
     command: Option<u32>,
     /// Status lines that arrived before init's "started" line.
     early: Vec<String>,
-    /// Set once placeholders are removed and git state reviewed.
+    /// Set once placeholders are removed and the writable roots reviewed.
     settled: bool,
-    git_findings: Vec<GitFinding>,
+    review: ReviewReport,
     /// Set once the run's leftovers are removed.
     finished: bool,
     pub enforcement: Enforcement,
@@ -308,7 +311,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         cgroups: cgroup.iter().flat_map(|c| c.dirs.iter().map(|(_, d)| d.clone())).collect(),
         placeholders: Vec::new(),
         cache_layers: Vec::new(),
-        git: GitSnapshot::default(),
+        review: Review::default(),
     };
     if !enforcement.not_enforced.is_empty() && !policy.allow_degraded {
         leftovers.remove();
@@ -359,7 +362,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     leftovers.placeholders = plan.placeholders.clone();
     leftovers.cache_layers = layers.private.clone();
     let write_roots: Vec<PathBuf> = plan.rules.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
-    leftovers.git = GitSnapshot::take(&write_roots);
+    leftovers.review = Review::new(&plan, &policy.home);
     // Any writable root may get a new repository whose hooks the cleaner must review if the
     // supervisor dies; only a run that writes nothing needs no cleaner.
     let cleaner = if leftovers.is_empty() && write_roots.is_empty() {
@@ -454,7 +457,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         command: None,
         early: Vec::new(),
         settled: false,
-        git_findings: Vec::new(),
+        review: ReviewReport::default(),
         finished: false,
         enforcement,
         gateway_listeners: None,
@@ -531,6 +534,8 @@ impl Sandbox {
     fn abort(&mut self, ours: LaunchError) -> LaunchError {
         self.kill();
         let _ = sys::wait4(self.init);
+        // The command may have started: what it left is reviewed, though nobody hears of it.
+        self.settle();
         self.finish();
         let mut line = String::new();
         while matches!(self.status.read_line(&mut line), Ok(n) if n > 0) {
@@ -610,14 +615,26 @@ impl Sandbox {
         } else if stats.pids_limit_hits > 0 && exit != ExitKind::Code(0) {
             reason = EndReason::PidsLimit;
         }
-        let git_findings = std::mem::take(&mut self.git_findings);
-        Ok(Outcome { git_findings, exit, reason, duration, rusage, cgroup: stats })
+        let review = std::mem::take(&mut self.review);
+        if !review.failures.is_empty() {
+            reason = EndReason::ReviewFailed;
+        }
+        Ok(Outcome {
+            git_findings: review.findings,
+            review_failures: review.failures,
+            exit,
+            reason,
+            duration,
+            rusage,
+            cgroup: stats,
+        })
     }
 
-    /// Once nothing of the sandbox runs: reviews git state and removes the placeholders.
+    /// Once nothing of the sandbox runs: reviews the writable roots and removes the
+    /// placeholders.
     fn settle(&mut self) {
         if !std::mem::replace(&mut self.settled, true) {
-            self.git_findings = self.leftovers.git.review();
+            self.review = self.leftovers.review.run();
             for h in std::mem::take(&mut self.held).into_iter().rev() {
                 h.release();
             }
@@ -793,6 +810,7 @@ impl Drop for Sandbox {
         if !self.finished {
             self.kill();
             let _ = sys::wait4(self.init);
+            self.settle();
             self.finish();
         }
     }

@@ -28,8 +28,8 @@ mod view;
 pub use cgroup::{needed_controllers, pid_namespace_cap, CgroupProbe, CgroupStats, LimitMechanism};
 pub use error::{ErrorKind, LaunchError};
 pub use features::{FeatureReport, Features};
-pub use gitcheck::GitFinding;
 pub use output::{inherited_output_path, open_output, OutputFile, OutputMode};
+pub use ringfence_audit::ReviewFinding;
 
 /// Writes to a descriptor inherited from the caller (`--json-status 3`), as it is: appending,
 /// socket or pipe alike.

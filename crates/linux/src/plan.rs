@@ -5,6 +5,11 @@ use ringfence_policy::{FsAccess, FsRules, Origin, Policy, RuleKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// Origin of the rules over the folders `core.hooksPath` names.
+pub const GIT_HOOKS_PATH: &str = "git core.hooksPath";
+/// Origin of the rules over the files git configs include; their placeholders are files.
+pub const GIT_INCLUDE: &str = "git include";
+
 /// Origin of the masks over host services' sockets. They need no Landlock carve-out: below ABI
 /// 9 Landlock can't stop connect(2) anyway, and from ABI 9 read-only regions lack the right.
 pub const HOST_SOCKET: &str = "host service socket";
@@ -65,8 +70,12 @@ fn basename(path: &Path) -> &str {
 }
 
 impl Placeholder {
-    fn protected(path: &Path) -> Self {
-        let file = ringfence_policy::profile::HOME_FILES.contains(&basename(path));
+    /// Files for names tools read wherever they are, and for included git configs (git reads
+    /// them, and fails on a directory).
+    fn protected(path: &Path, rules: &FsRules) -> Self {
+        let include = Origin::builtin(GIT_INCLUDE);
+        let file = ringfence_policy::profile::HOME_FILES.contains(&basename(path))
+            || rules.of_kind(RuleKind::DenyWrite).any(|r| r.path == path && r.origin == include);
         Placeholder { path: path.to_path_buf(), kind: if file { PlaceholderKind::File } else { PlaceholderKind::Dir } }
     }
 
@@ -85,9 +94,9 @@ pub struct MountPlan {
     pub rules: FsRules,
     /// The workspace, canonical.
     pub workspace: PathBuf,
-    /// Host folders the run writes through cache overlays (their upper layers): besides the
-    /// writable roots, the only host folders the run can change.
-    pub cache_upper_dirs: Vec<PathBuf>,
+    /// Host folders the run can write besides the write rules (the upper layers of cache
+    /// overlays): the post-run review walks them like writable roots.
+    pub review_roots: Vec<PathBuf>,
 }
 
 /// A planning error: the policy names something the view can't be built from.
@@ -284,9 +293,13 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
         }
     }
     let roots: Vec<PathBuf> = rules.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
-    for root in roots {
-        for dir in crate::gitcheck::hook_dirs(&root, &policy.home) {
-            rules.push(RuleKind::DenyWrite, canon.resolve(&dir), Origin::builtin("git core.hooksPath"));
+    let git = crate::gitcheck::planned_paths(&roots, &policy.home);
+    let git_rules =
+        git.hook_dirs.iter().map(|d| (d, GIT_HOOKS_PATH)).chain(git.includes.iter().map(|f| (f, GIT_INCLUDE)));
+    for (path, origin) in git_rules {
+        let path = canon.resolve(path);
+        if roots.iter().any(|r| path.starts_with(r)) {
+            rules.push(RuleKind::DenyWrite, path, Origin::builtin(origin));
         }
     }
     check_fresh_kernel_dirs(&rules)?;
@@ -300,7 +313,7 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
         rules.push(RuleKind::DenyWrite, folder, Origin::builtin(ringfence_policy::profile::WHILE_PRESENT));
     }
     let mut plan = MountPlan { rules, workspace, ..Default::default() };
-    plan.cache_upper_dirs = caches.iter().map(|c| c.layer.join("upper")).collect();
+    plan.review_roots = caches.iter().map(|c| c.layer.join("upper")).collect();
 
     // What each op'd path shows: `true` when the view there is fresh (tmpfs), else the access
     // the host mirror has.
@@ -390,7 +403,7 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
                 Some(MountOp::Bind { path: path.clone(), writable: true })
             }
             (false, FsAccess::Write, FsAccess::Read, Some(_)) => {
-                adopt(&mut plan.placeholders, Placeholder::protected(&path));
+                adopt(&mut plan.placeholders, Placeholder::protected(&path, &plan.rules));
                 Some(MountOp::ReadOnly { path: path.clone() })
             }
             (false, FsAccess::Write, FsAccess::Read, None) => {
@@ -403,7 +416,7 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
                 if !parent_is_dir || while_present {
                     None
                 } else {
-                    plan.placeholders.push(Placeholder::protected(&path));
+                    plan.placeholders.push(Placeholder::protected(&path, &plan.rules));
                     Some(MountOp::ReadOnly { path: path.clone() })
                 }
             }
@@ -567,8 +580,8 @@ mod tests {
         assert!(bind < overlay && overlay < mask, "{:?}", plan.ops);
         assert!(!plan.ops.iter().any(|o| o.path() == npm.join("absent")));
         assert!(plan.placeholders.is_empty() || !plan.placeholders.iter().any(|p| p.path.starts_with(&npm)));
-        assert_eq!(plan.cache_upper_dirs.len(), 1);
-        assert!(plan.cache_upper_dirs[0].ends_with("upper"));
+        assert_eq!(plan.review_roots.len(), 1);
+        assert!(plan.review_roots[0].ends_with("upper"));
         std::fs::remove_dir_all(&home).unwrap();
     }
 

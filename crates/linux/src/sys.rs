@@ -406,3 +406,14 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no Rust state.
     unsafe { libc::_exit(code) }
 }
+
+/// `getdents64(2)`: reads the next entries of the open directory `fd` into `buf`, as
+/// `linux_dirent64` records; 0 at the end. One call per batch, with none of libc's `DIR`
+/// bookkeeping (the post-run review lists every folder of the writable roots).
+pub fn getdents64(fd: std::os::fd::BorrowedFd, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which is valid and
+    // exclusively borrowed for the call; `fd` is open for the borrow's lifetime.
+    let rc = unsafe { libc::syscall(libc::SYS_getdents64, fd.as_raw_fd(), buf.as_mut_ptr(), buf.len()) };
+    check(rc).map(|n| n as usize)
+}

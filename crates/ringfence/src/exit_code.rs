@@ -1,5 +1,9 @@
 //! ringfence's own exit codes. Any other code is the command's; 128+N means signal N.
 
+/// The post-run review of the writable roots could not finish: something the run left there
+/// (a git hook or config, a nested protected file) may still run code when the user's tools
+/// are used. stderr names the path.
+pub const REVIEW: i32 = 120;
 /// The policy is invalid: a config file, a flag, or a path it names.
 pub const POLICY: i32 = 121;
 /// The machine can't enforce the policy (a kernel feature is missing); see `ringfence check`.

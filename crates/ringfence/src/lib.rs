@@ -15,7 +15,7 @@ mod config;
 pub mod exit_code;
 
 pub use config::{home_dir, load_policy, user_config_path, PolicySources, PROJECT_CONFIG};
-pub use ringfence_audit::{EndReason, EventBody};
+pub use ringfence_audit::{EndReason, EventBody, ReviewFinding};
 pub use ringfence_gateway::EventSink;
 pub use ringfence_policy as policy;
 pub use ringfence_policy::{Overrides, Policy, PolicyError};
@@ -391,8 +391,11 @@ pub struct ExitStatus {
     pub user_time: Duration,
     pub system_time: Duration,
     pub max_rss_kb: u64,
-    /// Git hooks the run added (moved aside) and git config it set that runs programs.
-    pub git_findings: Vec<(PathBuf, String)>,
+    /// What the post-run review of the writable roots found the run left that would run code
+    /// later (git hooks and configs, nested protected files, FIFOs), and moved aside.
+    pub git_findings: Vec<ReviewFinding>,
+    /// What the review could not review; the run then ends with [`EndReason::ReviewFailed`].
+    pub review_failures: Vec<ReviewFinding>,
     /// What the run's clean-up could not undo (Windows: an ACL entry it could not remove).
     pub warnings: Vec<String>,
 }
@@ -411,6 +414,7 @@ impl ExitStatus {
     /// The exit code ringfence itself exits with for this status (see [`exit_code`]).
     pub fn exit_code(&self) -> i32 {
         match (&self.reason, self.code, self.signal) {
+            (EndReason::ReviewFailed, _, _) => exit_code::REVIEW,
             (EndReason::Timeout, _, _) => exit_code::TIMEOUT,
             (EndReason::MemoryLimit | EndReason::PidsLimit, _, _) => exit_code::LIMIT,
             (_, Some(code), _) => code,
@@ -472,7 +476,8 @@ impl Child {
             user_time: tv(out.rusage.ru_utime),
             system_time: tv(out.rusage.ru_stime),
             max_rss_kb: out.rusage.ru_maxrss.max(0) as u64,
-            git_findings: out.git_findings.into_iter().map(|f| (f.path, f.detail)).collect(),
+            git_findings: out.git_findings,
+            review_failures: out.review_failures,
             warnings: Vec::new(),
         })
     }

@@ -114,6 +114,7 @@ impl Child {
             system_time: out.kernel_time,
             max_rss_kb: out.peak_memory_bytes / 1024,
             git_findings: Vec::new(),
+            review_failures: Vec::new(),
             warnings: out.cleanup_warnings,
         })
     }
