@@ -284,6 +284,9 @@ pub fn render(policy: &Policy) -> Result<String, String> {
     out.push_str("  everything dies with the command or with ringfence  [pid namespace init, parent-death signal]\n");
     out.push_str("  no setuid, no capabilities, no new namespaces, io_uring, bpf, perf, userfaultfd, keyctl,\n");
     out.push_str("  mount, kexec, modules, open_by_handle_at, TIOCSTI/TIOCLINUX  [seccomp: EPERM]\n");
+    out.push_str(
+        "  no set-user-ID or set-group-ID bit on any file (chmod, open, mkdir, mknod modes)  [seccomp: EPERM]\n",
+    );
     out.push_str(&format!(
         "  ptrace, process_vm_*: {}\n",
         if policy.allow_ptrace { "allowed inside the sandbox (--allow-ptrace)" } else { "refused  [seccomp: EPERM]" }

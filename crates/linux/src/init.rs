@@ -90,8 +90,12 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     view::enter(&setup.plan, setup.pid_max)?;
     let tty = if setup.terminal { Some(open_terminal(setup.go_read)?) } else { None };
     // Built here rather than in the supervisor: the child has time while it waits for "go".
-    let seccomp =
-        crate::seccomp::build(setup.allow_ptrace, setup.rlimits.cpus.is_some()).map_err(ChildError::internal)?;
+    let options = crate::seccomp::Options {
+        allow_ptrace: setup.allow_ptrace,
+        pin_cpus: setup.rlimits.cpus.is_some(),
+        supervise_connect: false,
+    };
+    let seccomp = crate::seccomp::build(options).map_err(ChildError::internal)?;
     if setup.isolate_network {
         sys::loopback_up().map_err(|e| ChildError::internal(format!("bringing up loopback: {e}")))?;
     }

@@ -186,7 +186,7 @@ fn assess(
         e.not_enforced
             .push(layer("landlock", "the kernel has no Landlock: one filesystem layer instead of two".into()));
     }
-    e.enforced.push(layer("seccomp", "escalation system calls refused with EPERM".into()));
+    e.enforced.push(layer("seccomp", "escalation system calls and set-id file modes refused with EPERM".into()));
     e.enforced.push(layer("no_new_privs", "capabilities dropped, setuid inert".into()));
     if let Some(cap) = pid_cap {
         e.enforced.push(layer("pids limit", format!("pid namespace pid_max {cap} (default cap)")));
