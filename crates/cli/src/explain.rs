@@ -182,11 +182,36 @@ fn gateway_layer() -> String {
     )
 }
 
+/// Where Unix sockets are enforced.
+#[cfg(target_os = "linux")]
+fn unix_sockets(policy: &Policy, out: &mut String) {
+    if let Err(missing) = ringfence::linux::features::unix_socket_guard() {
+        out.push_str(&format!(
+            "  Unix sockets: NOT SUPERVISED here ({missing}): only those bound at launch are masked;\n  \
+             runs need --allow-degraded  [mount view]\n\n"
+        ));
+        return;
+    }
+    let whose = match policy.network {
+        NetworkMode::Host => "listening sockets a process of the sandbox holds open",
+        NetworkMode::None | NetworkMode::Allow => "sockets listening in the sandbox's own network namespace",
+    };
+    out.push_str(&format!(
+        "  Unix sockets: connect only to {whose}, whenever bound  [seccomp user notification: connect(2) made by the supervisor]\n"
+    ));
+    out.push_str("  Unix datagram sockets: refused  [seccomp: EPERM]\n\n");
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unix_sockets(_: &Policy, out: &mut String) {
+    out.push('\n');
+}
+
 fn network(policy: &Policy, out: &mut String) {
     out.push_str("Network:\n");
     match policy.network {
-        NetworkMode::None => out.push_str("  none: own loopback only  [net namespace]\n\n"),
-        NetworkMode::Host => out.push_str("  host: the host's network, UNFILTERED (danger)  [no isolation]\n\n"),
+        NetworkMode::None => out.push_str("  none: own loopback only  [net namespace]\n"),
+        NetworkMode::Host => out.push_str("  host: the host's network, UNFILTERED (danger)  [no isolation]\n"),
         NetworkMode::Allow => {
             let net = &policy.net;
             out.push_str("  allow: only the hosts allowed below; every attempt is checked and recorded\n");
@@ -227,9 +252,9 @@ fn network(policy: &Policy, out: &mut String) {
                 }
                 None => out.push_str("  resolver: system resolver  [gateway only; the sandbox has none]\n"),
             }
-            out.push('\n');
         }
     }
+    unix_sockets(policy, out);
 }
 
 pub fn render(policy: &Policy) -> Result<String, String> {

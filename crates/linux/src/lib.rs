@@ -13,6 +13,7 @@ mod init;
 mod landlock_rules;
 mod launch;
 mod limits;
+mod notify;
 mod placeholder;
 pub mod plan;
 mod pty;

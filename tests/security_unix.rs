@@ -1,0 +1,543 @@
+//! Threat 4, path-based Unix sockets that the mount view can't mask because they did not exist
+//! (or were not visible) at launch: bound by a host process after the sandbox started (in the
+//! workspace, in $HOME, in a folder outside every root), bound before the launch in another
+//! network namespace (a container), reached through links, relative paths and `..`, or raced by
+//! rewriting the address (and the socket behind the descriptor) while the supervisor checks
+//! it. Every refusal is checked from the listener's side: it accepted nothing, while the same
+//! probe run unconfined on the host does connect (control). The sandbox's own sockets keep
+//! working (control), and Unix datagram sockets, whose destinations the supervisor can't see,
+//! are refused.
+#![cfg(target_os = "linux")]
+
+mod common;
+use common::*;
+use nix::sys::socket::{accept, bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Python helpers for the sandbox and the controls: `serve(path, ty)` runs a listener on a
+/// thread, `wait_for(path)` waits until a path exists, `probe(label, path, ty, where)` connects
+/// from folder `where` and prints `CONNECTED label` or `FAILED label ERRNO`.
+const PY_UNIX: &str = r#"
+import errno, os, socket, sys, threading, time
+TYPES = {'stream': socket.SOCK_STREAM, 'seqpacket': socket.SOCK_SEQPACKET}
+def serve(path, ty='stream'):
+    l = socket.socket(socket.AF_UNIX, TYPES[ty])
+    l.bind(path)
+    l.listen(4096)
+    def loop():
+        while True:
+            l.accept()[0].close()
+    threading.Thread(target=loop, daemon=True).start()
+def wait_for(path, where='.'):
+    deadline = time.time() + 20
+    while not os.path.lexists(os.path.join(where, path)) and time.time() < deadline:
+        time.sleep(0.02)
+def probe(label, path, ty='stream', where='.'):
+    start = os.getcwd()
+    os.chdir(where)
+    s = socket.socket(socket.AF_UNIX, TYPES[ty])
+    s.settimeout(2)
+    try:
+        s.connect(path)
+        print('CONNECTED', label, flush=True)
+    except OSError as e:
+        print('FAILED', label, errno.errorcode.get(e.errno, e.errno), flush=True)
+    try:
+        s.send(b'exfil')  # A server of the sandbox's may have closed it already.
+    except OSError:
+        pass
+    os.chdir(start)
+    s.close()
+"#;
+
+/// `label -> CONNECTED or the errno name` from the probe lines.
+fn verdicts(out: &Output) -> BTreeMap<String, String> {
+    stdout(out)
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            match (words.next()?, words.next()?) {
+                ("CONNECTED", label) => Some((label.to_string(), "CONNECTED".to_string())),
+                ("FAILED", label) => Some((label.to_string(), words.next()?.to_string())),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// A listening Unix socket the host binds, non-blocking, owned by the run's identity (so file
+/// permissions would let the sandbox connect); removed on drop.
+struct HostListener {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl HostListener {
+    fn bind(env: &Env, path: &Path, ty: SockType) -> HostListener {
+        let _ = std::fs::remove_file(path);
+        let fd = socket(AddressFamily::Unix, ty, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None).unwrap();
+        bind(fd.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
+        listen(&fd, Backlog::new(64).unwrap()).unwrap();
+        env.give(path);
+        HostListener { fd, path: path.to_path_buf() }
+    }
+
+    /// Whether a connection waits (taking it).
+    fn accepted(&self) -> bool {
+        match accept(&self.fd) {
+            Ok(_) => true,
+            Err(nix::Error::EAGAIN) => false,
+            Err(e) => panic!("accept on {}: {e}", self.path.display()),
+        }
+    }
+}
+
+impl Drop for HostListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Starts `code` (after [`PY_UNIX`]) in the sandbox, waits until it has created `.ready` in
+/// the workspace, calls `then` (which binds the host's listeners), and collects the run.
+fn run_then<T>(env: &Env, args: &[&str], code: &str, then: impl FnOnce() -> T) -> (Output, T) {
+    let ready = env.ws.join(".ready");
+    let _ = std::fs::remove_file(&ready);
+    let script = format!("{PY_UNIX}\nopen('.ready', 'w').close()\n{code}");
+    let mut cmd = env.run_command(args, &["python3", "-c", &script]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    wait_until("the sandbox's python to start", RUN_LIMIT, || ready.exists());
+    let value = then();
+    (collect_within(child, RUN_LIMIT), value)
+}
+
+/// The same probes, unconfined on the host as the run's identity (the control).
+fn host_probe(env: &Env, code: &str) -> Output {
+    env.host(&["python3", "-c", &format!("{PY_UNIX}\n{code}")])
+}
+
+/// Listeners a host process binds after the sandbox started, in the workspace, in $HOME and in
+/// a folder outside every root, stream and seqpacket alike: the sandbox's connects are refused
+/// with ECONNREFUSED and no listener sees a connection; unconfined, the same probes connect to
+/// every one of them (control).
+#[test]
+fn sockets_bound_after_launch_are_refused() {
+    for who in identities() {
+        let env = Env::new(who);
+        let places = [("ws", env.ws.clone()), ("home", env.home.clone()), ("outside", env.outside.clone())];
+        let mut specs = Vec::new();
+        for (place, dir) in &places {
+            for (ty, name) in [(SockType::Stream, "stream"), (SockType::SeqPacket, "seqpacket")] {
+                specs.push((format!("{place}-{name}"), name, ty, dir.join(format!("late-{name}.sock"))));
+            }
+        }
+        let code: String = specs
+            .iter()
+            .map(|(label, ty, _, path)| {
+                let p = path_str(path);
+                format!("wait_for('{p}')\nprobe('{label}', '{p}', '{ty}')\n")
+            })
+            .collect();
+        let (out, listeners) = run_then(&env, &[], &code, || {
+            specs.iter().map(|(_, _, ty, path)| HostListener::bind(&env, path, *ty)).collect::<Vec<_>>()
+        });
+        let got = verdicts(&out);
+        for ((label, ..), listener) in specs.iter().zip(&listeners) {
+            assert_eq!(got.get(label).map(String::as_str), Some("ECONNREFUSED"), "{who:?}: {label}:\n{}", both(&out));
+            assert!(!listener.accepted(), "{who:?}: {label}: the host listener got a connection");
+        }
+        let control = host_probe(&env, &code);
+        for ((label, ..), listener) in specs.iter().zip(&listeners) {
+            assert!(listener.accepted(), "{who:?}: {label}: unconfined, no connection (control):\n{}", both(&control));
+        }
+    }
+}
+
+/// A process in another network namespace (a container) binds a socket before the launch:
+/// /proc/net/unix of ringfence's namespace doesn't list it, so no mask covers it, yet the
+/// sandbox's connect is refused and the listener sees nothing; unconfined, the host connects
+/// (control).
+#[test]
+fn sockets_of_another_network_namespace_are_refused() {
+    if !is_root() {
+        return; // `unshare -n` for the listener needs root.
+    }
+    const BINDER: &str = r#"
+import os, socket, sys
+os.umask(0)
+l = socket.socket(socket.AF_UNIX)
+l.bind(sys.argv[1])
+l.listen(16)
+print('READY', flush=True)
+while True:
+    c = l.accept()[0]
+    print('ACCEPTED', c.recv(64).decode(errors='replace'), flush=True)
+    c.close()
+"#;
+    for who in identities() {
+        let env = Env::new(who);
+        let path = env.outside.join("container.sock");
+        let mut binder = std::process::Command::new("unshare")
+            .args(["-n", "python3", "-c", BINDER])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let seen = follow_lines(&mut binder);
+        wait_until("the listener in its own network namespace", RUN_LIMIT, || seen.lock().unwrap().contains("READY"));
+        let code = format!("probe('container', '{}')", path_str(&path));
+        let out = env.run_py(&[], &format!("{PY_UNIX}\n{code}"));
+        let control = env.host(&[
+            "python3",
+            "-c",
+            &format!(
+                "{PY_UNIX}\nimport socket\ns = socket.socket(socket.AF_UNIX)\ns.connect('{}')\ns.send(b'control')",
+                path_str(&path)
+            ),
+        ]);
+        wait_until("the control connection", RUN_LIMIT, || seen.lock().unwrap().contains("ACCEPTED control"));
+        let _ = binder.kill();
+        let _ = binder.wait();
+        let log = seen.lock().unwrap().clone();
+        assert_eq!(
+            verdicts(&out).get("container").map(String::as_str),
+            Some("ECONNREFUSED"),
+            "{who:?}:\n{}",
+            both(&out)
+        );
+        assert!(
+            !log.contains("exfil"),
+            "{who:?}: the listener got the sandbox's connection:\n{log}\n{}",
+            both(&control)
+        );
+    }
+}
+
+/// Collects a child's stdout lines on a thread.
+fn follow_lines(child: &mut Child) -> Arc<Mutex<String>> {
+    let seen = Arc::new(Mutex::new(String::new()));
+    let out = child.stdout.take().unwrap();
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let mut s = sink.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    seen
+}
+
+/// Links, relative paths and `..` lead nowhere the sandbox did not bind: an absolute link in
+/// the workspace to a host socket (connected by relative and absolute name), `../late.sock`
+/// from a subfolder, `sub/../late.sock`, and the working directory's magic link are refused
+/// with the listeners seeing nothing. The sandbox's own sockets are reached the same ways:
+/// `../own.sock` from a subfolder, `./own.sock`, and a link to its own socket in /tmp.
+#[test]
+fn links_and_relative_paths_lead_only_to_own_sockets() {
+    for who in identities() {
+        let env = Env::new(who);
+        let late = env.ws.join("late.sock");
+        let outside = env.outside.join("linked.sock");
+        let ws = path_str(&env.ws);
+        let code = format!(
+            "serve('own.sock')\nserve('/tmp/own2.sock')\nos.mkdir('sub')\n\
+             os.symlink('{o}', 'link-abs.sock')\nos.symlink('/tmp/own2.sock', 'own-link.sock')\n\
+             wait_for('late.sock')\nwait_for('{o}')\n\
+             probe('link_relative', 'link-abs.sock')\nprobe('link_absolute', '{ws}/link-abs.sock')\n\
+             probe('dotdot', '../late.sock', where='sub')\nprobe('sub_dotdot', 'sub/../late.sock')\n\
+             probe('proc_cwd', '/proc/self/cwd/late.sock')\n\
+             probe('own_dotdot', '../own.sock', where='sub')\nprobe('own_dot', './own.sock')\n\
+             probe('own_link', 'own-link.sock')\nprobe('own_absolute', '{ws}/own.sock')\n",
+            o = path_str(&outside)
+        );
+        let (out, listeners) = run_then(&env, &[], &code, || {
+            [HostListener::bind(&env, &late, SockType::Stream), HostListener::bind(&env, &outside, SockType::Stream)]
+        });
+        let got = verdicts(&out);
+        let text = both(&out);
+        for label in ["link_relative", "link_absolute", "dotdot", "sub_dotdot", "proc_cwd"] {
+            let v = got.get(label).map(String::as_str);
+            assert!(v.is_some() && v != Some("CONNECTED"), "{who:?}: {label} gave {v:?}:\n{text}");
+        }
+        for label in ["own_dotdot", "own_dot", "own_link", "own_absolute"] {
+            assert_eq!(got.get(label).map(String::as_str), Some("CONNECTED"), "{who:?}: {label}:\n{text}");
+        }
+        assert!(!listeners.iter().any(HostListener::accepted), "{who:?}: a host listener got a connection:\n{text}");
+        let control = host_probe(
+            &env,
+            &format!("probe('late', '{}')\nprobe('linked', '{}')", path_str(&late), path_str(&outside)),
+        );
+        assert!(
+            listeners.iter().all(HostListener::accepted),
+            "{who:?}: unconfined, no connection (control):\n{}",
+            both(&control)
+        );
+    }
+}
+
+/// Racing the check. Phase 1: a second process sharing the address's memory flips it between
+/// the sandbox's own socket and a host socket bound after the launch, while connects run in a
+/// loop. Phase 2: a thread swaps the descriptor being connected between a TCP and a Unix
+/// socket while the address flips between the sandbox's own TCP listener and the host socket
+/// (the attack on a supervisor that lets TCP connects continue after checking the family).
+/// The host listener never sees a connection; the sandbox's own listeners are reached and both
+/// sockets were behind the descriptor (control: the loops ran and the flips happened).
+#[test]
+fn racing_the_address_or_the_descriptor_never_reaches_the_host() {
+    const RACE: &str = r#"
+import ctypes, mmap, struct
+HOST = sys.argv[1].encode()
+libc = ctypes.CDLL(None, use_errno=True)
+serve('/tmp/own.sock')
+def unix(p):
+    return struct.pack('H', socket.AF_UNIX) + p + b'\0' * (108 - len(p))
+tcp = socket.socket()
+tcp.bind(('127.0.0.1', 0))
+tcp.listen(4096)
+port = tcp.getsockname()[1]
+threading.Thread(target=lambda: [tcp.accept()[0].close() for _ in iter(int, 1)], daemon=True).start()
+INET = (struct.pack('HH4s', socket.AF_INET, socket.htons(port), socket.inet_aton('127.0.0.1'))).ljust(110, b'\0')
+socket.create_connection(('127.0.0.1', port)).close()
+print('TCP-OK', flush=True)
+mm = mmap.mmap(-1, 4096)
+def flip(a, b):
+    mm[0:110] = a
+    pid = os.fork()
+    if pid == 0:
+        while True:
+            mm[0:110] = b
+            mm[0:110] = a
+    return pid
+buf = ctypes.c_char.from_buffer(mm)
+wait_for(HOST.decode())
+counts = {}
+pid = flip(unix(b'/tmp/own.sock'), unix(HOST))
+for _ in range(1500):
+    s = socket.socket(socket.AF_UNIX)
+    r = libc.connect(s.fileno(), ctypes.byref(buf), 110)
+    key = 'own' if r == 0 else errno.errorcode.get(ctypes.get_errno(), '?')
+    counts[key] = counts.get(key, 0) + 1
+    s.close()
+os.kill(pid, 9)
+print('PHASE1', sorted(counts.items()), flush=True)
+sys.setswitchinterval(1e-5)
+pid = flip(INET, unix(HOST))
+target = os.dup(0)
+socks = [None, None]
+stop = False
+def swap():
+    while not stop:
+        for s in socks:
+            if s is not None:
+                os.dup2(s.fileno(), target)
+threading.Thread(target=swap, daemon=True).start()
+counts = {}
+for _ in range(1500):
+    socks[:] = [socket.socket(socket.AF_UNIX), socket.socket()]
+    r = libc.connect(target, ctypes.byref(buf), 110)
+    key = 'connected' if r == 0 else errno.errorcode.get(ctypes.get_errno(), '?')
+    counts[key] = counts.get(key, 0) + 1
+    for s in socks:
+        s.close()
+stop = True
+os.kill(pid, 9)
+print('PHASE2', sorted(counts.items()), flush=True)
+"#;
+    for who in identities() {
+        let env = Env::new(who);
+        let host = env.outside.join("race.sock");
+        let ready = env.ws.join(".ready");
+        let script = format!("{PY_UNIX}\nopen('.ready', 'w').close()\n{RACE}");
+        let mut cmd = env.run_command(&[], &["python3", "-c", &script, path_str(&host)]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        wait_until("the race to start", RUN_LIMIT, || ready.exists());
+        let listener = HostListener::bind(&env, &host, SockType::Stream);
+        let out = collect_within(child, Duration::from_secs(120));
+        let text = both(&out);
+        let phase1 = text.lines().find(|l| l.starts_with("PHASE1")).unwrap_or_else(|| panic!("{who:?}:\n{text}"));
+        let phase2 = text.lines().find(|l| l.starts_with("PHASE2")).unwrap_or_else(|| panic!("{who:?}:\n{text}"));
+        assert!(!listener.accepted(), "{who:?}: the host listener got a connection:\n{text}");
+        assert!(phase1.contains("'own'") && phase1.contains("ECONNREFUSED"), "{who:?}: no race happened: {phase1}");
+        // Both sockets were behind the descriptor during the loop: the Unix one reached the
+        // check (refused), the TCP one was connected or given the Unix address.
+        assert!(
+            phase2.contains("ECONNREFUSED") && (phase2.contains("'connected'") || phase2.contains("EAFNOSUPPORT")),
+            "{who:?}: the descriptor was not swapped: {phase2}"
+        );
+        assert!(text.contains("TCP-OK"), "{who:?}: the sandbox's TCP listener was not reached:\n{text}");
+        let control = host_probe(&env, &format!("probe('race', '{}')", path_str(&host)));
+        assert!(listener.accepted(), "{who:?}: unconfined, no connection (control):\n{}", both(&control));
+    }
+}
+
+/// With `--network host` the network namespace is the host's, so a listener must be held by a
+/// process of the sandbox: the sandbox's own path sockets (workspace, /tmp) and abstract ones
+/// work, a host socket bound after the launch and a host abstract socket are refused, and
+/// neither host listener sees a connection.
+#[test]
+fn host_network_allows_only_sockets_the_sandbox_holds() {
+    for who in identities() {
+        let env = Env::new(who);
+        let late = env.outside.join("late-host.sock");
+        let name = marker("abs");
+        let abstract_host = {
+            let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK, None).unwrap();
+            bind(fd.as_raw_fd(), &UnixAddr::new_abstract(name.as_bytes()).unwrap()).unwrap();
+            listen(&fd, Backlog::new(16).unwrap()).unwrap();
+            fd
+        };
+        let code = format!(
+            "serve('own.sock')\nserve('/tmp/own.sock')\nserve('\\0own-{name}')\nwait_for('{l}')\n\
+             probe('own_ws', 'own.sock')\nprobe('own_tmp', '/tmp/own.sock')\nprobe('own_abstract', '\\0own-{name}')\n\
+             probe('host_late', '{l}')\nprobe('host_abstract', '\\0{name}')\n",
+            l = path_str(&late)
+        );
+        let (out, listener) =
+            run_then(&env, &["--network", "host"], &code, || HostListener::bind(&env, &late, SockType::Stream));
+        let got = verdicts(&out);
+        let text = both(&out);
+        for label in ["own_ws", "own_tmp", "own_abstract"] {
+            assert_eq!(got.get(label).map(String::as_str), Some("CONNECTED"), "{who:?}: {label}:\n{text}");
+        }
+        for label in ["host_late", "host_abstract"] {
+            let v = got.get(label).map(String::as_str);
+            assert!(v.is_some() && v != Some("CONNECTED"), "{who:?}: {label} gave {v:?}:\n{text}");
+        }
+        assert!(!listener.accepted(), "{who:?}: the late host listener got a connection:\n{text}");
+        assert!(matches!(accept(&abstract_host), Err(nix::Error::EAGAIN)), "{who:?}: the abstract listener got one");
+        let control = host_probe(&env, &format!("probe('late', '{}')", path_str(&late)));
+        assert!(listener.accepted(), "{who:?}: unconfined, no connection (control):\n{}", both(&control));
+    }
+}
+
+/// The sandbox's own sockets work as before: a server and a client inside, over stream and
+/// seqpacket sockets in the workspace and in /tmp, abstract sockets, and TCP on its loopback.
+#[test]
+fn the_sandboxs_own_sockets_work() {
+    for who in identities() {
+        let env = Env::new(who);
+        let code = "serve('ws.sock')\nserve('/tmp/tmp.sock')\nserve('ws-seq.sock', 'seqpacket')\n\
+                    serve('/tmp/tmp-seq.sock', 'seqpacket')\nserve('\\0own')\n\
+                    probe('ws', 'ws.sock')\nprobe('tmp', '/tmp/tmp.sock')\nprobe('ws_seq', 'ws-seq.sock', 'seqpacket')\n\
+                    probe('tmp_seq', '/tmp/tmp-seq.sock', 'seqpacket')\nprobe('abstract', '\\0own')\n\
+                    probe('missing', 'missing.sock')\n\
+                    t = socket.socket(); t.bind(('127.0.0.1', 0)); t.listen()\n\
+                    c = socket.create_connection(t.getsockname()); print('CONNECTED tcp', flush=True)\n";
+        let out = env.run_py(&[], &format!("{PY_UNIX}\n{code}"));
+        let got = verdicts(&out);
+        for label in ["ws", "tmp", "ws_seq", "tmp_seq", "abstract", "tcp"] {
+            assert_eq!(got.get(label).map(String::as_str), Some("CONNECTED"), "{who:?}: {label}:\n{}", both(&out));
+        }
+        assert_eq!(got.get("missing").map(String::as_str), Some("ENOENT"), "{who:?}:\n{}", both(&out));
+    }
+}
+
+/// Unix datagram sockets (SOCK_DGRAM, and SOCK_RAW, which AF_UNIX treats as datagram) are
+/// refused with EPERM, by socket and socketpair alike; stream and seqpacket ones work.
+/// Unconfined, datagram sockets work (control).
+#[test]
+fn unix_datagram_sockets_are_refused() {
+    const PY: &str = r#"
+import errno, socket
+def attempt(name, f):
+    try:
+        f()
+        print(name, 'OK', 0, flush=True)
+    except OSError as e:
+        print(name, 'ERR', errno.errorcode.get(e.errno, e.errno), flush=True)
+U = socket.AF_UNIX
+attempt('dgram', lambda: socket.socket(U, socket.SOCK_DGRAM))
+attempt('dgram_cloexec', lambda: socket.socket(U, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK))
+attempt('raw', lambda: socket.socket(U, socket.SOCK_RAW))
+attempt('pair_dgram', lambda: socket.socketpair(U, socket.SOCK_DGRAM))
+attempt('pair_stream', lambda: socket.socketpair(U, socket.SOCK_STREAM))
+attempt('seqpacket', lambda: socket.socket(U, socket.SOCK_SEQPACKET))
+attempt('udp', lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+"#;
+    for who in identities() {
+        let env = Env::new(who);
+        let host = probe_results(&stdout(&env.host(&["python3", "-c", PY])));
+        assert_eq!(host.get("dgram").map(String::as_str), Some("OK"), "{who:?}: unconfined dgram (control)");
+        let out = env.run_py(&[], PY);
+        let got = probe_results(&stdout(&out));
+        for name in ["dgram", "dgram_cloexec", "raw", "pair_dgram"] {
+            assert_eq!(got.get(name).map(String::as_str), Some("EPERM"), "{who:?}: {name}:\n{}", both(&out));
+        }
+        for name in ["pair_stream", "seqpacket", "udp"] {
+            assert_eq!(got.get(name).map(String::as_str), Some("OK"), "{who:?}: {name}:\n{}", both(&out));
+        }
+    }
+}
+
+/// The guard is a recorded layer: run.start lists it as enforced, `ringfence check` reports
+/// it, and `explain` names what enforces Unix sockets.
+#[test]
+fn the_guard_is_reported() {
+    for who in identities() {
+        let env = Env::new(who);
+        let events = env.outside.join("events.jsonl");
+        let out = env.run_sh(&["--events", path_str(&events)], "true");
+        assert_code(&out, 0);
+        let text = std::fs::read_to_string(&events).unwrap();
+        let start = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|e| e["type"] == "run.start")
+            .unwrap_or_else(|| panic!("{who:?}: no run.start: {text}"));
+        let enforced = start["enforced"].as_array().unwrap();
+        assert!(enforced.iter().any(|l| l["name"] == "unix socket guard"), "{who:?}: {text}");
+        assert!(stdout(&env.ringfence(&["check"])).contains("[ok  ] unix sockets"), "{who:?}");
+        let explain = stdout(&env.ringfence(&["explain"]));
+        assert!(explain.contains("Unix sockets: connect only to sockets listening in the sandbox's own"), "{explain}");
+    }
+}
+
+/// The supervisor connects on the sandbox's behalf with its own credentials, so it carries out
+/// only connects that check no capability: a netlink socket may connect to the kernel, not to
+/// a peer port or a multicast group (both need CAP_NET_ADMIN, which root's supervisor has in
+/// the host's network namespace). Control: root, unconfined, can do both.
+#[test]
+fn netlink_peers_and_groups_stay_out_of_reach() {
+    const PY: &str = r#"
+import errno, socket
+def attempt(name, addr):
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    try:
+        s.connect(addr)
+        print(name, 'OK', 0, flush=True)
+    except OSError as e:
+        print(name, 'ERR', errno.errorcode.get(e.errno, e.errno), flush=True)
+attempt('kernel', (0, 0))
+attempt('peer', (4242, 0))
+attempt('group', (0, 1))
+"#;
+    for who in identities() {
+        let env = Env::new(who);
+        if who == Who::Me && is_root() {
+            let host = probe_results(&stdout(&env.host(&["python3", "-c", PY])));
+            assert_eq!(host.get("peer").map(String::as_str), Some("OK"), "root can't connect unconfined (control)");
+        }
+        for args in [&[][..], &["--network", "host"][..]] {
+            let out = env.run_py(args, PY);
+            let got = probe_results(&stdout(&out));
+            assert_eq!(got.get("kernel").map(String::as_str), Some("OK"), "{who:?} {args:?}:\n{}", both(&out));
+            for name in ["peer", "group"] {
+                assert_eq!(
+                    got.get(name).map(String::as_str),
+                    Some("EPERM"),
+                    "{who:?} {args:?} {name}:\n{}",
+                    both(&out)
+                );
+            }
+        }
+    }
+}
