@@ -541,3 +541,154 @@ attempt('group', (0, 1))
         }
     }
 }
+
+/// A process of the sandbox installs a seccomp filter of its own that traps connect to a
+/// listener of its own, answers every call with CONTINUE from a thread, and connects to a host
+/// socket bound after the launch: the kernel refuses a second listener in the filter chain
+/// (EBUSY), and the host listener sees nothing. Unconfined, the same program gets its listener
+/// and connects (control).
+#[test]
+fn an_own_seccomp_listener_cannot_wave_connects_through() {
+    const INNER: &str = r#"
+import ctypes, errno, socket, struct, sys, threading
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+ins = b''.join(struct.pack('HBBI', *i) for i in [(0x20, 0, 0, 0), (0x15, 0, 1, 42), (0x06, 0, 0, 0x7fc00000), (0x06, 0, 0, 0x7fff0000)])
+prog = ctypes.create_string_buffer(ins, len(ins))
+fprog = ctypes.create_string_buffer(struct.pack('HxxxxxxQ', 4, ctypes.addressof(prog)), 16)
+box = {}
+def answer():
+    while 'fd' not in box:
+        pass
+    notif = ctypes.create_string_buffer(80)
+    while True:
+        ctypes.memset(notif, 0, 80)
+        if libc.ioctl(box['fd'], ctypes.c_ulong(0xc0502100), notif) != 0:
+            continue
+        nid = struct.unpack_from('Q', notif.raw, 0)[0]
+        resp = ctypes.create_string_buffer(struct.pack('QqiI', nid, 0, 0, 1), 24)
+        libc.ioctl(box['fd'], ctypes.c_ulong(0xc0182101), resp)
+threading.Thread(target=answer, daemon=True).start()
+fd = libc.syscall(317, 1, 8, fprog)  # seccomp(SET_MODE_FILTER, NEW_LISTENER)
+if fd < 0:
+    print('LISTENER', 'ERR', errno.errorcode.get(ctypes.get_errno()), flush=True)
+    sys.exit(0)
+print('LISTENER', 'OK', fd, flush=True)
+box['fd'] = fd
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+    print('INNER', 'OK', 0, flush=True)
+except OSError as e:
+    print('INNER', 'ERR', errno.errorcode.get(e.errno), flush=True)
+"#;
+    for who in identities() {
+        let env = Env::new(who);
+        let host = env.outside.join("inner.sock");
+        let code = format!("wait_for('{0}')\nsys.argv[1:] = ['{0}']\n{INNER}", path_str(&host));
+        let (out, listener) = run_then(&env, &[], &code, || HostListener::bind(&env, &host, SockType::Stream));
+        let got = probe_results(&stdout(&out));
+        assert_eq!(got.get("LISTENER").map(String::as_str), Some("EBUSY"), "{who:?}:\n{}", both(&out));
+        assert!(!listener.accepted(), "{who:?}: the host listener got a connection:\n{}", both(&out));
+        let control = env.host(&["python3", "-c", INNER, path_str(&host)]);
+        let got = probe_results(&stdout(&control));
+        assert_eq!(
+            got.get("INNER").map(String::as_str),
+            Some("OK"),
+            "{who:?}: unconfined (control):\n{}",
+            both(&control)
+        );
+        assert!(listener.accepted(), "{who:?}: unconfined, no connection (control)");
+    }
+}
+
+/// Hostile connect arguments (bad descriptors, a non-socket, a null or unreadable address,
+/// lengths out of range, wrong or missing families, paths without or with an early NUL,
+/// missing abstract names, a regular file, a listening socket) get exactly the errors the
+/// kernel gives unconfined (control: the same program run on the host).
+#[test]
+fn hostile_connect_arguments_get_the_kernels_own_errors() {
+    const HOSTILE: &str = r#"
+import ctypes, errno, os, socket, struct
+libc = ctypes.CDLL(None, use_errno=True)
+def c(name, fd, addr, length):
+    ctypes.set_errno(0)
+    r = libc.connect(fd, addr, ctypes.c_uint(length & 0xffffffff))
+    print(name, 'OK' if r == 0 else 'ERR', errno.errorcode.get(ctypes.get_errno(), ctypes.get_errno()) if r else 0, flush=True)
+U = lambda p: struct.pack('H', socket.AF_UNIX) + p
+u = socket.socket(socket.AF_UNIX); t = socket.socket()
+f = os.open('hostile-file', os.O_CREAT | os.O_RDWR, 0o644)
+b = lambda x: ctypes.create_string_buffer(x, len(x))
+c('bad_fd', -1, b(U(b'x')), 3)
+c('big_fd', 99999, b(U(b'x')), 3)
+c('not_socket', f, b(U(b'x')), 3)
+c('null_addr', u.fileno(), None, 16)
+c('too_long', u.fileno(), b(U(b'x') * 100), 129)
+c('negative_len', u.fileno(), b(U(b'x')), -1)
+c('zero_len', u.fileno(), None, 0)
+c('family_only', u.fileno(), b(U(b'')), 2)
+c('wrong_family', u.fileno(), b(struct.pack('HH4s', socket.AF_INET, 80, b'\x7f\0\0\1') + b'\0' * 8), 16)
+c('no_nul_108', u.fileno(), b(U(b'a' * 108)), 110)
+c('embedded_nul', u.fileno(), b(U(b'missing\0/etc/passwd')), 22)
+c('abstract_missing', u.fileno(), b(U(b'\0nobody-here-x')), 17)
+c('regular_file', u.fileno(), b(U(b'hostile-file\0')), 15)
+c('tcp_unix_addr', t.fileno(), b(U(b'x\0')), 4)
+c('tcp_short', t.fileno(), b(struct.pack('HH', socket.AF_INET, 80)), 4)
+t2 = socket.socket()
+c('unspec_tcp', t2.fileno(), b(struct.pack('H', 0) + b'\0' * 14), 16)
+l = socket.socket(socket.AF_UNIX); l.bind('hostile.sock'); l.listen()
+c('listening', l.fileno(), b(U(b'hostile.sock\0')), 15)
+"#;
+    for who in identities() {
+        let env = Env::new(who);
+        let control = env.host(&["python3", "-c", HOSTILE]);
+        let expected = probe_results(&stdout(&control));
+        assert_eq!(expected.len(), 17, "{who:?}: the probe did not run unconfined:\n{}", both(&control));
+        for name in ["hostile-file", "hostile.sock"] {
+            std::fs::remove_file(env.ws.join(name)).unwrap();
+        }
+        let out = env.run_py(&[], HOSTILE);
+        assert_eq!(probe_results(&stdout(&out)), expected, "{who:?}:\n{}", both(&out));
+    }
+}
+
+/// Blocking connects that can't complete (100 threads against a listener of the sandbox's
+/// that never accepts, more than the supervisor's workers) stall neither the handler, which
+/// still answers a non-blocking connect at once, nor the end of the run, which comes as soon
+/// as the command exits.
+#[test]
+fn blocked_connects_stall_neither_the_handler_nor_the_end_of_the_run() {
+    const FILL: &str = r#"
+l = socket.socket(socket.AF_UNIX)
+l.bind('/tmp/full.sock')
+l.listen(1)
+def stuck():
+    s = socket.socket(socket.AF_UNIX)
+    s.connect('/tmp/full.sock')
+    time.sleep(60)
+for _ in range(100):
+    threading.Thread(target=stuck, daemon=True).start()
+time.sleep(1)
+t = socket.socket()
+t.bind(('127.0.0.1', 0))
+t.listen()
+c = socket.socket()
+c.setblocking(False)
+started = time.time()
+c.connect_ex(t.getsockname())
+print('NONBLOCKING', round(time.time() - started, 3), flush=True)
+os._exit(0)
+"#;
+    for who in identities() {
+        let env = Env::new(who);
+        let started = std::time::Instant::now();
+        let out = env.run_py(&[], &format!("{PY_UNIX}\n{FILL}"));
+        let took = started.elapsed();
+        let text = both(&out);
+        let line = text.lines().find(|l| l.starts_with("NONBLOCKING")).unwrap_or_else(|| panic!("{who:?}:\n{text}"));
+        let secs: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(secs < 1.0, "{who:?}: the non-blocking connect waited {secs}s");
+        assert!(took < Duration::from_secs(10), "{who:?}: the run took {took:?} to end:\n{text}");
+    }
+}

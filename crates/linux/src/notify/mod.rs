@@ -5,9 +5,12 @@
 //! call trapped today (`connect.rs`). To trap another, add it to the filter's prologue
 //! (seccomp.rs) and give it an arm in [`dispatch`].
 //!
-//! Fail closed: the thread owns the listener, so when it ends (an error, a panic) the
-//! descriptor closes and the kernel fails every trapped call with ENOSYS. A handler that breaks
-//! also kills the sandbox, and [`Guard::stop`] says why, so the run ends with an error.
+//! Fail closed: the thread owns the listener. Whenever it ends (the run is over, an error, a
+//! panic), it first ends the sandbox (kills init and waits for it, which takes the whole pid
+//! namespace down) while the listener keeps every trapped call waiting, and only then closes
+//! it; any call still trapped fails with ENOSYS. The kernel allows one listener per filter
+//! chain, so while ours is open no process of the sandbox can install a listener of its own
+//! and let its calls continue. [`Guard::stop`] says why a broken handler ended the run.
 
 mod connect;
 mod kernel;
@@ -97,6 +100,7 @@ impl Guard {
             None => unix::Network::Shared(open_sock_diag()?),
         };
         let ctx = Context { listener: Arc::new(listener), unix: unix::Sandbox::new(init, network) };
+        let init = Init { pid: init, pidfd: kernel::pidfd_open(init, 0)? };
         let (stop_read, stop_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let thread =
             std::thread::Builder::new().name("ringfence-notify".into()).spawn(move || run(ctx, stop_read, init))?;
@@ -124,17 +128,31 @@ impl Drop for Guard {
     }
 }
 
-/// The thread: serves until told to stop or until no process of the sandbox is left. On
-/// failure the listener closes first (trapped calls fail with ENOSYS), then the sandbox dies.
-fn run(ctx: Context, stop: OwnedFd, init: libc::pid_t) -> Result<(), String> {
-    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(&ctx, &stop)));
-    drop(ctx);
-    let result = served.unwrap_or_else(|_| Err("the handler panicked".into()));
-    if result.is_err() {
-        // init is the supervisor's unreaped child until the guard has stopped: its pid is ours.
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
+/// The sandbox's init, the supervisor's child: it is reaped only after the guard has stopped,
+/// so its pid can't name another process meanwhile.
+struct Init {
+    pid: libc::pid_t,
+    pidfd: OwnedFd,
+}
+
+impl Init {
+    /// Kills init (nothing, if it has already exited) and waits until it has exited, which it
+    /// does only once every other process of its pid namespace is gone.
+    fn end(&self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGKILL);
+        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+        while let Err(nix::Error::EINTR) = poll(&mut fds, PollTimeout::from(10_000u16)) {}
     }
-    result
+}
+
+/// The thread: serves until told to stop (the run is over) or until no process of the sandbox
+/// is left, or until the handler breaks; then ends the sandbox, and only then closes the
+/// listener.
+fn run(ctx: Context, stop: OwnedFd, init: Init) -> Result<(), String> {
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(&ctx, &stop)));
+    init.end();
+    drop(ctx);
+    served.unwrap_or_else(|_| Err("the handler panicked".into()))
 }
 
 fn serve(ctx: &Context, stop: &OwnedFd) -> Result<(), String> {

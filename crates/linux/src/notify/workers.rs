@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-const MAX_THREADS: usize = 64;
+const MAX_THREADS: usize = 256;
 
 type Work = Box<dyn FnOnce() -> Answer + Send>;
 
