@@ -73,23 +73,22 @@ struct Dial {
 }
 
 impl Dial {
-    /// Connects now when the socket is non-blocking; a blocking one may wait (a full backlog,
-    /// a TCP handshake), so a worker does it. Should the caller clear O_NONBLOCK between the
-    /// check and the connect, only the sandbox's own connects wait behind it.
+    /// The connect runs on the serving thread that received the call. It may wait (a full
+    /// backlog, a TCP handshake) unless the socket is non-blocking or a verified listener's
+    /// backlog has room; then other threads receive the next calls meanwhile. Should the
+    /// caller clear O_NONBLOCK, or fill the backlog, after this look, only the sandbox's own
+    /// calls wait behind it.
     fn step(self) -> Step {
         let flags = nix::fcntl::fcntl(self.socket.as_fd(), nix::fcntl::FcntlArg::F_GETFL);
         let nonblocking = flags.is_ok_and(|f| f & libc::O_NONBLOCK != 0);
-        if nonblocking {
-            Step::Answer(self.connect())
-        } else {
-            Step::Blocking { socket: self.socket.clone(), work: Box::new(move || self.connect()) }
-        }
+        let may_block = !nonblocking && !matches!(self.to, Destination::Verified { room: true, .. });
+        Step::Connect { socket: self.socket.clone(), may_block, work: Box::new(move || self.connect()) }
     }
 
     fn connect(&self) -> Answer {
         let result = match &self.to {
             Destination::Address(address) => kernel::connect(self.socket.as_fd(), address),
-            Destination::Verified(file) => kernel::connect(self.socket.as_fd(), &through_descriptor(file)),
+            Destination::Verified { file, .. } => kernel::connect(self.socket.as_fd(), &through_descriptor(file)),
         };
         match result {
             Ok(()) => Answer::Value(0),

@@ -1,23 +1,23 @@
 //! The supervisor's side of seccomp user notification. The sandbox's filter traps some system
 //! calls (SECCOMP_RET_USER_NOTIF) instead of deciding them itself; init hands the listener
-//! descriptor to the supervisor, where one thread, started after the clone, receives each
-//! trapped call, dispatches it by system call number and answers it. connect(2) is the only
+//! descriptor to the supervisor, where threads started after the clone (`serving.rs`) receive
+//! each trapped call, dispatch it by system call number and answer it. connect(2) is the only
 //! call trapped today (`connect.rs`). To trap another, add it to the filter's prologue
 //! (seccomp.rs) and give it an arm in [`dispatch`].
 //!
-//! Fail closed: the thread owns the listener. Whenever it ends (the run is over, an error, a
-//! panic), it first ends the sandbox (kills init and waits for it, which takes the whole pid
-//! namespace down) while the listener keeps every trapped call waiting, and only then closes
-//! it; any call still trapped fails with ENOSYS. The kernel allows one listener per filter
+//! Fail closed: a handler that breaks (an error, a panic) ends the sandbox at once: it kills
+//! init and waits for it, which takes the whole pid namespace down, while the listener keeps
+//! every trapped call waiting. The listener closes only when the guard stops, after the
+//! sandbox is gone; a call still trapped then fails with ENOSYS. The kernel allows one listener per filter
 //! chain, so while ours is open no process of the sandbox can install a listener of its own
 //! and let its calls continue. [`Guard::stop`] says why a broken handler ended the run.
 
 mod connect;
 mod kernel;
+mod serving;
 mod sock_diag;
 mod target;
 mod unix;
-mod workers;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::io;
@@ -42,15 +42,14 @@ pub(crate) enum Answer {
     Errno(i32),
 }
 
-/// What a handler makes of a call.
+/// Work whose result answers a call.
+pub(crate) type Work = Box<dyn FnOnce() -> Answer + Send>;
+
+/// What a handler makes of a call (a refusal is a [`Fail`]).
 pub(crate) enum Step {
-    Answer(Answer),
-    /// Work that may block (a connect on a blocking socket), done on a worker thread, which
-    /// answers; `socket` is shut down if the sandbox ends while it waits.
-    Blocking {
-        socket: Arc<OwnedFd>,
-        work: Box<dyn FnOnce() -> Answer + Send>,
-    },
+    /// A connect, whose result is the answer. When it `may_block`, other threads receive the
+    /// next calls meanwhile, and `socket` is shut down if the guard stops while it waits.
+    Connect { socket: Arc<OwnedFd>, may_block: bool, work: Work },
     /// The caller stopped waiting (killed, or interrupted by a signal): nothing to answer.
     Gone,
 }
@@ -72,11 +71,21 @@ impl Fail {
 
 /// What the handlers share.
 pub(crate) struct Context {
-    listener: Arc<OwnedFd>,
+    listener: OwnedFd,
     unix: unix::Sandbox,
 }
 
 impl Context {
+    /// Answers a call. A failure means the caller no longer waits (killed or interrupted), so
+    /// there is nobody to tell.
+    fn answer(&self, id: u64, answer: Answer) {
+        let (val, error) = match answer {
+            Answer::Value(v) => (v, 0),
+            Answer::Errno(e) => (0, -e),
+        };
+        let _ = kernel::respond(self.listener.as_fd(), id, val, error);
+    }
+
     /// Whether the call still waits: then its caller is alive, and what was read from it by
     /// pid (its descriptors, memory, root) was read from the right process.
     fn still_pending(&self, id: u64) -> bool {
@@ -84,41 +93,39 @@ impl Context {
     }
 }
 
-/// The running handler. Stopping it (or dropping it) ends its thread.
+/// The running handler. Stopping it (or dropping it) ends its threads.
 pub(crate) struct Guard {
+    shared: Option<Arc<serving::Shared>>,
+    /// Dropped to tell the threads to stop.
     stop: Option<OwnedFd>,
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
 }
 
 impl Guard {
-    /// Starts the handler thread for the sandbox whose init is `init`. `sock_diag` is a netlink
-    /// socket init created in the sandbox's own network namespace, or None when the sandbox
-    /// shares ours (`--network host`).
+    /// Starts serving the listener for the sandbox whose init is `init`. `sock_diag` is a
+    /// netlink socket init created in the sandbox's own network namespace, or None when the
+    /// sandbox shares ours (`--network host`).
     pub fn start(listener: OwnedFd, sock_diag: Option<OwnedFd>, init: libc::pid_t) -> io::Result<Guard> {
         let network = match sock_diag {
             Some(diag) => unix::Network::Own(diag),
             None => unix::Network::Shared(open_sock_diag()?),
         };
-        let ctx = Context { listener: Arc::new(listener), unix: unix::Sandbox::new(init, network) };
+        let ctx = Context { listener, unix: unix::Sandbox::new(init, network) };
         let init = Init { pid: init, pidfd: kernel::pidfd_open(init, 0)? };
         let (stop_read, stop_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let thread =
-            std::thread::Builder::new().name("ringfence-notify".into()).spawn(move || run(ctx, stop_read, init))?;
-        Ok(Guard { stop: Some(stop_write), thread: Some(thread) })
+        let shared = serving::Shared::new(ctx, stop_read, init);
+        shared.spawn()?;
+        Ok(Guard { shared: Some(shared), stop: Some(stop_write) })
     }
 
-    /// Ends the handler thread; the reason it failed, if it did.
+    /// Ends the sandbox (if it still runs) and the handler; the reason the handler failed, if
+    /// it did. The listener closes last.
     pub fn stop(mut self) -> Option<String> {
         self.finish()
     }
 
     fn finish(&mut self) -> Option<String> {
         drop(self.stop.take());
-        match self.thread.take()?.join() {
-            Ok(Ok(())) => None,
-            Ok(Err(why)) => Some(why),
-            Err(_) => Some("the handler panicked".into()),
-        }
+        self.shared.take()?.stop()
     }
 }
 
@@ -130,7 +137,7 @@ impl Drop for Guard {
 
 /// The sandbox's init, the supervisor's child: it is reaped only after the guard has stopped,
 /// so its pid can't name another process meanwhile.
-struct Init {
+pub(crate) struct Init {
     pid: libc::pid_t,
     pidfd: OwnedFd,
 }
@@ -145,56 +152,6 @@ impl Init {
     }
 }
 
-/// The thread: serves until told to stop (the run is over) or until no process of the sandbox
-/// is left, or until the handler breaks; then ends the sandbox, and only then closes the
-/// listener.
-fn run(ctx: Context, stop: OwnedFd, init: Init) -> Result<(), String> {
-    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(&ctx, &stop)));
-    init.end();
-    drop(ctx);
-    served.unwrap_or_else(|_| Err("the handler panicked".into()))
-}
-
-fn serve(ctx: &Context, stop: &OwnedFd) -> Result<(), String> {
-    let workers = workers::Workers::new(ctx.listener.clone());
-    loop {
-        let mut fds =
-            [PollFd::new(ctx.listener.as_fd(), PollFlags::POLLIN), PollFd::new(stop.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(nix::Error::EINTR) => {}
-            Err(e) => return Err(format!("waiting for trapped system calls: {e}")),
-        }
-        let listener = fds[0].revents().unwrap_or(PollFlags::empty());
-        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-            return Ok(());
-        }
-        if listener.contains(PollFlags::POLLIN) {
-            serve_one(ctx, &workers)?;
-        } else if listener.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
-            return Ok(()); // No process of the sandbox is left.
-        }
-    }
-}
-
-fn serve_one(ctx: &Context, workers: &workers::Workers) -> Result<(), String> {
-    let notif = match kernel::receive(ctx.listener.as_fd()) {
-        Ok(n) => n,
-        // The caller was killed or interrupted between the poll and the receive.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINTR)) => return Ok(()),
-        Err(e) => return Err(format!("receiving a trapped system call: {e}")),
-    };
-    let call = Call { id: notif.id, tid: notif.pid as libc::pid_t, nr: notif.data.nr.into(), args: notif.data.args };
-    match dispatch(ctx, &call) {
-        Ok(Step::Answer(a)) => answer(&ctx.listener, call.id, a),
-        Ok(Step::Blocking { socket, work }) => workers.run(call.id, socket, work),
-        Ok(Step::Gone) => {}
-        Err(Fail::Errno(e)) => answer(&ctx.listener, call.id, Answer::Errno(e)),
-        // This call and every later one fail with ENOSYS once the listener closes.
-        Err(Fail::Broken(why)) => return Err(why),
-    }
-    Ok(())
-}
-
 /// The handler for each trapped system call.
 fn dispatch(ctx: &Context, call: &Call) -> Result<Step, Fail> {
     match call.nr {
@@ -202,16 +159,6 @@ fn dispatch(ctx: &Context, call: &Call) -> Result<Step, Fail> {
         // The filter traps nothing else; a call trapped by mistake fails rather than passes.
         _ => Err(Fail::Errno(libc::ENOSYS)),
     }
-}
-
-/// Answers a call. A failure means the caller no longer waits (killed or interrupted), so
-/// there is nobody to tell.
-fn answer(listener: &OwnedFd, id: u64, answer: Answer) {
-    let (val, error) = match answer {
-        Answer::Value(v) => (v, 0),
-        Answer::Errno(e) => (0, -e),
-    };
-    let _ = kernel::respond(listener.as_fd(), id, val, error);
 }
 
 /// Whether this kernel offers what the handler needs: seccomp user notification (Linux 5.0),

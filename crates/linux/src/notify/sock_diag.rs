@@ -14,8 +14,10 @@ const NLMSG_DONE: u16 = 3;
 const TCP_LISTEN: u32 = 10;
 const UDIAG_SHOW_NAME: u32 = 0x1;
 const UDIAG_SHOW_VFS: u32 = 0x2;
+const UDIAG_SHOW_RQLEN: u32 = 0x10;
 const UNIX_DIAG_NAME: u16 = 0;
 const UNIX_DIAG_VFS: u16 = 1;
+const UNIX_DIAG_RQLEN: u16 = 4;
 const HEADER: usize = 16; // struct nlmsghdr
 const DIAG_MSG: usize = 16; // struct unix_diag_msg
 
@@ -29,6 +31,16 @@ pub struct Listener {
     pub file: Option<(u32, u32)>,
     /// The bound name: a path, or a NUL and an abstract name (only when asked for).
     pub name: Option<Vec<u8>>,
+    /// Connections waiting to be accepted, and the most the backlog takes: a connect waits
+    /// only while more are queued than that.
+    pub backlog: Option<(u32, u32)>,
+}
+
+impl Listener {
+    /// Whether a connect now would be queued without waiting.
+    pub fn has_room(&self) -> bool {
+        self.backlog.is_some_and(|(queued, max)| queued < max)
+    }
 }
 
 /// A netlink socket for the diagnostics of the calling thread's network namespace.
@@ -43,10 +55,10 @@ pub fn probe() -> io::Result<()> {
     dump(diag.as_fd(), 0, 0).map(drop)
 }
 
-/// Every listening Unix socket of the namespace, with the file it is bound to and, when
-/// `names`, its name.
+/// Every listening Unix socket of the namespace, with the file it is bound to, its backlog
+/// and, when `names`, its name.
 pub fn listening(diag: BorrowedFd, names: bool) -> io::Result<Vec<Listener>> {
-    let show = UDIAG_SHOW_VFS | if names { UDIAG_SHOW_NAME } else { 0 };
+    let show = UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN | if names { UDIAG_SHOW_NAME } else { 0 };
     dump(diag, 1 << TCP_LISTEN, show)
 }
 
@@ -131,6 +143,7 @@ fn parse_listener(body: &[u8]) -> Option<Listener> {
         match u16_at(body, at + 2)? {
             UNIX_DIAG_VFS => listener.file = Some((u32_at(data, 4)?, u32_at(data, 0)?)),
             UNIX_DIAG_NAME => listener.name = Some(data.to_vec()),
+            UNIX_DIAG_RQLEN => listener.backlog = Some((u32_at(data, 0)?, u32_at(data, 4)?)),
             _ => {}
         }
         at += (len.max(4) + 3) & !3;
@@ -161,6 +174,8 @@ mod tests {
         let found = listening(diag.as_fd(), true).unwrap();
         let ours: Vec<&Listener> = found.iter().filter(|l| l.file == file(&meta)).collect();
         assert_eq!(ours.len(), 1, "{found:?}");
+        assert!(matches!(ours[0].backlog, Some((0, max)) if max > 0), "{:?}", ours[0].backlog);
+        assert!(ours[0].has_room());
         let name = [path.as_os_str().as_encoded_bytes(), b"\0"].concat();
         assert_eq!(ours[0].name.as_deref(), Some(name.as_slice()));
         let dgram = std::fs::metadata(dir.join("d")).unwrap();

@@ -13,12 +13,12 @@ use super::sock_diag::{self, Listener};
 use super::target::Target;
 use super::Fail;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// The netlink socket that lists listening Unix sockets.
 pub(crate) enum Network {
@@ -32,18 +32,30 @@ pub(crate) enum Network {
 pub(crate) enum Destination {
     /// The address exactly as the caller gave it.
     Address(Vec<u8>),
-    /// A verified socket file, opened as a path.
-    Verified(OwnedFd),
+    /// A verified socket file, opened as a path; `room`: its listener's backlog had room, so a
+    /// connect won't wait (unless others fill it meanwhile).
+    Verified { file: OwnedFd, room: bool },
 }
 
 /// What the checks know about the sandbox.
 pub(crate) struct Sandbox {
     init: libc::pid_t,
-    network: Network,
-    /// Mount ID → superblock device (the kernel's own form), from init's mountinfo. The sandbox can't
-    /// mount anything, so entries never change; only the handler thread uses this.
-    devices: RefCell<HashMap<u64, u32>>,
+    /// The sock_diag socket: one dump at a time, or the answers would mix.
+    diag: Mutex<OwnedFd>,
+    /// The network namespace is the host's (`--network host`).
+    shares_host: bool,
+    /// Mount ID → superblock device (the kernel's own form), from init's mountinfo. The sandbox
+    /// can't mount anything, so entries never change.
+    devices: Mutex<HashMap<u64, u32>>,
+    /// Socket files found to be bound inside the sandbox, by (device, inode), each held open:
+    /// a file is bound by one socket at most, ever, so it stays the sandbox's, and while it is
+    /// held its inode number can't go to another file. Spares repeat connects the sock_diag
+    /// dump, which walks every bucket of the namespace's socket table.
+    verified: Mutex<HashMap<(u32, u32), OwnedFd>>,
 }
+
+/// Socket files remembered as verified; beyond this many, each connect asks sock_diag.
+const VERIFIED_MAX: usize = 1024;
 
 /// A Unix socket address as the kernel reads it.
 enum UnixAddress<'a> {
@@ -76,16 +88,20 @@ fn refused() -> Fail {
 
 impl Sandbox {
     pub fn new(init: libc::pid_t, network: Network) -> Self {
-        Sandbox { init, network, devices: RefCell::default() }
+        let (diag, shares_host) = match network {
+            Network::Own(d) => (d, false),
+            Network::Shared(d) => (d, true),
+        };
+        Sandbox { init, diag: Mutex::new(diag), shares_host, devices: Mutex::default(), verified: Mutex::default() }
     }
 
     /// Where a connect of the caller's Unix socket to `address` goes, or ECONNREFUSED for a
     /// socket the sandbox did not bind.
     pub fn destination(&self, target: &Target, address: Vec<u8>) -> Result<Destination, Fail> {
         match UnixAddress::parse(&address) {
-            UnixAddress::Path(path) => self.verified(target, path).map(Destination::Verified),
-            UnixAddress::Abstract(name) if matches!(self.network, Network::Shared(_)) => {
-                self.require_listener(target, |l| l.name.as_deref() == Some(name))?;
+            UnixAddress::Path(path) => self.verified(target, path),
+            UnixAddress::Abstract(name) if self.shares_host => {
+                self.listener(target, |l| l.name.as_deref() == Some(name))?;
                 Ok(Destination::Address(address))
             }
             UnixAddress::Abstract(_) | UnixAddress::Other => Ok(Destination::Address(address)),
@@ -93,7 +109,7 @@ impl Sandbox {
     }
 
     /// The socket file at `path` in the caller's view, if a socket of the sandbox listens on it.
-    fn verified(&self, target: &Target, path: &[u8]) -> Result<OwnedFd, Fail> {
+    fn verified(&self, target: &Target, path: &[u8]) -> Result<Destination, Fail> {
         let file = resolve(target, Path::new(OsStr::from_bytes(path)))?;
         let id = super::kernel::file_id(file.as_fd()).map_err(|e| Fail::Broken(format!("statx of a socket: {e}")))?;
         if id.mode & libc::S_IFMT != libc::S_IFSOCK {
@@ -102,36 +118,46 @@ impl Sandbox {
         let device = self.device(id.mount_id)?;
         // sock_diag reports 32 bits of the inode number: a larger one can't be told apart.
         let ino = u32::try_from(id.ino).map_err(|_| refused())?;
-        self.require_listener(target, |l| l.file == Some((device, ino)))?;
-        Ok(file)
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.contains_key(&(device, ino)) {
+            return Ok(Destination::Verified { file, room: false });
+        }
+        drop(verified);
+        let listener = self.listener(target, |l| l.file == Some((device, ino)))?;
+        verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() < VERIFIED_MAX {
+            if let Ok(held) = file.try_clone() {
+                verified.insert((device, ino), held);
+            }
+        }
+        Ok(Destination::Verified { file, room: listener.has_room() })
     }
 
-    /// Succeeds if a listening socket that `matches` belongs to the sandbox.
-    fn require_listener(&self, target: &Target, matches: impl Fn(&Listener) -> bool) -> Result<(), Fail> {
-        let (diag, shared) = match &self.network {
-            Network::Own(d) => (d, false),
-            Network::Shared(d) => (d, true),
-        };
-        let listeners = sock_diag::listening(diag.as_fd(), shared)
+    /// The listening socket that `matches`, if it belongs to the sandbox.
+    fn listener(&self, target: &Target, matches: impl Fn(&Listener) -> bool) -> Result<Listener, Fail> {
+        let diag = self.diag.lock().unwrap_or_else(|p| p.into_inner());
+        let listeners = sock_diag::listening(diag.as_fd(), self.shares_host)
             .map_err(|e| Fail::Broken(format!("listing Unix sockets (sock_diag): {e}")))?;
-        let inodes: Vec<u32> = listeners.iter().filter(|l| matches(l)).map(|l| l.inode).collect();
-        let inside = !inodes.is_empty() && (!shared || held_by_sandbox(target, &inodes)?);
-        if inside {
-            Ok(())
-        } else {
-            Err(refused())
+        drop(diag);
+        let mut matching: Vec<Listener> = listeners.into_iter().filter(|l| matches(l)).collect();
+        if self.shares_host {
+            let inodes: Vec<u32> = matching.iter().map(|l| l.inode).collect();
+            if !held_by_sandbox(target, &inodes)? {
+                return Err(refused());
+            }
         }
+        matching.pop().ok_or_else(refused)
     }
 
     /// The superblock device of a mount of the sandbox, as sock_diag reports it.
     fn device(&self, mount_id: Option<u64>) -> Result<u32, Fail> {
         let id = mount_id.ok_or_else(|| Fail::Broken("statx reports no mount ID (Linux 5.8+)".into()))?;
-        if let Some(dev) = self.devices.borrow().get(&id) {
+        let mut devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(dev) = devices.get(&id) {
             return Ok(*dev);
         }
         let path = format!("/proc/{}/mountinfo", self.init);
         let text = std::fs::read_to_string(&path).map_err(|e| Fail::Broken(format!("reading {path}: {e}")))?;
-        let mut devices = self.devices.borrow_mut();
         devices.extend(text.lines().filter_map(mount_device));
         devices.get(&id).copied().ok_or_else(refused)
     }
