@@ -161,12 +161,16 @@ fn dispatch(ctx: &Context, call: &Call) -> Result<Step, Fail> {
     }
 }
 
-/// Whether this kernel offers what the handler needs: seccomp user notification (Linux 5.0),
-/// pidfd_getfd (5.6) not forbidden by Yama, the mount ID from statx (5.8), and Unix socket
-/// diagnostics (CONFIG_UNIX_DIAG). The error names what is missing.
+/// Whether this machine offers what the handler needs: seccomp user notification (Linux 5.0),
+/// a /proc, pidfd_getfd (5.6) not forbidden by Yama, the mount ID from statx (5.8), and Unix
+/// socket diagnostics (CONFIG_UNIX_DIAG). The error names what is missing.
 pub fn probe() -> Result<(), String> {
     if !crate::sys::seccomp_user_notif() {
         return Err("the kernel has no seccomp user notification (Linux 5.0+)".into());
+    }
+    // The sandbox's processes, and verified sockets (through /proc/self/fd), are reached there.
+    if !std::path::Path::new("/proc/self/fd").is_dir() {
+        return Err("ringfence's own mount namespace has no /proc".into());
     }
     if !kernel::has_pidfd_getfd() {
         return Err("the kernel has no pidfd_getfd (Linux 5.6+)".into());

@@ -35,6 +35,12 @@ struct State {
     failure: Option<String>,
     /// The sockets of connects in progress, by call, to cut short when the guard stops.
     connecting: HashMap<u64, Arc<OwnedFd>>,
+    /// The guard stops: a connect that starts now is cut short at once.
+    stopping: bool,
+}
+
+fn cut_short(socket: &OwnedFd) {
+    let _ = nix::sys::socket::shutdown(socket.as_raw_fd(), nix::sys::socket::Shutdown::Both);
 }
 
 /// What waiting for the next call gave.
@@ -69,9 +75,8 @@ impl Shared {
     pub fn stop(&self) -> Option<String> {
         self.init.end();
         let mut state = self.state();
-        for socket in state.connecting.values() {
-            let _ = nix::sys::socket::shutdown(socket.as_raw_fd(), nix::sys::socket::Shutdown::Both);
-        }
+        state.stopping = true;
+        state.connecting.values().for_each(|s| cut_short(s));
         while state.threads > 0 {
             state = self.ended.wait(state).unwrap_or_else(|p| p.into_inner());
         }
@@ -115,6 +120,9 @@ impl Shared {
     fn wait_aside(self: &Arc<Self>, id: u64, socket: Arc<OwnedFd>, work: Work) {
         let mut state = self.state();
         state.spare -= 1;
+        if state.stopping {
+            cut_short(&socket);
+        }
         state.connecting.insert(id, socket);
         let needed = state.spare == 0 && state.threads < MAX_THREADS;
         drop(state);
