@@ -220,7 +220,7 @@ fn assess(
 }
 
 /// The layer that supervises connect(2) to Unix sockets.
-pub const UNIX_GUARD: &str = "unix socket guard";
+const UNIX_GUARD: &str = "unix socket guard";
 
 /// Records the Unix-socket guard: enforced when this kernel can supervise connect(2), else
 /// listed as not enforced (so the run is refused without --allow-degraded). Whether the
@@ -553,8 +553,9 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Ends the handler of trapped calls; why it failed, if it did. Called before init is
-    /// reaped, so a failing handler's kill of init can't reach a reused pid.
+    /// Ends the sandbox, if it still runs, and then the handler of trapped calls; why the
+    /// handler failed, if it did. Called before init is reaped, so the guard's kill of init
+    /// can't reach a reused pid.
     fn stop_guard(&mut self) -> Option<String> {
         self.guard.take().and_then(crate::notify::Guard::stop)
     }

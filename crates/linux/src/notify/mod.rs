@@ -8,9 +8,10 @@
 //! Fail closed: a handler that breaks (an error, a panic) ends the sandbox at once: it kills
 //! init and waits for it, which takes the whole pid namespace down, while the listener keeps
 //! every trapped call waiting. The listener closes only when the guard stops, after the
-//! sandbox is gone; a call still trapped then fails with ENOSYS. The kernel allows one listener per filter
-//! chain, so while ours is open no process of the sandbox can install a listener of its own
-//! and let its calls continue. [`Guard::stop`] says why a broken handler ended the run.
+//! sandbox is gone; a call still trapped then fails with ENOSYS. The kernel allows one
+//! listener per filter chain, so while ours is open no process of the sandbox can install a
+//! listener of its own and let its calls continue. [`Guard::stop`] says why a broken handler
+//! ended the run.
 
 mod connect;
 mod kernel;
@@ -24,7 +25,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
-pub use sock_diag::{open as open_sock_diag, probe as probe_sock_diag};
+pub(crate) use sock_diag::open as open_sock_diag;
 
 /// A trapped system call, as the kernel reported it.
 pub(crate) struct Call {
@@ -183,7 +184,7 @@ pub fn probe() -> Result<(), String> {
         Ok(id) if id.mount_id.is_some() => {}
         _ => return Err("statx reports no mount ID (Linux 5.8+)".into()),
     }
-    probe_sock_diag().map_err(|e| format!("the kernel answers no Unix socket diagnostics (CONFIG_UNIX_DIAG): {e}"))
+    sock_diag::probe().map_err(|e| format!("the kernel answers no Unix socket diagnostics (CONFIG_UNIX_DIAG): {e}"))
 }
 
 #[cfg(test)]
