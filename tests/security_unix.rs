@@ -721,3 +721,56 @@ fn a_host_socket_in_place_of_an_own_one_is_refused() {
         assert!(listener.accepted(), "{who:?}: unconfined, no connection (control):\n{}", both(&control));
     }
 }
+
+/// A kernel that can't supervise connect (here: pidfd_getfd answered with ENOSYS, as before
+/// Linux 5.6, by a filter the test puts around ringfence): the run is refused with exit 122
+/// naming what is missing and the remedy; `check` marks the line MISS; with --allow-degraded
+/// the run goes on, warns, records the guard in run.start's not_enforced, and Unix datagram
+/// sockets are no longer refused (nothing would watch their destinations anyway).
+#[test]
+fn a_kernel_without_the_guard_refuses_the_run_unless_degraded() {
+    const OLD_KERNEL: &str = r#"
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+ins = b''.join(struct.pack('HBBI', *i) for i in [(0x20, 0, 0, 0), (0x15, 0, 1, 438), (0x06, 0, 0, 0x50000 | 38), (0x06, 0, 0, 0x7fff0000)])
+prog = ctypes.create_string_buffer(ins, len(ins))
+fprog = ctypes.create_string_buffer(struct.pack('HxxxxxxQ', 4, ctypes.addressof(prog)), 16)
+assert libc.prctl(38, 1, 0, 0, 0) == 0
+assert libc.syscall(317, 1, 0, fprog) == 0
+os.execvp(sys.argv[1], sys.argv[1:])
+"#;
+    for who in identities() {
+        let env = Env::new(who);
+        let rf = binary().as_os_str();
+        let old_kernel = |args: &[&str]| {
+            let argv: Vec<&std::ffi::OsStr> =
+                std::iter::once(rf).chain(args.iter().map(std::ffi::OsStr::new)).collect();
+            bounded_output(env.command_via(&["python3", "-c", OLD_KERNEL], &argv), RUN_LIMIT)
+        };
+        let refused = old_kernel(&["run", "--", "true"]);
+        assert_code(&refused, 122);
+        let text = stderr(&refused);
+        assert!(text.contains("pidfd_getfd (Linux 5.6+)") && text.contains("--allow-degraded"), "{who:?}: {text}");
+        assert!(stdout(&old_kernel(&["check"])).contains("[MISS] unix sockets"), "{who:?}");
+
+        let events = env.outside.join("degraded.jsonl");
+        let dgram = "import socket\nsocket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\nprint('DGRAM-OK')";
+        let out = old_kernel(&["run", "--allow-degraded", "--events", path_str(&events), "--", "python3", "-c", dgram]);
+        assert_code(&out, 0);
+        assert!(stdout(&out).contains("DGRAM-OK"), "{who:?}:\n{}", both(&out));
+        assert!(
+            stderr(&out).contains("not enforced (--allow-degraded): unix socket guard"),
+            "{who:?}:\n{}",
+            both(&out)
+        );
+        let log = std::fs::read_to_string(&events).unwrap();
+        let start = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|e| e["type"] == "run.start")
+            .unwrap_or_else(|| panic!("{who:?}: no run.start: {log}"));
+        let missing = start["not_enforced"].as_array().unwrap();
+        assert!(missing.iter().any(|l| l["name"] == "unix socket guard"), "{who:?}: {log}");
+    }
+}
