@@ -3,10 +3,13 @@
 //! workspace, in $HOME, in a folder outside every root), bound before the launch in another
 //! network namespace (a container), reached through links, relative paths and `..`, or raced by
 //! rewriting the address (and the socket behind the descriptor) while the supervisor checks
-//! it. Every refusal is checked from the listener's side: it accepted nothing, while the same
-//! probe run unconfined on the host does connect (control). The sandbox's own sockets keep
-//! working (control), and Unix datagram sockets, whose destinations the supervisor can't see,
-//! are refused.
+//! it, or sidestepped with a seccomp listener of the sandbox's own. Every refusal is checked
+//! from the listener's side: it accepted nothing, while the same probe run unconfined on the
+//! host does connect (control). The sandbox's own sockets keep working (control), Unix datagram
+//! sockets, whose destinations the supervisor can't see, are refused, netlink connects that
+//! need a capability stay refused although the supervisor makes them, hostile arguments get
+//! the kernel's own errors, blocked connects stall nothing, and a kernel that can't supervise
+//! connect refuses the run unless --allow-degraded.
 #![cfg(target_os = "linux")]
 
 mod common;
