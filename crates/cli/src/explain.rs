@@ -246,10 +246,10 @@ fn gateway_layer() -> String {
 }
 
 #[cfg(not(target_os = "macos"))]
-const NETWORK_NONE: &str = "  none: own loopback only  [net namespace]\n\n";
+const NETWORK_NONE: &str = "  none: own loopback only  [net namespace]\n";
 #[cfg(target_os = "macos")]
 const NETWORK_NONE: &str =
-    "  none  [seatbelt: no network-outbound rule; Unix sockets only in the run's TMPDIR; no loopback]\n\n";
+    "  none  [seatbelt: no network-outbound rule; Unix sockets only in the run's TMPDIR; no loopback]\n";
 
 /// What ringfence sets in the command's environment.
 #[cfg(not(target_os = "macos"))]
@@ -263,11 +263,36 @@ const TMP_SIZE_LAYER: &str = "[tmpfs]";
 #[cfg(target_os = "macos")]
 const TMP_SIZE_LAYER: &str = "NOT ENFORCED on macOS: TMPDIR is a folder on the host's disk";
 
+/// Where Unix sockets are enforced.
+#[cfg(target_os = "linux")]
+fn unix_sockets(policy: &Policy, out: &mut String) {
+    if let Err(missing) = ringfence::linux::features::unix_socket_guard() {
+        out.push_str(&format!(
+            "  Unix sockets: NOT SUPERVISED here ({missing}): only those bound at launch are masked;\n  \
+             runs need --allow-degraded  [mount view]\n\n"
+        ));
+        return;
+    }
+    let whose = match policy.network {
+        NetworkMode::Host => "listening sockets a process of the sandbox holds open",
+        NetworkMode::None | NetworkMode::Allow => "sockets listening in the sandbox's own network namespace",
+    };
+    out.push_str(&format!(
+        "  Unix sockets: connect only to {whose}, whenever bound  [seccomp user notification: connect(2) made by the supervisor]\n"
+    ));
+    out.push_str("  Unix datagram sockets: refused  [seccomp: EPERM]\n\n");
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unix_sockets(_: &Policy, out: &mut String) {
+    out.push('\n');
+}
+
 fn network(policy: &Policy, out: &mut String) {
     out.push_str("Network:\n");
     match policy.network {
         NetworkMode::None => out.push_str(NETWORK_NONE),
-        NetworkMode::Host => out.push_str("  host: the host's network, UNFILTERED (danger)  [no isolation]\n\n"),
+        NetworkMode::Host => out.push_str("  host: the host's network, UNFILTERED (danger)  [no isolation]\n"),
         NetworkMode::Allow => {
             let net = &policy.net;
             out.push_str("  allow: only the hosts allowed below; every attempt is checked and recorded\n");
@@ -308,9 +333,9 @@ fn network(policy: &Policy, out: &mut String) {
                 }
                 None => out.push_str("  resolver: system resolver  [gateway only; the sandbox has none]\n"),
             }
-            out.push('\n');
         }
     }
+    unix_sockets(policy, out);
 }
 
 pub fn render(policy: &Policy) -> Result<String, String> {
@@ -375,6 +400,9 @@ fn processes(policy: &Policy, out: &mut String) {
     out.push_str("  everything dies with the command or with ringfence  [pid namespace init, parent-death signal]\n");
     out.push_str("  no setuid, no capabilities, no new namespaces, io_uring, bpf, perf, userfaultfd, keyctl,\n");
     out.push_str("  mount, kexec, modules, open_by_handle_at, TIOCSTI/TIOCLINUX  [seccomp: EPERM]\n");
+    out.push_str(
+        "  no set-user-ID or set-group-ID bit on any file (chmod, open, mkdir, mknod modes)  [seccomp: EPERM]\n",
+    );
     out.push_str(&format!(
         "  ptrace, process_vm_*: {}\n",
         if policy.allow_ptrace { "allowed inside the sandbox (--allow-ptrace)" } else { "refused  [seccomp: EPERM]" }

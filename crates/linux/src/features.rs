@@ -22,6 +22,9 @@ pub struct Features {
     pub landlock_abi: i32,
     pub seccomp: bool,
     pub seccomp_user_notif: bool,
+    /// Whether connect(2) can be supervised (see `notify::probe`); the error names what is
+    /// missing.
+    pub unix_socket_guard: Result<(), String>,
     /// Whether cache overlays can be mounted (overlayfs in a user namespace), or why not.
     pub overlayfs: Result<(), String>,
     pub tun: bool,
@@ -35,6 +38,11 @@ fn read_trimmed(path: &str) -> Option<String> {
 /// The Landlock ABI the kernel offers (0 without Landlock); one cheap system call.
 pub fn landlock_abi() -> i32 {
     sys::landlock_abi()
+}
+
+/// Whether connect(2) to Unix sockets can be supervised here; the error names what is missing.
+pub fn unix_socket_guard() -> Result<(), String> {
+    crate::notify::probe()
 }
 
 /// The running kernel's release, like "6.18.44".
@@ -82,6 +90,7 @@ impl Features {
             landlock_abi: sys::landlock_abi(),
             seccomp: status.lines().any(|l| l.starts_with("Seccomp:")),
             seccomp_user_notif: sys::seccomp_user_notif(),
+            unix_socket_guard: unix_socket_guard(),
             overlayfs: crate::caches::supported(&kernel_release()),
             tun: std::path::Path::new("/dev/net/tun").exists(),
             cgroups: CgroupProbe::detect(),
@@ -129,6 +138,18 @@ impl Features {
                 "not available: escalation system calls can't be refused".into()
             },
             remedy: (!self.seccomp).then(|| "use a kernel built with CONFIG_SECCOMP_FILTER".into()),
+        });
+        out.push(FeatureReport {
+            name: "unix sockets",
+            available: self.unix_socket_guard.is_ok(),
+            detail: match &self.unix_socket_guard {
+                Ok(()) => "connect(2) supervised: only sockets bound inside the sandbox, whenever bound".into(),
+                Err(missing) => format!("{missing}: sockets bound after the launch can't be refused"),
+            },
+            remedy: self
+                .unix_socket_guard
+                .is_err()
+                .then(|| "use Linux 5.8+ with CONFIG_UNIX_DIAG, or pass --allow-degraded".into()),
         });
         for (limit, ctrl) in [("pids limit", "pids"), ("memory limit", "memory"), ("cpu limit", "cpu")] {
             let (mech, why) = self.cgroups.mechanism(&[ctrl]);

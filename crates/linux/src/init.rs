@@ -68,6 +68,15 @@ fn open_terminal(go: RawFd) -> Result<OwnedFd, ChildError> {
     Ok(slave)
 }
 
+/// A netlink socket for Unix socket diagnostics, created here so that it answers for the
+/// sandbox's network namespace, for the supervisor's connect checks.
+fn hand_over_sock_diag(go: RawFd) -> Result<(), ChildError> {
+    let diag = crate::notify::open_sock_diag()
+        .map_err(|e| ChildError::internal(format!("opening a sock_diag netlink socket: {e}")))?;
+    sys::send_with_fd(go, b"d", Some(diag.as_raw_fd()))
+        .map_err(|e| ChildError::internal(format!("handing over the sock_diag socket: {e}")))
+}
+
 /// Listens on the gateway's ports inside our network namespace and passes the sockets to the
 /// supervisor, which serves them from outside. Connections made before it starts serving wait
 /// in the backlog. Our copies close here: nothing in the sandbox holds them.
@@ -90,13 +99,20 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     view::enter(&setup.plan, setup.pid_max, &setup.overlay_ids)?;
     let tty = if setup.terminal { Some(open_terminal(setup.go_read)?) } else { None };
     // Built here rather than in the supervisor: the child has time while it waits for "go".
-    let seccomp =
-        crate::seccomp::build(setup.allow_ptrace, setup.rlimits.cpus.is_some()).map_err(ChildError::internal)?;
+    let options = crate::seccomp::Options {
+        allow_ptrace: setup.allow_ptrace,
+        pin_cpus: setup.rlimits.cpus.is_some(),
+        supervise_connect: setup.supervise_connect,
+    };
+    let seccomp = crate::seccomp::build(options).map_err(ChildError::internal)?;
     if setup.isolate_network {
         sys::loopback_up().map_err(|e| ChildError::internal(format!("bringing up loopback: {e}")))?;
     }
     if setup.gateway {
         hand_over_gateway_sockets(setup.go_read)?;
+    }
+    if setup.supervise_connect && setup.isolate_network {
+        hand_over_sock_diag(setup.go_read)?;
     }
     let _ = nix::unistd::sethostname("ringfence");
     nix::unistd::setsid().map_err(|e| ChildError::internal(format!("setsid: {e}")))?;
@@ -105,14 +121,15 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     // The supervisor builds the Landlock ruleset (and moves us into the run's cgroup) meanwhile;
     // nothing of the command's may run before that is done. Without a cgroup to wait for, the
     // rest of the confinement happens while we wait.
-    if !setup.cgroup {
-        confine(&seccomp)?;
-    }
+    let early = if setup.cgroup { None } else { confine(&seccomp, setup.supervise_connect)? };
     let ruleset = wait_for_go(setup.go_read);
-    sys::close_fd(setup.go_read);
-    if setup.cgroup {
-        confine(&seccomp)?;
+    let listener = if setup.cgroup { confine(&seccomp, setup.supervise_connect)? } else { early };
+    if let Some(listener) = listener {
+        // The supervisor waits for it right after "go"; our copy closes here.
+        sys::send_with_fd(setup.go_read, b"n", Some(listener.as_raw_fd()))
+            .map_err(|e| ChildError::internal(format!("handing over the seccomp listener: {e}")))?;
     }
+    sys::close_fd(setup.go_read);
     if let Some(ruleset) = ruleset {
         let overlays: Vec<&std::path::Path> = setup
             .plan
@@ -146,13 +163,14 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
 }
 
 /// Everything but Landlock: a cgroup namespace rooted at our cgroup (best effort: it only hides
-/// the host's cgroup paths), no capabilities, no_new_privs, not dumpable, and the seccomp filter.
-fn confine(seccomp: &[seccompiler::sock_filter]) -> Result<(), ChildError> {
+/// the host's cgroup paths), no capabilities, no_new_privs, not dumpable, and the seccomp filter,
+/// whose listener is returned when `listener` (connect is supervised).
+fn confine(seccomp: &[seccompiler::sock_filter], listener: bool) -> Result<Option<OwnedFd>, ChildError> {
     let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     sys::drop_all_capabilities().map_err(|e| ChildError::internal(format!("dropping capabilities: {e}")))?;
     sys::set_no_new_privs().map_err(|e| ChildError::internal(format!("no_new_privs: {e}")))?;
     sys::set_non_dumpable().map_err(|e| ChildError::internal(format!("dumpable: {e}")))?;
-    sys::install_seccomp(seccomp).map_err(|e| {
+    sys::install_seccomp(seccomp, listener).map_err(|e| {
         ChildError::unsupported(
             format!("installing the seccomp filter: {e}"),
             "use a kernel with CONFIG_SECCOMP_FILTER".into(),

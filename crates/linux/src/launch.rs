@@ -81,6 +81,9 @@ pub(crate) struct ChildSetup {
     pub terminal: bool,
     /// The supervisor moves the child into a cgroup after the clone.
     pub cgroup: bool,
+    /// connect(2) traps to the supervisor: hand over the seccomp listener (and, in the
+    /// sandbox's own network namespace, a sock_diag socket).
+    pub supervise_connect: bool,
 }
 
 /// One protection and how it is enforced on this run.
@@ -150,6 +153,8 @@ pub struct Sandbox {
     pub enforcement: Enforcement,
     /// The gateway's sockets, until the caller takes them to serve.
     pub gateway_listeners: Option<GatewayListeners>,
+    /// The handler of the system calls the filter traps (connect), while the sandbox runs.
+    guard: Option<crate::notify::Guard>,
 }
 
 fn unsupported(message: impl Into<String>, remedy: impl Into<String>) -> LaunchError {
@@ -193,7 +198,7 @@ fn assess(
         e.not_enforced
             .push(layer("landlock", "the kernel has no Landlock: one filesystem layer instead of two".into()));
     }
-    e.enforced.push(layer("seccomp", "escalation system calls refused with EPERM".into()));
+    e.enforced.push(layer("seccomp", "escalation system calls and set-id file modes refused with EPERM".into()));
     e.enforced.push(layer("no_new_privs", "capabilities dropped, setuid inert".into()));
     if let Some(cap) = pid_cap {
         e.enforced.push(layer("pids limit", format!("pid namespace pid_max {cap} (default cap)")));
@@ -219,6 +224,33 @@ fn assess(
         e.enforced.push(layer("limits", detail));
     }
     (mechanism, e)
+}
+
+/// The layer that supervises connect(2) to Unix sockets.
+const UNIX_GUARD: &str = "unix socket guard";
+
+/// Records the Unix-socket guard: enforced when this kernel can supervise connect(2), else
+/// listed as not enforced (so the run is refused without --allow-degraded). Whether the
+/// filter should trap connect.
+fn record_unix_guard(e: &mut Enforcement, network: NetworkMode) -> bool {
+    let layer = |detail: String| LayerStatus { name: UNIX_GUARD.into(), detail };
+    match crate::notify::probe() {
+        Ok(()) => {
+            let whose = match network {
+                NetworkMode::Host => "held open by the sandbox's processes (the network namespace is the host's)",
+                NetworkMode::None | NetworkMode::Allow => "listening in the sandbox's network namespace",
+            };
+            e.enforced.push(layer(format!(
+                "connect(2) supervised (seccomp user notification): Unix sockets only if {whose}; \
+                 Unix datagram sockets refused"
+            )));
+            true
+        }
+        Err(missing) => {
+            e.not_enforced.push(layer(format!("{missing}: Unix sockets bound after the launch would be reachable")));
+            false
+        }
+    }
 }
 
 /// Creates (or joins) the plan's placeholders. One the caller may not create (a folder it can't
@@ -280,6 +312,14 @@ fn internal(what: &str) -> impl Fn(nix::Error) -> LaunchError + '_ {
     move |e| LaunchError::internal(format!("{what}: {e}"))
 }
 
+/// A descriptor init hands over on the control socket.
+fn handed_over(go: RawFd, what: &str) -> Result<OwnedFd, LaunchError> {
+    match sys::recv_with_fd(go) {
+        Ok((1, Some(fd))) => Ok(fd),
+        _ => Err(LaunchError::internal(format!("the sandbox's init sent no {what}"))),
+    }
+}
+
 /// Starts the command in a new sandbox. Must be called while the process has one thread.
 pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let policy = &spec.policy;
@@ -307,6 +347,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
 
     let run_name = format!("ringfence-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::Relaxed));
     let (mechanism, cgroup) = create_cgroup(policy, &probe, pid_cap, &run_name, &mut enforcement);
+    let supervise_connect = record_unix_guard(&mut enforcement, policy.network);
     let mut leftovers = Leftovers {
         cgroups: cgroup.iter().flat_map(|c| c.dirs.iter().map(|(_, d)| d.clone())).collect(),
         placeholders: Vec::new(),
@@ -418,6 +459,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         stdio: [0, 1, 2].map(|i| stdio_fds[i].as_ref().map(|f| f.as_raw_fd())),
         terminal: spec.terminal,
         cgroup: cgroup.is_some(),
+        supervise_connect,
     };
     let mut flags =
         libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
@@ -461,6 +503,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         finished: false,
         enforcement,
         gateway_listeners: None,
+        guard: None,
     };
     // From here on the child builds its view while we work in parallel.
     let ready = sandbox.prepare(&setup.plan, landlock_abi);
@@ -486,10 +529,19 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
             (Err(e), _) | (_, Err(e)) => return Err(sandbox.abort(e)),
         }
     }
+    let own_netns = setup.supervise_connect && setup.isolate_network;
+    let sock_diag = own_netns.then(|| handed_over(go_parent.as_raw_fd(), "sock_diag socket")).transpose();
+    let sock_diag = sock_diag.map_err(|e| sandbox.abort(e))?;
     if let Err(e) = sys::send_with_fd(go_parent.as_raw_fd(), b"g", ruleset.as_ref().map(|r| r.as_raw_fd())) {
         return Err(sandbox.abort(LaunchError::internal(format!("starting the sandbox: {e}"))));
     }
-    drop((go_parent, ruleset));
+    drop(ruleset);
+    if setup.supervise_connect {
+        if let Err(e) = sandbox.start_guard(go_parent.as_raw_fd(), sock_diag) {
+            return Err(sandbox.abort(e));
+        }
+    }
+    drop(go_parent);
     sandbox.await_ready()?;
     Ok(sandbox)
 }
@@ -529,10 +581,27 @@ impl Sandbox {
         ruleset.map_err(|e| unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it"))
     }
 
+    /// Receives the seccomp listener, which init sends right after "go", and starts its handler.
+    fn start_guard(&mut self, go: RawFd, sock_diag: Option<OwnedFd>) -> Result<(), LaunchError> {
+        let listener = handed_over(go, "seccomp listener")?;
+        let guard = crate::notify::Guard::start(listener, sock_diag, self.init)
+            .map_err(|e| LaunchError::internal(format!("starting the connect(2) handler: {e}")))?;
+        self.guard = Some(guard);
+        Ok(())
+    }
+
+    /// Ends the sandbox, if it still runs, and then the handler of trapped calls; why the
+    /// handler failed, if it did. Called before init is reaped, so the guard's kill of init
+    /// can't reach a reused pid.
+    fn stop_guard(&mut self) -> Option<String> {
+        self.guard.take().and_then(crate::notify::Guard::stop)
+    }
+
     /// Ends a launch that failed. The child's own report, when it sent one, is the better
     /// explanation than ours (a broken pipe usually means the child failed first).
     fn abort(&mut self, ours: LaunchError) -> LaunchError {
         self.kill();
+        self.stop_guard();
         let _ = sys::wait4(self.init);
         // The command may have started: what it left is reviewed, though nobody hears of it.
         self.settle();
@@ -592,12 +661,18 @@ impl Sandbox {
     /// the timeout, then collects the exit status and usage.
     pub fn wait(mut self, signals: Option<&mut SignalFd>) -> Result<Outcome, LaunchError> {
         let result = self.watch(signals);
+        let guard_failure = self.stop_guard();
         let (status, rusage) = sys::wait4(self.init).map_err(|e| LaunchError::internal(format!("wait: {e}")))?;
         let duration = self.started.elapsed();
         self.settle();
         let stats = self.cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
         self.finish();
         let watched = result?;
+        if let Some(why) = guard_failure {
+            return Err(LaunchError::internal(format!(
+                "supervising the sandbox's connect(2) calls failed ({why}); the sandbox was killed"
+            )));
+        }
         let (exit, mut reason) = match watched.command {
             Some(exit @ ExitKind::Code(_)) => (exit, EndReason::Exited),
             Some(exit @ ExitKind::Signal(_)) => (exit, EndReason::Signaled),
@@ -809,6 +884,7 @@ impl Drop for Sandbox {
         // A sandbox dropped without `wait` must not keep running.
         if !self.finished {
             self.kill();
+            self.stop_guard();
             let _ = sys::wait4(self.init);
             self.settle();
             self.finish();

@@ -15,6 +15,7 @@ mod landlock_rules;
 mod launch;
 mod limits;
 pub mod mounts;
+mod notify;
 mod output;
 mod placeholder;
 pub mod plan;

@@ -97,14 +97,106 @@ const DENIED_SOCKET_FAMILIES: &[libc::c_int] = &[
     libc::AF_APPLETALK,
 ];
 
-/// Builds the filter. `pin_cpus`: the CPU limit rests on affinity (no cgroup), so the sandbox
-/// may not widen it again.
-pub fn build(allow_ptrace: bool, pin_cpus: bool) -> Result<BpfProgram, String> {
+/// What the filter refuses beyond its fixed list.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// ptrace and process_vm_* stay allowed (`--allow-ptrace`).
+    pub allow_ptrace: bool,
+    /// The CPU limit rests on affinity (no cgroup), so the sandbox may not widen it again.
+    pub pin_cpus: bool,
+    /// connect(2) traps to the supervisor (SECCOMP_RET_USER_NOTIF), and Unix datagram sockets,
+    /// whose destinations the supervisor can't see, are refused.
+    pub supervise_connect: bool,
+}
+
+/// fchmodat2 (Linux 6.6), not named by every libc crate version; the same number on x86_64 and
+/// aarch64.
+const SYS_FCHMODAT2: i64 = 452;
+
+/// The bits that make a program run with its owner's or group's identity.
+const SET_ID_BITS: [u64; 2] = [libc::S_ISUID as u64, libc::S_ISGID as u64];
+
+/// System calls that give a file a mode, with the index of the mode argument. The kernel reads
+/// the mode as a 16-bit `umode_t`, so comparing the low 32 bits covers every bit it uses.
+const MODE_SETTERS: &[(i64, u8)] = &[
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_chmod, 1),
+    (libc::SYS_fchmod, 1),
+    (libc::SYS_fchmodat, 2),
+    (SYS_FCHMODAT2, 2),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_creat, 1),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_mkdir, 1),
+    (libc::SYS_mkdirat, 2),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_mknod, 1),
+    (libc::SYS_mknodat, 2),
+];
+
+/// open and openat: (number, flags argument, mode argument). Their mode only counts when the
+/// call creates a file, with O_CREAT or O_TMPFILE.
+const OPENERS: &[(i64, u8, u8)] = &[
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_open, 1, 2),
+    (libc::SYS_openat, 2, 3),
+];
+
+/// The flag bits that make open create a file (O_TMPFILE without its O_DIRECTORY part).
+const CREATING_FLAGS: [u64; 2] = [libc::O_CREAT as u64, (libc::O_TMPFILE & !libc::O_DIRECTORY) as u64];
+
+fn has_bit(arg: u8, bit: u64) -> SeccompCondition {
+    cond(arg, SeccompCmpOp::MaskedEq(bit), bit)
+}
+
+/// Set-id bits can't be given to any file: a set-id program left in the workspace would run
+/// with the caller's identity for whoever starts it later on the host.
+fn set_id_rules(rules: &mut BTreeMap<i64, Vec<SeccompRule>>) {
+    for (nr, mode) in MODE_SETTERS {
+        rules.insert(*nr, SET_ID_BITS.iter().map(|bit| rule(vec![has_bit(*mode, *bit)])).collect());
+    }
+    for (nr, flags, mode) in OPENERS {
+        let creating = CREATING_FLAGS.iter().flat_map(|flag| {
+            SET_ID_BITS.iter().map(move |bit| rule(vec![has_bit(*flags, *flag), has_bit(*mode, *bit)]))
+        });
+        rules.insert(*nr, creating.collect());
+    }
+}
+
+/// socket(2) rules: the families that reach past the network namespace, and, when connect is
+/// supervised, Unix datagram sockets (SOCK_RAW is a datagram socket for AF_UNIX too): their
+/// sendto/sendmsg destinations live in memory, where the supervisor can't check them.
+fn socket_rules(supervise_connect: bool) -> Vec<SeccompRule> {
+    let mut out: Vec<SeccompRule> =
+        DENIED_SOCKET_FAMILIES.iter().map(|f| rule(vec![cond(0, SeccompCmpOp::Eq, *f as u64)])).collect();
+    if supervise_connect {
+        out.extend(unix_datagram_rules());
+    }
+    out
+}
+
+fn unix_datagram_rules() -> Vec<SeccompRule> {
+    [libc::SOCK_DGRAM, libc::SOCK_RAW]
+        .iter()
+        .map(|ty| {
+            rule(vec![
+                cond(0, SeccompCmpOp::Eq, libc::AF_UNIX as u64),
+                cond(1, SeccompCmpOp::MaskedEq(SOCK_TYPE_MASK), *ty as u64),
+            ])
+        })
+        .collect()
+}
+
+/// The part of socket(2)'s type argument that names the type (the rest are flags).
+const SOCK_TYPE_MASK: u64 = 0xf;
+
+/// Builds the filter.
+pub fn build(options: Options) -> Result<BpfProgram, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for (_, nr) in DENIED {
         rules.insert(*nr, vec![]);
     }
-    if !allow_ptrace {
+    if !options.allow_ptrace {
         for (_, nr) in PTRACE {
             rules.insert(*nr, vec![]);
         }
@@ -123,9 +215,12 @@ pub fn build(allow_ptrace: bool, pin_cpus: bool) -> Result<BpfProgram, String> {
             rule(vec![cond(1, SeccompCmpOp::Eq, libc::TIOCLINUX)]),
         ],
     );
-    let families = DENIED_SOCKET_FAMILIES.iter().map(|f| rule(vec![cond(0, SeccompCmpOp::Eq, *f as u64)])).collect();
-    rules.insert(libc::SYS_socket, families);
-    if pin_cpus {
+    rules.insert(libc::SYS_socket, socket_rules(options.supervise_connect));
+    if options.supervise_connect {
+        rules.insert(libc::SYS_socketpair, unix_datagram_rules());
+    }
+    set_id_rules(&mut rules);
+    if options.pin_cpus {
         rules.insert(libc::SYS_sched_setaffinity, vec![]);
     }
     // clone with any namespace flag: one rule per flag, since a rule's conditions all must hold.
@@ -138,7 +233,7 @@ pub fn build(allow_ptrace: bool, pin_cpus: bool) -> Result<BpfProgram, String> {
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), TARGET)
         .map_err(|e| e.to_string())?;
     let program: BpfProgram = filter.try_into().map_err(|e: seccompiler::BackendError| e.to_string())?;
-    let mut out = prologue();
+    let mut out = prologue(options.supervise_connect);
     out.extend(program);
     Ok(out)
 }
@@ -155,9 +250,11 @@ const AUDIT_ARCH: u32 = 0xc000_00b7;
 compile_error!("ringfence's seccomp filter supports x86_64 and aarch64");
 
 /// Hand-written first instructions, for what seccompiler can't say: a foreign architecture (or,
-/// on x86_64, an x32 system call) gets EPERM rather than the kill seccompiler would emit, and
-/// clone3 gets ENOSYS so libc falls back to clone, whose flags the filter can inspect.
-fn prologue() -> BpfProgram {
+/// on x86_64, an x32 system call) gets EPERM rather than the kill seccompiler would emit;
+/// clone3 and openat2 get ENOSYS, so libc and programs fall back to clone and openat, whose
+/// flags and mode the filter can inspect (both pass them in memory); and a supervised connect
+/// traps to the supervisor, an action seccompiler doesn't know.
+fn prologue(supervise_connect: bool) -> BpfProgram {
     use seccompiler::sock_filter;
     const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
     const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
@@ -176,18 +273,28 @@ fn prologue() -> BpfProgram {
         program.push(ins(JGE_K, 0, 1, X32_SYSCALL_BIT)); // x32: refuse
         program.push(ins(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32));
     }
-    program.push(ins(JEQ_K, 0, 1, libc::SYS_clone3 as u32));
-    program.push(ins(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32));
+    for nr in [libc::SYS_clone3, libc::SYS_openat2] {
+        program.push(ins(JEQ_K, 0, 1, nr as u32));
+        program.push(ins(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32));
+    }
+    if supervise_connect {
+        program.push(ins(JEQ_K, 0, 1, libc::SYS_connect as u32));
+        program.push(ins(RET_K, 0, 0, libc::SECCOMP_RET_USER_NOTIF));
+    }
     program
 }
 
 #[cfg(test)]
 mod tests {
+    use super::Options;
+
     #[test]
-    fn filter_builds_for_both_modes() {
-        let strict = super::build(false, true).unwrap();
-        let debug = super::build(true, false).unwrap();
+    fn filter_builds_for_every_mode_and_stays_small() {
+        let strict = super::build(Options { allow_ptrace: false, pin_cpus: true, supervise_connect: true }).unwrap();
+        let debug = super::build(Options { allow_ptrace: true, ..Default::default() }).unwrap();
         assert!(strict.len() > debug.len());
-        assert!(strict.len() < 4096, "BPF programs are limited to 4096 instructions");
+        // The kernel's limit is 4096. (System calls whose verdict doesn't depend on their
+        // arguments skip the program once the kernel has cached their verdict.)
+        assert!(strict.len() < 1024, "the filter grew to {} instructions", strict.len());
     }
 }

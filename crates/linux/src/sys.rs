@@ -1,12 +1,13 @@
 //! The few raw system calls that neither nix nor a dedicated crate wraps. Every `unsafe` block of
-//! the backend lives here, each in a small function with the reason it is sound.
+//! the backend lives here, each in a small function with the reason it is sound; only the seccomp
+//! notification handler keeps its own, in the same style, in `notify/kernel.rs`.
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
-fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+pub(crate) fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -339,8 +340,10 @@ pub fn seccomp_user_notif() -> bool {
     rc == 0
 }
 
-/// Installs a seccomp filter on the calling thread; no_new_privs must already be set.
-pub fn install_seccomp(program: &[seccompiler::sock_filter]) -> io::Result<()> {
+/// Installs a seccomp filter on the calling thread; no_new_privs must already be set. With
+/// `listener`, the kernel also returns the descriptor on which the calls the filter traps
+/// (SECCOMP_RET_USER_NOTIF) are received.
+pub fn install_seccomp(program: &[seccompiler::sock_filter], listener: bool) -> io::Result<Option<OwnedFd>> {
     #[repr(C)]
     struct Fprog {
         len: u16,
@@ -349,8 +352,11 @@ pub fn install_seccomp(program: &[seccompiler::sock_filter]) -> io::Result<()> {
     let len = u16::try_from(program.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let prog = Fprog { len, filter: program.as_ptr() };
     const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+    let flags = if listener { libc::SECCOMP_FILTER_FLAG_NEW_LISTENER } else { 0 };
     // SAFETY: `prog` points at `program`, both alive for the call; the kernel copies the filter.
-    check(unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog as *const Fprog) }).map(drop)
+    let rc = check(unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog as *const Fprog) })?;
+    // SAFETY: with NEW_LISTENER the result is a fresh descriptor that nothing else owns.
+    Ok(listener.then(|| unsafe { OwnedFd::from_raw_fd(rc as RawFd) }))
 }
 
 /// Wall-clock-independent resource usage of a reaped child, via `wait4`.
