@@ -173,7 +173,7 @@ fn golden_parse_errors() {
 #[test]
 fn errors_quoting_hostile_config_are_escaped_and_capped() {
     let e = err("[filesystem]\n\"a\\u001b]52;c;SGk=\\u0007\\nhelp: \\u202e\" = 1\n");
-    assert_eq!(e, "/p/.ringfence.toml:2:1: unknown key `a\\x1b]52;c;SGk=\\x07\\nhelp: \\u{202e}`\n  help: known keys here: read, write, deny_read, deny_write");
+    assert_eq!(e, "/p/.ringfence.toml:2:1: unknown key `a\\x1b]52;c;SGk=\\x07\\nhelp: \\u{202e}`\n  help: known keys here: read, write, deny_read, deny_write, caches");
     let huge = format!("[filesystem]\n{} = 1\n", "k".repeat(1 << 20));
     let e = err(&huge);
     assert!(e.len() < 3 * ringfence_audit::untrusted::LINE_CAP, "{} bytes", e.len());
