@@ -121,6 +121,7 @@ pub fn run(args: RunArgs, mut signals: Signals) -> i32 {
         std::iter::once(&program).chain(rest.iter()).map(|a| a.to_string_lossy().into_owned()).collect();
     let cwd = policy.workspace.clone();
     let limits = policy.limits.clone();
+    let allow_degraded = policy.allow_degraded;
     let profile = policy.profile.to_string();
     let digest = policy.digest();
     // Without a terminal of its own, the command must not get ours either: a terminal's
@@ -146,7 +147,10 @@ pub fn run(args: RunArgs, mut signals: Signals) -> i32 {
         }
     };
     let (enforced, not_enforced) = child.layers();
-    for layer in &not_enforced {
+    // Without --allow-degraded only defaults this machine can't carry can be missing (anything
+    // asked for would have refused the run): run.start records them, and `check` and `explain`
+    // say how to get them, rather than every run's stderr.
+    for layer in not_enforced.iter().filter(|_| allow_degraded) {
         eprintln!("ringfence: warning: not enforced (--allow-degraded): {}: {}", layer.name, layer.detail);
     }
     if let Some(w) = head.as_mut() {

@@ -64,6 +64,10 @@ pub fn load_policy(sources: &PolicySources, flags: Overrides) -> Result<Policy, 
     let home = home.canonicalize().unwrap_or(home);
     let user_path = user_config_path(&home);
     let mut builder = PolicyBuilder::new(&workspace, &home).user_config_path(&user_path);
+    #[cfg(target_os = "linux")]
+    if let Some(total) = ringfence_linux::features::physical_memory() {
+        builder = builder.physical_memory(ringfence_policy::ByteSize(total));
+    }
     if !sources.no_config {
         let user = match &sources.config {
             Some(path) => {

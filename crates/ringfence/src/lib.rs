@@ -456,11 +456,13 @@ impl Child {
         Err(Error::Unsupported("this platform's backend is not available yet".into()))
     }
 
-    /// The protections in force for this run, and those requested but not enforced.
+    /// The protections in force for this run, and those not enforced: requested ones (only
+    /// with `allow_degraded`), then defaults this machine can't carry (a memory cap without a
+    /// cgroup).
     #[cfg(target_os = "linux")]
     pub fn layers(&self) -> (Vec<ringfence_audit::Layer>, Vec<ringfence_audit::Layer>) {
         let e = &self.sandbox.enforcement;
-        (e.enforced.clone(), e.not_enforced.clone())
+        (e.enforced.clone(), e.not_enforced.iter().chain(&e.missing_defaults).cloned().collect())
     }
 
     /// Platform facts for the run.start event's `kernel` field.
