@@ -1,12 +1,14 @@
 //! Threat 5, exhausting the host: the default memory cap (installed where a cgroup can carry
-//! it, reported plainly where none can), and memory the kernel allocates for the sandbox
-//! outside its processes (socket buffers) held within the cap. Every test runs as root and as
-//! nobody and checks the host side: the run's cgroup and its counters, /proc/meminfo and
-//! /proc/net/sockstat.
+//! it, reported plainly where none can), memory the kernel allocates for the sandbox outside
+//! its processes (socket buffers) held within the cap, and ringfence's own placeholders removed
+//! from the host even when the run takes write or search permission away from their folders.
+//! Every test runs as root and as nobody and checks the host side: the run's cgroup and its
+//! counters, /proc/meminfo and /proc/net/sockstat, the workspace's entries and modes.
 #![cfg(target_os = "linux")]
 
 mod common;
 use common::*;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -315,5 +317,136 @@ fn socket_buffers_are_held_within_the_cap() {
             "{who:?}: the stuffing is too weak to test anything: {seen:?}\n{}",
             both(&out)
         );
+    }
+}
+
+/// The names of PROTECTED_IN_WRITE_ROOTS that get a placeholder when absent.
+const PLACEHOLDERS: &[&str] = &[".envrc", ".gitmodules", ".vscode", ".idea", ".zed", ".ringfence.toml"];
+
+/// Entries in `dir` named like a placeholder (`.git/config`, `.git/hooks` inside `.git`).
+fn placeholders_in(dir: &Path) -> Vec<String> {
+    let names: &[&str] = if dir.ends_with(".git") { &["config", "hooks"] } else { PLACEHOLDERS };
+    names.iter().filter(|n| std::fs::symlink_metadata(dir.join(n)).is_ok()).map(|n| n.to_string()).collect()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// The folders the run takes permission from, and the script that does it; the workspace and
+/// `sub` are writable roots (each with its own placeholders), `.git` holds `.git/config` and
+/// `.git/hooks` placeholders.
+fn chmod_workspace(env: &Env) -> (Vec<PathBuf>, String) {
+    for dir in [env.ws.join(".git"), env.ws.join("sub")] {
+        std::fs::create_dir_all(&dir).unwrap();
+        env.give(&dir);
+    }
+    let folders = vec![env.ws.clone(), env.ws.join(".git"), env.ws.join("sub")];
+    let script =
+        "ls -a . .git sub | tr '\\n' ' '; echo; chmod 0555 . && chmod 0555 .git && chmod 0 sub && echo CHMODDED";
+    (folders, script.to_string())
+}
+
+/// Puts the modes back so the scratch tree can be removed.
+fn restore_modes(folders: &[PathBuf]) {
+    for f in folders {
+        let _ = std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o755));
+    }
+}
+
+/// A run that takes write or search permission from the folders holding its placeholders
+/// (`chmod 0555 .`, `chmod 0555 .git`, `chmod 0 sub`) leaves no placeholder on the host, and
+/// the folders keep the modes the run gave them. Control: the placeholders were there during
+/// the run (listed from inside), and the chmods took effect.
+#[test]
+fn placeholders_are_removed_after_the_run_took_permission_away() {
+    for who in identities() {
+        let env = Env::new(who);
+        let (folders, script) = chmod_workspace(&env);
+        let out = env.run_sh(&["--write", "sub"], &script);
+        let text = both(&out);
+        restore_modes_after(&folders, || {
+            assert_code(&out, 0);
+            assert!(text.contains(".envrc") && text.contains("config") && text.contains("CHMODDED"), "{who:?}: {text}");
+            assert_eq!(folders.iter().map(|f| mode(f)).collect::<Vec<_>>(), [0o555, 0o555, 0], "{who:?}");
+            assert!(!stderr(&out).contains("could not be removed"), "{who:?}: {text}");
+        });
+        for f in &folders {
+            assert_eq!(placeholders_in(f), Vec::<String>::new(), "{who:?}: left in {}", f.display());
+        }
+    }
+}
+
+/// Runs `check`, then puts the folders' modes back whatever happened.
+fn restore_modes_after(folders: &[PathBuf], check: impl FnOnce()) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check));
+    restore_modes(folders);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// The same after ringfence is killed mid-run: the cleaner removes the placeholders behind the
+/// folders the run made unwritable and unsearchable, and puts their modes back.
+#[test]
+fn placeholders_are_removed_after_a_killed_supervisor() {
+    for who in identities() {
+        let env = Env::new(who);
+        let (folders, script) = chmod_workspace(&env);
+        let mut cmd = env.run_command(&["--write", "sub"], &["sh", "-c", &format!("{script}; exec sleep 60")]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let chmodded = poll_until(Duration::from_secs(10), || mode(&env.ws.join("sub")) == 0);
+        let during = env.ws.join(".envrc").is_dir();
+        child.kill().unwrap();
+        let out = collect_within(child, RUN_LIMIT);
+        // The cleaner lifts the modes while it removes, then puts them back.
+        let expected = [0o555, 0o555, 0];
+        let clean = poll_until(Duration::from_secs(5), || {
+            folders.iter().all(|f| placeholders_in(f).is_empty()) && folders.iter().map(|f| mode(f)).eq(expected)
+        });
+        let modes: Vec<u32> = folders.iter().map(|f| mode(f)).collect();
+        restore_modes(&folders);
+        assert!(chmodded && during, "{who:?}: the run never chmodded (control): {}", both(&out));
+        assert!(clean, "{who:?}: placeholders left behind a killed supervisor");
+        for f in &folders {
+            assert_eq!(placeholders_in(f), Vec::<String>::new(), "{who:?}: left in {}", f.display());
+        }
+        assert_eq!(modes, expected, "{who:?}: the cleaner did not put the modes back");
+        assert!(!stderr(&out).contains("could not be removed"), "{who:?}: {}", both(&out));
+    }
+}
+
+/// A placeholder that truly can't be removed (its folder made immutable on the host during the
+/// run) is named on stderr, by the supervisor and by the cleaner after a SIGKILL. Control: the
+/// folder is writable again afterwards and the placeholder is still there to remove.
+#[test]
+fn a_placeholder_that_cannot_be_removed_is_reported() {
+    if !is_root() || std::process::Command::new("chattr").arg("--help").output().is_err() {
+        return eprintln!("needs root and chattr");
+    }
+    for who in identities() {
+        for kill in [false, true] {
+            let env = Env::new(who);
+            let (mut child, sleep, _) = start_sleeper(&env, &[]);
+            assert!(env.ws.join(".envrc").is_dir(), "{who:?}: no placeholder");
+            let chattr = |flag: &str| std::process::Command::new("chattr").arg(flag).arg(&env.ws).status().unwrap();
+            assert!(chattr("+i").success());
+            if kill {
+                child.kill().unwrap();
+            } else {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sleep as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+            let out = collect_within(child, RUN_LIMIT);
+            let left = env.ws.join(".envrc").is_dir();
+            chattr("-i");
+            let expected = format!(
+                "ringfence: warning: {}: this placeholder could not be removed",
+                env.ws.join(".envrc").display()
+            );
+            assert!(left, "{who:?} kill={kill}: the placeholder went anyway (control)");
+            assert!(stderr(&out).contains(&expected), "{who:?} kill={kill}: {}", stderr(&out));
+        }
     }
 }

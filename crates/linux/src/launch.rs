@@ -108,6 +108,9 @@ pub enum ExitKind {
 pub struct Outcome {
     /// Git hooks or config the run left that would run code on the host later.
     pub git_findings: Vec<GitFinding>,
+    /// What ringfence made for the run and could not remove afterwards (a placeholder), each
+    /// naming the path.
+    pub left: Vec<String>,
     pub exit: ExitKind,
     pub reason: EndReason,
     pub duration: Duration,
@@ -144,6 +147,8 @@ pub struct Sandbox {
     git_findings: Vec<GitFinding>,
     /// Set once the run's leftovers are removed.
     finished: bool,
+    /// What the clean-up could not remove, for the caller to report.
+    left: Vec<String>,
     pub enforcement: Enforcement,
     /// The gateway's sockets, until the caller takes them to serve.
     pub gateway_listeners: Option<GatewayListeners>,
@@ -236,9 +241,7 @@ fn hold_placeholders(plan: &mut MountPlan) -> Result<Vec<placeholder::Held>, Lau
                 plan.ops.retain(|op| op.path() != p.path);
             }
             Err(e) => {
-                for h in held {
-                    h.release();
-                }
+                crate::cleaner::warn(release_all(held));
                 return Err(LaunchError::internal(format!("creating the placeholder {}: {e}", p.path.display())));
             }
         }
@@ -357,6 +360,11 @@ fn landlock_ruleset(plan: &MountPlan, landlock_abi: i32) -> Result<Option<OwnedF
         .map_err(|e| unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it"))
 }
 
+/// Releases placeholders, deepest first; returns what could not be removed.
+fn release_all(held: Vec<placeholder::Held>) -> Vec<String> {
+    held.into_iter().rev().filter_map(placeholder::Held::release).collect()
+}
+
 fn internal(what: &str) -> impl Fn(nix::Error) -> LaunchError + '_ {
     move |e| LaunchError::internal(format!("{what}: {e}"))
 }
@@ -406,7 +414,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         match Cleaner::spawn(leftovers.clone()) {
             Ok(c) => Some(c),
             Err(e) => {
-                leftovers.remove();
+                crate::cleaner::warn(leftovers.remove());
                 return Err(LaunchError::internal(format!("starting the cleaner: {e}")));
             }
         }
@@ -414,7 +422,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let held = match hold_placeholders(&mut plan) {
         Ok(h) => h,
         Err(e) => {
-            leftovers.remove();
+            crate::cleaner::warn(leftovers.remove());
             if let Some(c) = cleaner {
                 c.dismiss();
             }
@@ -452,10 +460,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         Ok((pid, _)) => pid,
         Err(e) => {
             // Our own shared locks would keep the placeholders from being removed.
-            for h in held.into_iter().rev() {
-                h.release();
-            }
-            leftovers.remove();
+            crate::cleaner::warn(release_all(held).into_iter().chain(leftovers.remove()));
             if let Some(c) = cleaner {
                 c.dismiss();
             }
@@ -482,6 +487,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         settled: false,
         git_findings: Vec::new(),
         finished: false,
+        left: Vec::new(),
         enforcement: limiting.enforcement,
         gateway_listeners: None,
     };
@@ -539,6 +545,7 @@ impl Sandbox {
         self.kill();
         let _ = sys::wait4(self.init);
         self.finish();
+        crate::cleaner::warn(std::mem::take(&mut self.left));
         let mut line = String::new();
         while matches!(self.status.read_line(&mut line), Ok(n) if n > 0) {
             if let Some(theirs) = ChildError::decode(line.trim_end()) {
@@ -554,10 +561,8 @@ impl Sandbox {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        for h in std::mem::take(&mut self.held).into_iter().rev() {
-            h.release();
-        }
-        self.leftovers.remove();
+        self.left.extend(release_all(std::mem::take(&mut self.held)));
+        self.left.extend(self.leftovers.remove());
         if let Some(c) = self.cleaner.take() {
             c.dismiss();
         }
@@ -617,16 +622,15 @@ impl Sandbox {
             reason = EndReason::PidsLimit;
         }
         let git_findings = std::mem::take(&mut self.git_findings);
-        Ok(Outcome { git_findings, exit, reason, duration, rusage, cgroup: stats })
+        let left = std::mem::take(&mut self.left);
+        Ok(Outcome { git_findings, left, exit, reason, duration, rusage, cgroup: stats })
     }
 
     /// Once nothing of the sandbox runs: reviews git state and removes the placeholders.
     fn settle(&mut self) {
         if !std::mem::replace(&mut self.settled, true) {
             self.git_findings = self.leftovers.git.review();
-            for h in std::mem::take(&mut self.held).into_iter().rev() {
-                h.release();
-            }
+            self.left.extend(release_all(std::mem::take(&mut self.held)));
         }
     }
 
@@ -816,6 +820,7 @@ impl Drop for Sandbox {
             self.kill();
             let _ = sys::wait4(self.init);
             self.finish();
+            crate::cleaner::warn(std::mem::take(&mut self.left));
         }
     }
 }

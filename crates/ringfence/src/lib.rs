@@ -367,7 +367,8 @@ pub struct ExitStatus {
     pub max_rss_kb: u64,
     /// Git hooks the run added (moved aside) and git config it set that runs programs.
     pub git_findings: Vec<(PathBuf, String)>,
-    /// What the run's clean-up could not undo (Windows: an ACL entry it could not remove).
+    /// What the run's clean-up could not undo (Linux: a placeholder it could not remove;
+    /// Windows: an ACL entry it could not remove).
     pub warnings: Vec<String>,
 }
 
@@ -447,7 +448,7 @@ impl Child {
             system_time: tv(out.rusage.ru_stime),
             max_rss_kb: out.rusage.ru_maxrss.max(0) as u64,
             git_findings: out.git_findings.into_iter().map(|f| (f.path, f.detail)).collect(),
-            warnings: Vec::new(),
+            warnings: out.left,
         })
     }
 
