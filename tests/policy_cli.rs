@@ -56,7 +56,10 @@ fn golden_config_errors() {
             "[limits]\ntimeout = \"10 minutes\"\n",
             "2:11: unknown duration unit `minutes` in `10 minutes`; write a duration like `30s`, `10m`, `1h30m` or `500ms`",
         ),
-        ("[limits]\nmemory = \"lots\"\n", "2:10: `lots` is not a size; write a size like `512M`, `2G` or `1048576`"),
+        (
+            "[limits]\nmemory = \"lots\"\n",
+            "2:10: `lots` is not a size; write a size like `512M`, `2G` or `1048576`, or `none` for no limit",
+        ),
         ("[limits]\ntmp_size = \"3X\"\n", "2:12: unknown size unit `x` in `3X`; write a size like `512M`, `2G` or `1048576`"),
         ("profile = \"paranoid\"\n", "1:11: unknown value `paranoid`\n  help: use one of: workspace, read-only, strict"),
         ("[network]\nmode = \"proxy\"\n", "2:8: unknown value `proxy`\n  help: use one of: none, allow, host"),
@@ -158,6 +161,9 @@ const WIDENING: &[(&str, &str)] = &[
     ("[network]\nresolver = \"192.0.2.53\"\n", "2:12: `network.resolver` would widen"),
     ("[environment]\nkeep = [\"MY_VAR\"]\n", "2:8: `environment.keep` would widen"),
     ("[limits]\npids = 200\n", "2:8: raising `limits.pids` would widen"),
+    // Above the default cap (half of physical memory), or none at all.
+    ("[limits]\nmemory = \"1T\"\n", "2:10: raising `limits.memory` would widen"),
+    ("[limits]\nmemory = \"none\"\n", "2:10: removing `limits.memory` would widen"),
     ("[process]\nallow_ptrace = true\n", "2:16: `process.allow_ptrace` would widen"),
     ("profile = \"workspace\"\n", "1:11: `profile` would widen"),
 ];

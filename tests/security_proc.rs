@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -260,26 +260,6 @@ fn daemons_do_not_outlive_the_run() {
             m.iter().map(|a| pids_with_arg(a)).collect::<Vec<_>>()
         );
     }
-}
-
-/// Cgroup directories created for supervisor `pid` (named `ringfence-<pid>-<n>`).
-fn cgroups_of(pid: u32) -> Vec<PathBuf> {
-    fn walk(dir: &Path, prefix: &str, depth: u32, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for e in entries.flatten() {
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            if e.file_name().to_string_lossy().starts_with(prefix) {
-                out.push(e.path());
-            } else if depth > 0 {
-                walk(&e.path(), prefix, depth - 1, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(Path::new("/sys/fs/cgroup"), &format!("ringfence-{pid}-"), 4, &mut out);
-    out
 }
 
 /// SIGKILL to ringfence itself mid-run takes everything inside with it (setsid'd children

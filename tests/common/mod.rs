@@ -551,3 +551,23 @@ pub fn snapshot(root: &Path) -> std::collections::BTreeMap<PathBuf, (u32, Vec<u8
     }
     out
 }
+
+/// Cgroup directories created for supervisor `pid` (named `ringfence-<pid>-<n>`).
+pub fn cgroups_of(pid: u32) -> Vec<PathBuf> {
+    fn walk(dir: &Path, prefix: &str, depth: u32, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                out.push(e.path());
+            } else if depth > 0 {
+                walk(&e.path(), prefix, depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), &format!("ringfence-{pid}-"), 4, &mut out);
+    out
+}

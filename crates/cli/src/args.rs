@@ -2,7 +2,7 @@
 
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
-use ringfence_policy::{ByteSize, CacheTool, HumanDuration, NetworkMode, Overrides, Preset, ProfileName};
+use ringfence_policy::{ByteSize, CacheTool, HumanDuration, MemoryLimit, NetworkMode, Overrides, Preset, ProfileName};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -121,9 +121,10 @@ pub struct PolicyArgs {
     /// Kill the run after this long (SIGTERM, then SIGKILL 2s later), e.g. 90s, 10m.
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<HumanDuration>,
-    /// Memory limit for the whole sandbox, e.g. 512M, 2G.
-    #[arg(long, value_name = "SIZE")]
-    pub memory: Option<ByteSize>,
+    /// Memory limit for the whole sandbox, e.g. 512M, 2G, or none (default: half of physical
+    /// memory, where a cgroup can carry it).
+    #[arg(long, value_name = "SIZE|none")]
+    pub memory: Option<MemoryLimit>,
     /// Most processes and threads at once (default 4096).
     #[arg(long, value_name = "N")]
     pub pids: Option<u64>,

@@ -338,6 +338,46 @@ fn network(policy: &Policy, out: &mut String) {
     unix_sockets(policy, out);
 }
 
+/// How the process cap, the memory cap (the whole line) and the other limits are enforced here.
+#[cfg(target_os = "linux")]
+fn limit_mechanisms(l: &ringfence_policy::Limits) -> (String, String, String) {
+    use ringfence::linux::{memory_origin, LimitMechanism, LimitPlan};
+    let kernel = ringfence::linux::features::kernel_release();
+    let plan = LimitPlan::new(l, &kernel, &ringfence::linux::CgroupProbe::detect());
+    let mech = match (&plan.mechanism, &plan.why) {
+        (LimitMechanism::Rlimit, Some(why)) => format!("rlimits ({why})"),
+        (m, _) => m.to_string(),
+    };
+    let pids = match plan.pid_max {
+        Some(max) => format!("pid namespace pid_max {max}: the default cap, approximate"),
+        None => mech.clone(),
+    };
+    let memory = match (l.memory, plan.memory_mechanism(), plan.no_memory_detail(l)) {
+        (_, _, Some(none)) => format!("none  [{none}]"),
+        (Some(m), Some(how), _) if plan.mechanism == LimitMechanism::Rlimit => {
+            format!("{m}  [{how}, and only with --allow-degraded: {mech}]")
+        }
+        (Some(m), Some(how), _) => format!("{m}{}  [{how}]", memory_origin(l)),
+        _ if l.memory_explicit => "none (removed by a flag or config file)".into(),
+        _ => "none".into(),
+    };
+    (pids, memory, mech)
+}
+
+#[cfg(target_os = "macos")]
+fn limit_mechanisms(l: &ringfence_policy::Limits) -> (String, String, String) {
+    let (pids, how) = ringfence::macos::report::explain_limit_mechanisms(ringfence::macos::is_root());
+    let memory = l.memory.map(|m| format!("{m}  [{how}]")).unwrap_or_else(|| "none".into());
+    (pids, memory, how)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+fn limit_mechanisms(l: &ringfence_policy::Limits) -> (String, String, String) {
+    let how = "platform backend".to_string();
+    let memory = l.memory.map(|m| format!("{m}  [{how}]")).unwrap_or_else(|| "none".into());
+    (how.clone(), memory, how)
+}
+
 pub fn render(policy: &Policy) -> Result<String, String> {
     let mut out = String::new();
     out.push_str(&format!("Profile: {}    Workspace: {}\n", policy.profile, policy.workspace.display()));
@@ -413,26 +453,11 @@ fn processes(policy: &Policy, out: &mut String) {
 fn limits(policy: &Policy, out: &mut String) {
     out.push_str("Limits:\n");
     let l = &policy.limits;
-    #[cfg(target_os = "linux")]
-    let (pids_mech, mech) = {
-        let kernel = ringfence::linux::features::kernel_release();
-        let cap = ringfence::linux::pid_namespace_cap(l, &kernel);
-        let needed = ringfence::linux::needed_controllers(l, cap.is_some());
-        let mech = ringfence::linux::CgroupProbe::detect().mechanism(&needed).0.to_string();
-        let pids = match cap {
-            Some(max) => format!("pid namespace pid_max {max}: the default cap, approximate"),
-            None => mech.clone(),
-        };
-        (pids, mech)
-    };
-    #[cfg(target_os = "macos")]
-    let (pids_mech, mech) = ringfence::macos::report::explain_limit_mechanisms(ringfence::macos::is_root());
-    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
-    let (pids_mech, mech) = ("platform backend".to_string(), "platform backend".to_string());
+    let (pids_how, memory, mech) = limit_mechanisms(l);
     let or_none = |v: Option<String>| v.unwrap_or_else(|| "none".into());
-    out.push_str(&format!("  pids: {}  [{pids_mech}]\n", or_none(l.pids.map(|p| p.to_string()))));
+    out.push_str(&format!("  pids: {}  [{pids_how}]\n", or_none(l.pids.map(|p| p.to_string()))));
+    out.push_str(&format!("  memory: {memory}\n"));
     let with = |v: Option<String>| v.map(|v| format!("{v}  [{mech}]")).unwrap_or_else(|| "none".into());
-    out.push_str(&format!("  memory: {}\n", with(l.memory.map(|m| m.to_string()))));
     #[cfg(not(target_os = "macos"))]
     out.push_str(&format!("  cpus: {}\n", with(l.cpus.map(|c| c.to_string()))));
     #[cfg(target_os = "macos")]

@@ -126,6 +126,7 @@ pub fn run(args: RunArgs, blocked: Blocked) -> i32 {
         cwd: policy.workspace.display().to_string(),
         profile: policy.profile.to_string(),
         digest,
+        allow_degraded: policy.allow_degraded,
     };
     let limits = policy.limits.clone();
     // Without a terminal of its own, the command must not get ours either: a terminal's
@@ -212,13 +213,18 @@ struct Request {
     cwd: String,
     profile: String,
     digest: String,
+    /// Warn on stderr about what is not enforced (otherwise only run.start records it).
+    allow_degraded: bool,
 }
 
 /// Warns about the protections this run lacks (with --allow-degraded), and returns the
 /// run.start and proc.exec events.
 fn start_events(request: Request, child: &ringfence::Child) -> [EventBody; 2] {
     let (enforced, not_enforced) = child.layers();
-    for layer in &not_enforced {
+    // Without --allow-degraded only defaults this machine can't carry can be missing (anything
+    // asked for would have refused the run): run.start records them, and `check` and `explain`
+    // say how to get them, rather than every run's stderr.
+    for layer in not_enforced.iter().filter(|_| request.allow_degraded) {
         eprintln!("ringfence: warning: not enforced (--allow-degraded): {}: {}", layer.name, layer.detail);
     }
     [

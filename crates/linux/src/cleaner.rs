@@ -29,16 +29,16 @@ impl Leftovers {
         self.cgroups.is_empty() && self.placeholders.is_empty() && self.cache_layers.is_empty()
     }
 
-    /// Removes everything that is ours and still empty.
-    pub fn remove(&self) {
+    /// Removes everything that is ours and still empty; returns what could not be removed.
+    #[must_use]
+    pub fn remove(&self) -> Vec<String> {
         cgroup::remove_dirs(self.cgroups.iter().map(|p| p.as_path()));
         // Deepest first: a folder made for the run empties once its placeholder is gone.
-        for p in self.placeholders.iter().rev() {
-            crate::placeholder::remove_orphan(p);
-        }
+        let left = self.placeholders.iter().rev().filter_map(crate::placeholder::remove_orphan).collect();
         for layer in &self.cache_layers {
             crate::caches::remove_layer(layer);
         }
+        left
     }
 }
 
@@ -73,8 +73,9 @@ impl Cleaner {
 /// The cleaner's life: wait until the supervisor says it is done, or dies.
 fn run(read: OwnedFd, leftovers: &Leftovers) -> ! {
     let keep = read.as_raw_fd();
+    // stderr stays: what can't be removed is said there.
     if let Ok(null) = std::fs::File::options().read(true).write(true).open("/dev/null") {
-        for fd in 0..3 {
+        for fd in 0..2 {
             let _ = sys::dup_onto(null.as_raw_fd(), fd);
         }
     }
@@ -87,8 +88,15 @@ fn run(read: OwnedFd, leftovers: &Leftovers) -> ! {
         // The supervisor is gone, and the kernel is killing its sandbox (init's parent-death
         // signal). Give that a moment, then clean up after both.
         std::thread::sleep(std::time::Duration::from_millis(100));
-        leftovers.remove();
+        warn(leftovers.remove());
         leftovers.review.run();
     }
     sys::exit_now(0)
+}
+
+/// Says on stderr what the clean-up left behind (the supervisor's, or the cleaner's).
+pub fn warn(left: impl IntoIterator<Item = String>) {
+    for message in left {
+        eprintln!("ringfence: warning: {message}");
+    }
 }

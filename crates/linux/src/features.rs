@@ -50,6 +50,13 @@ pub fn kernel_release() -> String {
     nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
 }
 
+/// Physical memory in bytes (MemTotal of /proc/meminfo), for the default memory cap.
+pub fn physical_memory() -> Option<u64> {
+    let info = fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = info.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().strip_suffix("kB")?.trim();
+    kib.parse::<u64>().ok()?.checked_mul(1024)
+}
+
 /// Whether a kernel release string ("6.18.44-foo") is at least `major.minor`.
 pub fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
     let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
@@ -156,23 +163,32 @@ impl Features {
             let (available, detail) = match mech {
                 LimitMechanism::CgroupV2 => (true, "cgroup v2 (delegated)".to_string()),
                 LimitMechanism::CgroupV1 => (true, "cgroup v1 (as root)".to_string()),
+                LimitMechanism::Rlimit if ctrl == "memory" => (
+                    false,
+                    "NO MEMORY CAP by default (the default cap needs a writable cgroup); --memory SIZE is refused \
+                     unless --allow-degraded, which applies only RLIMIT_AS per process"
+                        .to_string(),
+                ),
                 LimitMechanism::Rlimit => match ctrl {
                     "pids" if self.cgroups.root => (
                         kernel_at_least(&self.kernel, 6, 14),
                         "rlimit, which the kernel does not apply to uid 0".to_string(),
                     ),
                     "pids" => (true, "rlimit (RLIMIT_NPROC, per sandbox user namespace)".to_string()),
-                    "memory" => (
-                        false,
-                        "needs a writable cgroup; with --allow-degraded only RLIMIT_AS per process applies".to_string(),
-                    ),
                     _ => (true, "CPU affinity (whole cores)".to_string()),
                 },
             };
-            let detail = if ctrl == "pids" && kernel_at_least(&self.kernel, 6, 14) {
-                format!("default cap: the pid namespace's pid_max; --pids N: {detail}")
-            } else {
-                detail
+            let detail = match ctrl {
+                "pids" if kernel_at_least(&self.kernel, 6, 14) && mech == LimitMechanism::Rlimit => {
+                    format!("default cap: the pid namespace's pid_max; --pids N: {detail}")
+                }
+                "pids" if kernel_at_least(&self.kernel, 6, 14) => {
+                    format!(
+                        "{detail}; the default cap too when the run has a memory cap, else the pid namespace's pid_max"
+                    )
+                }
+                "memory" if available => format!("{detail}; {}", default_memory_cap(&mech)),
+                _ => detail,
             };
             out.push(FeatureReport {
                 name: limit,
@@ -207,6 +223,22 @@ impl Features {
         });
         out
     }
+}
+
+/// The default memory cap on this machine and how it is enforced, for `ringfence check`.
+fn default_memory_cap(mechanism: &LimitMechanism) -> String {
+    let Some(total) = physical_memory() else {
+        return "no default cap (the machine's memory size is unknown)".into();
+    };
+    let cap = ringfence_policy::default_memory_cap(ringfence_policy::ByteSize(total));
+    let sockets = match mechanism {
+        LimitMechanism::CgroupV1 => format!(
+            ", of which {} for TCP and UDP socket buffers",
+            ringfence_policy::ByteSize(crate::cgroup::socket_buffer_share(cap.0))
+        ),
+        _ => ", socket buffers included".into(),
+    };
+    format!("default cap {cap} (half of physical memory){sockets}; --memory none removes it")
 }
 
 /// Creates (and discards) a user and mount namespace in a short-lived child and mounts a

@@ -12,16 +12,31 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
-/// Entry point of the cloned child; never returns.
-pub(crate) fn main(setup: &ChildSetup) -> ! {
+/// Entry point of the cloned child; never returns. Unless it was born in the run's cgroup,
+/// it joins the cgroup before anything else, so all it does and starts is charged there.
+pub(crate) fn main(setup: &ChildSetup, born_in_cgroup: bool) -> ! {
     let mut status = StatusPipe(setup.status_write);
-    match run(setup, &mut status) {
+    let joined = if born_in_cgroup { Ok(()) } else { join_cgroup(&setup.cgroup_files) };
+    match joined.and_then(|()| run(setup, &mut status)) {
         Ok(never) => match never {},
         Err(err) => {
             status.send(&err.encode());
             sys::exit_now(125)
         }
     }
+}
+
+/// Moves this process, still single-threaded, into the run's cgroup: "0" names the writer
+/// itself, which in a cgroup v1 `tasks` file moves just this thread without the global lock
+/// whose every write waits for an RCU grace period. The supervisor opened the files (the
+/// kernel checks the opener's credentials) and closes its copies.
+fn join_cgroup(files: &[(RawFd, std::path::PathBuf)]) -> Result<(), ChildError> {
+    for (fd, path) in files {
+        sys::write_fd(*fd, b"0")
+            .map_err(|e| ChildError::internal(format!("joining the run's cgroup ({}): {e}", path.display())))?;
+        sys::close_fd(*fd);
+    }
+    Ok(())
 }
 
 struct StatusPipe(RawFd);
@@ -118,12 +133,10 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     nix::unistd::setsid().map_err(|e| ChildError::internal(format!("setsid: {e}")))?;
     crate::limits::apply_fallback(&setup.rlimits)?;
 
-    // The supervisor builds the Landlock ruleset (and moves us into the run's cgroup) meanwhile;
-    // nothing of the command's may run before that is done. Without a cgroup to wait for, the
-    // rest of the confinement happens while we wait.
-    let early = if setup.cgroup { None } else { confine(&seccomp, setup.supervise_connect)? };
+    // The supervisor builds the Landlock ruleset meanwhile; the rest of the confinement
+    // happens while we wait.
+    let listener = confine(&seccomp, setup.supervise_connect)?;
     let ruleset = wait_for_go(setup.go_read);
-    let listener = if setup.cgroup { confine(&seccomp, setup.supervise_connect)? } else { early };
     if let Some(listener) = listener {
         // The supervisor waits for it right after "go"; our copy closes here.
         sys::send_with_fd(setup.go_read, b"n", Some(listener.as_raw_fd()))
@@ -162,9 +175,9 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     reap(Pid::from_raw(command), &mask, status)
 }
 
-/// Everything but Landlock: a cgroup namespace rooted at our cgroup (best effort: it only hides
-/// the host's cgroup paths), no capabilities, no_new_privs, not dumpable, and the seccomp filter,
-/// whose listener is returned when `listener` (connect is supervised).
+/// Everything but Landlock: a cgroup namespace rooted at the run's cgroup (best effort: it only
+/// hides the host's cgroup paths), no capabilities, no_new_privs, not dumpable, and the seccomp
+/// filter, whose listener is returned when `listener` (connect is supervised).
 fn confine(seccomp: &[seccompiler::sock_filter], listener: bool) -> Result<Option<OwnedFd>, ChildError> {
     let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     sys::drop_all_capabilities().map_err(|e| ChildError::internal(format!("dropping capabilities: {e}")))?;

@@ -1,6 +1,6 @@
 //! The supervisor side: validate and plan, clone into the namespaces, then watch the run.
 
-use crate::cgroup::{self, CgroupProbe, CgroupStats, LimitMechanism, RunCgroup};
+use crate::cgroup::{self, CgroupJoin, CgroupProbe, CgroupStats, LimitMechanism, LimitPlan, RunCgroup, SocketGuard};
 use crate::cleaner::{Cleaner, Leftovers};
 use crate::error::{ChildError, ErrorKind, LaunchError};
 use crate::gitcheck::{Review, ReviewReport};
@@ -79,11 +79,11 @@ pub(crate) struct ChildSetup {
     pub stdio: [Option<RawFd>; 3],
     /// Open a terminal for the command inside the sandbox.
     pub terminal: bool,
-    /// The supervisor moves the child into a cgroup after the clone.
-    pub cgroup: bool,
     /// connect(2) traps to the supervisor: hand over the seccomp listener (and, in the
     /// sandbox's own network namespace, a sock_diag socket).
     pub supervise_connect: bool,
+    /// The run's cgroup files init writes "0" to (itself) unless it was born in the cgroup.
+    pub cgroup_files: Vec<(RawFd, PathBuf)>,
 }
 
 /// One protection and how it is enforced on this run.
@@ -94,6 +94,9 @@ pub use ringfence_audit::Layer as LayerStatus;
 pub struct Enforcement {
     pub enforced: Vec<LayerStatus>,
     pub not_enforced: Vec<LayerStatus>,
+    /// Default protections this machine can't carry (the memory cap without a cgroup): no
+    /// reason to refuse the run, but reported with `not_enforced` in run.start.
+    pub missing_defaults: Vec<LayerStatus>,
     pub landlock_abi: i32,
     pub limits: Option<String>,
     pub kernel: String,
@@ -113,6 +116,9 @@ pub struct Outcome {
     pub git_findings: Vec<ReviewFinding>,
     /// What the review could not review: the run's reason is then `ReviewFailed`.
     pub review_failures: Vec<ReviewFinding>,
+    /// What ringfence made for the run and could not remove afterwards (a placeholder), each
+    /// naming the path.
+    pub left: Vec<String>,
     pub exit: ExitKind,
     pub reason: EndReason,
     pub duration: Duration,
@@ -133,6 +139,7 @@ pub struct Sandbox {
     status: BufReader<std::fs::File>,
     terminal: Option<OwnedFd>,
     cgroup: Option<RunCgroup>,
+    socket_guard: Option<SocketGuard>,
     cleaner: Option<Cleaner>,
     leftovers: Leftovers,
     /// Placeholders this run uses, locked shared until it ends.
@@ -150,6 +157,8 @@ pub struct Sandbox {
     review: ReviewReport,
     /// Set once the run's leftovers are removed.
     finished: bool,
+    /// What the clean-up could not remove, for the caller to report.
+    left: Vec<String>,
     pub enforcement: Enforcement,
     /// The gateway's sockets, until the caller takes them to serve.
     pub gateway_listeners: Option<GatewayListeners>,
@@ -163,15 +172,8 @@ fn unsupported(message: impl Into<String>, remedy: impl Into<String>) -> LaunchE
 
 static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// Decides how limits are enforced and which requested protections can't be.
-fn assess(
-    policy: &Policy,
-    landlock_abi: i32,
-    probe: &CgroupProbe,
-    pid_cap: Option<u64>,
-) -> (LimitMechanism, Enforcement) {
-    let needed = cgroup::needed_controllers(&policy.limits, pid_cap.is_some());
-    let (mechanism, why) = probe.mechanism(&needed);
+/// Which requested protections are enforced, and how; which can't be.
+fn assess(policy: &Policy, landlock_abi: i32, plan: &LimitPlan, root: bool) -> Enforcement {
     let mut e = Enforcement { landlock_abi, ..Default::default() };
     let layer = |n: &str, d: String| LayerStatus { name: n.into(), detail: d };
     e.enforced.push(layer(
@@ -200,30 +202,43 @@ fn assess(
     }
     e.enforced.push(layer("seccomp", "escalation system calls and set-id file modes refused with EPERM".into()));
     e.enforced.push(layer("no_new_privs", "capabilities dropped, setuid inert".into()));
-    if let Some(cap) = pid_cap {
+    assess_limits(policy, plan, root, &mut e);
+    e
+}
+
+/// The limits' part of [`assess`].
+fn assess_limits(policy: &Policy, plan: &LimitPlan, root: bool, e: &mut Enforcement) {
+    let layer = |n: &str, d: String| LayerStatus { name: n.into(), detail: d };
+    if let Some(cap) = plan.pid_max {
         e.enforced.push(layer("pids limit", format!("pid namespace pid_max {cap} (default cap)")));
     }
-    if !needed.is_empty() {
-        let detail = match (&mechanism, why) {
-            (LimitMechanism::Rlimit, Some(why)) => format!("rlimits ({why})"),
-            (m, _) => m.to_string(),
-        };
-        if mechanism == LimitMechanism::Rlimit && probe.root && needed.contains(&"pids") {
-            e.not_enforced.push(layer(
-                "pids limit",
-                "no writable cgroup, and the kernel does not apply RLIMIT_NPROC to uid 0".into(),
-            ));
-        }
-        if mechanism == LimitMechanism::Rlimit && needed.contains(&"memory") {
-            e.not_enforced.push(layer(
-                "memory limit",
-                "no writable cgroup: RLIMIT_AS would cap each process's address space, not the sandbox's memory".into(),
-            ));
-        }
-        e.limits = Some(detail.clone());
-        e.enforced.push(layer("limits", detail));
+    if let Some(detail) = plan.no_memory_detail(&policy.limits) {
+        e.missing_defaults.push(layer("memory limit", format!("no memory cap: {detail}")));
     }
-    (mechanism, e)
+    if plan.controllers.is_empty() {
+        return;
+    }
+    let rlimits = plan.mechanism == LimitMechanism::Rlimit;
+    let detail = match (rlimits, &plan.why) {
+        (true, Some(why)) => format!("rlimits ({why})"),
+        _ => plan.mechanism.to_string(),
+    };
+    if rlimits && root && plan.controllers.contains(&"pids") {
+        e.not_enforced.push(layer(
+            "pids limit",
+            "no writable cgroup, and the kernel does not apply RLIMIT_NPROC to uid 0".into(),
+        ));
+    }
+    if rlimits && plan.memory.is_some() {
+        e.not_enforced.push(layer(
+            "memory limit",
+            "no writable cgroup: RLIMIT_AS would cap each process's address space, not the sandbox's memory".into(),
+        ));
+    } else if let Some(memory) = plan.memory_detail(&policy.limits) {
+        e.enforced.push(layer("memory limit", memory));
+    }
+    e.limits = Some(detail.clone());
+    e.enforced.push(layer("limits", detail));
 }
 
 /// The layer that supervises connect(2) to Unix sockets.
@@ -265,9 +280,7 @@ fn hold_placeholders(plan: &mut MountPlan) -> Result<Vec<placeholder::Held>, Lau
                 plan.ops.retain(|op| op.path() != p.path);
             }
             Err(e) => {
-                for h in held {
-                    h.release();
-                }
+                crate::cleaner::warn(release_all(held));
                 return Err(LaunchError::internal(format!("creating the placeholder {}: {e}", p.path.display())));
             }
         }
@@ -276,36 +289,128 @@ fn hold_placeholders(plan: &mut MountPlan) -> Result<Vec<placeholder::Held>, Lau
 }
 
 /// Creates the run's cgroup. If that fails, rlimits carry the limits instead: not a silent
-/// downgrade, since the run.start event says which mechanism was used and why.
+/// downgrade, since the run.start event says which mechanism was used and why (and a limit
+/// rlimits can't carry is then refused, unless --allow-degraded).
 fn create_cgroup(
     policy: &Policy,
     probe: &CgroupProbe,
-    pid_cap: Option<u64>,
+    plan: &mut LimitPlan,
     run_name: &str,
     enforcement: &mut Enforcement,
-) -> (LimitMechanism, Option<RunCgroup>) {
-    let needed = cgroup::needed_controllers(&policy.limits, pid_cap.is_some());
-    let (mechanism, _) = probe.mechanism(&needed);
-    if mechanism == LimitMechanism::Rlimit {
-        return (mechanism, None);
+) -> Option<RunCgroup> {
+    if plan.mechanism == LimitMechanism::Rlimit {
+        return None;
     }
-    let dirs = RunCgroup::planned(probe, &mechanism, &needed, run_name);
+    let dirs = RunCgroup::planned(probe, plan, run_name);
     let planned: Vec<PathBuf> = dirs.iter().map(|(_, d)| d.clone()).collect();
-    match RunCgroup::create(mechanism.clone(), dirs, probe, &policy.limits) {
-        Ok(cg) => (mechanism, Some(cg)),
-        Err(err) => {
-            cgroup::remove_dirs(planned.iter().map(|p| p.as_path()));
-            let without = CgroupProbe { v2_writable: false, v1_dirs: vec![], ..probe.clone() };
-            let (_, fallback) = assess(policy, enforcement.landlock_abi, &without, pid_cap);
-            *enforcement = Enforcement { kernel: std::mem::take(&mut enforcement.kernel), ..fallback };
-            let detail = format!("rlimits (creating the cgroup failed: {err})");
-            if let Some(l) = enforcement.enforced.iter_mut().find(|l| l.name == "limits") {
-                l.detail = detail.clone();
-            }
-            enforcement.limits = Some(detail);
-            (LimitMechanism::Rlimit, None)
+    let err = match RunCgroup::create(dirs, probe, plan, &policy.limits) {
+        Ok(cg) => return Some(cg),
+        Err(err) => err,
+    };
+    cgroup::remove_dirs(planned.iter().map(|p| p.as_path()));
+    let why = format!("creating the cgroup failed: {err}");
+    let without = CgroupProbe { v2_writable: false, v1_dirs: vec![], ..probe.clone() };
+    *plan = LimitPlan::new(&policy.limits, &enforcement.kernel, &without);
+    plan.why = Some(why.clone());
+    if plan.no_default_memory.is_some() {
+        plan.no_default_memory = Some(why);
+    }
+    *enforcement = Enforcement {
+        kernel: std::mem::take(&mut enforcement.kernel),
+        ..assess(policy, enforcement.landlock_abi, plan, probe.root)
+    };
+    None
+}
+
+/// Clones the sandbox's init, born in the run's cgroup v2 where the kernel allows; returns
+/// its pid (0 in the child) and whether it was born there.
+fn clone_sandbox(flags: libc::c_int, join: &CgroupJoin) -> std::io::Result<(libc::pid_t, bool)> {
+    if let Some(dir) = &join.directory {
+        match sys::clone_into_cgroup(flags, dir.as_raw_fd()) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL)) => {}
+            other => return other.map(|pid| (pid, true)),
         }
     }
+    sys::clone_process(flags).map(|pid| (pid, false))
+}
+
+/// The run's limits, ready before the clone.
+struct Limiting {
+    enforcement: Enforcement,
+    cgroup: Option<RunCgroup>,
+    join: CgroupJoin,
+    socket_guard: Option<SocketGuard>,
+    rlimits: RlimitPlan,
+    pid_max: Option<u64>,
+    /// connect(2) traps to the supervisor.
+    supervise_connect: bool,
+}
+
+/// Decides what this run enforces and how: plans the limits, creates the run's cgroup and
+/// opens what init needs to join it, checks the cache overlays and the Unix-socket guard;
+/// refuses a requested protection this machine can't enforce (unless --allow-degraded).
+fn set_up_limits(policy: &Policy, landlock_abi: i32, mounts: &mut MountPlan) -> Result<Limiting, LaunchError> {
+    let kernel = crate::features::kernel_release();
+    let root = nix::unistd::geteuid().is_root();
+    // Reading the cgroup hierarchy costs a little; skip it when no limit needs one.
+    let probe = if cgroup::wants_cgroup(&policy.limits, &kernel) {
+        CgroupProbe::detect()
+    } else {
+        CgroupProbe { root, ..Default::default() }
+    };
+    let mut plan = LimitPlan::new(&policy.limits, &kernel, &probe);
+    let mut enforcement = assess(policy, landlock_abi, &plan, root);
+    match crate::caches::assess(mounts, &kernel) {
+        Some(Ok(detail)) => enforcement.enforced.push(LayerStatus { name: "cache overlays".into(), detail }),
+        Some(Err(detail)) => enforcement.not_enforced.push(LayerStatus { name: "cache overlays".into(), detail }),
+        None => {}
+    }
+    let supervise_connect = record_unix_guard(&mut enforcement, policy.network);
+    enforcement.kernel = kernel;
+    let run_name = format!("ringfence-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::Relaxed));
+    let cgroup = create_cgroup(policy, &probe, &mut plan, &run_name, &mut enforcement);
+    let remove = |cg: &Option<RunCgroup>| {
+        cgroup::remove_dirs(cg.iter().flat_map(|c| c.dirs.iter().map(|(_, d)| d.as_path())));
+    };
+    if !enforcement.not_enforced.is_empty() && !policy.allow_degraded {
+        remove(&cgroup);
+        let what: Vec<String> = enforcement.not_enforced.iter().map(|l| format!("{}: {}", l.name, l.detail)).collect();
+        return Err(unsupported(
+            format!("this machine can't enforce the requested policy ({})", what.join("; ")),
+            "see `ringfence check` for how to enable it, or pass --allow-degraded to run with less",
+        ));
+    }
+    let opened = cgroup.as_ref().map(|cg| Ok::<_, std::io::Error>((cg.open_join()?, cg.socket_guard(&plan)?)));
+    let (join, socket_guard) = match opened.transpose() {
+        Ok(opened) => opened.unwrap_or_default(),
+        Err(e) => {
+            remove(&cgroup);
+            return Err(LaunchError::internal(format!("opening the run's cgroup: {e}")));
+        }
+    };
+    let rlimits = if plan.mechanism == LimitMechanism::Rlimit {
+        RlimitPlan {
+            nproc: if plan.pid_max.is_some() { None } else { policy.limits.pids },
+            address_space: plan.memory,
+            cpus: policy.limits.cpus.map(|c| c.ceil().max(1.0) as usize),
+        }
+    } else {
+        RlimitPlan::default()
+    };
+    Ok(Limiting { enforcement, cgroup, join, socket_guard, rlimits, pid_max: plan.pid_max, supervise_connect })
+}
+
+/// The Landlock ruleset, built while the child builds its view.
+fn landlock_ruleset(plan: &MountPlan, landlock_abi: i32) -> Result<Option<OwnedFd>, LaunchError> {
+    (landlock_abi > 0)
+        .then(|| LandlockBuilder::new(&plan.rules, landlock_abi).build())
+        .transpose()
+        .map_err(|e| unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it"))
+}
+
+/// Releases placeholders, deepest first; returns what could not be removed.
+fn release_all(held: Vec<placeholder::Held>) -> Vec<String> {
+    held.into_iter().rev().filter_map(placeholder::Held::release).collect()
 }
 
 fn internal(what: &str) -> impl Fn(nix::Error) -> LaunchError + '_ {
@@ -329,47 +434,12 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     }
     let mut plan = plan::build(policy, &plan::host_sockets(), plan::kept_runtime_dirs(policy.network))
         .map_err(|e| LaunchError::new(ErrorKind::Policy, e.0, Some(e.1)))?;
-    let kernel = crate::features::kernel_release();
-    let pid_cap = cgroup::pid_namespace_cap(&policy.limits, &kernel);
-    // Reading the cgroup hierarchy costs a little; skip it when no limit needs one.
-    let probe = if cgroup::needed_controllers(&policy.limits, pid_cap.is_some()).is_empty() {
-        CgroupProbe { root: nix::unistd::geteuid().is_root(), ..Default::default() }
-    } else {
-        CgroupProbe::detect()
-    };
-    let (_, mut enforcement) = assess(policy, landlock_abi, &probe, pid_cap);
-    match crate::caches::assess(&mut plan, &kernel) {
-        Some(Ok(detail)) => enforcement.enforced.push(LayerStatus { name: "cache overlays".into(), detail }),
-        Some(Err(detail)) => enforcement.not_enforced.push(LayerStatus { name: "cache overlays".into(), detail }),
-        None => {}
-    }
-    enforcement.kernel = kernel;
-
-    let run_name = format!("ringfence-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::Relaxed));
-    let (mechanism, cgroup) = create_cgroup(policy, &probe, pid_cap, &run_name, &mut enforcement);
-    let supervise_connect = record_unix_guard(&mut enforcement, policy.network);
+    let limiting = set_up_limits(policy, landlock_abi, &mut plan)?;
     let mut leftovers = Leftovers {
-        cgroups: cgroup.iter().flat_map(|c| c.dirs.iter().map(|(_, d)| d.clone())).collect(),
+        cgroups: limiting.cgroup.iter().flat_map(|c| c.dirs.iter().map(|(_, d)| d.clone())).collect(),
         placeholders: Vec::new(),
         cache_layers: Vec::new(),
         review: Review::default(),
-    };
-    if !enforcement.not_enforced.is_empty() && !policy.allow_degraded {
-        leftovers.remove();
-        let what: Vec<String> = enforcement.not_enforced.iter().map(|l| format!("{}: {}", l.name, l.detail)).collect();
-        return Err(unsupported(
-            format!("this machine can't enforce the requested policy ({})", what.join("; ")),
-            "see `ringfence check` for how to enable it, or pass --allow-degraded to run with less",
-        ));
-    }
-    let rlimits = if mechanism == LimitMechanism::Rlimit {
-        RlimitPlan {
-            nproc: if pid_cap.is_some() { None } else { policy.limits.pids },
-            address_space: policy.limits.memory.map(|m| m.0),
-            cpus: policy.limits.cpus.map(|c| c.ceil().max(1.0) as usize),
-        }
-    } else {
-        RlimitPlan::default()
     };
 
     let (go_child, go_parent) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
@@ -394,7 +464,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let mut layers = match crate::caches::hold(&mut plan, &policy.home) {
         Ok(layers) => layers,
         Err(e) => {
-            leftovers.remove();
+            crate::cleaner::warn(leftovers.remove());
             return Err(e);
         }
     };
@@ -412,7 +482,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         match Cleaner::spawn(leftovers.clone()) {
             Ok(c) => Some(c),
             Err(e) => {
-                leftovers.remove();
+                crate::cleaner::warn(leftovers.remove());
                 return Err(LaunchError::internal(format!("starting the cleaner: {e}")));
             }
         }
@@ -421,7 +491,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     {
         Ok(h) => h,
         Err(e) => {
-            leftovers.remove();
+            crate::cleaner::warn(leftovers.remove());
             if let Some(c) = cleaner {
                 c.dismiss();
             }
@@ -432,7 +502,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let overlay_ids = match layers.ids() {
         Ok(ids) => ids,
         Err(e) => {
-            leftovers.remove();
+            crate::cleaner::warn(leftovers.remove());
             if let Some(c) = cleaner {
                 c.dismiss();
             }
@@ -448,8 +518,8 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         overlay_ids,
         allow_ptrace: policy.allow_ptrace,
         landlock_abi,
-        rlimits,
-        pid_max: pid_cap,
+        rlimits: limiting.rlimits,
+        pid_max: limiting.pid_max,
         isolate_network: policy.network != NetworkMode::Host,
         gateway: policy.network == NetworkMode::Allow,
         uid: nix::unistd::geteuid().as_raw(),
@@ -458,23 +528,20 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         status_write: status_write.as_raw_fd(),
         stdio: [0, 1, 2].map(|i| stdio_fds[i].as_ref().map(|f| f.as_raw_fd())),
         terminal: spec.terminal,
-        cgroup: cgroup.is_some(),
-        supervise_connect,
+        supervise_connect: limiting.supervise_connect,
+        cgroup_files: limiting.join.files.iter().map(|(fd, path)| (fd.as_raw_fd(), path.clone())).collect(),
     };
     let mut flags =
         libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     if setup.isolate_network {
         flags |= libc::CLONE_NEWNET;
     }
-    let init = match sys::clone_process(flags) {
-        Ok(0) => crate::init::main(&setup),
-        Ok(pid) => pid,
+    let init = match clone_sandbox(flags, &limiting.join) {
+        Ok((0, born_in_cgroup)) => crate::init::main(&setup, born_in_cgroup),
+        Ok((pid, _)) => pid,
         Err(e) => {
             // Our own shared locks would keep the placeholders from being removed.
-            for h in held.into_iter().rev() {
-                h.release();
-            }
-            leftovers.remove();
+            crate::cleaner::warn(release_all(held).into_iter().chain(leftovers.remove()));
             if let Some(c) = cleaner {
                 c.dismiss();
             }
@@ -484,12 +551,13 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
             ));
         }
     };
-    drop((go_child, status_write, stdio_fds));
+    drop((go_child, status_write, stdio_fds, limiting.join));
     let mut sandbox = Sandbox {
         init,
         status: BufReader::new(std::fs::File::from(status_read)),
         terminal: None,
-        cgroup,
+        cgroup: limiting.cgroup,
+        socket_guard: limiting.socket_guard,
         cleaner,
         leftovers,
         held,
@@ -501,12 +569,13 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
         settled: false,
         review: ReviewReport::default(),
         finished: false,
-        enforcement,
+        left: Vec::new(),
+        enforcement: limiting.enforcement,
         gateway_listeners: None,
         guard: None,
     };
     // From here on the child builds its view while we work in parallel.
-    let ready = sandbox.prepare(&setup.plan, landlock_abi);
+    let ready = landlock_ruleset(&setup.plan, landlock_abi);
     let ruleset = match ready {
         Ok(r) => r,
         Err(e) => return Err(sandbox.abort(e)),
@@ -562,25 +631,6 @@ impl Sandbox {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.init), Signal::SIGKILL);
     }
 
-    /// Work done while the child builds its view: the Landlock ruleset, and on a thread the
-    /// move into the run's cgroup (which mostly waits for an RCU grace period, milliseconds on
-    /// cgroup v1). The child waits for both before it starts the command.
-    fn prepare(&mut self, plan: &MountPlan, landlock_abi: i32) -> Result<Option<OwnedFd>, LaunchError> {
-        let init = self.init;
-        let cgroup = self.cgroup.as_ref();
-        let (attached, ruleset) = std::thread::scope(|scope| {
-            let attach = cgroup.map(|cg| scope.spawn(move || cg.attach(init)));
-            let ruleset =
-                (landlock_abi > 0).then(|| LandlockBuilder::new(&plan.rules, landlock_abi).build()).transpose();
-            let attached = attach.map_or(Ok(()), |h| {
-                h.join().unwrap_or_else(|_| Err(std::io::Error::other("the attach thread panicked")))
-            });
-            (attached, ruleset)
-        });
-        attached.map_err(|e| LaunchError::internal(format!("moving the sandbox into its cgroup: {e}")))?;
-        ruleset.map_err(|e| unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it"))
-    }
-
     /// Receives the seccomp listener, which init sends right after "go", and starts its handler.
     fn start_guard(&mut self, go: RawFd, sock_diag: Option<OwnedFd>) -> Result<(), LaunchError> {
         let listener = handed_over(go, "seccomp listener")?;
@@ -606,6 +656,7 @@ impl Sandbox {
         // The command may have started: what it left is reviewed, though nobody hears of it.
         self.settle();
         self.finish();
+        crate::cleaner::warn(std::mem::take(&mut self.left));
         let mut line = String::new();
         while matches!(self.status.read_line(&mut line), Ok(n) if n > 0) {
             if let Some(theirs) = ChildError::decode(line.trim_end()) {
@@ -621,10 +672,8 @@ impl Sandbox {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        for h in std::mem::take(&mut self.held).into_iter().rev() {
-            h.release();
-        }
-        self.leftovers.remove();
+        self.left.extend(release_all(std::mem::take(&mut self.held)));
+        self.left.extend(self.leftovers.remove());
         drop(std::mem::take(&mut self.layers));
         if let Some(c) = self.cleaner.take() {
             c.dismiss();
@@ -685,7 +734,7 @@ impl Sandbox {
             reason = EndReason::ExecFailed(msg);
         } else if watched.timed_out {
             reason = EndReason::Timeout;
-        } else if stats.oom_kills > 0 {
+        } else if stats.oom_kills > 0 || watched.socket_memory_exceeded {
             reason = EndReason::MemoryLimit;
         } else if stats.pids_limit_hits > 0 && exit != ExitKind::Code(0) {
             reason = EndReason::PidsLimit;
@@ -697,6 +746,7 @@ impl Sandbox {
         Ok(Outcome {
             git_findings: review.findings,
             review_failures: review.failures,
+            left: std::mem::take(&mut self.left),
             exit,
             reason,
             duration,
@@ -710,9 +760,7 @@ impl Sandbox {
     fn settle(&mut self) {
         if !std::mem::replace(&mut self.settled, true) {
             self.review = self.leftovers.review.run();
-            for h in std::mem::take(&mut self.held).into_iter().rev() {
-                h.release();
-            }
+            self.left.extend(release_all(std::mem::take(&mut self.held)));
         }
     }
 
@@ -736,13 +784,13 @@ impl Sandbox {
         }
         let mut line = String::new();
         let mut buf = vec![0u8; 64 * 1024];
+        let mut guard_at = self.socket_guard.as_ref().map(|_| Instant::now() + cgroup::SOCKET_GUARD_INTERVAL);
         loop {
-            let wake = match (deadline, retry_input) {
-                (Some(d), Some(r)) => Some(d.min(r)),
-                (d, r) => d.or(r),
-            };
-            let wait_ms =
-                wake.map(|d| d.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32);
+            let wake = [deadline, retry_input, guard_at].into_iter().flatten().min();
+            // Rounded up: a wait cut short by the rounding would spin until the time comes.
+            let wait_ms = wake.map(|d| {
+                d.saturating_duration_since(Instant::now()).as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+            });
             let want_room = !pending.is_empty() && retry_input.is_none_or(|r| Instant::now() >= r);
             let stdin = sys::borrow_fd(0);
             let mut fds = vec![PollFd::new(self.status.get_ref().as_fd(), PollFlags::POLLIN)];
@@ -811,6 +859,10 @@ impl Sandbox {
                     self.settle();
                 }
             }
+            // Once init reported, everything in the sandbox is gone: its buffers only shrink.
+            if watched.command.is_none() && guard_at.is_some_and(|at| Instant::now() >= at) {
+                guard_at = self.guard_socket_memory(&mut watched);
+            }
             if let Some(d) = deadline {
                 if Instant::now() >= d {
                     let init = nix::unistd::Pid::from_raw(self.init);
@@ -829,6 +881,18 @@ impl Sandbox {
             self.drain_output(&mut buf);
         }
         Ok(watched)
+    }
+
+    /// Ends the run if its socket buffers outgrew their share of the memory cap; returns when
+    /// to look next.
+    fn guard_socket_memory(&self, watched: &mut Watched) -> Option<Instant> {
+        let guard = self.socket_guard.as_ref()?;
+        if !guard.exceeded() {
+            return Some(Instant::now() + cgroup::SOCKET_GUARD_INTERVAL);
+        }
+        watched.socket_memory_exceeded = true;
+        self.kill();
+        None
     }
 
     fn relay_output(&mut self, buf: &mut [u8]) {
@@ -888,6 +952,7 @@ impl Drop for Sandbox {
             let _ = sys::wait4(self.init);
             self.settle();
             self.finish();
+            crate::cleaner::warn(std::mem::take(&mut self.left));
         }
     }
 }
@@ -898,6 +963,8 @@ struct Watched {
     command: Option<ExitKind>,
     exec_error: Option<String>,
     timed_out: bool,
+    /// The run's socket buffers outgrew their share of the memory cap, and it was ended.
+    socket_memory_exceeded: bool,
 }
 
 impl Watched {

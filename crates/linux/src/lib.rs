@@ -26,7 +26,7 @@ mod secrets;
 mod sys;
 mod view;
 
-pub use cgroup::{needed_controllers, pid_namespace_cap, CgroupProbe, CgroupStats, LimitMechanism};
+pub use cgroup::{memory_origin, CgroupProbe, CgroupStats, LimitMechanism, LimitPlan, CGROUP_REMEDY};
 pub use error::{ErrorKind, LaunchError};
 pub use features::{FeatureReport, Features};
 pub use output::{inherited_output_path, open_output, OutputFile, OutputMode};

@@ -4,7 +4,7 @@ use crate::caches::CacheTool;
 use crate::error::PolicyError;
 use crate::model::{NetworkMode, ProfileName};
 use crate::network::Preset;
-use crate::units::{ByteSize, HumanDuration};
+use crate::units::{ByteSize, HumanDuration, MemoryLimit};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -76,9 +76,10 @@ pub struct LimitsSection {
     /// Wall-clock limit for the whole run.
     #[schemars(with = "Option<HumanDuration>")]
     pub timeout: Option<Spanned<HumanDuration>>,
-    /// Memory limit for all processes together.
-    #[schemars(with = "Option<ByteSize>")]
-    pub memory: Option<Spanned<ByteSize>>,
+    /// Memory limit for all processes together, or "none". Default: half of physical memory
+    /// where a cgroup can carry it.
+    #[schemars(with = "Option<MemoryLimit>")]
+    pub memory: Option<Spanned<MemoryLimit>>,
     /// Most processes and threads at once.
     #[schemars(with = "Option<u64>")]
     pub pids: Option<Spanned<u64>>,

@@ -19,7 +19,7 @@ pub use env::EnvRules;
 pub use error::PolicyError;
 pub use model::*;
 pub use network::*;
-pub use units::{ByteSize, HumanDuration};
+pub use units::{ByteSize, HumanDuration, MemoryLimit};
 
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -28,6 +28,15 @@ use toml::Spanned;
 pub const DEFAULT_PIDS: u64 = 4096;
 /// Size of the private /tmp when nothing else is said.
 pub const DEFAULT_TMP_SIZE: ByteSize = ByteSize(1 << 30);
+
+/// The memory cap when nothing else is said: half of physical memory (in whole MiB), as WSL2
+/// gives its VM by default. Builds and test suites rarely need more, and a runaway allocation
+/// is stopped while the other half still holds the user's desktop, editor and browser, before
+/// the kernel's own OOM killer would pick a victim among them.
+pub fn default_memory_cap(physical: ByteSize) -> ByteSize {
+    const MIB: u64 = 1 << 20;
+    ByteSize((physical.0 / 2 / MIB * MIB).max(MIB))
+}
 
 /// Settings from flags or the library builder: the last and strongest layer.
 #[derive(Clone, Debug, Default)]
@@ -40,7 +49,7 @@ pub struct Overrides {
     pub env_keep: Vec<String>,
     pub env_set: Vec<(String, String)>,
     pub timeout: Option<HumanDuration>,
-    pub memory: Option<ByteSize>,
+    pub memory: Option<MemoryLimit>,
     pub pids: Option<u64>,
     pub cpus: Option<f64>,
     pub tmp_size: Option<ByteSize>,
@@ -79,6 +88,8 @@ pub struct PolicyBuilder {
     flags: Overrides,
     /// Host variables that say where tools keep their caches (`CacheTool::variables`).
     tool_env: std::collections::BTreeMap<String, String>,
+    /// The machine's physical memory, for the default memory cap.
+    physical_memory: Option<ByteSize>,
 }
 
 impl PolicyBuilder {
@@ -92,6 +103,7 @@ impl PolicyBuilder {
             project: None,
             flags: Overrides::default(),
             tool_env: Default::default(),
+            physical_memory: None,
         }
     }
 
@@ -99,6 +111,13 @@ impl PolicyBuilder {
     /// them caches are where the tools put them by default.
     pub fn tool_env(mut self, vars: std::collections::BTreeMap<String, String>) -> Self {
         self.tool_env = vars;
+        self
+    }
+
+    /// The machine's physical memory: the default memory cap is half of it. Without it there
+    /// is no default cap (the policy is pure; the caller reads the machine).
+    pub fn physical_memory(mut self, total: ByteSize) -> Self {
+        self.physical_memory = Some(total);
         self
     }
 
@@ -169,7 +188,8 @@ impl PolicyBuilder {
                 env: EnvRules::default(),
                 limits: Limits {
                     timeout: None,
-                    memory: None,
+                    memory: self.physical_memory.map(default_memory_cap),
+                    memory_explicit: false,
                     pids: Some(DEFAULT_PIDS),
                     pids_explicit: false,
                     cpus: None,
@@ -292,10 +312,15 @@ impl Merge {
             l.timeout = Some(*v.get_ref());
         }
         if let Some(v) = &limits.memory {
-            if l.memory.is_some_and(|cur| *v.get_ref() > cur) {
-                narrow(v.span(), "raising `limits.memory`")?;
+            match *v.get_ref() {
+                MemoryLimit::Size(size) if l.memory.is_some_and(|cur| size > cur) => {
+                    narrow(v.span(), "raising `limits.memory`")?
+                }
+                MemoryLimit::Unlimited if l.memory.is_some() => narrow(v.span(), "removing `limits.memory`")?,
+                _ => {}
             }
-            l.memory = Some(*v.get_ref());
+            l.memory = memory_bytes(*v.get_ref());
+            l.memory_explicit = true;
         }
         if let Some(v) = &limits.pids {
             if *v.get_ref() == 0 {
@@ -540,8 +565,9 @@ impl Merge {
         if flags.timeout.is_some() {
             l.timeout = flags.timeout;
         }
-        if flags.memory.is_some() {
-            l.memory = flags.memory;
+        if let Some(m) = flags.memory {
+            l.memory = memory_bytes(m);
+            l.memory_explicit = true;
         }
         if let Some(p) = flags.pids {
             if p == 0 {
@@ -584,6 +610,14 @@ fn naming(value: &Spanned<String>, message: String) -> String {
         message
     } else {
         format!("{quoted}: {message}")
+    }
+}
+
+/// The limit in force for a memory setting.
+fn memory_bytes(setting: MemoryLimit) -> Option<ByteSize> {
+    match setting {
+        MemoryLimit::Size(size) => Some(size),
+        MemoryLimit::Unlimited => None,
     }
 }
 

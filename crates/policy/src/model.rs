@@ -187,6 +187,10 @@ impl std::str::FromStr for NetworkMode {
 pub struct Limits {
     pub timeout: Option<HumanDuration>,
     pub memory: Option<ByteSize>,
+    /// Whether `memory` (or its absence) was set by a config file or flag rather than left at
+    /// the default, half of physical memory: only the default may go without a cgroup to carry
+    /// it, and the cgroup v1 share for socket buffers is carved out of either.
+    pub memory_explicit: bool,
     pub pids: Option<u64>,
     /// Whether `pids` was set by a config file or flag rather than left at the default; an
     /// explicit limit is enforced exactly, the default may use a cheaper, approximate cap.

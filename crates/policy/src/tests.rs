@@ -154,7 +154,7 @@ fn golden_parse_errors() {
     );
     assert_eq!(
         err("[limits]\nmemory = \"lots\"\n"),
-        "/p/.ringfence.toml:2:10: `lots` is not a size; write a size like `512M`, `2G` or `1048576`"
+        "/p/.ringfence.toml:2:10: `lots` is not a size; write a size like `512M`, `2G` or `1048576`, or `none` for no limit"
     );
     assert_eq!(
         err("[filesystem]\nwrite = \"~/x\"\n"),
@@ -199,6 +199,40 @@ fn schema_is_current() {
         config::json_schema(),
         "docs/policy.schema.json is stale: regenerate it with `ringfence schema > docs/policy.schema.json`"
     );
+}
+
+/// Half of physical memory is the default cap; flags and the user config may set any value or
+/// `none`, an untrusted project may only lower it.
+#[test]
+fn memory_defaults_to_half_of_physical_memory() {
+    let gib = |n: u64| ByteSize(n << 30);
+    let machine = || builder().physical_memory(ByteSize((16 << 30) + 12345));
+    let p = machine().build().unwrap();
+    assert_eq!((p.limits.memory, p.limits.memory_explicit), (Some(gib(8)), false));
+    assert_eq!(builder().build().unwrap().limits.memory, None, "no default without the machine's size");
+
+    let none = Overrides { memory: Some(MemoryLimit::Unlimited), ..Default::default() };
+    let p = machine().overrides(none).build().unwrap();
+    assert_eq!((p.limits.memory, p.limits.memory_explicit), (None, true));
+    let p = machine().user_config(user("[limits]\nmemory = \"12G\"\n")).build().unwrap();
+    assert_eq!((p.limits.memory, p.limits.memory_explicit), (Some(gib(12)), true));
+
+    let p = machine().project_config(project("[limits]\nmemory = \"2G\"\n")).build().unwrap();
+    assert_eq!((p.limits.memory, p.limits.memory_explicit), (Some(gib(2)), true));
+    for (text, expected) in [
+        ("[limits]\nmemory = \"12G\"\n", "raising `limits.memory`"),
+        ("[limits]\nmemory = \"none\"\n", "removing `limits.memory`"),
+    ] {
+        let e = machine().project_config(project(text)).build().unwrap_err().to_string();
+        assert!(e.contains(expected) && e.contains("trusted_projects"), "{text:?} gave {e}");
+        let trusted = Overrides { trust_project: true, ..Default::default() };
+        assert!(machine().project_config(project(text)).overrides(trusted).build().is_ok(), "{text:?}");
+    }
+    // Once the user config removed the cap, a project may set one, but not remove it again.
+    let u = || user("[limits]\nmemory = \"none\"\n");
+    let p = machine().user_config(u()).project_config(project("[limits]\nmemory = \"64G\"\n")).build();
+    assert_eq!(p.unwrap().limits.memory, Some(gib(64)));
+    assert!(machine().user_config(u()).project_config(project("[limits]\nmemory = \"none\"\n")).build().is_ok());
 }
 
 #[test]

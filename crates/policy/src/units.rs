@@ -13,6 +13,14 @@ pub struct HumanDuration(pub Duration);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
 
+/// A memory limit as written in a config file or flag: a size, or `none` for no limit at all
+/// (not even the default one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryLimit {
+    Size(ByteSize),
+    Unlimited,
+}
+
 impl std::str::FromStr for HumanDuration {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
@@ -111,6 +119,25 @@ impl fmt::Display for ByteSize {
     }
 }
 
+impl std::str::FromStr for MemoryLimit {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.trim() == "none" {
+            return Ok(MemoryLimit::Unlimited);
+        }
+        text.parse().map(MemoryLimit::Size).map_err(|e| format!("{e}, or `none` for no limit"))
+    }
+}
+
+impl fmt::Display for MemoryLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemoryLimit::Size(size) => size.fmt(f),
+            MemoryLimit::Unlimited => f.write_str("none"),
+        }
+    }
+}
+
 macro_rules! string_serde {
     ($ty:ty, $desc:literal) => {
         impl<'de> Deserialize<'de> for $ty {
@@ -159,6 +186,10 @@ macro_rules! string_serde {
 
 string_serde!(HumanDuration, "A duration such as \"30s\", \"10m\" or \"1h30m\"; a bare number is seconds.");
 string_serde!(ByteSize, "A size such as \"512M\" or \"2G\" (binary units); a bare number is bytes.");
+string_serde!(
+    MemoryLimit,
+    "A size such as \"512M\" or \"2G\" (binary units), a bare number of bytes, or \"none\" for no limit."
+);
 
 #[cfg(test)]
 mod tests {
@@ -190,5 +221,10 @@ mod tests {
         assert!(b("0").is_err());
         assert!(b("3X").is_err());
         assert_eq!(ByteSize(2 << 30).to_string(), "2G");
+        let m = |s: &str| s.parse::<MemoryLimit>();
+        assert_eq!(m("none"), Ok(MemoryLimit::Unlimited));
+        assert_eq!(m("2G"), Ok(MemoryLimit::Size(ByteSize(2 << 30))));
+        assert!(m("lots").unwrap_err().ends_with("or `none` for no limit"));
+        assert_eq!(MemoryLimit::Unlimited.to_string(), "none");
     }
 }

@@ -113,6 +113,10 @@ pub fn load_policy(sources: &PolicySources, flags: Overrides) -> Result<Policy, 
     check_named_workspace(sources, &home, &workspace)?;
     let user_path = user_config_path(&home);
     let mut builder = PolicyBuilder::new(&workspace, &home).user_config_path(&user_path).tool_env(tool_env());
+    #[cfg(target_os = "linux")]
+    if let Some(total) = ringfence_linux::features::physical_memory() {
+        builder = builder.physical_memory(ringfence_policy::ByteSize(total));
+    }
     if !sources.no_config {
         let user = match &sources.config {
             Some(path) => {

@@ -396,7 +396,8 @@ pub struct ExitStatus {
     pub git_findings: Vec<ReviewFinding>,
     /// What the review could not review; the run then ends with [`EndReason::ReviewFailed`].
     pub review_failures: Vec<ReviewFinding>,
-    /// What the run's clean-up could not undo (Windows: an ACL entry it could not remove).
+    /// What the run's clean-up could not undo (Linux: a placeholder it could not remove;
+    /// Windows: an ACL entry it could not remove).
     pub warnings: Vec<String>,
 }
 
@@ -478,7 +479,7 @@ impl Child {
             max_rss_kb: out.rusage.ru_maxrss.max(0) as u64,
             git_findings: out.git_findings,
             review_failures: out.review_failures,
-            warnings: Vec::new(),
+            warnings: out.left,
         })
     }
 
@@ -487,11 +488,13 @@ impl Child {
         Err(Error::Unsupported("this platform's backend is not available yet".into()))
     }
 
-    /// The protections in force for this run, and those requested but not enforced.
+    /// The protections in force for this run, and those not enforced: requested ones (only
+    /// with `allow_degraded`), then defaults this machine can't carry (a memory cap without a
+    /// cgroup).
     #[cfg(target_os = "linux")]
     pub fn layers(&self) -> (Vec<ringfence_audit::Layer>, Vec<ringfence_audit::Layer>) {
         let e = &self.sandbox.enforcement;
-        (e.enforced.clone(), e.not_enforced.clone())
+        (e.enforced.clone(), e.not_enforced.iter().chain(&e.missing_defaults).cloned().collect())
     }
 
     /// Platform facts for the run.start event's `kernel` field.

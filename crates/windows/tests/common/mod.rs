@@ -12,6 +12,7 @@ pub fn no_limits() -> Limits {
     Limits {
         timeout: None,
         memory: None,
+        memory_explicit: false,
         pids: None,
         pids_explicit: false,
         cpus: None,
