@@ -347,6 +347,13 @@ fn chmod_workspace(env: &Env) -> (Vec<PathBuf>, String) {
     (folders, script.to_string())
 }
 
+/// The folders' modes after the run: as the run left them, except that `sub`, which it made
+/// unreadable, is given back to its owner by the post-run review when the caller is not root
+/// (root reads it anyway).
+fn modes_after(who: Who) -> [u32; 3] {
+    [0o555, 0o555, if who == Who::Nobody { 0o700 } else { 0 }]
+}
+
 /// Puts the modes back so the scratch tree can be removed.
 fn restore_modes(folders: &[PathBuf]) {
     for f in folders {
@@ -368,7 +375,9 @@ fn placeholders_are_removed_after_the_run_took_permission_away() {
         restore_modes_after(&folders, || {
             assert_code(&out, 0);
             assert!(text.contains(".envrc") && text.contains("config") && text.contains("CHMODDED"), "{who:?}: {text}");
-            assert_eq!(folders.iter().map(|f| mode(f)).collect::<Vec<_>>(), [0o555, 0o555, 0], "{who:?}");
+            assert_eq!(folders.iter().map(|f| mode(f)).collect::<Vec<_>>(), modes_after(who), "{who:?}");
+            let lifted = stderr(&out).contains("took away permissions the review needs");
+            assert_eq!(lifted, who == Who::Nobody, "{who:?}: {text}");
             assert!(!stderr(&out).contains("could not be removed"), "{who:?}: {text}");
         });
         for f in &folders {
@@ -400,8 +409,9 @@ fn placeholders_are_removed_after_a_killed_supervisor() {
         let during = env.ws.join(".envrc").is_dir();
         child.kill().unwrap();
         let out = collect_within(child, RUN_LIMIT);
-        // The cleaner lifts the modes while it removes, then puts them back.
-        let expected = [0o555, 0o555, 0];
+        // The cleaner lifts the modes while it removes, then puts them back; its review gives
+        // the unreadable `sub` back to its owner, as the supervisor's does.
+        let expected = modes_after(who);
         let clean = poll_until(Duration::from_secs(5), || {
             folders.iter().all(|f| placeholders_in(f).is_empty()) && folders.iter().map(|f| mode(f)).eq(expected)
         });

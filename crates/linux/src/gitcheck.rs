@@ -348,9 +348,9 @@ impl<'a> Walk<'a> {
         lacking && self.restored(at.path, fsops::grant_fd(at.fd, 0o700), 0o700)
     }
 
-    /// Runs `op` on the entry `name` of `at`; on `EACCES`, gives the folder, then the entry,
-    /// back the permissions it needs (`bits` for the entry; none for a lookup) if the caller
-    /// owns them, and tries again.
+    /// Runs `op` on the entry `name` of `at`; on `EACCES`, gives the entry (`bits`; none for a
+    /// lookup), then the folder, back the permissions it needs if the caller owns them, and tries
+    /// again. The entry comes first, so a folder that was not in the way keeps its mode.
     fn with_access<T>(
         &mut self,
         at: &At,
@@ -358,25 +358,24 @@ impl<'a> Walk<'a> {
         bits: u32,
         op: impl Fn(BorrowedFd) -> nix::Result<T>,
     ) -> nix::Result<T> {
-        match op(at.fd) {
-            Err(Errno::EACCES) => {}
-            other => return other,
+        let denied = |r: &nix::Result<T>| matches!(r, Err(Errno::EACCES));
+        let mut result = op(at.fd);
+        if denied(&result) && bits != 0 && self.grant_entry(at, name, bits) {
+            result = op(at.fd);
         }
-        if self.repair_folder(at) {
-            match op(at.fd) {
-                Err(Errno::EACCES) => {}
-                other => return other,
+        if denied(&result) && self.repair_folder(at) {
+            result = op(at.fd);
+            if denied(&result) && bits != 0 && self.grant_entry(at, name, bits) {
+                result = op(at.fd);
             }
         }
-        if bits == 0 {
-            return Err(Errno::EACCES);
-        }
+        result
+    }
+
+    /// Gives the entry `name` of `at` the permission `bits` if the caller owns it; whether it did.
+    fn grant_entry(&mut self, at: &At, name: &OsStr, bits: u32) -> bool {
         let granted = fsops::grant(at.fd, name, bits);
-        if self.restored(&at.path.join(name), granted, bits) {
-            op(at.fd)
-        } else {
-            Err(Errno::EACCES)
-        }
+        self.restored(&at.path.join(name), granted, bits)
     }
 
     fn lstat(&mut self, at: &At, name: &OsStr) -> Option<FileStat> {
