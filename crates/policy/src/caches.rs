@@ -183,6 +183,8 @@ mod tests {
         (dirs.into_iter().map(|d| d.path).collect(), used)
     }
 
+    // Unix paths: caches and home areas are Linux (and macOS) features.
+    #[cfg(unix)]
     #[test]
     fn defaults_and_variables() {
         let (dirs, used) = locate(CacheTool::Cargo, &[]);
@@ -204,6 +206,8 @@ mod tests {
         assert_eq!(dirs, [PathBuf::from("/home/u/.npm")]);
     }
 
+    // Unix paths: caches and home areas are Linux (and macOS) features.
+    #[cfg(unix)]
     #[test]
     fn names_round_trip_and_owners_are_found() {
         for tool in CacheTool::all() {

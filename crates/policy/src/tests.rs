@@ -511,6 +511,8 @@ fn normalize_paths() {
     }
 }
 
+// Unix paths: caches and home areas are Linux (and macOS) features.
+#[cfg(unix)]
 #[test]
 fn roots_in_home_tool_areas_need_their_flag() {
     for raw in ["~/.config/x", "~/.local", "~/.cargo/bin", "~/bin", "~/go/bin", "~/.cache/pip", "~/.bashrc"] {
@@ -547,6 +549,8 @@ fn roots_in_home_tool_areas_need_their_flag() {
     assert!(PolicyBuilder::new(Path::new("/home/u/.dotfiles"), Path::new(HOME)).overrides(read_only).build().is_ok());
 }
 
+// Unix paths: caches and home areas are Linux (and macOS) features.
+#[cfg(unix)]
 #[test]
 fn caches_come_from_flags_files_and_presets() {
     let flags = Overrides { caches: vec!["cargo".into(), "pip".into(), "cargo".into()], ..Default::default() };
@@ -578,6 +582,8 @@ fn caches_come_from_flags_files_and_presets() {
     assert!(err("[filesystem]\ncaches = [\"ccache\"]\n").contains("unknown value `ccache`"));
 }
 
+// Unix paths: caches and home areas are Linux (and macOS) features.
+#[cfg(unix)]
 #[test]
 fn secret_names_and_home_areas() {
     use crate::profile::{home_tool_area, secret_name};
