@@ -177,6 +177,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    #[cfg(unix)]
     fn locate(tool: CacheTool, vars: &[(&str, &str)]) -> (Vec<PathBuf>, Vec<(String, String)>) {
         let map: BTreeMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let (dirs, used) = tool.locate(Path::new("/home/u"), &|k| map.get(k).cloned());
