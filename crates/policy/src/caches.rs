@@ -172,20 +172,18 @@ impl Serialize for CacheTool {
     }
 }
 
-#[cfg(test)]
+// Unix paths: caches are Linux (and macOS) features.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    #[cfg(unix)]
     fn locate(tool: CacheTool, vars: &[(&str, &str)]) -> (Vec<PathBuf>, Vec<(String, String)>) {
         let map: BTreeMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let (dirs, used) = tool.locate(Path::new("/home/u"), &|k| map.get(k).cloned());
         (dirs.into_iter().map(|d| d.path).collect(), used)
     }
 
-    // Unix paths: caches and home areas are Linux (and macOS) features.
-    #[cfg(unix)]
     #[test]
     fn defaults_and_variables() {
         let (dirs, used) = locate(CacheTool::Cargo, &[]);
@@ -207,8 +205,6 @@ mod tests {
         assert_eq!(dirs, [PathBuf::from("/home/u/.npm")]);
     }
 
-    // Unix paths: caches and home areas are Linux (and macOS) features.
-    #[cfg(unix)]
     #[test]
     fn names_round_trip_and_owners_are_found() {
         for tool in CacheTool::all() {
