@@ -1,4 +1,8 @@
-//! The `ringfence` command.
+//! The `ringfence` command. It asks the library for everything and prints what it gets: no
+//! platform code lives here.
+
+#![forbid(unsafe_code)]
+#![deny(clippy::too_many_lines)]
 
 mod args;
 mod check;
@@ -10,46 +14,13 @@ mod setup;
 use clap::Parser;
 use ringfence::exit_code;
 
-/// Whether the caller passed descriptor `fd` open.
-#[cfg(target_os = "linux")]
-fn fd_is_open(fd: i32) -> bool {
-    ringfence::linux::inherited_fd_is_open(fd)
-}
-
-#[cfg(target_os = "macos")]
-fn fd_is_open(fd: i32) -> bool {
-    ringfence::macos::inherited_fd_is_open(fd)
-}
-
-/// Opens /dev/null on any of the standard descriptors the caller left closed, so that no pipe
-/// or socket of ringfence's own lands on 0, 1 or 2 and is taken for the command's stdio.
-#[cfg(any(target_os = "linux", target_os = "macos"))]
-fn fill_closed_stdio() {
-    use std::os::fd::IntoRawFd;
-    for fd in 0..3 {
-        if !fd_is_open(fd) {
-            // The lowest free number is the one just found closed.
-            if let Ok(null) = std::fs::File::options().read(true).write(true).open("/dev/null") {
-                let _ = null.into_raw_fd();
-            }
-        }
-    }
-}
-
 fn main() {
-    // On Windows this binary is also the runner that starts commands as the sandbox account.
-    #[cfg(windows)]
-    if let Some(code) = ringfence::windows::runner_entry() {
-        std::process::exit(code);
-    }
-    #[cfg(any(target_os = "linux", target_os = "macos"))]
-    fill_closed_stdio();
-    // Signals the supervisor forwards are blocked before anything else, so none is lost
-    // between now and the moment the sandbox's init can take them.
-    #[cfg(target_os = "linux")]
-    let signals = run::block_forwarded_signals();
-    #[cfg(not(target_os = "linux"))]
-    let signals: run::Blocked = None;
+    // First of all: the signals the supervisor forwards are blocked, so none is lost before a
+    // sandbox can take them (and on Windows this binary may be the backend's runner).
+    let signals = match ringfence::start_process() {
+        Ok(signals) => signals,
+        Err(code) => std::process::exit(code),
+    };
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -44,60 +44,12 @@ fn gateway_sink(events: Events) -> impl Fn(EventBody) + Send + Sync + 'static {
     }
 }
 
-/// The terminal signals the supervisor passes on (Linux: a signalfd; Windows: console events
-/// reach the sandbox's job directly).
-#[cfg(target_os = "linux")]
-pub type Signals = Option<nix::sys::signalfd::SignalFd>;
-/// macOS: ringfence ignores the terminal signals and reads their deliveries from a kqueue.
-#[cfg(target_os = "macos")]
-pub type Signals = Option<ringfence::macos::ForwardedSignals>;
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
-pub type Signals = Option<()>;
-
-/// The forwarded signals, once blocked.
-#[cfg(target_os = "linux")]
-pub type Blocked = Option<nix::sys::signal::SigSet>;
-#[cfg(not(target_os = "linux"))]
-pub type Blocked = Option<()>;
-
-/// Blocks the signals the supervisor forwards; they wait until [`signal_fd`] reads them.
-#[cfg(target_os = "linux")]
-pub fn block_forwarded_signals() -> Blocked {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    for sig in ringfence::linux::FORWARDED_SIGNALS {
-        set.add(*sig);
-    }
-    set.add(Signal::SIGWINCH);
-    set.thread_block().ok().map(|()| set)
-}
-
-/// A descriptor to read the blocked signals from (those already pending included). Made only
-/// once `--json-status`'s descriptor was checked, so it can't take a number the caller meant.
-#[cfg(target_os = "linux")]
-fn signal_fd(blocked: Blocked) -> Signals {
-    use nix::sys::signalfd::{SfdFlags, SignalFd};
-    SignalFd::with_flags(&blocked?, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok()
-}
-
-/// macOS: from here on ringfence ignores the forwarded signals and a kqueue records each
-/// delivery (made, like Linux's signalfd, once `--json-status`'s descriptor was checked).
-#[cfg(target_os = "macos")]
-fn signal_fd(_: Blocked) -> Signals {
-    ringfence::macos::ForwardedSignals::install().ok()
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
-fn signal_fd(_: Blocked) -> Signals {
-    None
-}
-
 fn run_id() -> String {
     let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     format!("{:x}-{:x}", t.as_millis(), std::process::id())
 }
 
-pub fn run(args: RunArgs, blocked: Blocked) -> i32 {
+pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
     let mut policy = match ringfence::load_policy(&args.policy.sources(), args.policy.overrides()) {
         Ok(p) => p,
         Err(e) => {
@@ -115,7 +67,7 @@ pub fn run(args: RunArgs, blocked: Blocked) -> i32 {
             return e.code;
         }
     };
-    let mut signals = signal_fd(blocked);
+    ringfence::arm_signals(&mut signals);
     let events: Events = outputs.events.take().map(|file| Arc::new(Mutex::new(EventWriter::new(file, run_id()))));
     let mut argv = args.command.into_iter();
     let program = argv.next().unwrap_or_default();
@@ -158,13 +110,8 @@ pub fn run(args: RunArgs, blocked: Blocked) -> i32 {
         }
     }
     drop(head);
-    #[cfg(windows)]
-    {
-        let killer = child.killer();
-        let _ = ctrlc::set_handler(move || killer.kill());
-    }
     let relays = relay_streams(&mut child);
-    let status = match child.wait_forwarding(signals.as_mut()) {
+    let status = match child.wait_forwarding(&mut signals) {
         Ok(s) => s,
         Err(e) => {
             report(&e);
@@ -183,7 +130,7 @@ fn finish(
     status: &ExitStatus,
     limits: &ringfence_policy::Limits,
     events: &Events,
-    target: Option<crate::record::StatusTarget>,
+    target: Option<std::fs::File>,
 ) -> i32 {
     explain_end(status, limits, events);
     report_review(status, events);
@@ -199,7 +146,7 @@ fn finish(
         },
     );
     if let Some(mut target) = target {
-        if let Err(e) = target.write(format!("{}\n", status_json(status)).as_bytes()) {
+        if let Err(e) = target.write_all(format!("{}\n", status_json(status)).as_bytes()) {
             report(&format!("--json-status: {e}"));
         }
     }

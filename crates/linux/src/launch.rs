@@ -1,6 +1,6 @@
 //! The supervisor side: validate and plan, clone into the namespaces, then watch the run.
 
-use crate::cgroup::{self, CgroupJoin, CgroupProbe, CgroupStats, LimitMechanism, LimitPlan, RunCgroup, SocketGuard};
+use crate::cgroup::{self, CgroupJoin, CgroupProbe, LimitMechanism, LimitPlan, RunCgroup, SocketGuard};
 use crate::cleaner::{Cleaner, Leftovers};
 use crate::error::{ChildError, ErrorKind, LaunchError};
 use crate::gitcheck::{Review, ReviewReport};
@@ -123,7 +123,6 @@ pub struct Outcome {
     pub reason: EndReason,
     pub duration: Duration,
     pub rusage: libc::rusage,
-    pub cgroup: CgroupStats,
 }
 
 /// Listening sockets on the sandbox's loopback, for the gateway to serve from outside.
@@ -751,7 +750,6 @@ impl Sandbox {
             reason,
             duration,
             rusage,
-            cgroup: stats,
         })
     }
 

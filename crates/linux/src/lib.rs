@@ -4,45 +4,28 @@
 
 #![cfg(target_os = "linux")]
 
+mod backend;
 mod caches;
 mod cgroup;
 mod cleaner;
 mod error;
-pub mod features;
+mod explain;
+mod features;
 mod gitcheck;
 mod init;
 mod landlock_rules;
 mod launch;
 mod limits;
-pub mod mounts;
+mod mounts;
 mod notify;
 mod output;
 mod placeholder;
-pub mod plan;
+mod plan;
 mod pty;
-pub mod roots;
-pub mod seccomp;
+mod roots;
+mod seccomp;
 mod secrets;
 mod sys;
 mod view;
 
-pub use cgroup::{memory_origin, CgroupProbe, CgroupStats, LimitMechanism, LimitPlan, CGROUP_REMEDY};
-pub use error::{ErrorKind, LaunchError};
-pub use features::{FeatureReport, Features};
-pub use output::{inherited_output_path, open_output, OutputFile, OutputMode};
-pub use ringfence_audit::ReviewFinding;
-
-/// Writes to a descriptor inherited from the caller (`--json-status 3`), as it is: appending,
-/// socket or pipe alike.
-pub fn write_inherited_fd(fd: std::os::fd::RawFd, data: &[u8]) -> std::io::Result<()> {
-    sys::write_fd(fd, data)
-}
-
-/// Whether the caller passed this descriptor open.
-pub fn inherited_fd_is_open(fd: std::os::fd::RawFd) -> bool {
-    sys::fd_is_open(fd)
-}
-pub use launch::{
-    spawn, Enforcement, ExitKind, GatewayListeners, LaunchSpec, LayerStatus, Outcome, Sandbox, StdioSpec,
-    FORWARDED_SIGNALS, TIMEOUT_GRACE,
-};
+pub use backend::{Linux, Prepared, Sandbox, Signals};

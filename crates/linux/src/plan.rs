@@ -92,8 +92,6 @@ pub struct MountPlan {
     pub placeholders: Vec<Placeholder>,
     /// Canonical rules, for Landlock and for `explain`.
     pub rules: FsRules,
-    /// The workspace, canonical.
-    pub workspace: PathBuf,
     /// Host folders the run can write besides the write rules (the upper layers of cache
     /// overlays): the post-run review walks them like writable roots.
     pub review_roots: Vec<PathBuf>,
@@ -312,7 +310,7 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
     if let Some(folder) = crate::caches::protected_root(&policy.home, &rules, &mut canon) {
         rules.push(RuleKind::DenyWrite, folder, Origin::builtin(ringfence_policy::profile::WHILE_PRESENT));
     }
-    let mut plan = MountPlan { rules, workspace, ..Default::default() };
+    let mut plan = MountPlan { rules, ..Default::default() };
     plan.review_roots = caches.iter().map(|c| c.layer.join("upper")).collect();
 
     // What each op'd path shows: `true` when the view there is fresh (tmpfs), else the access

@@ -169,6 +169,16 @@ pub fn fd_is_open(fd: RawFd) -> bool {
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
+/// A copy (close-on-exec) of a descriptor the caller passed open (`--json-status 3`), as a
+/// file of ours; None when it is not open. The caller's own number is left as it is.
+pub fn take_inherited_fd(fd: RawFd) -> Option<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer and touches no memory.
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    // SAFETY: `copy` is a descriptor this call just made and nothing else owns.
+    (copy >= 0).then(|| unsafe { std::fs::File::from_raw_fd(copy) })
+}
+
 /// Raw `read` from a descriptor Rust does not own.
 pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     loop {

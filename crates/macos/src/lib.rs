@@ -6,6 +6,7 @@
 //! included (tests/golden.rs). Applying a profile, the launch and the watch over the process
 //! tree are `cfg(target_os = "macos")`.
 
+pub mod explain;
 pub mod platform;
 pub mod profile;
 pub mod regions;
@@ -14,6 +15,8 @@ pub mod resolve;
 pub mod sbpl;
 pub mod services;
 
+#[cfg(target_os = "macos")]
+mod backend;
 #[cfg(target_os = "macos")]
 mod launch;
 #[cfg(target_os = "macos")]
@@ -26,13 +29,13 @@ mod sys;
 mod tree;
 
 #[cfg(target_os = "macos")]
+pub use backend::{Macos, Sandbox as MacosSandbox, Signals};
+#[cfg(target_os = "macos")]
 pub use launch::{
     bind_gateway, os_version, probe, spawn, ExitKind, GatewayPorts, LaunchSpec, Outcome, Sandbox, StdioSpec, TempDir,
 };
 #[cfg(target_os = "macos")]
 pub use signals::ForwardedSignals;
-#[cfg(target_os = "macos")]
-pub use sys::{inherited_fd_is_open, write_inherited_fd};
 
 pub use profile::{compile, CompileError, Compiled, Net, Request};
 pub use report::Enforcement;

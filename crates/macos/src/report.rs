@@ -1,12 +1,8 @@
-//! What a run on macOS enforces and what it does not, for run.start, `check` and `explain`.
+//! What a run on macOS enforces and what it does not, for run.start and `check`.
 //! Platform-neutral, so the texts are tested everywhere.
 
-use crate::profile::Compiled;
 use ringfence_audit::Layer;
-use ringfence_policy::{FsAccess, NetworkMode, Policy, RuleKind};
-use std::collections::BTreeSet;
-use std::fmt::Write as _;
-use std::path::Path;
+use ringfence_policy::{NetworkMode, Policy};
 
 /// How often the supervisor samples the process tree (memory, process count, escapees).
 pub const WATCH_INTERVAL_MS: u64 = 100;
@@ -100,92 +96,6 @@ pub fn check_items(seatbelt: &Result<(), String>) -> Vec<CheckItem> {
         item("git review", false, "not on macOS: a run can't create .git at a writable root's top (git init), and .git/hooks and .git/config stay read-only"),
         item("exec monitor", false, "no proc.exec event for the programs the command starts, only for the command itself"),
     ]
-}
-
-fn access_name(a: FsAccess) -> &'static str {
-    match a {
-        FsAccess::Deny => "hidden    ",
-        FsAccess::Read => "read-only ",
-        FsAccess::Write => "writable  ",
-    }
-}
-
-/// The filesystem section of `explain`: each rule path as Seatbelt matches it, what it gets
-/// and the rule that decides.
-pub fn explain_files(compiled: &Compiled) -> String {
-    let rules = &compiled.rules;
-    let mut out =
-        String::from("Filesystem (the most specific rule wins; paths as Seatbelt matches them, links resolved):\n");
-    let paths: BTreeSet<&Path> = rules.rules.iter().map(|r| r.path.as_path()).collect();
-    for path in paths {
-        let d = rules.access(path);
-        let rule = match d.access {
-            FsAccess::Write => d.write_rule,
-            FsAccess::Read => d.write_rule.filter(|r| r.kind == RuleKind::DenyWrite).or(d.read_rule),
-            FsAccess::Deny => d.read_rule,
-        };
-        let how = match (d.access, rule.map(|r| r.kind)) {
-            (FsAccess::Deny, _) => {
-                "[seatbelt: taken out of the readable region in any letter case, also if created later]"
-            }
-            (FsAccess::Read, Some(RuleKind::DenyWrite)) => {
-                "[seatbelt: taken out of the writable region, also while absent: no placeholder]"
-            }
-            (FsAccess::Read, _) => "[seatbelt: file-read*, process-exec]",
-            (FsAccess::Write, _) => "[seatbelt: file-write*; the root itself can't be renamed or removed]",
-        };
-        let from = rule.map(|r| r.origin.to_string()).unwrap_or_else(|| "built-in".into());
-        let _ = writeln!(out, "  {:<44} {}{how}\n      from {from}", path.display(), access_name(d.access));
-    }
-    let pins = &compiled.regions.pins;
-    if !pins.is_empty() {
-        let list: Vec<String> = pins.iter().map(|p| p.display().to_string()).collect();
-        let _ = writeln!(
-            out,
-            "  pinned (can't be renamed, removed or created, so the paths inside stay protected): {}",
-            list.join(", ")
-        );
-    }
-    out.push_str("  /dev                                         null, zero, random, urandom, fd, ptmx, own terminal  [seatbelt]\n");
-    out.push_str("  hard links, clones and set-id bits           refused everywhere  [seatbelt: never allowed]\n");
-    out
-}
-
-/// The network line of `explain` for `mode`.
-pub fn explain_network_layer(mode: NetworkMode) -> &'static str {
-    match mode {
-        NetworkMode::None => "[seatbelt: no network-outbound rule; Unix sockets only in the run's TMPDIR]",
-        NetworkMode::Allow => {
-            "[gateway in the supervisor on two free loopback ports chosen per run; Seatbelt lets the command \
-             connect to those two ports only; nothing else on the host's loopback]"
-        }
-        NetworkMode::Host => "[no isolation: (allow network*)]",
-    }
-}
-
-/// The process and limit lines of `explain`.
-pub fn explain_processes(policy: &Policy) -> String {
-    let mut out = String::from("Processes:\n");
-    out.push_str("  signals and process information only within the sandbox  [seatbelt: target same-sandbox]\n");
-    out.push_str("  own session and process group, no controlling terminal but its own  [setsid before exec]\n");
-    out.push_str("  the group is killed when the command ends; escapees (setsid) tracked by polling  [supervisor]\n");
-    out.push_str("  keychain, pasteboard, Apple Events, Launch Services, launchd jobs, DNS: refused  [seatbelt: mach-lookup list]\n");
-    out.push_str("  hard links, set-id bits, kernel extensions, other users' processes: refused  [seatbelt]\n");
-    out.push_str(&format!(
-        "  task ports of the sandbox's own processes: {}\n\n",
-        if policy.allow_ptrace { "allowed (--allow-ptrace)" } else { "refused  [seatbelt]" }
-    ));
-    out
-}
-
-/// The mechanism behind each limit, for `explain`.
-pub fn explain_limit_mechanisms(root: bool) -> (String, String) {
-    let pids = if root {
-        "supervisor: count of the process tree (RLIMIT_NPROC does not apply to root)".to_string()
-    } else {
-        "RLIMIT_NPROC, per user: the user's other processes count too; supervisor: count of the tree".to_string()
-    };
-    (pids, format!("supervisor: sum of the tree's resident memory every {WATCH_INTERVAL_MS} ms"))
 }
 
 #[cfg(test)]

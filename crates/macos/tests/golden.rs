@@ -315,7 +315,7 @@ fn a_rule_under_dev_is_refused() {
 #[test]
 fn explain_names_the_seatbelt_layer_of_each_rule() {
     let p = policy("/Users/u/proj", "/Users/u", flags(|o| o.deny_write = vec!["src/gen".into()]));
-    let text = ringfence_macos::report::explain_files(&compiled(&p, Net::None, None));
+    let text = ringfence_macos::explain::files(&p, &compiled(&p, Net::None, None)).render();
     let line = |path: &str| text.lines().find(|l| l.trim_start().starts_with(&format!("{path} "))).unwrap_or_default();
     assert!(line("/Users/u/.ssh").contains("hidden") && line("/Users/u/.ssh").contains("any letter case"), "{text}");
     assert!(line("/Users/u/proj/.envrc").contains("read-only") && line("/Users/u/proj/.envrc").contains("absent"));

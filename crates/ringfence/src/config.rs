@@ -1,5 +1,7 @@
 //! Finding and reading config files, and merging them with flags into one policy.
 
+use crate::platform::Platform;
+use ringfence_backend::Backend;
 use ringfence_policy::{LoadedConfig, Overrides, Policy, PolicyBuilder, PolicyError};
 use std::path::{Path, PathBuf};
 
@@ -15,16 +17,12 @@ pub fn user_config_path(home: &Path) -> PathBuf {
         .join("ringfence/config.toml")
 }
 
-/// The user's home directory, from $HOME or the password database.
+/// The user's home directory, from $HOME or the platform's account database.
 pub fn home_dir() -> PathBuf {
     if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         return PathBuf::from(home);
     }
-    #[cfg(target_os = "linux")]
-    if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::getuid()) {
-        return user.dir;
-    }
-    PathBuf::from("/")
+    Platform::user_home().unwrap_or_else(|| PathBuf::from("/"))
 }
 
 fn read(path: &Path) -> Result<Option<LoadedConfig>, PolicyError> {
@@ -63,32 +61,23 @@ fn logical_cwd() -> Result<PathBuf, PolicyError> {
     Ok(std::env::var_os("PWD").map(PathBuf::from).filter(|p| p.is_absolute() && same(p)).unwrap_or(real))
 }
 
+#[cfg(not(unix))]
+fn logical_cwd() -> Result<PathBuf, PolicyError> {
+    std::env::current_dir().map_err(|e| PolicyError::new(format!("the current directory: {e}")))
+}
+
 /// Refuses a workspace the user named through a link a sandboxed run could have planted (a
 /// folder linked to ~/.config inside a project): the user must name the real folder. The
 /// named path must still lead to `workspace` (resolved before): a link swapped meanwhile is
-/// refused too.
-#[cfg(target_os = "linux")]
+/// refused too. Which links a run could have planted is the backend's to say.
 fn check_named_workspace(sources: &PolicySources, home: &Path, workspace: &Path) -> Result<(), PolicyError> {
     let named = match &sources.workspace {
         Some(w) if w.is_absolute() => w.clone(),
         Some(w) => logical_cwd()?.join(w),
         None => logical_cwd()?,
     };
-    ringfence_linux::roots::refuse_planted_link(&named, home, "the workspace", |real| {
-        format!("run from the real folder: cd {0} (or -C {0})", real.display())
-    })
-    .map_err(|e| PolicyError::new(e.0).with_help(e.1))?;
-    let (now, _) = ringfence_linux::roots::walk(&named);
-    if now != workspace {
-        return Err(PolicyError::new(format!(
-            "the workspace {} changed while ringfence started: it led to {}, then to {}",
-            named.display(),
-            workspace.display(),
-            now.display()
-        ))
-        .with_help("run again from the real folder, and check what is changing it"));
-    }
-    Ok(())
+    Platform::check_named_root(&named, workspace, home, "the workspace")
+        .map_err(|e| PolicyError::new(e.message).with_help(e.remedy.unwrap_or_default()))
 }
 
 /// The host's values of the variables that place tools' caches.
@@ -109,12 +98,10 @@ pub fn load_policy(sources: &PolicySources, flags: Overrides) -> Result<Policy, 
     // Resolved, so a $HOME reached through a link is still recognised as home by the policy.
     let home = home_dir();
     let home = home.canonicalize().unwrap_or(home);
-    #[cfg(target_os = "linux")]
     check_named_workspace(sources, &home, &workspace)?;
     let user_path = user_config_path(&home);
     let mut builder = PolicyBuilder::new(&workspace, &home).user_config_path(&user_path).tool_env(tool_env());
-    #[cfg(target_os = "linux")]
-    if let Some(total) = ringfence_linux::features::physical_memory() {
+    if let Some(total) = Platform::physical_memory() {
         builder = builder.physical_memory(ringfence_policy::ByteSize(total));
     }
     if !sources.no_config {

@@ -32,6 +32,8 @@ pub mod wfp;
 pub mod wpath;
 
 #[cfg(windows)]
+mod backend;
+#[cfg(windows)]
 mod changes;
 #[cfg(windows)]
 mod launch;
@@ -44,6 +46,8 @@ mod slots;
 #[cfg(windows)]
 mod sys;
 
+#[cfg(windows)]
+pub use backend::{Sandbox as WindowsSandbox, Windows};
 #[cfg(windows)]
 pub use launch::{spawn, Killer, LaunchSpec, Sandbox, StdioSpec};
 #[cfg(windows)]
