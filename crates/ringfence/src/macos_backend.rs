@@ -95,6 +95,7 @@ impl Child {
             system_time: out.system_time,
             max_rss_kb: out.max_rss_kb,
             git_findings: Vec::new(),
+            review_failures: Vec::new(),
             warnings: out.warnings,
         })
     }
