@@ -453,13 +453,13 @@ fn processes(policy: &Policy, out: &mut String) {
 fn limits(policy: &Policy, out: &mut String) {
     out.push_str("Limits:\n");
     let l = &policy.limits;
+    #[cfg_attr(target_os = "macos", allow(unused_variables))]
     let (pids_how, memory, mech) = limit_mechanisms(l);
     let or_none = |v: Option<String>| v.unwrap_or_else(|| "none".into());
     out.push_str(&format!("  pids: {}  [{pids_how}]\n", or_none(l.pids.map(|p| p.to_string()))));
     out.push_str(&format!("  memory: {memory}\n"));
-    let with = |v: Option<String>| v.map(|v| format!("{v}  [{mech}]")).unwrap_or_else(|| "none".into());
     #[cfg(not(target_os = "macos"))]
-    out.push_str(&format!("  cpus: {}\n", with(l.cpus.map(|c| c.to_string()))));
+    out.push_str(&format!("  cpus: {}\n", or_none(l.cpus.map(|c| format!("{c}  [{mech}]")))));
     #[cfg(target_os = "macos")]
     out.push_str(&format!("  cpus: {}\n", or_none(l.cpus.map(|c| format!("{c}  [NOT ENFORCED: macOS can't cap it]")))));
     out.push_str(&format!("  timeout: {}  [supervisor]\n", or_none(l.timeout.map(|t| t.to_string()))));

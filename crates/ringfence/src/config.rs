@@ -52,7 +52,7 @@ pub struct PolicySources {
 
 /// The current directory as the user reached it: `$PWD` when it names the current directory
 /// (shells keep it with the links the user went through), else the resolved one.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn logical_cwd() -> Result<PathBuf, PolicyError> {
     use std::os::unix::fs::MetadataExt;
     let real = std::env::current_dir().map_err(|e| PolicyError::new(format!("the current directory: {e}")))?;
