@@ -11,10 +11,10 @@
 use crate::profile::{compile, Net, Request};
 use crate::pty::{self, Pty, RawMode};
 use crate::report::{self, Enforcement, WATCH_INTERVAL_MS};
+use crate::resolve;
 use crate::signals::ForwardedSignals;
 use crate::sys::{self, Kqueue, SpawnSetup};
 use crate::tree::{Sample, Tree};
-use crate::{resolve, TIMEOUT_GRACE};
 use ringfence_audit::{EndReason, ErrorKind, LaunchError};
 use ringfence_policy::{NetworkMode, Policy};
 use std::ffi::{c_char, c_int, CString, OsStr, OsString};
@@ -375,6 +375,9 @@ pub fn spawn(mut spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let master = pty.map(|p| p.master);
     base.started(pid, read_to_end(status_read), master, &shown, &cwd)
 }
+
+/// How long a timed-out command gets between SIGTERM and SIGKILL (as on Linux).
+pub const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 
 /// How long the forked child may take to apply the profile and exec.
 const SETUP_DEADLINE: Duration = Duration::from_secs(20);

@@ -28,6 +28,7 @@ mod tree;
 #[cfg(target_os = "macos")]
 pub use launch::{
     bind_gateway, os_version, probe, spawn, ExitKind, GatewayPorts, LaunchSpec, Outcome, Sandbox, StdioSpec, TempDir,
+    TIMEOUT_GRACE,
 };
 #[cfg(target_os = "macos")]
 pub use signals::ForwardedSignals;
@@ -42,6 +43,3 @@ pub use report::Enforcement;
 pub fn is_root() -> bool {
     sys::uid() == 0
 }
-
-/// How long a timed-out command gets between SIGTERM and SIGKILL (as on Linux).
-pub const TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);

@@ -4,6 +4,7 @@
 
 use crate::changes::{self, RunChanges};
 use crate::error::LaunchError;
+use crate::install::ACCOUNT_NAME;
 use crate::prepare::{self, Prepared, Request};
 use crate::protocol::{self, ConsoleRequest, FromRunner, LaunchRequest, ToRunner, PROTOCOL_VERSION, RUNNER_ARG};
 use crate::report::{Enforcement, Outcome, KILLED_EXIT_CODE};
@@ -16,7 +17,7 @@ use crate::sys::job::{self as sjob, Job};
 use crate::sys::pipe::{self, ControlServer};
 use crate::sys::process::{self, Started};
 use crate::sys::{account, console, security, units, wfp as swfp};
-use crate::{cmdline, envblock, ACCOUNT_NAME};
+use crate::{cmdline, envblock};
 use ringfence_policy::Policy;
 use std::ffi::OsString;
 use std::fs::File;

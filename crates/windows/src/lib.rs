@@ -17,6 +17,7 @@ pub mod acl;
 pub mod cmdline;
 pub mod envblock;
 mod error;
+pub mod escape;
 #[cfg(test)]
 mod fixtures;
 pub mod grants;
@@ -50,10 +51,8 @@ pub use launch::{spawn, Killer, LaunchSpec, Sandbox, StdioSpec};
 pub use setup::{forget_root, setup, state, uninstall};
 
 pub use error::{ErrorKind, LaunchError, SETUP_REMEDY};
+pub use install::ACCOUNT_NAME;
 pub use report::{Enforcement, FilterState, Layer, Outcome, SetupReport, SetupState, KILLED_EXIT_CODE};
-
-/// The sandbox account's name (at most 20 characters, the limit for local accounts).
-pub const ACCOUNT_NAME: &str = "ringfence-sandbox";
 
 /// Call first thing in `main` of every program that may be installed as the runner (the
 /// `ringfence` binary): when this process was started as the runner (or as the boot task

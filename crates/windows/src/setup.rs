@@ -2,13 +2,13 @@
 //! secret, the runner, the WFP filters, the NUL device's entry, and what `spawn` reads of them.
 
 use crate::error::{ErrorKind, LaunchError, SETUP_REMEDY};
-use crate::install::{self, Layout, Record};
+use crate::install::{self, Layout, Record, ACCOUNT_NAME};
 use crate::protocol::{BOOT_ARG, PROTOCOL_VERSION};
 use crate::report::{FilterState, SetupReport, SetupState};
 use crate::sid::{capability, Sid};
 use crate::slots::Slots;
 use crate::sys::{account, security, wfp as swfp};
-use crate::{grants, wfp, ACCOUNT_NAME};
+use crate::{grants, wfp};
 use std::path::{Path, PathBuf};
 
 const COMMENT: &str = "ringfence: runs sandboxed commands; created by `ringfence setup`";

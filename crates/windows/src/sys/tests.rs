@@ -572,7 +572,7 @@ fn failing_launches_report_the_win32_error() {
 #[test]
 fn a_sandbox_is_not_started_without_setup() {
     // No `ringfence setup` ran in this (Wine) prefix: spawn fails closed and names the remedy.
-    if security::lookup_account(crate::ACCOUNT_NAME).ok().flatten().is_some() {
+    if security::lookup_account(crate::install::ACCOUNT_NAME).ok().flatten().is_some() {
         return; // a set-up machine: covered by the enforcement tests
     }
     let spec = crate::LaunchSpec {
