@@ -22,7 +22,7 @@ use ringfence_policy::Policy;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::windows::io::{AsRawHandle, OwnedHandle};
+use std::os::windows::io::{AsHandle, BorrowedHandle, OwnedHandle};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc;
@@ -74,7 +74,7 @@ pub struct Killer {
 impl Killer {
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
-        sjob::terminate(self.job.as_raw_handle(), KILLED_EXIT_CODE);
+        sjob::terminate(self.job.as_handle(), KILLED_EXIT_CODE);
     }
 }
 
@@ -127,8 +127,8 @@ impl Repositories {
     fn give_back(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         for folder in &self.folders {
-            let git = crate::sys::wide(crate::wpath::join(folder, ".git"));
-            if sfs::kind(Path::new(&crate::sys::os_string(&git))).is_none() {
+            let git = crate::wpath::join(folder, ".git");
+            if sfs::kind(Path::new(&git)).is_none() {
                 continue;
             }
             match security::file_owner(&git) {
@@ -230,7 +230,7 @@ fn accept(server: ControlServer, name: &str, runner: &Started) -> Result<(File, 
             let _ = t.join();
             return r;
         }
-        let exited = process::wait_any(&[runner.process.as_raw_handle()], Some(Duration::ZERO))?.is_some();
+        let exited = process::wait_any(&[runner.process.as_handle()], Some(Duration::ZERO))?.is_some();
         if exited || Instant::now() > deadline {
             // Connect ourselves to end the blocking accept; it then refuses us by pid.
             pipe::poke(name);
@@ -267,32 +267,46 @@ impl Drop for Launching {
     }
 }
 
-fn stdio_handle(spec: &StdioSpec, index: usize, keep: &mut Vec<File>) -> Result<*mut std::ffi::c_void, LaunchError> {
+/// What one of the command's standard streams is made from: a handle of the caller's (or of
+/// this process), or the NUL device, opened for it.
+enum Stream<'a> {
+    Borrowed(BorrowedHandle<'a>),
+    Null(File),
+}
+
+impl AsHandle for Stream<'_> {
+    fn as_handle(&self) -> BorrowedHandle<'_> {
+        match self {
+            Stream::Borrowed(h) => *h,
+            Stream::Null(f) => f.as_handle(),
+        }
+    }
+}
+
+fn stream(spec: &StdioSpec, index: usize) -> Result<Stream<'_>, LaunchError> {
     let console_error = || {
         LaunchError::policy(
             format!("standard stream {index} is a console; a sandboxed command must not get the caller's console"),
             "pass a pipe or a file (the caller relays it), or ask for a terminal",
         )
     };
-    let null = |keep: &mut Vec<File>| -> Result<*mut std::ffi::c_void, LaunchError> {
+    let null = || -> Result<Stream<'_>, LaunchError> {
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open("NUL")
             .map_err(|e| LaunchError::internal(format!("opening NUL: {e}")))?;
-        let h = f.as_raw_handle();
-        keep.push(f);
-        Ok(h)
+        Ok(Stream::Null(f))
     };
     match spec {
-        StdioSpec::Null => null(keep),
+        StdioSpec::Null => null(),
         StdioSpec::Inherit => match process::std_handle(index) {
-            None => null(keep),
+            None => null(),
             Some(h) if process::is_console(h) => Err(console_error()),
-            Some(h) => Ok(h),
+            Some(h) => Ok(Stream::Borrowed(h)),
         },
-        StdioSpec::Handle(h) if process::is_console(h.as_raw_handle()) => Err(console_error()),
-        StdioSpec::Handle(h) => Ok(h.as_raw_handle()),
+        StdioSpec::Handle(h) if process::is_console(h.as_handle()) => Err(console_error()),
+        StdioSpec::Handle(h) => Ok(Stream::Borrowed(h.as_handle())),
     }
 }
 
@@ -395,8 +409,8 @@ fn prepare_run(spec: &LaunchSpec, account: &Sid, profile: &str, temp_dir: &Path)
 /// Starts the runner, as `start` says, with NUL as its standard streams.
 fn start_runner(start: &RunnerStart, layout: &crate::install::Layout, pipe_name: &str) -> Result<Started, LaunchError> {
     let runner_exe = layout.runner();
-    let mut nul = Vec::new();
-    let null = stdio_handle(&StdioSpec::Null, 0, &mut nul)?;
+    let null = stream(&StdioSpec::Null, 0)?;
+    let null = null.as_handle();
     match start {
         RunnerStart::Logon { password } => {
             let line = cmdline::build_command_line(&units(&runner_exe), &[units(RUNNER_ARG), units(pipe_name)])?;
@@ -407,7 +421,7 @@ fn start_runner(start: &RunnerStart, layout: &crate::install::Layout, pipe_name:
                 &line,
                 &runner_env()?,
                 &units(layout.bin_dir()),
-                [null, null, null],
+                [null; 3],
             )
         }
         #[cfg(test)]
@@ -424,7 +438,7 @@ fn start_runner(start: &RunnerStart, layout: &crate::install::Layout, pipe_name:
                 env_block: &block,
                 cwd: &units(layout.bin_dir()),
                 desktop: None,
-                stdio: Some([null, null, null]),
+                stdio: Some([Some(null); 3]),
                 pseudoconsole: None,
             };
             let started = process::create_suspended(None, &launch)
@@ -484,16 +498,19 @@ fn streams(spec: &LaunchSpec, runner: &Started) -> Result<Streams, LaunchError> 
         let (out_read, out_write) = pipe::anonymous()?;
         let (cols, rows) = process::std_handle(1).and_then(console::size).unwrap_or((80, 25));
         out.console = Some(ConsoleRequest {
-            input: process::duplicate_into(&runner.process, in_read.as_raw_handle(), None)?,
-            output: process::duplicate_into(&runner.process, out_write.as_raw_handle(), None)?,
+            input: process::duplicate_into(&runner.process, in_read.as_handle(), None)?,
+            output: process::duplicate_into(&runner.process, out_write.as_handle(), None)?,
             cols,
             rows,
         });
         out.terminal_pipes = Some((in_write, out_read));
     } else {
         for (i, s) in spec.stdio.iter().enumerate() {
-            let h = stdio_handle(s, i, &mut out.keep)?;
-            out.stdio[i] = process::duplicate_into(&runner.process, h, None)?;
+            let stream = stream(s, i)?;
+            out.stdio[i] = process::duplicate_into(&runner.process, stream.as_handle(), None)?;
+            if let Stream::Null(f) = stream {
+                out.keep.push(f);
+            }
         }
     }
     Ok(out)
@@ -523,7 +540,7 @@ fn launch_command(
 /// waits for the runner to exit, ends it if it doesn't, and fails the launch unless its exit is
 /// confirmed.
 fn confirm_runner_exit(runner: &Started) -> Result<(), LaunchError> {
-    let handle = [runner.process.as_raw_handle()];
+    let handle = [runner.process.as_handle()];
     if process::wait_any(&handle, Some(Duration::from_secs(10)))?.is_some() {
         return Ok(());
     }
@@ -581,8 +598,7 @@ fn start_command(
 ) -> Result<Launched, LaunchError> {
     let runner = state.runner.as_ref().expect("set by connect_runner");
     let job = state.job.as_ref().expect("set before the runner");
-    let job_value =
-        process::duplicate_into(&runner.process, job.handle.as_raw_handle(), Some(sjob::JOB_ASSIGN_PROCESS))?;
+    let job_value = process::duplicate_into(&runner.process, job.handle.as_handle(), Some(sjob::JOB_ASSIGN_PROCESS))?;
     let streams = streams(spec, runner)?;
     let request = LaunchRequest {
         application: units(&prepared.application),
@@ -746,13 +762,13 @@ impl Sandbox {
                 Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
                 None => SLICE,
             };
-            if process::wait_any(&[self.process.as_raw_handle()], Some(slice))?.is_some() {
+            if process::wait_any(&[self.process.as_handle()], Some(slice))?.is_some() {
                 break;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 timed_out = true;
                 self.job.terminate(KILLED_EXIT_CODE);
-                process::wait_any(&[self.process.as_raw_handle()], Some(Duration::from_secs(10)))?;
+                process::wait_any(&[self.process.as_handle()], Some(Duration::from_secs(10)))?;
                 break;
             }
         }
@@ -793,7 +809,7 @@ impl Sandbox {
             }
         }
         if let Some(r) = self.runner.take() {
-            if process::wait_any(&[r.as_raw_handle()], Some(Duration::from_secs(5))).ok().flatten().is_none() {
+            if process::wait_any(&[r.as_handle()], Some(Duration::from_secs(5))).ok().flatten().is_none() {
                 process::terminate(&r, 1);
             }
         }
@@ -802,7 +818,7 @@ impl Sandbox {
                 let _ = o.join();
             }
             if let Some(i) = t.input.take() {
-                process::cancel_io(i.as_raw_handle());
+                process::cancel_io(i.as_handle());
                 // Not joined: a console read may not be cancellable; the thread ends with us.
             }
         }

@@ -13,6 +13,9 @@
 //! every target and are unit-tested everywhere; the OS calls are `cfg(windows)`. See
 //! docs/windows.md.
 
+#![deny(clippy::too_many_lines)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+
 pub mod acl;
 pub mod cmdline;
 pub mod envblock;

@@ -35,9 +35,8 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> LaunchError {
 }
 
 fn protect_path(path: &str, sd: &crate::acl::SecurityDescriptor) -> Result<(), LaunchError> {
-    let w: Vec<u16> = path.encode_utf16().chain([0]).collect();
     let acl = sd.dacl.clone().unwrap_or_default();
-    security::set_file_dacl(&w, &acl, sd.protected)
+    security::set_file_dacl(path, &acl, sd.protected)
         .map_err(|code| crate::sys::os_error(format!("protecting {path}"), "SetNamedSecurityInfoW", code))
 }
 

@@ -58,6 +58,8 @@ pub fn read_in_background(mut input: impl std::io::Read + Send + 'static) -> std
 pub fn under_wine() -> bool {
     use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
     let ntdll: Vec<u16> = "ntdll.dll\0".encode_utf16().collect();
-    // SAFETY: ntdll is always loaded; both names are NUL-terminated.
-    unsafe { GetProcAddress(GetModuleHandleW(ntdll.as_ptr()), c"wine_get_version".as_ptr().cast()).is_some() }
+    // SAFETY: a NUL-terminated name; ntdll is always loaded.
+    let module = unsafe { GetModuleHandleW(ntdll.as_ptr()) };
+    // SAFETY: a loaded module and a NUL-terminated name.
+    unsafe { GetProcAddress(module, c"wine_get_version".as_ptr().cast()).is_some() }
 }
