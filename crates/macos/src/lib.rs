@@ -6,6 +6,9 @@
 //! included (tests/golden.rs). Applying a profile, the launch and the watch over the process
 //! tree are `cfg(target_os = "macos")`.
 
+#![deny(clippy::too_many_lines)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+
 pub mod platform;
 pub mod profile;
 pub mod regions;
@@ -18,6 +21,8 @@ pub mod services;
 mod launch;
 #[cfg(target_os = "macos")]
 mod pty;
+#[cfg(target_os = "macos")]
+mod relay;
 #[cfg(target_os = "macos")]
 mod signals;
 #[cfg(target_os = "macos")]
