@@ -42,6 +42,15 @@ fn check(rc: c_int) -> io::Result<c_int> {
     }
 }
 
+/// The byte count read(2) or write(2) returned, or the error its -1 stands for.
+fn byte_count(n: isize) -> io::Result<usize> {
+    if n < 0 {
+        Err(last_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// Whether the caller passed this descriptor open.
 pub fn inherited_fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only reads the descriptor table.
@@ -167,12 +176,7 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// Reads into `buf`; Ok(0) at the end, WouldBlock when nothing is there.
 pub fn read_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: the pointer and length describe `buf`.
-    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(last_error())
-    } else {
-        Ok(n as usize)
-    }
+    byte_count(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
 }
 
 /// Whether `fd` becomes readable (or reaches its end) within `timeout`.
@@ -186,12 +190,7 @@ pub fn readable_within(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool
 /// Writes what it can of `data`.
 pub fn write_fd(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
     // SAFETY: the pointer and length describe `data`.
-    let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
-    if n < 0 {
-        Err(last_error())
-    } else {
-        Ok(n as usize)
-    }
+    byte_count(unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) })
 }
 
 /// The exit status and usage of `pid` if it has ended, without waiting.
