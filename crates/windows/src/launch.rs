@@ -3,10 +3,12 @@
 //! to start the command, and then watches the command until it ends.
 
 use crate::changes::{self, RunChanges};
+use crate::control::{self, Control};
 use crate::error::LaunchError;
 use crate::install::ACCOUNT_NAME;
 use crate::prepare::{self, Prepared, Request};
-use crate::protocol::{self, ConsoleRequest, FromRunner, LaunchRequest, ToRunner, PROTOCOL_VERSION, RUNNER_ARG};
+use crate::protocol::{ConsoleRequest, FromRunner, LaunchRequest, ToRunner, RUNNER_ARG};
+use crate::relay::{start_relay, Terminal};
 use crate::report::{Enforcement, Outcome, KILLED_EXIT_CODE};
 use crate::setup::{self, Installed};
 use crate::sid::Sid;
@@ -21,11 +23,9 @@ use crate::{cmdline, envblock};
 use ringfence_policy::Policy;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{Read, Write};
 use std::os::windows::io::{AsHandle, BorrowedHandle, OwnedHandle};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,8 +57,6 @@ pub struct LaunchSpec {
     pub gateway_ports: Vec<u16>,
 }
 
-/// How long the runner may take to connect and to answer.
-const RUNNER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the wait loop looks at the job's notifications.
 const SLICE: Duration = Duration::from_millis(50);
 
@@ -76,15 +74,6 @@ impl Killer {
         self.killed.store(true, Ordering::SeqCst);
         sjob::terminate(self.job.as_handle(), KILLED_EXIT_CODE);
     }
-}
-
-/// The terminal relay of an interactive run.
-struct Terminal {
-    output: Option<std::thread::JoinHandle<()>>,
-    input: Option<std::thread::JoinHandle<()>>,
-    resize_stop: Arc<AtomicBool>,
-    resizer: Option<std::thread::JoinHandle<()>>,
-    _raw: console::RawMode,
 }
 
 /// A running sandbox.
@@ -142,102 +131,6 @@ impl Repositories {
             }
         }
         warnings
-    }
-}
-
-/// The control pipe to the runner: frames go out on `write`; a thread reads the replies.
-struct Control {
-    write: Arc<Mutex<File>>,
-    replies: mpsc::Receiver<Result<FromRunner, String>>,
-}
-
-impl Control {
-    fn new((write, mut read): (File, File)) -> Result<Control, LaunchError> {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || loop {
-            let msg = match protocol::read_frame(&mut read) {
-                Ok(Some(frame)) => FromRunner::decode(&frame),
-                Ok(None) => Err("the runner closed the control pipe".into()),
-                Err(e) => Err(format!("reading from the runner: {e}")),
-            };
-            let end = msg.is_err();
-            if tx.send(msg).is_err() || end {
-                break;
-            }
-        });
-        Ok(Control { write: Arc::new(Mutex::new(write)), replies: rx })
-    }
-
-    fn send(&self, msg: &ToRunner) -> Result<(), LaunchError> {
-        let mut w = self.write.lock().map_err(|_| LaunchError::internal("the control pipe's lock"))?;
-        w.write_all(&msg.encode()).map_err(|e| LaunchError::internal(format!("writing to the runner: {e}")))
-    }
-
-    fn recv(&self, runner: &Started) -> Result<FromRunner, LaunchError> {
-        let deadline = Instant::now() + RUNNER_TIMEOUT;
-        loop {
-            match self.replies.recv_timeout(Duration::from_millis(100)) {
-                Ok(Ok(FromRunner::Failed { stage, code, message })) => {
-                    return Err(runner_failed(&stage, code, &message))
-                }
-                Ok(Ok(msg)) => return Ok(msg),
-                Ok(Err(e)) => return Err(runner_gone(runner, &e)),
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(runner_gone(runner, "no reply")),
-                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() > deadline => {
-                    return Err(LaunchError::internal("the runner did not answer within 30 seconds"))
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-            }
-        }
-    }
-}
-
-fn runner_failed(stage: &str, code: u32, message: &str) -> LaunchError {
-    let text = format!("starting the command: {stage} failed: {message}");
-    match code {
-        2 | 3 => LaunchError::policy(text, "check that the program exists"),
-        5 => LaunchError::policy(
-            text,
-            "the sandbox account may not run this program or enter the working folder; make them readable \
-             (a `read` rule) or move them",
-        ),
-        193 | 216 => LaunchError::policy(text, "the program is not a Windows executable for this machine"),
-        _ => LaunchError::internal(text),
-    }
-}
-
-fn runner_gone(runner: &Started, why: &str) -> LaunchError {
-    let code = process::exit_code(&runner.process).unwrap_or(0);
-    let hint = match code {
-        259 => String::new(),
-        0xC000_0142 => " (it could not initialize: the sandbox account may lack access to this window station)".into(),
-        0xC000_0022 => " (access denied while loading)".into(),
-        c => format!(" (exit code {c:#x})"),
-    };
-    LaunchError::internal(format!("the runner stopped during set-up: {why}{hint}"))
-}
-
-/// Waits for the runner to connect to the control pipe, or to die.
-fn accept(server: ControlServer, name: &str, runner: &Started) -> Result<(File, File), LaunchError> {
-    let (tx, rx) = mpsc::channel();
-    let pid = runner.pid;
-    let t = std::thread::spawn(move || {
-        let _ = tx.send(server.accept(pid));
-    });
-    let deadline = Instant::now() + RUNNER_TIMEOUT;
-    loop {
-        if let Ok(r) = rx.recv_timeout(Duration::from_millis(50)) {
-            let _ = t.join();
-            return r;
-        }
-        let exited = process::wait_any(&[runner.process.as_handle()], Some(Duration::ZERO))?.is_some();
-        if exited || Instant::now() > deadline {
-            // Connect ourselves to end the blocking accept; it then refuses us by pid.
-            pipe::poke(name);
-            let _ = rx.recv();
-            let _ = t.join();
-            return Err(runner_gone(runner, if exited { "it exited before connecting" } else { "it never connected" }));
-        }
     }
 }
 
@@ -449,24 +342,6 @@ fn start_runner(start: &RunnerStart, layout: &crate::install::Layout, pipe_name:
     }
 }
 
-/// The runner's first message: its protocol and who it runs as; returns its logon SID.
-fn hello(control: &Control, runner: &Started, account: &Sid) -> Result<Sid, LaunchError> {
-    match control.recv(runner)? {
-        FromRunner::Hello { version, user, logon, .. } => {
-            if version != PROTOCOL_VERSION {
-                return Err(crate::error::needs_setup(format!(
-                    "the installed runner speaks protocol {version}, this ringfence {PROTOCOL_VERSION}"
-                )));
-            }
-            if Sid::parse(&user).ok().as_ref() != Some(account) {
-                return Err(LaunchError::internal(format!("the runner runs as {user}, not as {account}")));
-            }
-            Sid::parse(&logon).map_err(LaunchError::internal)
-        }
-        other => Err(LaunchError::internal(format!("unexpected first message from the runner: {other:?}"))),
-    }
-}
-
 /// The run's gateway permits, in a dynamic session that removes them when it closes (at the
 /// end of the run, or when this process dies). None without a gateway.
 fn gateway_filters(logon: &Sid, ports: &[u16]) -> Result<Option<swfp::Engine>, LaunchError> {
@@ -565,10 +440,10 @@ fn connect_runner(
     let pipe_name = names.private();
     let server = ControlServer::create(&pipe_name, me, &state.account)?;
     let runner = start_runner(start, layout, &pipe_name)?;
-    let pipe = accept(server, &pipe_name, &runner);
+    let pipe = control::accept(server, &pipe_name, &runner);
     let runner = state.runner.insert(runner);
     let control = Control::new(pipe?)?;
-    let logon = hello(&control, runner, &state.account)?;
+    let logon = control::hello(&control, runner, &state.account)?;
     state.logon = Some(logon.clone());
     // The secondary logon service granted the runner's logon the user's desktop; take it back.
     desktop::revoke_logon(&logon, &state.account, true)
@@ -688,50 +563,6 @@ pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerSt
     Ok(sandbox)
 }
 
-fn start_relay(
-    in_write: OwnedHandle,
-    out_read: OwnedHandle,
-    control: Arc<Mutex<File>>,
-) -> Result<Terminal, LaunchError> {
-    let raw = console::RawMode::enter(process::std_handle(0), process::std_handle(1))?;
-    let mut from_command = File::from(out_read);
-    let output = std::thread::spawn(move || {
-        let mut buf = [0u8; 16 * 1024];
-        let mut out = std::io::stdout();
-        while let Ok(n) = from_command.read(&mut buf) {
-            if n == 0 || out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut to_command = File::from(in_write);
-    let input = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        let mut stdin = std::io::stdin();
-        while let Ok(n) = stdin.read(&mut buf) {
-            if n == 0 || to_command.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_flag = Arc::clone(&stop);
-    let resizer = std::thread::spawn(move || {
-        let mut last = process::std_handle(1).and_then(console::size);
-        while !stop_flag.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(250));
-            let now = process::std_handle(1).and_then(console::size);
-            if let (Some((cols, rows)), true) = (now, now != last) {
-                if let Ok(mut w) = control.lock() {
-                    let _ = w.write_all(&ToRunner::Resize { cols, rows }.encode());
-                }
-                last = now;
-            }
-        }
-    });
-    Ok(Terminal { output: Some(output), input: Some(input), resize_stop: stop, resizer: Some(resizer), _raw: raw })
-}
-
 impl Sandbox {
     /// The command's process id.
     pub fn id(&self) -> u32 {
@@ -803,24 +634,15 @@ impl Sandbox {
         // Closing the control pipe lets the runner close the pseudoconsole, which ends its output.
         self.control = None;
         if let Some(t) = self.terminal.as_mut() {
-            t.resize_stop.store(true, Ordering::SeqCst);
-            if let Some(r) = t.resizer.take() {
-                let _ = r.join();
-            }
+            t.stop_resizing();
         }
         if let Some(r) = self.runner.take() {
             if process::wait_any(&[r.as_handle()], Some(Duration::from_secs(5))).ok().flatten().is_none() {
                 process::terminate(&r, 1);
             }
         }
-        if let Some(mut t) = self.terminal.take() {
-            if let Some(o) = t.output.take() {
-                let _ = o.join();
-            }
-            if let Some(i) = t.input.take() {
-                process::cancel_io(i.as_handle());
-                // Not joined: a console read may not be cancellable; the thread ends with us.
-            }
+        if let Some(t) = self.terminal.take() {
+            t.finish();
         }
         // Nothing of the run is left to use the gateway's ports: close them first.
         self.gateway_filters = None;

@@ -38,7 +38,11 @@ pub mod wpath;
 #[cfg(windows)]
 mod changes;
 #[cfg(windows)]
+mod control;
+#[cfg(windows)]
 mod launch;
+#[cfg(windows)]
+mod relay;
 #[cfg(windows)]
 mod runner;
 #[cfg(windows)]
