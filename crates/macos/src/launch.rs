@@ -1,13 +1,14 @@
 //! Starting a command under its profile, and watching it to the end.
 //!
 //! The supervisor compiles the profile and prepares every string and the exec's file actions,
-//! then forks. The child makes system calls only: a new session (own process group, no
-//! controlling terminal but its own), the process limit, the working folder, the profile
-//! (`sandbox_init_with_parameters`), then `posix_spawn` with `POSIX_SPAWN_SETEXEC` (an exec
-//! that closes every descriptor but stdio and resets every signal). A failure at any step is
-//! written to a close-on-exec pipe, so the supervisor knows the command started exactly when
+//! then forks. The child ([`crate::child`]) makes system calls only: a new session (own process
+//! group, no controlling terminal but its own), the process limit, the working folder, the
+//! profile (`sandbox_init_with_parameters`), then `posix_spawn` with `POSIX_SPAWN_SETEXEC` (an
+//! exec that closes every descriptor but stdio and resets every signal). A failure at any step
+//! is written to a close-on-exec pipe, so the supervisor knows the command started exactly when
 //! the pipe closes empty.
 
+use crate::child::{self, Prepared, Report};
 use crate::profile::{compile, Net, Request};
 use crate::pty::{self, Pty, RawMode};
 use crate::relay::Relay;
@@ -16,11 +17,11 @@ use crate::resolve;
 use crate::signals::ForwardedSignals;
 use crate::sys::{self, CStrArray, Kqueue, SpawnSetup};
 use crate::tree::{Sample, Tree};
-use ringfence_audit::{EndReason, ErrorKind, LaunchError};
+use ringfence_audit::{EndReason, LaunchError};
 use ringfence_policy::{NetworkMode, Policy};
 use std::ffi::{c_int, CString, OsStr, OsString};
 use std::net::{Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -169,28 +170,6 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
-/// A failure the child reported, by the step it failed at.
-const STEP_SESSION: u8 = 1;
-const STEP_TERMINAL: u8 = 2;
-const STEP_LIMIT: u8 = 3;
-const STEP_CWD: u8 = 4;
-const STEP_PROFILE: u8 = 5;
-const STEP_EXEC: u8 = 6;
-
-/// What the forked child needs, prepared before the fork so that it only makes system calls.
-/// The descriptors its streams come from are borrowed for `'fd`, until after the fork.
-struct Prepared<'fd> {
-    profile: CString,
-    params: CStrArray,
-    program: CString,
-    argv: CStrArray,
-    envp: CStrArray,
-    cwd: CString,
-    setup: SpawnSetup<'fd>,
-    terminal: Option<BorrowedFd<'fd>>,
-    nproc: Option<u64>,
-}
-
 fn io_internal(what: &'static str) -> impl Fn(std::io::Error) -> LaunchError {
     move |e| LaunchError::internal(format!("{what}: {e}"))
 }
@@ -211,39 +190,38 @@ fn profile_params(profile: &crate::sbpl::Profile) -> Result<CStrArray, LaunchErr
     Ok(CStrArray::new(params))
 }
 
-impl<'fd> Prepared<'fd> {
-    fn new(
-        spec: &LaunchSpec,
-        stdio: &'fd [StdioSpec; 3],
-        profile: &crate::sbpl::Profile,
-        program: &Path,
-        pty: Option<&'fd Pty>,
-    ) -> Result<Prepared<'fd>, LaunchError> {
-        let internal = io_internal("preparing the launch");
-        let argv: Vec<CString> = std::iter::once(&spec.program)
-            .chain(&spec.args)
-            .map(|a| sys::cstring(a.as_bytes(), "an argument"))
-            .collect::<Result<_, _>>()
-            .map_err(nul_refused)?;
-        let envp: Vec<CString> = spec
-            .env
-            .iter()
-            .map(|(k, v)| sys::cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat(), "the environment"))
-            .collect::<Result<_, _>>()
-            .map_err(nul_refused)?;
-        Ok(Prepared {
-            profile: sys::cstring(profile.text.as_bytes(), "the profile").map_err(&internal)?,
-            params: profile_params(profile)?,
-            program: sys::cstring(program.as_os_str().as_bytes(), "the program").map_err(&internal)?,
-            argv: CStrArray::new(argv),
-            envp: CStrArray::new(envp),
-            cwd: sys::cstring(spec.cwd.as_os_str().as_bytes(), "the working folder").map_err(nul_refused)?,
-            setup: SpawnSetup::new(stdio_sources(stdio, pty))
-                .map_err(io_internal("preparing the command's streams"))?,
-            terminal: pty.map(|p| p.slave.as_fd()),
-            nproc: nproc_limit(&spec.policy),
-        })
-    }
+/// What the forked child needs to start `program` as `spec` says, with `stdio` (or the
+/// terminal) as its streams.
+fn prepare<'fd>(
+    spec: &LaunchSpec,
+    stdio: &'fd [StdioSpec; 3],
+    profile: &crate::sbpl::Profile,
+    program: &Path,
+    pty: Option<&'fd Pty>,
+) -> Result<Prepared<'fd>, LaunchError> {
+    let internal = io_internal("preparing the launch");
+    let argv: Vec<CString> = std::iter::once(&spec.program)
+        .chain(&spec.args)
+        .map(|a| sys::cstring(a.as_bytes(), "an argument"))
+        .collect::<Result<_, _>>()
+        .map_err(nul_refused)?;
+    let envp: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|(k, v)| sys::cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat(), "the environment"))
+        .collect::<Result<_, _>>()
+        .map_err(nul_refused)?;
+    Ok(Prepared {
+        profile: sys::cstring(profile.text.as_bytes(), "the profile").map_err(&internal)?,
+        params: profile_params(profile)?,
+        program: sys::cstring(program.as_os_str().as_bytes(), "the program").map_err(&internal)?,
+        argv: CStrArray::new(argv),
+        envp: CStrArray::new(envp),
+        cwd: sys::cstring(spec.cwd.as_os_str().as_bytes(), "the working folder").map_err(nul_refused)?,
+        setup: SpawnSetup::new(stdio_sources(stdio, pty)).map_err(io_internal("preparing the command's streams"))?,
+        terminal: pty.map(|p| p.slave.as_fd()),
+        nproc: nproc_limit(&spec.policy),
+    })
 }
 
 /// The source of each standard stream: the terminal's end, or what the caller passed.
@@ -269,45 +247,6 @@ fn nproc_limit(policy: &Policy) -> Option<u64> {
     let now = sys::pids_of_user(sys::uid()).len() as u64;
     let hard = sys::nproc_hard_limit().unwrap_or(u64::MAX);
     Some((now + pids).min(hard))
-}
-
-/// Writes the failed step and its error for the supervisor, then exits. After the fork.
-fn child_fails(status: BorrowedFd<'_>, step: u8, errno: c_int, text: &[u8]) -> ! {
-    let mut record = [0u8; 5];
-    record[0] = step;
-    record[1..].copy_from_slice(&errno.to_le_bytes());
-    let _ = sys::write_fd(status, &record);
-    let _ = sys::write_fd(status, text);
-    sys::exit_now(125)
-}
-
-/// The forked child: session, limit, folder, profile, exec. System calls only.
-fn child(p: &Prepared<'_>, status: BorrowedFd<'_>) -> ! {
-    let e = sys::setsid();
-    if e != 0 {
-        child_fails(status, STEP_SESSION, e, b"");
-    }
-    if let Some(tty) = p.terminal {
-        let e = sys::set_controlling_terminal(tty);
-        if e != 0 {
-            child_fails(status, STEP_TERMINAL, e, b"");
-        }
-    }
-    if let Some(n) = p.nproc {
-        let e = sys::set_nproc(n);
-        if e != 0 {
-            child_fails(status, STEP_LIMIT, e, b"");
-        }
-    }
-    let e = sys::chdir(&p.cwd);
-    if e != 0 {
-        child_fails(status, STEP_CWD, e, b"");
-    }
-    if let Err(error) = sys::apply_profile(&p.profile, &p.params) {
-        child_fails(status, STEP_PROFILE, 0, error.unwrap_or(b"no reason given"));
-    }
-    let e = p.setup.exec(&p.program, &p.argv, &p.envp);
-    child_fails(status, STEP_EXEC, e, b"")
 }
 
 /// Finds `program` as execvp(3) would, in the command's own PATH.
@@ -348,7 +287,7 @@ pub fn spawn(mut spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let limits = (spec.policy.limits.memory.map(|m| m.0), spec.policy.limits.pids);
     let timeout = spec.policy.limits.timeout.map(|t| t.0);
     let prepared = match find_program(&spec.program, &spec.env, &spec.cwd) {
-        Some(program) => Prepared::new(&spec, &stdio, &compiled.profile, &program, pty.as_ref())?,
+        Some(program) => prepare(&spec, &stdio, &compiled.profile, &program, pty.as_ref())?,
         None => {
             let base = Sandbox::base(enforcement, spec.tmp, spec.gateway, timeout, limits)?;
             return Ok(base.not_started(127, format!("{shown}: command not found")));
@@ -358,7 +297,7 @@ pub fn spawn(mut spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let base = Sandbox::base(enforcement, tmp, gateway, timeout, limits)?;
     let (status_read, status_write) = sys::pipe().map_err(io_internal("creating the status pipe"))?;
     // SAFETY: the child makes system calls only: everything it needs was prepared before.
-    let pid = unsafe { sys::fork(|| child(&prepared, status_write.as_fd())) }.map_err(io_internal("fork"))?;
+    let pid = unsafe { sys::fork(|| child::run(&prepared, status_write.as_fd())) }.map_err(io_internal("fork"))?;
     drop(prepared);
     drop((status_write, stdio));
     // The child reports within milliseconds; one that never does (stuck before its exec) is
@@ -445,27 +384,11 @@ impl Sandbox {
         cwd: &Path,
     ) -> Result<Sandbox, LaunchError> {
         self.pid = pid;
-        if report.len() >= 5 {
+        if let Some(failure) = Report::parse(&report) {
             let _ = sys::wait_blocking(pid);
             self.finished = true;
-            let errno = c_int::from_le_bytes([report[1], report[2], report[3], report[4]]);
-            let why = std::io::Error::from_raw_os_error(errno);
-            let text = String::from_utf8_lossy(&report[5..]).into_owned();
-            return match report[0] {
-                STEP_EXEC if matches!(errno, libc::ENOENT | libc::ENOTDIR) => {
-                    Ok(self.not_started(127, format!("{program}: command not found")))
-                }
-                STEP_EXEC => Ok(self.not_started(126, format!("{program}: can't execute: {why}"))),
-                STEP_CWD => Ok(self.not_started(126, format!("can't enter {}: {why}", cwd.display()))),
-                STEP_PROFILE => Err(LaunchError::new(
-                    ErrorKind::Unsupported,
-                    format!("Seatbelt refused the run's profile: {}", text.trim()),
-                    Some("run `ringfence check`; if it passes, this is a bug in ringfence's profile".into()),
-                )),
-                STEP_LIMIT => Err(LaunchError::internal(format!("setting the process limit: {why}"))),
-                STEP_TERMINAL => Err(LaunchError::internal(format!("giving the command its terminal: {why}"))),
-                _ => Err(LaunchError::internal(format!("starting the command's session: {why}"))),
-            };
+            let (code, message) = failure.not_started(program, cwd)?;
+            return Ok(self.not_started(code, message));
         }
         // Fails only when the command has already ended; the watch reaps it first thing.
         let _ = self.kq.add(pid as usize, libc::EVFILT_PROC, libc::NOTE_EXIT);
@@ -702,19 +625,18 @@ pub fn probe() -> Result<(), String> {
     let (read, write) = sys::pipe().map_err(|e| e.to_string())?;
     let applied = || match sys::apply_profile(&text, &params) {
         Ok(()) => sys::exit_now(0),
-        Err(error) => child_fails(write.as_fd(), STEP_PROFILE, 0, error.unwrap_or(b"no reason given")),
+        Err(error) => child::profile_refused(write.as_fd(), error),
     };
     // SAFETY: the child applies the profile and exits: system calls only.
     let pid = unsafe { sys::fork(applied) }.map_err(|e| format!("fork: {e}"))?;
     drop(write);
     let report = read_to_end(read);
     let (status, _) = sys::wait_blocking(pid).map_err(|e| format!("wait: {e}"))?;
-    match (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, report.len() > 5) {
+    let refusal = Report::parse(&report).map(|r| r.text).filter(|text| !text.is_empty());
+    match (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, refusal) {
         (true, _) => Ok(()),
-        (false, true) => {
-            Err(format!("Seatbelt refused a generated profile: {}", String::from_utf8_lossy(&report[5..]).trim()))
-        }
-        (false, false) => Err(format!("the probe process ended with status {status}")),
+        (false, Some(text)) => Err(format!("Seatbelt refused a generated profile: {}", text.trim())),
+        (false, None) => Err(format!("the probe process ended with status {status}")),
     }
 }
 

@@ -18,6 +18,8 @@ pub mod sbpl;
 pub mod services;
 
 #[cfg(target_os = "macos")]
+mod child;
+#[cfg(target_os = "macos")]
 mod launch;
 #[cfg(target_os = "macos")]
 mod pty;
