@@ -1,25 +1,27 @@
 //! Starting a command under its profile, and watching it to the end.
 //!
 //! The supervisor compiles the profile and prepares every string and the exec's file actions,
-//! then forks. The child makes system calls only: a new session (own process group, no
-//! controlling terminal but its own), the process limit, the working folder, the profile
-//! (`sandbox_init_with_parameters`), then `posix_spawn` with `POSIX_SPAWN_SETEXEC` (an exec
-//! that closes every descriptor but stdio and resets every signal). A failure at any step is
-//! written to a close-on-exec pipe, so the supervisor knows the command started exactly when
+//! then forks. The child ([`crate::child`]) makes system calls only: a new session (own process
+//! group, no controlling terminal but its own), the process limit, the working folder, the
+//! profile (`sandbox_init_with_parameters`), then `posix_spawn` with `POSIX_SPAWN_SETEXEC` (an
+//! exec that closes every descriptor but stdio and resets every signal). A failure at any step
+//! is written to a close-on-exec pipe, so the supervisor knows the command started exactly when
 //! the pipe closes empty.
 
+use crate::child::{self, Prepared, Report};
 use crate::profile::{compile, Net, Request};
 use crate::pty::{self, Pty, RawMode};
+use crate::relay::Relay;
 use crate::report::{self, Enforcement, WATCH_INTERVAL_MS};
+use crate::resolve;
 use crate::signals::ForwardedSignals;
-use crate::sys::{self, Kqueue, SpawnSetup};
+use crate::sys::{self, CStrArray, Kqueue, SpawnSetup};
 use crate::tree::{Sample, Tree};
-use crate::{resolve, TIMEOUT_GRACE};
-use ringfence_audit::{EndReason, ErrorKind, LaunchError};
+use ringfence_audit::{EndReason, LaunchError};
 use ringfence_policy::{NetworkMode, Policy};
-use std::ffi::{c_char, c_int, CString, OsStr, OsString};
+use std::ffi::{c_int, CString, OsStr, OsString};
 use std::net::{Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -168,98 +170,71 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
-/// A failure the child reported, by the step it failed at.
-const STEP_SESSION: u8 = 1;
-const STEP_TERMINAL: u8 = 2;
-const STEP_LIMIT: u8 = 3;
-const STEP_CWD: u8 = 4;
-const STEP_PROFILE: u8 = 5;
-const STEP_EXEC: u8 = 6;
-
-/// What the forked child needs, prepared before the fork so that it only makes system calls.
-struct Prepared {
-    profile: CString,
-    _params: Vec<CString>,
-    param_ptrs: Vec<*const c_char>,
-    program: CString,
-    _argv: Vec<CString>,
-    argv_ptrs: Vec<*const c_char>,
-    _envp: Vec<CString>,
-    envp_ptrs: Vec<*const c_char>,
-    cwd: CString,
-    setup: SpawnSetup,
-    terminal: Option<RawFd>,
-    nproc: Option<u64>,
-    /// The descriptors the setup dup2s from, open until the fork is done.
-    _ends: Vec<OwnedFd>,
-}
-
 fn io_internal(what: &'static str) -> impl Fn(std::io::Error) -> LaunchError {
     move |e| LaunchError::internal(format!("{what}: {e}"))
 }
 
-impl Prepared {
-    fn new(
-        spec: &LaunchSpec,
-        stdio: [StdioSpec; 3],
-        profile: &crate::sbpl::Profile,
-        program: &Path,
-        pty: Option<&Pty>,
-    ) -> Result<Prepared, LaunchError> {
-        let internal = io_internal("preparing the launch");
-        let refused = |e: std::io::Error| LaunchError::policy(e.to_string(), "remove the NUL byte");
-        let mut params = Vec::new();
-        for (name, value) in &profile.params {
-            params.push(sys::cstring(name.as_bytes(), "a parameter name").map_err(&internal)?);
-            params.push(sys::cstring(value, "a path").map_err(refused)?);
-        }
-        let argv: Vec<CString> = std::iter::once(&spec.program)
-            .chain(&spec.args)
-            .map(|a| sys::cstring(a.as_bytes(), "an argument"))
-            .collect::<Result<_, _>>()
-            .map_err(refused)?;
-        let envp: Vec<CString> = spec
-            .env
-            .iter()
-            .map(|(k, v)| sys::cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat(), "the environment"))
-            .collect::<Result<_, _>>()
-            .map_err(refused)?;
-        let (sources, ends) = stdio_sources(stdio, pty);
-        Ok(Prepared {
-            profile: sys::cstring(profile.text.as_bytes(), "the profile").map_err(&internal)?,
-            param_ptrs: sys::pointers(&params),
-            _params: params,
-            program: sys::cstring(program.as_os_str().as_bytes(), "the program").map_err(&internal)?,
-            argv_ptrs: sys::pointers(&argv),
-            _argv: argv,
-            envp_ptrs: sys::pointers(&envp),
-            _envp: envp,
-            cwd: sys::cstring(spec.cwd.as_os_str().as_bytes(), "the working folder").map_err(refused)?,
-            setup: SpawnSetup::new(sources).map_err(io_internal("preparing the command's streams"))?,
-            terminal: pty.map(|p| p.slave.as_raw_fd()),
-            nproc: nproc_limit(&spec.policy),
-            _ends: ends,
-        })
-    }
+/// A NUL byte where the command's strings can't have one: the policy's or the caller's to fix.
+fn nul_refused(e: std::io::Error) -> LaunchError {
+    LaunchError::policy(e.to_string(), "remove the NUL byte")
 }
 
-/// The source of each standard stream, and the descriptors that must stay open until the fork.
-fn stdio_sources(stdio: [StdioSpec; 3], pty: Option<&Pty>) -> ([sys::Stdio; 3], Vec<OwnedFd>) {
-    if let Some(pty) = pty {
-        let fd = pty.slave.as_raw_fd();
-        return ([sys::Stdio::From(fd), sys::Stdio::From(fd), sys::Stdio::From(fd)], Vec::new());
+/// The profile's parameters as C strings: name, value, name, value, …
+fn profile_params(profile: &crate::sbpl::Profile) -> Result<CStrArray, LaunchError> {
+    let internal = io_internal("preparing the launch");
+    let mut params = Vec::new();
+    for (name, value) in &profile.params {
+        params.push(sys::cstring(name.as_bytes(), "a parameter name").map_err(&internal)?);
+        params.push(sys::cstring(value, "a path").map_err(nul_refused)?);
     }
-    let mut ends = Vec::new();
-    let sources = stdio.map(|s| match s {
+    Ok(CStrArray::new(params))
+}
+
+/// What the forked child needs to start `program` as `spec` says, with `stdio` (or the
+/// terminal) as its streams.
+fn prepare<'fd>(
+    spec: &LaunchSpec,
+    stdio: &'fd [StdioSpec; 3],
+    profile: &crate::sbpl::Profile,
+    program: &Path,
+    pty: Option<&'fd Pty>,
+) -> Result<Prepared<'fd>, LaunchError> {
+    let internal = io_internal("preparing the launch");
+    let argv: Vec<CString> = std::iter::once(&spec.program)
+        .chain(&spec.args)
+        .map(|a| sys::cstring(a.as_bytes(), "an argument"))
+        .collect::<Result<_, _>>()
+        .map_err(nul_refused)?;
+    let envp: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|(k, v)| sys::cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat(), "the environment"))
+        .collect::<Result<_, _>>()
+        .map_err(nul_refused)?;
+    Ok(Prepared {
+        profile: sys::cstring(profile.text.as_bytes(), "the profile").map_err(&internal)?,
+        params: profile_params(profile)?,
+        program: sys::cstring(program.as_os_str().as_bytes(), "the program").map_err(&internal)?,
+        argv: CStrArray::new(argv),
+        envp: CStrArray::new(envp),
+        cwd: sys::cstring(spec.cwd.as_os_str().as_bytes(), "the working folder").map_err(nul_refused)?,
+        setup: SpawnSetup::new(stdio_sources(stdio, pty)).map_err(io_internal("preparing the command's streams"))?,
+        terminal: pty.map(|p| p.slave.as_fd()),
+        nproc: nproc_limit(&spec.policy),
+    })
+}
+
+/// The source of each standard stream: the terminal's end, or what the caller passed.
+fn stdio_sources<'fd>(stdio: &'fd [StdioSpec; 3], pty: Option<&'fd Pty>) -> [sys::Stdio<'fd>; 3] {
+    if let Some(pty) = pty {
+        let fd = pty.slave.as_fd();
+        return [sys::Stdio::From(fd), sys::Stdio::From(fd), sys::Stdio::From(fd)];
+    }
+    stdio.each_ref().map(|s| match s {
         StdioSpec::Inherit => sys::Stdio::Inherit,
         StdioSpec::Null => sys::Stdio::Null,
-        StdioSpec::Fd(fd) => {
-            let raw = fd.as_raw_fd();
-            ends.push(fd);
-            sys::Stdio::From(raw)
-        }
-    });
-    (sources, ends)
+        StdioSpec::Fd(fd) => sys::Stdio::From(fd.as_fd()),
+    })
 }
 
 /// RLIMIT_NPROC counts every process of the user, so the run may start `pids` more than the
@@ -272,45 +247,6 @@ fn nproc_limit(policy: &Policy) -> Option<u64> {
     let now = sys::pids_of_user(sys::uid()).len() as u64;
     let hard = sys::nproc_hard_limit().unwrap_or(u64::MAX);
     Some((now + pids).min(hard))
-}
-
-/// Writes the failed step and its error for the supervisor, then exits. After the fork.
-fn child_fails(status: RawFd, step: u8, errno: c_int, text: &[u8]) -> ! {
-    let mut record = [0u8; 5];
-    record[0] = step;
-    record[1..].copy_from_slice(&errno.to_le_bytes());
-    let _ = sys::write_fd(status, &record);
-    let _ = sys::write_fd(status, text);
-    sys::exit_now(125)
-}
-
-/// The forked child: session, limit, folder, profile, exec. System calls only.
-fn child(p: &Prepared, status: RawFd) -> ! {
-    let e = sys::setsid();
-    if e != 0 {
-        child_fails(status, STEP_SESSION, e, b"");
-    }
-    if let Some(tty) = p.terminal {
-        let e = sys::set_controlling_terminal(tty);
-        if e != 0 {
-            child_fails(status, STEP_TERMINAL, e, b"");
-        }
-    }
-    if let Some(n) = p.nproc {
-        let e = sys::set_nproc(n);
-        if e != 0 {
-            child_fails(status, STEP_LIMIT, e, b"");
-        }
-    }
-    let e = sys::chdir(&p.cwd);
-    if e != 0 {
-        child_fails(status, STEP_CWD, e, b"");
-    }
-    if let Err(error) = sys::apply_profile(&p.profile, &p.param_ptrs) {
-        child_fails(status, STEP_PROFILE, 0, sys::error_text(error).unwrap_or(b"no reason given"));
-    }
-    let e = p.setup.exec(&p.program, &p.argv_ptrs, &p.envp_ptrs);
-    child_fails(status, STEP_EXEC, e, b"")
 }
 
 /// Finds `program` as execvp(3) would, in the command's own PATH.
@@ -348,23 +284,25 @@ pub fn spawn(mut spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let compiled = compile(&request, &resolve::host()).map_err(|e| LaunchError::policy(e.message, e.remedy))?;
     let shown = spec.program.to_string_lossy().into_owned();
     let stdio = std::mem::replace(&mut spec.stdio, [StdioSpec::Null, StdioSpec::Null, StdioSpec::Null]);
-    let prepared = match find_program(&spec.program, &spec.env, &spec.cwd) {
-        Some(program) => Some(Prepared::new(&spec, stdio, &compiled.profile, &program, pty.as_ref())?),
-        None => None,
-    };
     let limits = (spec.policy.limits.memory.map(|m| m.0), spec.policy.limits.pids);
     let timeout = spec.policy.limits.timeout.map(|t| t.0);
+    let prepared = match find_program(&spec.program, &spec.env, &spec.cwd) {
+        Some(program) => prepare(&spec, &stdio, &compiled.profile, &program, pty.as_ref())?,
+        None => {
+            let base = Sandbox::base(enforcement, spec.tmp, spec.gateway, timeout, limits)?;
+            return Ok(base.not_started(127, format!("{shown}: command not found")));
+        }
+    };
     let LaunchSpec { tmp, gateway, cwd, .. } = spec;
     let base = Sandbox::base(enforcement, tmp, gateway, timeout, limits)?;
-    let Some(prepared) = prepared else {
-        return Ok(base.not_started(127, format!("{shown}: command not found")));
-    };
     let (status_read, status_write) = sys::pipe().map_err(io_internal("creating the status pipe"))?;
-    let pid = sys::fork(|| child(&prepared, status_write.as_raw_fd())).map_err(io_internal("fork"))?;
-    drop((status_write, prepared));
+    // SAFETY: the child makes system calls only: everything it needs was prepared before.
+    let pid = unsafe { sys::fork(|| child::run(&prepared, status_write.as_fd())) }.map_err(io_internal("fork"))?;
+    drop(prepared);
+    drop((status_write, stdio));
     // The child reports within milliseconds; one that never does (stuck before its exec) is
     // killed rather than waited for.
-    if !sys::readable_within(status_read.as_raw_fd(), SETUP_DEADLINE) {
+    if !sys::readable_within(status_read.as_fd(), SETUP_DEADLINE) {
         sys::kill(pid, libc::SIGKILL);
         let _ = sys::wait_blocking(pid);
         return Err(LaunchError::internal(format!(
@@ -375,6 +313,9 @@ pub fn spawn(mut spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let master = pty.map(|p| p.master);
     base.started(pid, read_to_end(status_read), master, &shown, &cwd)
 }
+
+/// How long a timed-out command gets between SIGTERM and SIGKILL (as on Linux).
+pub const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 
 /// How long the forked child may take to apply the profile and exec.
 const SETUP_DEADLINE: Duration = Duration::from_secs(20);
@@ -395,7 +336,7 @@ pub struct Sandbox {
     limits: (Option<u64>, Option<u64>),
     tree: Option<Tree>,
     kq: Kqueue,
-    terminal: Option<OwnedFd>,
+    terminal: Option<Relay>,
     tmp: TempDir,
     _gateway: Option<GatewayPorts>,
     /// The command could not be started: its exit code and why.
@@ -443,35 +384,17 @@ impl Sandbox {
         cwd: &Path,
     ) -> Result<Sandbox, LaunchError> {
         self.pid = pid;
-        if report.len() >= 5 {
+        if let Some(failure) = Report::parse(&report) {
             let _ = sys::wait_blocking(pid);
             self.finished = true;
-            let errno = c_int::from_le_bytes([report[1], report[2], report[3], report[4]]);
-            let why = std::io::Error::from_raw_os_error(errno);
-            let text = String::from_utf8_lossy(&report[5..]).into_owned();
-            return match report[0] {
-                STEP_EXEC if matches!(errno, libc::ENOENT | libc::ENOTDIR) => {
-                    Ok(self.not_started(127, format!("{program}: command not found")))
-                }
-                STEP_EXEC => Ok(self.not_started(126, format!("{program}: can't execute: {why}"))),
-                STEP_CWD => Ok(self.not_started(126, format!("can't enter {}: {why}", cwd.display()))),
-                STEP_PROFILE => Err(LaunchError::new(
-                    ErrorKind::Unsupported,
-                    format!("Seatbelt refused the run's profile: {}", text.trim()),
-                    Some("run `ringfence check`; if it passes, this is a bug in ringfence's profile".into()),
-                )),
-                STEP_LIMIT => Err(LaunchError::internal(format!("setting the process limit: {why}"))),
-                STEP_TERMINAL => Err(LaunchError::internal(format!("giving the command its terminal: {why}"))),
-                _ => Err(LaunchError::internal(format!("starting the command's session: {why}"))),
-            };
+            let (code, message) = failure.not_started(program, cwd)?;
+            return Ok(self.not_started(code, message));
         }
         // Fails only when the command has already ended; the watch reaps it first thing.
         let _ = self.kq.add(pid as usize, libc::EVFILT_PROC, libc::NOTE_EXIT);
-        if let Some(master) = &terminal {
-            sys::set_nonblocking(master.as_raw_fd()).map_err(io_internal("the terminal"))?;
-            self.kq.add(master.as_raw_fd() as usize, libc::EVFILT_READ, 0).map_err(io_internal("the terminal"))?;
+        if let Some(master) = terminal {
+            self.terminal = Some(Relay::new(master, &self.kq).map_err(io_internal("the terminal"))?);
         }
-        self.terminal = terminal;
         self.tree = Some(Tree::new(pid, self.tmp.path()));
         Ok(self)
     }
@@ -549,8 +472,11 @@ impl Sandbox {
         if let Some(s) = signals.as_deref() {
             self.kq.add(s.fd() as usize, libc::EVFILT_READ, 0).map_err(io_internal("watching signals"))?;
         }
-        let _raw = self.terminal.as_ref().and_then(|_| RawMode::enter(0));
-        let mut relay = self.terminal.as_ref().map(|m| Relay::new(m.as_raw_fd(), &self.kq));
+        let stdin = std::io::stdin();
+        let _raw = self.terminal.as_ref().and_then(|_| RawMode::enter(stdin.as_fd()));
+        if let Some(relay) = self.terminal.as_mut() {
+            relay.listen(&self.kq);
+        }
         let mut deadline = self.timeout.map(|t| self.started + t);
         // Short commands end before the first sample: it costs a scan of the process table.
         let mut next_sample = self.started + Duration::from_millis(WATCH_INTERVAL_MS);
@@ -570,10 +496,10 @@ impl Sandbox {
             }
             let wake = deadline.map_or(next_sample, |d| d.min(next_sample));
             for event in self.kq.wait(Some(wake.saturating_duration_since(now))).map_err(io_internal("kevent"))? {
-                self.dispatch(event, signals.as_deref_mut(), relay.as_mut());
+                self.dispatch(event, signals.as_deref_mut());
             }
         }
-        if let Some(relay) = relay.as_mut() {
+        if let Some(relay) = self.terminal.as_mut() {
             relay.drain();
         }
         Ok(w)
@@ -610,16 +536,16 @@ impl Sandbox {
         }
     }
 
-    fn dispatch(&mut self, event: sys::Event, signals: Option<&mut ForwardedSignals>, relay: Option<&mut Relay>) {
+    fn dispatch(&mut self, event: sys::Event, signals: Option<&mut ForwardedSignals>) {
         if let Some(s) = signals.filter(|s| event.ident == s.fd() as usize && event.filter == libc::EVFILT_READ) {
             for sig in s.take() {
                 match (sig, &self.terminal) {
-                    (libc::SIGWINCH, Some(master)) => pty::sync_size(0, master.as_raw_fd()),
+                    (libc::SIGWINCH, Some(relay)) => pty::sync_size(std::io::stdin().as_fd(), relay.terminal()),
                     (libc::SIGWINCH, None) => {}
                     _ => sys::kill_group(self.pid, sig),
                 }
             }
-        } else if let Some(relay) = relay {
+        } else if let Some(relay) = self.terminal.as_mut() {
             relay.handle(event, &self.kq);
         }
     }
@@ -678,79 +604,6 @@ impl Watched {
     }
 }
 
-/// Input for the command's terminal held while it doesn't read; our input waits beyond that.
-const PENDING_INPUT_MAX: usize = 1 << 20;
-
-/// Copies our stdin to the command's terminal and its output to our stdout, never blocking:
-/// the timeout and signals stay in force whatever the command does.
-struct Relay {
-    master: RawFd,
-    pending: Vec<u8>,
-    stdin_open: bool,
-    buf: Vec<u8>,
-}
-
-impl Relay {
-    fn new(master: RawFd, kq: &Kqueue) -> Relay {
-        let stdin_open = kq.add(0, libc::EVFILT_READ, 0).is_ok();
-        Relay { master, pending: Vec::new(), stdin_open, buf: vec![0; 64 * 1024] }
-    }
-
-    fn handle(&mut self, event: sys::Event, kq: &Kqueue) {
-        match (event.ident, event.filter) {
-            (fd, libc::EVFILT_READ) if fd == self.master as usize => self.drain(),
-            (0, libc::EVFILT_READ) if self.stdin_open => self.read_input(kq),
-            (fd, libc::EVFILT_WRITE) if fd == self.master as usize => self.flush(kq),
-            _ => {}
-        }
-    }
-
-    fn read_input(&mut self, kq: &Kqueue) {
-        match sys::read_fd(0, &mut self.buf) {
-            // Our input ended: pass the end on as the terminal's end-of-file character.
-            Ok(0) | Err(_) => {
-                self.pending.push(0x04);
-                self.stdin_open = false;
-                kq.remove(0, libc::EVFILT_READ);
-            }
-            Ok(n) => self.pending.extend_from_slice(&self.buf[..n]),
-        }
-        if self.pending.len() >= PENDING_INPUT_MAX {
-            kq.remove(0, libc::EVFILT_READ);
-        }
-        self.flush(kq);
-    }
-
-    fn flush(&mut self, kq: &Kqueue) {
-        while !self.pending.is_empty() {
-            match sys::write_fd(self.master, &self.pending) {
-                Ok(n) if n > 0 => {
-                    self.pending.drain(..n);
-                }
-                _ => break,
-            }
-        }
-        if self.pending.is_empty() {
-            kq.remove(self.master as usize, libc::EVFILT_WRITE);
-            if self.stdin_open {
-                let _ = kq.add(0, libc::EVFILT_READ, 0);
-            }
-        } else {
-            let _ = kq.add(self.master as usize, libc::EVFILT_WRITE, 0);
-        }
-    }
-
-    /// Copies whatever output the terminal holds now.
-    fn drain(&mut self) {
-        while let Ok(n) = sys::read_fd(self.master, &mut self.buf) {
-            if n == 0 {
-                break;
-            }
-            let _ = sys::write_inherited_fd(1, &self.buf[..n]);
-        }
-    }
-}
-
 /// Applies a profile compiled from the default policy, with every kind of rule the backend
 /// writes, in a child process: Ok when this macOS accepts ringfence's profiles.
 pub fn probe() -> Result<(), String> {
@@ -768,29 +621,22 @@ pub fn probe() -> Result<(), String> {
     };
     let compiled = compile(&request, &resolve::host()).map_err(|e| e.message)?;
     let text = sys::cstring(compiled.profile.text.as_bytes(), "the profile").map_err(|e| e.to_string())?;
-    let mut params = Vec::new();
-    for (name, value) in &compiled.profile.params {
-        params.push(sys::cstring(name.as_bytes(), "a name").map_err(|e| e.to_string())?);
-        params.push(sys::cstring(value, "a path").map_err(|e| e.to_string())?);
-    }
-    let ptrs = sys::pointers(&params);
+    let params = profile_params(&compiled.profile).map_err(|e| e.message)?;
     let (read, write) = sys::pipe().map_err(|e| e.to_string())?;
-    let pid = sys::fork(|| match sys::apply_profile(&text, &ptrs) {
+    let applied = || match sys::apply_profile(&text, &params) {
         Ok(()) => sys::exit_now(0),
-        Err(error) => {
-            child_fails(write.as_raw_fd(), STEP_PROFILE, 0, sys::error_text(error).unwrap_or(b"no reason given"))
-        }
-    })
-    .map_err(|e| format!("fork: {e}"))?;
+        Err(error) => child::profile_refused(write.as_fd(), error),
+    };
+    // SAFETY: the child applies the profile and exits: system calls only.
+    let pid = unsafe { sys::fork(applied) }.map_err(|e| format!("fork: {e}"))?;
     drop(write);
     let report = read_to_end(read);
     let (status, _) = sys::wait_blocking(pid).map_err(|e| format!("wait: {e}"))?;
-    match (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, report.len() > 5) {
+    let refusal = Report::parse(&report).map(|r| r.text).filter(|text| !text.is_empty());
+    match (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, refusal) {
         (true, _) => Ok(()),
-        (false, true) => {
-            Err(format!("Seatbelt refused a generated profile: {}", String::from_utf8_lossy(&report[5..]).trim()))
-        }
-        (false, false) => Err(format!("the probe process ended with status {status}")),
+        (false, Some(text)) => Err(format!("Seatbelt refused a generated profile: {}", text.trim())),
+        (false, None) => Err(format!("the probe process ended with status {status}")),
     }
 }
 

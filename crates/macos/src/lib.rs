@@ -6,6 +6,9 @@
 //! included (tests/golden.rs). Applying a profile, the launch and the watch over the process
 //! tree are `cfg(target_os = "macos")`.
 
+#![deny(clippy::too_many_lines)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+
 pub mod explain;
 pub mod platform;
 pub mod profile;
@@ -18,9 +21,13 @@ pub mod services;
 #[cfg(target_os = "macos")]
 mod backend;
 #[cfg(target_os = "macos")]
+mod child;
+#[cfg(target_os = "macos")]
 mod launch;
 #[cfg(target_os = "macos")]
 mod pty;
+#[cfg(target_os = "macos")]
+mod relay;
 #[cfg(target_os = "macos")]
 mod signals;
 #[cfg(target_os = "macos")]
@@ -33,6 +40,7 @@ pub use backend::{Macos, Sandbox as MacosSandbox, Signals};
 #[cfg(target_os = "macos")]
 pub use launch::{
     bind_gateway, os_version, probe, spawn, ExitKind, GatewayPorts, LaunchSpec, Outcome, Sandbox, StdioSpec, TempDir,
+    TIMEOUT_GRACE,
 };
 #[cfg(target_os = "macos")]
 pub use signals::ForwardedSignals;
@@ -45,6 +53,3 @@ pub use report::Enforcement;
 pub fn is_root() -> bool {
     sys::uid() == 0
 }
-
-/// How long a timed-out command gets between SIGTERM and SIGKILL (as on Linux).
-pub const TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);

@@ -1,11 +1,13 @@
-//! The macOS calls the backend makes, each in a small function with its safety argument.
+//! The macOS calls the backend makes, each in a small function with its safety argument: one
+//! call or dereference per `unsafe` block, descriptors passed borrowed or owned, never raw.
 //! `sandbox_init_with_parameters`, `sandbox_check` and `posix_spawn_file_actions_addinherit_np`
 //! are exported by libSystem without a public header (sandbox-exec, Chromium, WebKit and Nix
 //! use them), so they are declared here.
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 extern "C" {
@@ -40,17 +42,26 @@ fn check(rc: c_int) -> io::Result<c_int> {
     }
 }
 
+/// The byte count read(2) or write(2) returned, or the error its -1 stands for.
+fn byte_count(n: isize) -> io::Result<usize> {
+    if n < 0 {
+        Err(last_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// Whether the caller passed this descriptor open.
 pub fn inherited_fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only reads the descriptor table.
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
-/// Writes all of `data` to a descriptor inherited from the caller (`--json-status 3`).
-pub fn write_inherited_fd(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
+/// Writes all of `data` to `fd`.
+pub fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         // SAFETY: the pointer and length describe `data`, which outlives the call.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
         match n {
             n if n > 0 => data = &data[n as usize..],
             0 => return Err(io::ErrorKind::WriteZero.into()),
@@ -66,33 +77,42 @@ pub fn cstring(bytes: &[u8], what: &str) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{what} holds a NUL byte")))
 }
 
-/// A NULL-terminated array of pointers into `strings`, which must outlive it.
-pub fn pointers(strings: &[CString]) -> Vec<*const c_char> {
-    strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+/// C strings and the NULL-terminated array of pointers to them that C takes (argv, envp, the
+/// profile's parameters). The strings' buffers stay where they are when this moves, so the
+/// pointers stay valid as long as it lives.
+pub struct CStrArray {
+    _strings: Vec<CString>,
+    pointers: Vec<*const c_char>,
+}
+
+impl CStrArray {
+    pub fn new(strings: Vec<CString>) -> CStrArray {
+        let pointers = strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        CStrArray { _strings: strings, pointers }
+    }
+
+    fn as_ptr(&self) -> *const *const c_char {
+        self.pointers.as_ptr()
+    }
 }
 
 /// Applies a profile to this process; after a fork, before exec. The error text is the
 /// profile compiler's own, `Err(None)` when there is none.
-pub fn apply_profile(profile: &CStr, params: &[*const c_char]) -> Result<(), *mut c_char> {
+pub fn apply_profile(profile: &CStr, params: &CStrArray) -> Result<(), Option<&'static [u8]>> {
     let mut error: *mut c_char = std::ptr::null_mut();
     // SAFETY: the profile is NUL-terminated; `params` is a NULL-terminated array of pointers to
-    // NUL-terminated strings that the caller keeps alive; `error` receives a string or stays null.
+    // NUL-terminated strings, alive for the call; `error` receives a string or stays null.
     let rc = unsafe { sandbox_init_with_parameters(profile.as_ptr(), 0, params.as_ptr(), &mut error) };
     if rc == 0 {
-        Ok(())
-    } else {
-        Err(error)
+        return Ok(());
     }
-}
-
-/// Reads the NUL-terminated error text `sandbox_init_with_parameters` returned, if any.
-pub fn error_text(error: *mut c_char) -> Option<&'static [u8]> {
     if error.is_null() {
-        return None;
+        return Err(None);
     }
-    // SAFETY: a non-null error buffer is a NUL-terminated string the sandbox library allocated and
-    // never frees on its own; the forked child that reads it exits right after.
-    Some(unsafe { CStr::from_ptr(error) }.to_bytes())
+    // SAFETY: a non-null error is a NUL-terminated string the sandbox library allocated and
+    // never frees on its own (nothing here calls sandbox_free_error): it lives as long as the
+    // process, which, forked for this, exits right after reading it.
+    Err(Some(unsafe { CStr::from_ptr(error) }.to_bytes()))
 }
 
 /// Whether `pid` runs under a sandbox that allows `op` on `allowed` and refuses it on
@@ -108,58 +128,59 @@ pub fn sandbox_matches(pid: libc::pid_t, op: &CStr, allowed: &CStr, refused: &CS
     sandboxed && ask(allowed) == 0 && ask(refused) == 1
 }
 
+/// Takes ownership of a descriptor a call returned.
+///
+/// # Safety
+/// `fd` must be a new descriptor that nothing else owns or closes.
+unsafe fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: the caller promises a new descriptor that nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
 /// A pipe whose ends are close-on-exec.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as c_int; 2];
     // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
     check(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
-    // SAFETY: pipe(2) just returned these descriptors, owned by nobody else.
-    let ends = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    set_cloexec(fds[0])?;
-    set_cloexec(fds[1])?;
-    Ok(ends)
-}
-
-pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: F_SETFD changes only the descriptor's flags.
-    check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
-}
-
-pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: F_GETFL and F_SETFL change only the open file's status flags.
-    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: pipe(2) just returned this descriptor, owned by nobody else.
+    let read = unsafe { owned(fds[0]) };
     // SAFETY: as above.
-    check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
+    let write = unsafe { owned(fds[1]) };
+    set_cloexec(read.as_fd())?;
+    set_cloexec(write.as_fd())?;
+    Ok((read, write))
+}
+
+pub fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_SETFD changes only the descriptor's flags.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
+}
+
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL and F_SETFL change only the open file's status flags.
+    let flags = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
 }
 
 /// Reads into `buf`; Ok(0) at the end, WouldBlock when nothing is there.
-pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: the pointer and length describe `buf`.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(last_error())
-    } else {
-        Ok(n as usize)
-    }
+    byte_count(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
 }
 
 /// Whether `fd` becomes readable (or reaches its end) within `timeout`.
-pub fn readable_within(fd: RawFd, timeout: std::time::Duration) -> bool {
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+pub fn readable_within(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     let ms = timeout.as_millis().min(c_int::MAX as u128) as c_int;
     // SAFETY: one pollfd, valid for the call.
     unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
 }
 
 /// Writes what it can of `data`.
-pub fn write_fd(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+pub fn write_fd(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
     // SAFETY: the pointer and length describe `data`.
-    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-    if n < 0 {
-        Err(last_error())
-    } else {
-        Ok(n as usize)
-    }
+    byte_count(unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) })
 }
 
 /// The exit status and usage of `pid` if it has ended, without waiting.
@@ -226,6 +247,36 @@ pub fn pids_of_user(uid: libc::uid_t) -> Vec<libc::pid_t> {
     }
 }
 
+/// A `proc_pidinfo` structure and the flavor that fills it.
+///
+/// # Safety
+/// The type is plain data (all zeros, and whatever bytes the call writes, are values of it),
+/// and it is the structure of `FLAVOR`.
+unsafe trait PidInfo {
+    const FLAVOR: c_int;
+}
+
+// SAFETY: plain data, the structure of PROC_PIDTBSDINFO (libproc.h).
+unsafe impl PidInfo for libc::proc_bsdinfo {
+    const FLAVOR: c_int = libc::PROC_PIDTBSDINFO;
+}
+
+// SAFETY: plain data, the structure of PROC_PIDTASKINFO (libproc.h).
+unsafe impl PidInfo for libc::proc_taskinfo {
+    const FLAVOR: c_int = libc::PROC_PIDTASKINFO;
+}
+
+/// What `proc_pidinfo` tells of `pid`, if it still runs.
+fn pid_info<T: PidInfo>(pid: libc::pid_t) -> Option<T> {
+    // SAFETY: the structure is plain data (the trait's promise); all zeros is a value of it.
+    let mut info: T = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<T>() as c_int;
+    // SAFETY: the buffer is one `T` of `size` bytes, the structure of its flavor (the trait
+    // ties them).
+    let n = unsafe { libc::proc_pidinfo(pid, T::FLAVOR, 0, (&mut info as *mut T).cast(), size) };
+    (n == size).then_some(info)
+}
+
 /// What the backend needs to know of a process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProcInfo {
@@ -243,14 +294,8 @@ const SZOMB: u32 = 5;
 
 /// The parent, group, owner and start time of `pid`, if it still runs.
 pub fn proc_info(pid: libc::pid_t) -> Option<ProcInfo> {
-    // SAFETY: proc_bsdinfo is plain data.
-    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::proc_bsdinfo>() as c_int;
-    // SAFETY: the buffer is one proc_bsdinfo of `size` bytes.
-    let n = unsafe {
-        libc::proc_pidinfo(pid, libc::PROC_PIDTBSDINFO, 0, (&mut info as *mut libc::proc_bsdinfo).cast(), size)
-    };
-    (n == size).then(|| ProcInfo {
+    let info: libc::proc_bsdinfo = pid_info(pid)?;
+    Some(ProcInfo {
         ppid: info.pbi_ppid as libc::pid_t,
         pgid: info.pbi_pgid as libc::pid_t,
         uid: info.pbi_uid,
@@ -261,14 +306,7 @@ pub fn proc_info(pid: libc::pid_t) -> Option<ProcInfo> {
 
 /// The resident memory of `pid`, in bytes.
 pub fn resident_bytes(pid: libc::pid_t) -> Option<u64> {
-    // SAFETY: proc_taskinfo is plain data.
-    let mut info: libc::proc_taskinfo = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::proc_taskinfo>() as c_int;
-    // SAFETY: the buffer is one proc_taskinfo of `size` bytes.
-    let n = unsafe {
-        libc::proc_pidinfo(pid, libc::PROC_PIDTASKINFO, 0, (&mut info as *mut libc::proc_taskinfo).cast(), size)
-    };
-    (n == size).then_some(info.pti_resident_size)
+    pid_info::<libc::proc_taskinfo>(pid).map(|info| info.pti_resident_size)
 }
 
 pub fn uid() -> libc::uid_t {
@@ -295,37 +333,45 @@ pub fn sysctl_string(name: &str) -> Option<String> {
 }
 
 /// The path of the file open on `fd` (F_GETPATH).
-pub fn fd_path(fd: RawFd) -> io::Result<PathBuf> {
+pub fn fd_path(fd: BorrowedFd<'_>) -> io::Result<PathBuf> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize];
     // SAFETY: F_GETPATH writes a NUL-terminated path of at most PATH_MAX bytes into `buf`.
-    check(unsafe { libc::fcntl(fd, libc::F_GETPATH, buf.as_mut_ptr()) })?;
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETPATH, buf.as_mut_ptr()) })?;
     let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     buf.truncate(len);
     Ok(PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(buf)))
 }
 
 /// The file actions and attributes of the exec that follows the profile: stdio as given, every
-/// other descriptor closed, signals to their defaults and unblocked, this process replaced.
-pub struct SpawnSetup {
+/// other descriptor closed, signals to their defaults and unblocked, this process replaced. The
+/// descriptors the streams come from are borrowed for `'fd`: they stay open until the exec.
+pub struct SpawnSetup<'fd> {
     actions: libc::posix_spawn_file_actions_t,
     attr: libc::posix_spawnattr_t,
+    _sources: PhantomData<BorrowedFd<'fd>>,
 }
 
 /// Where one of descriptors 0, 1 and 2 comes from.
-pub enum Stdio {
+#[derive(Clone, Copy)]
+pub enum Stdio<'fd> {
     Inherit,
     Null,
-    From(RawFd),
+    From(BorrowedFd<'fd>),
 }
 
-impl SpawnSetup {
-    pub fn new(stdio: [Stdio; 3]) -> io::Result<Self> {
-        // SAFETY: both objects are initialised by their init calls before any other use, and
-        // destroyed in Drop.
-        let mut setup: SpawnSetup = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
+impl<'fd> SpawnSetup<'fd> {
+    pub fn new(stdio: [Stdio<'fd>; 3]) -> io::Result<Self> {
+        let mut setup = SpawnSetup {
+            // SAFETY: plain data, initialised by its init call below before any other use, and
+            // destroyed in Drop.
+            actions: unsafe { std::mem::zeroed() },
+            // SAFETY: as above.
+            attr: unsafe { std::mem::zeroed() },
+            _sources: PhantomData,
+        };
+        // SAFETY: `actions` is valid for the write.
         spawn_rc(unsafe { libc::posix_spawn_file_actions_init(&mut setup.actions) })?;
-        // SAFETY: as above.
+        // SAFETY: `attr` is valid for the write.
         spawn_rc(unsafe { libc::posix_spawnattr_init(&mut setup.attr) })?;
         for (target, source) in stdio.into_iter().enumerate() {
             setup.stdio(target as c_int, source)?;
@@ -334,19 +380,23 @@ impl SpawnSetup {
         Ok(setup)
     }
 
-    fn stdio(&mut self, target: c_int, source: Stdio) -> io::Result<()> {
+    fn stdio(&mut self, target: c_int, source: Stdio<'fd>) -> io::Result<()> {
         let null = c"/dev/null";
-        // SAFETY: `actions` is initialised; the path is NUL-terminated and static.
-        spawn_rc(unsafe {
-            match source {
-                Stdio::Inherit if inherited_fd_is_open(target) => {
-                    posix_spawn_file_actions_addinherit_np(&mut self.actions, target)
-                }
-                Stdio::From(fd) if fd == target => posix_spawn_file_actions_addinherit_np(&mut self.actions, target),
-                Stdio::From(fd) => libc::posix_spawn_file_actions_adddup2(&mut self.actions, fd, target),
-                Stdio::Inherit | Stdio::Null => {
-                    libc::posix_spawn_file_actions_addopen(&mut self.actions, target, null.as_ptr(), libc::O_RDWR, 0)
-                }
+        let actions = &mut self.actions;
+        spawn_rc(match source {
+            Stdio::Inherit if inherited_fd_is_open(target) => {
+                // SAFETY: `actions` is initialised.
+                unsafe { posix_spawn_file_actions_addinherit_np(actions, target) }
+            }
+            // SAFETY: as above.
+            Stdio::From(fd) if fd.as_raw_fd() == target => unsafe {
+                posix_spawn_file_actions_addinherit_np(actions, target)
+            },
+            // SAFETY: as above; the source stays open until the exec (it is borrowed for 'fd).
+            Stdio::From(fd) => unsafe { libc::posix_spawn_file_actions_adddup2(actions, fd.as_raw_fd(), target) },
+            Stdio::Inherit | Stdio::Null => {
+                // SAFETY: as above; the path is NUL-terminated and static.
+                unsafe { libc::posix_spawn_file_actions_addopen(actions, target, null.as_ptr(), libc::O_RDWR, 0) }
             }
         })
     }
@@ -356,27 +406,23 @@ impl SpawnSetup {
             | libc::POSIX_SPAWN_CLOEXEC_DEFAULT
             | libc::POSIX_SPAWN_SETSIGDEF
             | libc::POSIX_SPAWN_SETSIGMASK;
-        // SAFETY: sigset_t is plain data, filled by the calls below.
-        let (mut all, mut none): (libc::sigset_t, libc::sigset_t) = unsafe { std::mem::zeroed() };
-        // SAFETY: `attr` is initialised; the sets are valid for the calls.
-        unsafe {
-            libc::sigemptyset(&mut all);
-            // Every signal a handler can be set for (not SIGKILL and SIGSTOP) back to its default,
-            // SIGPIPE and the signals ringfence ignores included.
-            for sig in (1..NSIG).filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP) {
-                libc::sigaddset(&mut all, sig);
-            }
-            libc::sigemptyset(&mut none);
-            spawn_rc(libc::posix_spawnattr_setsigdefault(&mut self.attr, &all))?;
-            spawn_rc(libc::posix_spawnattr_setsigmask(&mut self.attr, &none))?;
-            spawn_rc(libc::posix_spawnattr_setflags(&mut self.attr, flags as libc::c_short))
-        }
+        // Every signal a handler can be set for (not SIGKILL and SIGSTOP) back to its default,
+        // SIGPIPE and the signals ringfence ignores included.
+        let all = signal_set((1..NSIG).filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP));
+        let none = signal_set(std::iter::empty());
+        // SAFETY: `attr` is initialised; the set is valid for the call.
+        spawn_rc(unsafe { libc::posix_spawnattr_setsigdefault(&mut self.attr, &all) })?;
+        // SAFETY: as above.
+        spawn_rc(unsafe { libc::posix_spawnattr_setsigmask(&mut self.attr, &none) })?;
+        // SAFETY: `attr` is initialised.
+        spawn_rc(unsafe { libc::posix_spawnattr_setflags(&mut self.attr, flags as libc::c_short) })
     }
 
     /// Replaces this process with `program` (POSIX_SPAWN_SETEXEC); returns only the error.
-    pub fn exec(&self, program: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> c_int {
-        // SAFETY: the program, argv and envp are NUL-terminated and the arrays NULL-terminated,
-        // kept alive by the caller; actions and attributes are initialised.
+    pub fn exec(&self, program: &CStr, argv: &CStrArray, envp: &CStrArray) -> c_int {
+        // SAFETY: the program is NUL-terminated, argv and envp are NULL-terminated arrays of
+        // NUL-terminated strings, all alive for the call; actions and attributes are
+        // initialised.
         unsafe {
             libc::posix_spawn(
                 std::ptr::null_mut(),
@@ -390,14 +436,26 @@ impl SpawnSetup {
     }
 }
 
-impl Drop for SpawnSetup {
+impl Drop for SpawnSetup<'_> {
     fn drop(&mut self) {
-        // SAFETY: both were initialised in `new` and are not used after this.
-        unsafe {
-            libc::posix_spawn_file_actions_destroy(&mut self.actions);
-            libc::posix_spawnattr_destroy(&mut self.attr);
-        }
+        // SAFETY: initialised in `new` and not used after this.
+        unsafe { libc::posix_spawn_file_actions_destroy(&mut self.actions) };
+        // SAFETY: as above.
+        unsafe { libc::posix_spawnattr_destroy(&mut self.attr) };
     }
+}
+
+/// The set of `signals`.
+fn signal_set(signals: impl Iterator<Item = c_int>) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it below.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is valid for the write.
+    unsafe { libc::sigemptyset(&mut set) };
+    for sig in signals {
+        // SAFETY: as above; `sig` is a signal number.
+        unsafe { libc::sigaddset(&mut set, sig) };
+    }
+    set
 }
 
 fn spawn_rc(rc: c_int) -> io::Result<()> {
@@ -408,10 +466,14 @@ fn spawn_rc(rc: c_int) -> io::Result<()> {
     }
 }
 
-/// Forks. The child runs `child`, which must only make system calls and should exit itself.
-pub fn fork(child: impl FnOnce()) -> io::Result<libc::pid_t> {
-    // SAFETY: fork(2); in the child, `child` runs only async-signal-safe calls, then the child
-    // exits without returning to the caller.
+/// Forks. The child runs `child`, then exits (with 125 if `child` returns).
+///
+/// # Safety
+/// Other threads may hold locks the child inherits: `child` must make only async-signal-safe
+/// calls (system calls; no allocation, no locks, no destructors that do either).
+pub unsafe fn fork(child: impl FnOnce()) -> io::Result<libc::pid_t> {
+    // SAFETY: fork(2); in the child, `child` runs only async-signal-safe calls (the caller
+    // promises), then the child exits without returning to the caller.
     match unsafe { libc::fork() } {
         -1 => Err(last_error()),
         0 => {
@@ -439,9 +501,9 @@ pub fn setsid() -> c_int {
 }
 
 /// Makes `fd`, a terminal, this session's controlling terminal.
-pub fn set_controlling_terminal(fd: RawFd) -> c_int {
+pub fn set_controlling_terminal(fd: BorrowedFd<'_>) -> c_int {
     // SAFETY: TIOCSCTTY takes no argument memory.
-    if unsafe { libc::ioctl(fd, libc::TIOCSCTTY as libc::c_ulong, 0) } < 0 {
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY as libc::c_ulong, 0) } < 0 {
         errno()
     } else {
         0
@@ -494,13 +556,12 @@ impl Kqueue {
         // SAFETY: kqueue(2) returns a new descriptor (not inherited across fork) or -1.
         let fd = check(unsafe { libc::kqueue() })?;
         // SAFETY: the descriptor was just created and is owned by nobody else.
-        let kq = Kqueue(unsafe { OwnedFd::from_raw_fd(fd) });
-        set_cloexec(fd)?;
+        let kq = Kqueue(unsafe { owned(fd) });
+        set_cloexec(kq.0.as_fd())?;
         Ok(kq)
     }
 
     pub fn fd(&self) -> RawFd {
-        use std::os::fd::AsRawFd;
         self.0.as_raw_fd()
     }
 

@@ -24,17 +24,10 @@ pub struct RunChanges {
     held: Vec<File>,
 }
 
-fn wide_path(p: &str) -> Vec<u16> {
-    let mut v: Vec<u16> = p.encode_utf16().collect();
-    v.push(0);
-    v
-}
-
 /// Edits `path`'s DACL with `edit` (which says whether it changed anything) and writes it back
 /// if so, keeping its inheritance as it is; Windows propagates inheritable entries below.
 pub(crate) fn edit_dacl(path: &str, edit: impl FnOnce(&mut Acl) -> bool) -> Result<(), LaunchError> {
-    let w = wide_path(path);
-    let (dacl, protected) = security::file_dacl(&w)?;
+    let (dacl, protected) = security::file_dacl(path)?;
     let mut acl = dacl.unwrap_or_else(|| {
         // A NULL DACL grants everyone everything; adding a deny to it must keep that for
         // everyone else.
@@ -48,7 +41,7 @@ pub(crate) fn edit_dacl(path: &str, edit: impl FnOnce(&mut Acl) -> bool) -> Resu
         return Ok(());
     }
     let to_write = if protected { acl } else { acl.explicit() };
-    security::set_file_dacl(&w, &to_write, protected).map_err(|code| {
+    security::set_file_dacl(path, &to_write, protected).map_err(|code| {
         let mut e = crate::sys::os_error(format!("changing the ACL of {path}"), "SetNamedSecurityInfoW", code);
         if code == 5 {
             e.kind = crate::error::ErrorKind::Policy;
@@ -151,7 +144,7 @@ impl RunChanges {
                     }
                 }
                 Op::DenyIfReadable { .. } => {
-                    let (dacl, _) = security::file_dacl(&wide_path(path))?;
+                    let (dacl, _) = security::file_dacl(path)?;
                     let readable = dacl.map(|acl| acl.may_read(&readers)).unwrap_or(true);
                     if readable {
                         self.record(Entry::Ace(w))?;

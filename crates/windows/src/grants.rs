@@ -26,7 +26,7 @@
 //! folder's own ACL (files the command creates are owned by the sandbox account).
 
 use crate::acl::{flags, mask, Ace};
-use crate::journal::{escape, unescape};
+use crate::escape::{escape, unescape};
 use crate::sid::Sid;
 use crate::wpath;
 

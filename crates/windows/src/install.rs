@@ -16,6 +16,9 @@ use crate::acl::{flags, mask, Ace, SecurityDescriptor};
 use crate::sid::{well_known, Sid};
 use crate::wpath;
 
+/// The sandbox account's name (at most 20 characters, the limit for local accounts).
+pub const ACCOUNT_NAME: &str = "ringfence-sandbox";
+
 /// The folder under `%ProgramData%`.
 pub const DIR_NAME: &str = "ringfence";
 
@@ -134,7 +137,7 @@ impl Record {
             self.user,
             self.filters,
             self.protocol,
-            crate::journal::escape(&profile)
+            crate::escape::escape(&profile)
         );
         for sid in &self.slots {
             out.push_str(&format!("slot {sid}\n"));
@@ -156,7 +159,7 @@ impl Record {
                 Some(("filters", v)) => filters = Some(v.parse().map_err(|_| "bad filter count")?),
                 Some(("protocol", v)) => protocol = Some(v.parse().map_err(|_| "bad protocol")?),
                 Some(("profile", v)) => {
-                    profile = Some(String::from_utf16(&crate::journal::unescape(v)?).map_err(|_| "bad profile")?)
+                    profile = Some(String::from_utf16(&crate::escape::unescape(v)?).map_err(|_| "bad profile")?)
                 }
                 Some(("slot", v)) => slots.push(Sid::parse(v)?),
                 _ => return Err(format!("bad line `{line}` in the installation record")),
@@ -274,7 +277,7 @@ mod tests {
             assert!(p.bytes().any(|b| b.is_ascii_lowercase()), "{p}");
             assert!(p.bytes().any(|b| b.is_ascii_digit()), "{p}");
             assert!(p.bytes().any(|b| SYMBOL.contains(&b)), "{p}");
-            assert!(!p.contains(crate::ACCOUNT_NAME));
+            assert!(!p.contains(ACCOUNT_NAME));
         }
         assert_eq!(password_from(&[0; PASSWORD_LEN]).len(), PASSWORD_LEN);
     }

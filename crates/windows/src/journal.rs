@@ -4,9 +4,10 @@
 //! open without delete sharing, which is how a later run tells a live journal from a stale
 //! one.
 //!
-//! Lines are UTF-8 text: a header, the run's logon SID, then one entry per change. Paths keep
-//! every UTF-16 unit: `%`, control characters and unpaired surrogates are written `%uXXXX`.
+//! Lines are UTF-8 text: a header, the run's logon SID, then one entry per change, its path
+//! written as [`crate::escape`] writes it.
 
+use crate::escape::{escape, unescape};
 use crate::plan::Kind;
 use crate::sid::Sid;
 
@@ -29,38 +30,6 @@ pub struct Journal {
     /// The logon SID the run's ACL entries name (absent if the run died before learning it).
     pub logon: Option<Sid>,
     pub entries: Vec<Entry>,
-}
-
-/// Escapes a path for a journal line.
-pub fn escape(path: &[u16]) -> String {
-    let mut out = String::with_capacity(path.len());
-    for unit in char::decode_utf16(path.iter().copied()) {
-        match unit {
-            Ok(c) if c == '%' || c.is_control() => {
-                let mut buf = [0u16; 2];
-                for u in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("%u{u:04X}"));
-                }
-            }
-            Ok(c) => out.push(c),
-            Err(e) => out.push_str(&format!("%u{:04X}", e.unpaired_surrogate())),
-        }
-    }
-    out
-}
-
-/// Reverses [`escape`].
-pub fn unescape(text: &str) -> Result<Vec<u16>, String> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find('%') {
-        out.extend(rest[..i].encode_utf16());
-        let hex = rest.get(i + 2..i + 6).filter(|_| rest[i + 1..].starts_with('u')).ok_or("bad escape")?;
-        out.push(u16::from_str_radix(hex, 16).map_err(|_| "bad escape")?);
-        rest = &rest[i + 6..];
-    }
-    out.extend(rest.encode_utf16());
-    Ok(out)
 }
 
 /// The line for the logon SID.
@@ -143,18 +112,6 @@ pub fn undo_order(journal: &Journal) -> Vec<&Entry> {
 mod tests {
     use super::*;
     use crate::fixtures::w;
-
-    #[test]
-    fn escaping_round_trips_every_unit() {
-        for path in [w(r"C:\Users\Zoë\proj"), w("C:\\100%\\x"), w("a\nb\tc"), vec![0x43, 0xD800, 0x78], vec![0xDFFF]] {
-            let text = escape(&path);
-            assert!(!text.contains('\n') && !text.contains('\t'));
-            assert_eq!(unescape(&text).unwrap(), path, "{text}");
-        }
-        assert_eq!(escape(&w("C:\\100%")), "C:\\100%u0025");
-        assert!(unescape("%x").is_err());
-        assert!(unescape("%u12").is_err());
-    }
 
     #[test]
     fn parses_what_it_writes() {

@@ -3,9 +3,12 @@
 //! to start the command, and then watches the command until it ends.
 
 use crate::changes::{self, RunChanges};
+use crate::control::{self, Control};
 use crate::error::LaunchError;
+use crate::install::ACCOUNT_NAME;
 use crate::prepare::{self, Prepared, Request};
-use crate::protocol::{self, ConsoleRequest, FromRunner, LaunchRequest, ToRunner, PROTOCOL_VERSION, RUNNER_ARG};
+use crate::protocol::{ConsoleRequest, FromRunner, LaunchRequest, ToRunner, RUNNER_ARG};
+use crate::relay::{start_relay, Terminal};
 use crate::report::{Enforcement, Outcome, KILLED_EXIT_CODE};
 use crate::setup::{self, Installed};
 use crate::sid::Sid;
@@ -16,15 +19,13 @@ use crate::sys::job::{self as sjob, Job};
 use crate::sys::pipe::{self, ControlServer};
 use crate::sys::process::{self, Started};
 use crate::sys::{account, console, security, units, wfp as swfp};
-use crate::{cmdline, envblock, ACCOUNT_NAME};
+use crate::{cmdline, envblock};
 use ringfence_policy::Policy;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::windows::io::{AsRawHandle, OwnedHandle};
+use std::os::windows::io::{AsHandle, BorrowedHandle, OwnedHandle};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,8 +57,6 @@ pub struct LaunchSpec {
     pub gateway_ports: Vec<u16>,
 }
 
-/// How long the runner may take to connect and to answer.
-const RUNNER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the wait loop looks at the job's notifications.
 const SLICE: Duration = Duration::from_millis(50);
 
@@ -73,17 +72,8 @@ pub struct Killer {
 impl Killer {
     pub fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
-        sjob::terminate(self.job.as_raw_handle(), KILLED_EXIT_CODE);
+        sjob::terminate(self.job.as_handle(), KILLED_EXIT_CODE);
     }
-}
-
-/// The terminal relay of an interactive run.
-struct Terminal {
-    output: Option<std::thread::JoinHandle<()>>,
-    input: Option<std::thread::JoinHandle<()>>,
-    resize_stop: Arc<AtomicBool>,
-    resizer: Option<std::thread::JoinHandle<()>>,
-    _raw: console::RawMode,
 }
 
 /// A running sandbox.
@@ -126,8 +116,8 @@ impl Repositories {
     fn give_back(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         for folder in &self.folders {
-            let git = crate::sys::wide(crate::wpath::join(folder, ".git"));
-            if sfs::kind(Path::new(&crate::sys::os_string(&git))).is_none() {
+            let git = crate::wpath::join(folder, ".git");
+            if sfs::kind(Path::new(&git)).is_none() {
                 continue;
             }
             match security::file_owner(&git) {
@@ -141,102 +131,6 @@ impl Repositories {
             }
         }
         warnings
-    }
-}
-
-/// The control pipe to the runner: frames go out on `write`; a thread reads the replies.
-struct Control {
-    write: Arc<Mutex<File>>,
-    replies: mpsc::Receiver<Result<FromRunner, String>>,
-}
-
-impl Control {
-    fn new((write, mut read): (File, File)) -> Result<Control, LaunchError> {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || loop {
-            let msg = match protocol::read_frame(&mut read) {
-                Ok(Some(frame)) => FromRunner::decode(&frame),
-                Ok(None) => Err("the runner closed the control pipe".into()),
-                Err(e) => Err(format!("reading from the runner: {e}")),
-            };
-            let end = msg.is_err();
-            if tx.send(msg).is_err() || end {
-                break;
-            }
-        });
-        Ok(Control { write: Arc::new(Mutex::new(write)), replies: rx })
-    }
-
-    fn send(&self, msg: &ToRunner) -> Result<(), LaunchError> {
-        let mut w = self.write.lock().map_err(|_| LaunchError::internal("the control pipe's lock"))?;
-        w.write_all(&msg.encode()).map_err(|e| LaunchError::internal(format!("writing to the runner: {e}")))
-    }
-
-    fn recv(&self, runner: &Started) -> Result<FromRunner, LaunchError> {
-        let deadline = Instant::now() + RUNNER_TIMEOUT;
-        loop {
-            match self.replies.recv_timeout(Duration::from_millis(100)) {
-                Ok(Ok(FromRunner::Failed { stage, code, message })) => {
-                    return Err(runner_failed(&stage, code, &message))
-                }
-                Ok(Ok(msg)) => return Ok(msg),
-                Ok(Err(e)) => return Err(runner_gone(runner, &e)),
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(runner_gone(runner, "no reply")),
-                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() > deadline => {
-                    return Err(LaunchError::internal("the runner did not answer within 30 seconds"))
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-            }
-        }
-    }
-}
-
-fn runner_failed(stage: &str, code: u32, message: &str) -> LaunchError {
-    let text = format!("starting the command: {stage} failed: {message}");
-    match code {
-        2 | 3 => LaunchError::policy(text, "check that the program exists"),
-        5 => LaunchError::policy(
-            text,
-            "the sandbox account may not run this program or enter the working folder; make them readable \
-             (a `read` rule) or move them",
-        ),
-        193 | 216 => LaunchError::policy(text, "the program is not a Windows executable for this machine"),
-        _ => LaunchError::internal(text),
-    }
-}
-
-fn runner_gone(runner: &Started, why: &str) -> LaunchError {
-    let code = process::exit_code(&runner.process).unwrap_or(0);
-    let hint = match code {
-        259 => String::new(),
-        0xC000_0142 => " (it could not initialize: the sandbox account may lack access to this window station)".into(),
-        0xC000_0022 => " (access denied while loading)".into(),
-        c => format!(" (exit code {c:#x})"),
-    };
-    LaunchError::internal(format!("the runner stopped during set-up: {why}{hint}"))
-}
-
-/// Waits for the runner to connect to the control pipe, or to die.
-fn accept(server: ControlServer, name: &str, runner: &Started) -> Result<(File, File), LaunchError> {
-    let (tx, rx) = mpsc::channel();
-    let pid = runner.pid;
-    let t = std::thread::spawn(move || {
-        let _ = tx.send(server.accept(pid));
-    });
-    let deadline = Instant::now() + RUNNER_TIMEOUT;
-    loop {
-        if let Ok(r) = rx.recv_timeout(Duration::from_millis(50)) {
-            let _ = t.join();
-            return r;
-        }
-        let exited = process::wait_any(&[runner.process.as_raw_handle()], Some(Duration::ZERO))?.is_some();
-        if exited || Instant::now() > deadline {
-            // Connect ourselves to end the blocking accept; it then refuses us by pid.
-            pipe::poke(name);
-            let _ = rx.recv();
-            let _ = t.join();
-            return Err(runner_gone(runner, if exited { "it exited before connecting" } else { "it never connected" }));
-        }
     }
 }
 
@@ -266,32 +160,46 @@ impl Drop for Launching {
     }
 }
 
-fn stdio_handle(spec: &StdioSpec, index: usize, keep: &mut Vec<File>) -> Result<*mut std::ffi::c_void, LaunchError> {
+/// What one of the command's standard streams is made from: a handle of the caller's (or of
+/// this process), or the NUL device, opened for it.
+enum Stream<'a> {
+    Borrowed(BorrowedHandle<'a>),
+    Null(File),
+}
+
+impl AsHandle for Stream<'_> {
+    fn as_handle(&self) -> BorrowedHandle<'_> {
+        match self {
+            Stream::Borrowed(h) => *h,
+            Stream::Null(f) => f.as_handle(),
+        }
+    }
+}
+
+fn stream(spec: &StdioSpec, index: usize) -> Result<Stream<'_>, LaunchError> {
     let console_error = || {
         LaunchError::policy(
             format!("standard stream {index} is a console; a sandboxed command must not get the caller's console"),
             "pass a pipe or a file (the caller relays it), or ask for a terminal",
         )
     };
-    let null = |keep: &mut Vec<File>| -> Result<*mut std::ffi::c_void, LaunchError> {
+    let null = || -> Result<Stream<'_>, LaunchError> {
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open("NUL")
             .map_err(|e| LaunchError::internal(format!("opening NUL: {e}")))?;
-        let h = f.as_raw_handle();
-        keep.push(f);
-        Ok(h)
+        Ok(Stream::Null(f))
     };
     match spec {
-        StdioSpec::Null => null(keep),
+        StdioSpec::Null => null(),
         StdioSpec::Inherit => match process::std_handle(index) {
-            None => null(keep),
+            None => null(),
             Some(h) if process::is_console(h) => Err(console_error()),
-            Some(h) => Ok(h),
+            Some(h) => Ok(Stream::Borrowed(h)),
         },
-        StdioSpec::Handle(h) if process::is_console(h.as_raw_handle()) => Err(console_error()),
-        StdioSpec::Handle(h) => Ok(h.as_raw_handle()),
+        StdioSpec::Handle(h) if process::is_console(h.as_handle()) => Err(console_error()),
+        StdioSpec::Handle(h) => Ok(Stream::Borrowed(h.as_handle())),
     }
 }
 
@@ -394,8 +302,8 @@ fn prepare_run(spec: &LaunchSpec, account: &Sid, profile: &str, temp_dir: &Path)
 /// Starts the runner, as `start` says, with NUL as its standard streams.
 fn start_runner(start: &RunnerStart, layout: &crate::install::Layout, pipe_name: &str) -> Result<Started, LaunchError> {
     let runner_exe = layout.runner();
-    let mut nul = Vec::new();
-    let null = stdio_handle(&StdioSpec::Null, 0, &mut nul)?;
+    let null = stream(&StdioSpec::Null, 0)?;
+    let null = null.as_handle();
     match start {
         RunnerStart::Logon { password } => {
             let line = cmdline::build_command_line(&units(&runner_exe), &[units(RUNNER_ARG), units(pipe_name)])?;
@@ -406,7 +314,7 @@ fn start_runner(start: &RunnerStart, layout: &crate::install::Layout, pipe_name:
                 &line,
                 &runner_env()?,
                 &units(layout.bin_dir()),
-                [null, null, null],
+                [null; 3],
             )
         }
         #[cfg(test)]
@@ -423,7 +331,7 @@ fn start_runner(start: &RunnerStart, layout: &crate::install::Layout, pipe_name:
                 env_block: &block,
                 cwd: &units(layout.bin_dir()),
                 desktop: None,
-                stdio: Some([null, null, null]),
+                stdio: Some([Some(null); 3]),
                 pseudoconsole: None,
             };
             let started = process::create_suspended(None, &launch)
@@ -431,24 +339,6 @@ fn start_runner(start: &RunnerStart, layout: &crate::install::Layout, pipe_name:
             process::resume(&started.thread)?;
             Ok(started)
         }
-    }
-}
-
-/// The runner's first message: its protocol and who it runs as; returns its logon SID.
-fn hello(control: &Control, runner: &Started, account: &Sid) -> Result<Sid, LaunchError> {
-    match control.recv(runner)? {
-        FromRunner::Hello { version, user, logon, .. } => {
-            if version != PROTOCOL_VERSION {
-                return Err(crate::error::needs_setup(format!(
-                    "the installed runner speaks protocol {version}, this ringfence {PROTOCOL_VERSION}"
-                )));
-            }
-            if Sid::parse(&user).ok().as_ref() != Some(account) {
-                return Err(LaunchError::internal(format!("the runner runs as {user}, not as {account}")));
-            }
-            Sid::parse(&logon).map_err(LaunchError::internal)
-        }
-        other => Err(LaunchError::internal(format!("unexpected first message from the runner: {other:?}"))),
     }
 }
 
@@ -483,16 +373,19 @@ fn streams(spec: &LaunchSpec, runner: &Started) -> Result<Streams, LaunchError> 
         let (out_read, out_write) = pipe::anonymous()?;
         let (cols, rows) = process::std_handle(1).and_then(console::size).unwrap_or((80, 25));
         out.console = Some(ConsoleRequest {
-            input: process::duplicate_into(&runner.process, in_read.as_raw_handle(), None)?,
-            output: process::duplicate_into(&runner.process, out_write.as_raw_handle(), None)?,
+            input: process::duplicate_into(&runner.process, in_read.as_handle(), None)?,
+            output: process::duplicate_into(&runner.process, out_write.as_handle(), None)?,
             cols,
             rows,
         });
         out.terminal_pipes = Some((in_write, out_read));
     } else {
         for (i, s) in spec.stdio.iter().enumerate() {
-            let h = stdio_handle(s, i, &mut out.keep)?;
-            out.stdio[i] = process::duplicate_into(&runner.process, h, None)?;
+            let stream = stream(s, i)?;
+            out.stdio[i] = process::duplicate_into(&runner.process, stream.as_handle(), None)?;
+            if let Stream::Null(f) = stream {
+                out.keep.push(f);
+            }
         }
     }
     Ok(out)
@@ -522,7 +415,7 @@ fn launch_command(
 /// waits for the runner to exit, ends it if it doesn't, and fails the launch unless its exit is
 /// confirmed.
 fn confirm_runner_exit(runner: &Started) -> Result<(), LaunchError> {
-    let handle = [runner.process.as_raw_handle()];
+    let handle = [runner.process.as_handle()];
     if process::wait_any(&handle, Some(Duration::from_secs(10)))?.is_some() {
         return Ok(());
     }
@@ -547,10 +440,10 @@ fn connect_runner(
     let pipe_name = names.private();
     let server = ControlServer::create(&pipe_name, me, &state.account)?;
     let runner = start_runner(start, layout, &pipe_name)?;
-    let pipe = accept(server, &pipe_name, &runner);
+    let pipe = control::accept(server, &pipe_name, &runner);
     let runner = state.runner.insert(runner);
     let control = Control::new(pipe?)?;
-    let logon = hello(&control, runner, &state.account)?;
+    let logon = control::hello(&control, runner, &state.account)?;
     state.logon = Some(logon.clone());
     // The secondary logon service granted the runner's logon the user's desktop; take it back.
     desktop::revoke_logon(&logon, &state.account, true)
@@ -580,8 +473,7 @@ fn start_command(
 ) -> Result<Launched, LaunchError> {
     let runner = state.runner.as_ref().expect("set by connect_runner");
     let job = state.job.as_ref().expect("set before the runner");
-    let job_value =
-        process::duplicate_into(&runner.process, job.handle.as_raw_handle(), Some(sjob::JOB_ASSIGN_PROCESS))?;
+    let job_value = process::duplicate_into(&runner.process, job.handle.as_handle(), Some(sjob::JOB_ASSIGN_PROCESS))?;
     let streams = streams(spec, runner)?;
     let request = LaunchRequest {
         application: units(&prepared.application),
@@ -671,50 +563,6 @@ pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerSt
     Ok(sandbox)
 }
 
-fn start_relay(
-    in_write: OwnedHandle,
-    out_read: OwnedHandle,
-    control: Arc<Mutex<File>>,
-) -> Result<Terminal, LaunchError> {
-    let raw = console::RawMode::enter(process::std_handle(0), process::std_handle(1))?;
-    let mut from_command = File::from(out_read);
-    let output = std::thread::spawn(move || {
-        let mut buf = [0u8; 16 * 1024];
-        let mut out = std::io::stdout();
-        while let Ok(n) = from_command.read(&mut buf) {
-            if n == 0 || out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut to_command = File::from(in_write);
-    let input = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        let mut stdin = std::io::stdin();
-        while let Ok(n) = stdin.read(&mut buf) {
-            if n == 0 || to_command.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_flag = Arc::clone(&stop);
-    let resizer = std::thread::spawn(move || {
-        let mut last = process::std_handle(1).and_then(console::size);
-        while !stop_flag.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(250));
-            let now = process::std_handle(1).and_then(console::size);
-            if let (Some((cols, rows)), true) = (now, now != last) {
-                if let Ok(mut w) = control.lock() {
-                    let _ = w.write_all(&ToRunner::Resize { cols, rows }.encode());
-                }
-                last = now;
-            }
-        }
-    });
-    Ok(Terminal { output: Some(output), input: Some(input), resize_stop: stop, resizer: Some(resizer), _raw: raw })
-}
-
 impl Sandbox {
     /// The command's process id.
     pub fn id(&self) -> u32 {
@@ -745,13 +593,13 @@ impl Sandbox {
                 Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
                 None => SLICE,
             };
-            if process::wait_any(&[self.process.as_raw_handle()], Some(slice))?.is_some() {
+            if process::wait_any(&[self.process.as_handle()], Some(slice))?.is_some() {
                 break;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 timed_out = true;
                 self.job.terminate(KILLED_EXIT_CODE);
-                process::wait_any(&[self.process.as_raw_handle()], Some(Duration::from_secs(10)))?;
+                process::wait_any(&[self.process.as_handle()], Some(Duration::from_secs(10)))?;
                 break;
             }
         }
@@ -786,24 +634,15 @@ impl Sandbox {
         // Closing the control pipe lets the runner close the pseudoconsole, which ends its output.
         self.control = None;
         if let Some(t) = self.terminal.as_mut() {
-            t.resize_stop.store(true, Ordering::SeqCst);
-            if let Some(r) = t.resizer.take() {
-                let _ = r.join();
-            }
+            t.stop_resizing();
         }
         if let Some(r) = self.runner.take() {
-            if process::wait_any(&[r.as_raw_handle()], Some(Duration::from_secs(5))).ok().flatten().is_none() {
+            if process::wait_any(&[r.as_handle()], Some(Duration::from_secs(5))).ok().flatten().is_none() {
                 process::terminate(&r, 1);
             }
         }
-        if let Some(mut t) = self.terminal.take() {
-            if let Some(o) = t.output.take() {
-                let _ = o.join();
-            }
-            if let Some(i) = t.input.take() {
-                process::cancel_io(i.as_raw_handle());
-                // Not joined: a console read may not be cancellable; the thread ends with us.
-            }
+        if let Some(t) = self.terminal.take() {
+            t.finish();
         }
         // Nothing of the run is left to use the gateway's ports: close them first.
         self.gateway_filters = None;

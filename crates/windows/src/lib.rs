@@ -13,10 +13,14 @@
 //! every target and are unit-tested everywhere; the OS calls are `cfg(windows)`. See
 //! docs/windows.md.
 
+#![deny(clippy::too_many_lines)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+
 pub mod acl;
 pub mod cmdline;
 pub mod envblock;
 mod error;
+pub mod escape;
 #[cfg(test)]
 mod fixtures;
 pub mod grants;
@@ -36,7 +40,11 @@ mod backend;
 #[cfg(windows)]
 mod changes;
 #[cfg(windows)]
+mod control;
+#[cfg(windows)]
 mod launch;
+#[cfg(windows)]
+mod relay;
 #[cfg(windows)]
 mod runner;
 #[cfg(windows)]
@@ -54,10 +62,8 @@ pub use launch::{spawn, Killer, LaunchSpec, Sandbox, StdioSpec};
 pub use setup::{forget_root, setup, state, uninstall};
 
 pub use error::{ErrorKind, LaunchError, SETUP_REMEDY};
+pub use install::ACCOUNT_NAME;
 pub use report::{Enforcement, FilterState, Layer, Outcome, SetupReport, SetupState, KILLED_EXIT_CODE};
-
-/// The sandbox account's name (at most 20 characters, the limit for local accounts).
-pub const ACCOUNT_NAME: &str = "ringfence-sandbox";
 
 /// Call first thing in `main` of every program that may be installed as the runner (the
 /// `ringfence` binary): when this process was started as the runner (or as the boot task

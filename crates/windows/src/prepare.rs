@@ -5,11 +5,12 @@
 use crate::cmdline;
 use crate::envblock;
 use crate::error::{ErrorKind, LaunchError};
+use crate::install::ACCOUNT_NAME;
 use crate::job::JobPlan;
 use crate::plan::{self, AclPlan, Kind, Op};
 use crate::report::{Enforcement, Layer};
 use crate::sid::Sid;
-use crate::{acl::mask, wpath, ACCOUNT_NAME};
+use crate::{acl::mask, wpath};
 use ringfence_policy::{NetworkMode, Policy};
 use std::path::Path;
 use std::time::Duration;

@@ -98,7 +98,7 @@ impl SetupState {
         let setup = crate::error::SETUP_REMEDY;
         let mut out = Vec::new();
         if self.account_sid.is_none() {
-            out.push(format!("the sandbox account `{}` does not exist; {setup}", crate::ACCOUNT_NAME));
+            out.push(format!("the sandbox account `{}` does not exist; {setup}", crate::install::ACCOUNT_NAME));
         }
         if self.account_sid.is_some() && !self.secret_readable {
             out.push(format!(
@@ -140,7 +140,7 @@ impl fmt::Display for SetupState {
         let yes = |b: bool| if b { "yes" } else { "no" };
         writeln!(f, "elevated: {}", yes(self.elevated))?;
         match &self.account_sid {
-            Some(sid) => writeln!(f, "sandbox account: {} ({sid})", crate::ACCOUNT_NAME)?,
+            Some(sid) => writeln!(f, "sandbox account: {} ({sid})", crate::install::ACCOUNT_NAME)?,
             None => writeln!(f, "sandbox account: missing")?,
         }
         writeln!(f, "password readable: {}", yes(self.secret_readable))?;

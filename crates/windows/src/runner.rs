@@ -14,7 +14,7 @@ use crate::sys::process::{self, adopt, Launch};
 use crate::sys::{job, message, pipe, security};
 use std::fs::File;
 use std::io::Write;
-use std::os::windows::io::{AsRawHandle, OwnedHandle};
+use std::os::windows::io::{AsHandle, AsRawHandle, OwnedHandle};
 use std::sync::Arc;
 use std::time::Duration;
 use windows_sys::Win32::Security::TOKEN_QUERY;
@@ -131,11 +131,11 @@ fn run(mut ch: Channel) -> Result<(), ()> {
     // SAFETY: the supervisor duplicated these handles into this process for it alone.
     let adopt_opt = |v: u64| (v != 0).then(|| unsafe { adopt(v) });
     let job_handle = adopt_opt(req.job).ok_or(())?;
-    let stdio: Vec<Option<OwnedHandle>> = req.stdio.iter().map(|v| adopt_opt(*v)).collect();
+    let stdio: [Option<OwnedHandle>; 3] = req.stdio.map(adopt_opt);
     let console = match &req.console {
         Some(c) => {
             let (input, output) = (adopt_opt(c.input).ok_or(())?, adopt_opt(c.output).ok_or(())?);
-            match PseudoConsole::create(input.as_raw_handle(), output.as_raw_handle(), c.cols, c.rows) {
+            match PseudoConsole::create(input.as_handle(), output.as_handle(), c.cols, c.rows) {
                 Ok(pc) => Some(Arc::new(pc)),
                 Err(e) => return ch.fail("CreatePseudoConsole", 0, e.message),
             }
@@ -143,23 +143,21 @@ fn run(mut ch: Channel) -> Result<(), ()> {
         None => None,
     };
     let restricted = command_token(&mut ch, &logon, &req)?;
-    let raw_stdio = stdio.iter().map(|h| h.as_ref().map(|h| h.as_raw_handle()).unwrap_or(std::ptr::null_mut()));
-    let raw_stdio: Vec<_> = raw_stdio.collect();
     let launch = Launch {
         application: &req.application,
         command_line: &req.command_line,
         env_block: &req.env_block,
         cwd: &req.cwd,
         desktop: Some(&req.desktop),
-        stdio: console.is_none().then(|| [raw_stdio[0], raw_stdio[1], raw_stdio[2]]),
-        pseudoconsole: console.as_ref().map(|c| c.raw()),
+        stdio: console.is_none().then(|| stdio.each_ref().map(|h| h.as_ref().map(OwnedHandle::as_handle))),
+        pseudoconsole: console.as_deref(),
     };
     let child = match process::create_suspended(Some(&restricted), &launch) {
         Ok(c) => c,
         Err(code) => return ch.fail("CreateProcessAsUserW", code, message(code)),
     };
     drop(restricted);
-    if let Err(e) = job::assign(job_handle.as_raw_handle(), child.process.as_raw_handle()) {
+    if let Err(e) = job::assign(job_handle.as_handle(), child.process.as_handle()) {
         process::terminate(&child.process, 1);
         return ch.fail("AssignProcessToJobObject", 0, e.message);
     }
@@ -204,7 +202,7 @@ fn serve_terminal(ch: Channel, console: Arc<PseudoConsole>, child: process::Star
             }
         }
     });
-    let _ = process::wait_any(&[child.process.as_raw_handle()], None);
+    let _ = process::wait_any(&[child.process.as_handle()], None);
     drop(child);
     drop(console);
     // The supervisor closes the control pipe once the command has ended; the resizer's

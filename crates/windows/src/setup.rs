@@ -2,13 +2,13 @@
 //! secret, the runner, the WFP filters, the NUL device's entry, and what `spawn` reads of them.
 
 use crate::error::{ErrorKind, LaunchError, SETUP_REMEDY};
-use crate::install::{self, Layout, Record};
+use crate::install::{self, Layout, Record, ACCOUNT_NAME};
 use crate::protocol::{BOOT_ARG, PROTOCOL_VERSION};
 use crate::report::{FilterState, SetupReport, SetupState};
 use crate::sid::{capability, Sid};
 use crate::slots::Slots;
 use crate::sys::{account, security, wfp as swfp};
-use crate::{grants, wfp, ACCOUNT_NAME};
+use crate::{grants, wfp};
 use std::path::{Path, PathBuf};
 
 const COMMENT: &str = "ringfence: runs sandboxed commands; created by `ringfence setup`";
@@ -35,9 +35,8 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> LaunchError {
 }
 
 fn protect_path(path: &str, sd: &crate::acl::SecurityDescriptor) -> Result<(), LaunchError> {
-    let w: Vec<u16> = path.encode_utf16().chain([0]).collect();
     let acl = sd.dacl.clone().unwrap_or_default();
-    security::set_file_dacl(&w, &acl, sd.protected)
+    security::set_file_dacl(path, &acl, sd.protected)
         .map_err(|code| crate::sys::os_error(format!("protecting {path}"), "SetNamedSecurityInfoW", code))
 }
 

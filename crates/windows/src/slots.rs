@@ -168,7 +168,7 @@ impl Slots {
     fn ensure(&self, registry: &mut Registry, slot: u16, root: &RootUse) -> Result<(), LaunchError> {
         let sid = self.sid(slot)?.clone();
         let is_dir = sfs::kind(Path::new(&root.path)) == Some(Kind::Dir);
-        let (dacl, _) = crate::sys::security::file_dacl(&crate::sys::wide(&root.path))?;
+        let (dacl, _) = crate::sys::security::file_dacl(&root.path)?;
         let acl = dacl.unwrap_or_default();
         // Only ringfence names slot groups: any explicit entry for the slot is ours.
         let slot_present = acl.aces.iter().any(|a| !a.is_inherited() && a.sid() == Some(&sid));

@@ -12,7 +12,8 @@
 
 mod common;
 
-use std::io::Read;
+use common::{home, received, tcp_probe};
+
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -22,23 +23,10 @@ use std::time::Duration;
 const LIMIT: i32 = 123;
 const TIMEOUT: i32 = 124;
 
-fn require_windows_host() {
-    assert!(!common::under_wine(), "the CLI tests prove nothing under Wine; run them on Windows");
-    assert_eq!(
-        std::env::var_os("RINGFENCE_WINDOWS_ENFORCEMENT").as_deref(),
-        Some("1".as_ref()),
-        "run `ringfence setup` (elevated), then set RINGFENCE_WINDOWS_ENFORCEMENT=1 (scripts/test-windows.ps1 does both)"
-    );
-}
-
 fn exe() -> PathBuf {
     let exe = PathBuf::from(std::env::var_os("RINGFENCE_EXE").expect("RINGFENCE_EXE: the ringfence.exe to test"));
     assert!(exe.is_file(), "{}", exe.display());
     exe
-}
-
-fn home() -> PathBuf {
-    PathBuf::from(std::env::var_os("USERPROFILE").expect("USERPROFILE"))
 }
 
 /// A workspace in the caller's profile, removed with its grant afterwards.
@@ -49,7 +37,7 @@ struct Ws {
 
 impl Ws {
     fn new(name: &str) -> Ws {
-        require_windows_host();
+        common::require_windows_host("CLI");
         let root = home().join(format!("rf-cli-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let path = root.join("ws");
@@ -137,28 +125,6 @@ fn files_the_workspace_is_writable_secrets_and_protected_paths_are_not() {
     assert!(!ws.path.join(".envrc").exists(), "{out}");
 }
 
-/// A PowerShell probe: a TCP connection to 127.0.0.1:`port` that sends `tag`.
-fn probe(port: u16, tag: &str) -> String {
-    format!(
-        "try {{ $c = New-Object Net.Sockets.TcpClient; $c.Connect('127.0.0.1', {port}); \
-           $w = New-Object IO.StreamWriter($c.GetStream()); $w.Write('{tag}'); $w.Flush(); $c.Close(); 'open:{tag}' }} \
-         catch {{ 'closed:{tag}' }}"
-    )
-}
-
-/// What reached a non-blocking listener, read now.
-fn received(listener: &TcpListener) -> Vec<String> {
-    let mut got = Vec::new();
-    while let Ok((mut s, _)) = listener.accept() {
-        s.set_nonblocking(false).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        got.push(text);
-    }
-    got
-}
-
 #[test]
 #[ignore = "needs a real Windows host after `ringfence setup` (scripts/test-windows.ps1)"]
 fn network_none_reaches_no_local_server() {
@@ -166,12 +132,12 @@ fn network_none_reaches_no_local_server() {
     let server = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     server.set_nonblocking(true).unwrap();
     let here = Command::new("powershell.exe")
-        .args(["-NoProfile", "-Command", &probe(server.local_addr().unwrap().port(), "host")])
+        .args(["-NoProfile", "-Command", &tcp_probe(server.local_addr().unwrap().port(), "host")])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&here.stdout).contains("open:host"), "the control: {here:?}");
     assert_eq!(received(&server), vec!["host".to_string()]);
-    let (_, out) = ws.powershell(&[], &probe(server.local_addr().unwrap().port(), "run"));
+    let (_, out) = ws.powershell(&[], &tcp_probe(server.local_addr().unwrap().port(), "run"));
     assert!(out.contains("closed:run"), "{out}");
     assert!(received(&server).is_empty(), "the local server saw the sandbox: {out}");
     assert!(out.contains("not enforced") && out.contains("dns"), "the DNS Client's lookups are reported: {out}");

@@ -15,28 +15,14 @@
 
 mod common;
 
-use common::no_limits;
+use common::{home, no_limits, tcp_probe};
 use ringfence_policy::{FsRules, Limits, Origin, Policy, RuleKind};
 use ringfence_windows::{spawn, LaunchSpec, Outcome, StdioSpec};
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Stops a test that was asked to run where it proves nothing.
-fn require_windows_host() {
-    assert!(!common::under_wine(), "the enforcement tests prove nothing under Wine; run them on Windows");
-    assert_eq!(
-        std::env::var_os("RINGFENCE_WINDOWS_ENFORCEMENT").as_deref(),
-        Some("1".as_ref()),
-        "run `ringfence setup` (elevated), then set RINGFENCE_WINDOWS_ENFORCEMENT=1 (scripts/test-windows.ps1 does both)"
-    );
-}
-
-fn home() -> PathBuf {
-    PathBuf::from(std::env::var_os("USERPROFILE").expect("USERPROFILE"))
-}
 
 /// A fresh workspace and an outside folder, both in the caller's profile.
 struct Scene {
@@ -47,7 +33,7 @@ struct Scene {
 
 impl Scene {
     fn new(name: &str) -> Scene {
-        require_windows_host();
+        common::require_windows_host("enforcement");
         let root = home().join(format!("rf-enforce-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let ws = root.join("ws");
@@ -168,25 +154,8 @@ impl Listener {
 
     /// What every connection that reached it sent, read now.
     fn received(&self) -> Vec<String> {
-        let mut got = Vec::new();
-        while let Ok((mut s, _)) = self.tcp.accept() {
-            s.set_nonblocking(false).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut buf = String::new();
-            let _ = s.read_to_string(&mut buf);
-            got.push(buf);
-        }
-        got
+        common::received(&self.tcp)
     }
-}
-
-/// A PowerShell probe: a TCP connection to 127.0.0.1:`port` that sends `tag`.
-fn tcp_probe(port: u16, tag: &str) -> String {
-    format!(
-        "try {{ $c = New-Object Net.Sockets.TcpClient; $c.Connect('127.0.0.1', {port}); \
-           $w = New-Object IO.StreamWriter($c.GetStream()); $w.Write('{tag}'); $w.Flush(); $c.Close(); 'open:{tag}' }} \
-         catch {{ 'closed:{tag}' }}; "
-    )
 }
 
 /// A PowerShell probe: a UDP datagram `tag` to `addr`.
@@ -202,7 +171,7 @@ fn udp_probe(addr: SocketAddr, tag: &str) -> String {
 #[test]
 #[ignore = "needs a real Windows host after `ringfence setup` (scripts/test-windows.ps1)"]
 fn setup_is_complete() {
-    require_windows_host();
+    common::require_windows_host("enforcement");
     let state = ringfence_windows::state();
     assert!(state.ready(), "{state}");
 }
@@ -290,7 +259,7 @@ fn only_this_runs_gateway_port_is_reachable() {
     let udp_addr = udp.local_addr().unwrap();
     let script = |tag: &str| {
         format!(
-            "{}{}{}",
+            "{}; {}; {}",
             tcp_probe(gateway.port(), &format!("gw-{tag}")),
             tcp_probe(neighbour.port(), &format!("nb-{tag}")),
             udp_probe(udp_addr, &format!("udp-{tag}"))

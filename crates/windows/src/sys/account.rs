@@ -78,15 +78,20 @@ pub fn create_or_reset_user(name: &str, password: &str, comment: &str) -> Result
 }
 
 /// A USER_INFO_<level> structure NetUserSetInfo takes, with its level.
-trait UserInfo {
+///
+/// # Safety
+/// The type is the structure of level `LEVEL`.
+unsafe trait UserInfo {
     const LEVEL: u32;
 }
 
-impl UserInfo for USER_INFO_1003 {
+// SAFETY: the structure of level 1003 (lmaccess.h).
+unsafe impl UserInfo for USER_INFO_1003 {
     const LEVEL: u32 = 1003;
 }
 
-impl UserInfo for USER_INFO_1008 {
+// SAFETY: the structure of level 1008 (lmaccess.h).
+unsafe impl UserInfo for USER_INFO_1008 {
     const LEVEL: u32 = 1008;
 }
 
@@ -97,7 +102,7 @@ impl UserInfo for USER_INFO_1008 {
 unsafe fn set_user_info<T: UserInfo>(name: &str, info: &T) -> Result<(), u32> {
     let name_w = wide(name);
     let mut parm = 0u32;
-    // SAFETY: `info` is the structure of level `T::LEVEL` (the trait ties them); the caller
+    // SAFETY: `info` is the structure of level `T::LEVEL` (the trait's promise); the caller
     // promises its strings; the name is NUL-terminated.
     let err =
         unsafe { NetUserSetInfo(std::ptr::null(), name_w.as_ptr(), T::LEVEL, (info as *const T).cast(), &mut parm) };
@@ -147,7 +152,8 @@ pub fn logon(name: &str, password: &str) -> Result<OwnedHandle, LaunchError> {
     if ok == 0 {
         return Err(os_error(format!("logging on as {name}"), "LogonUserW", err));
     }
-    owned(token, format!("logging on as {name}"), "LogonUserW")
+    // SAFETY: just returned by the call, owned by nothing else.
+    unsafe { owned(token, format!("logging on as {name}"), "LogonUserW") }
 }
 
 fn lsa_string(s: &mut [u16]) -> LSA_UNICODE_STRING {
@@ -281,20 +287,22 @@ fn dpapi(direction: Dpapi<'_>, data: &[u8], entropy: &[u8]) -> Result<Vec<u8>, u
         Dpapi::Unprotect => None,
     };
     let mut out = CRYPT_INTEGER_BLOB { cbData: 0, pbData: std::ptr::null_mut() };
-    // SAFETY: input blobs point at live slices the call only reads, the description is
-    // NUL-terminated; the output is LocalAlloc'ed and freed below.
-    let ok = unsafe {
-        match &description {
-            Some(desc) => CryptProtectData(&input, desc.as_ptr(), &entropy, reserved, prompt, flags, &mut out),
-            None => CryptUnprotectData(&input, std::ptr::null_mut(), &entropy, reserved, prompt, flags, &mut out),
-        }
+    let ok = match &description {
+        // SAFETY: input blobs point at live slices the call only reads, the description is
+        // NUL-terminated; the output is LocalAlloc'ed and freed below.
+        Some(desc) => unsafe { CryptProtectData(&input, desc.as_ptr(), &entropy, reserved, prompt, flags, &mut out) },
+        // SAFETY: as above, without a description.
+        None => unsafe {
+            CryptUnprotectData(&input, std::ptr::null_mut(), &entropy, reserved, prompt, flags, &mut out)
+        },
     };
     if ok == 0 {
         return Err(super::last_error());
     }
     // SAFETY: the call returned `cbData` bytes at `pbData`.
     let bytes = unsafe { copy_bytes(out.pbData, out.cbData as usize) };
-    local_free(out.pbData);
+    // SAFETY: LocalAlloc'ed by the call, and not used after this.
+    unsafe { local_free(out.pbData) };
     Ok(bytes)
 }
 
@@ -429,7 +437,8 @@ type DeleteProfileW = unsafe extern "system" fn(*const u16, *const u16, *const u
 
 /// Deletes the profile (folder and registry) of the account `sid`; a missing one is fine.
 pub fn delete_profile(sid: &Sid) -> Result<(), LaunchError> {
-    let Some(delete) = super::system_function::<DeleteProfileW>("userenv.dll", c"DeleteProfileW") else {
+    // SAFETY: `DeleteProfileW` is the function's documented signature.
+    let Some(delete) = (unsafe { super::system_function::<DeleteProfileW>("userenv.dll", c"DeleteProfileW") }) else {
         return Err(LaunchError::internal("userenv.dll has no DeleteProfileW"));
     };
     let sid_w = wide(sid.to_string());

@@ -3,7 +3,7 @@
 
 use super::last_os_error;
 use crate::error::LaunchError;
-use windows_sys::Win32::Foundation::HANDLE;
+use std::os::windows::io::{AsRawHandle, BorrowedHandle};
 use windows_sys::Win32::System::Console::{
     ClosePseudoConsole, CreatePseudoConsole, GetConsoleMode, GetConsoleScreenBufferInfo, ResizePseudoConsole,
     SetConsoleMode, CONSOLE_MODE, CONSOLE_SCREEN_BUFFER_INFO, COORD, ENABLE_ECHO_INPUT, ENABLE_LINE_INPUT,
@@ -15,10 +15,17 @@ pub struct PseudoConsole(isize);
 
 impl PseudoConsole {
     /// Creates a pseudoconsole of `cols`×`rows` reading `input` and writing `output`.
-    pub fn create(input: HANDLE, output: HANDLE, cols: u16, rows: u16) -> Result<PseudoConsole, LaunchError> {
+    pub fn create(
+        input: BorrowedHandle<'_>,
+        output: BorrowedHandle<'_>,
+        cols: u16,
+        rows: u16,
+    ) -> Result<PseudoConsole, LaunchError> {
         let mut hpc = 0isize;
         let size = COORD { X: cols.max(1) as i16, Y: rows.max(1) as i16 };
-        // SAFETY: both pipe handles are valid for the call (the console host duplicates them).
+        let (input, output) = (input.as_raw_handle(), output.as_raw_handle());
+        // SAFETY: both pipe handles are borrowed, so open, for the call (the console host
+        // duplicates them); `hpc` receives the new pseudoconsole.
         let hr = unsafe { CreatePseudoConsole(size, input, output, 0, &mut hpc) };
         if hr < 0 {
             return Err(LaunchError::internal(format!(
@@ -28,6 +35,7 @@ impl PseudoConsole {
         Ok(PseudoConsole(hpc))
     }
 
+    /// The HPCON, for the attribute list of the command that gets this console.
     pub fn raw(&self) -> isize {
         self.0
     }
@@ -46,10 +54,10 @@ impl Drop for PseudoConsole {
 }
 
 /// The visible size of the console behind `output`, if it is one.
-pub fn size(output: HANDLE) -> Option<(u16, u16)> {
+pub fn size(output: BorrowedHandle<'_>) -> Option<(u16, u16)> {
     let mut info = CONSOLE_SCREEN_BUFFER_INFO::default();
-    // SAFETY: `info` is a valid out-structure; non-console handles just fail.
-    if unsafe { GetConsoleScreenBufferInfo(output, &mut info) } == 0 {
+    // SAFETY: a borrowed handle and a valid out-structure; non-console handles just fail.
+    if unsafe { GetConsoleScreenBufferInfo(output.as_raw_handle(), &mut info) } == 0 {
         return None;
     }
     let w = info.srWindow;
@@ -58,26 +66,28 @@ pub fn size(output: HANDLE) -> Option<(u16, u16)> {
 
 /// Puts our console in raw VT mode while a terminal run relays it; restores on drop.
 pub struct RawMode {
-    input: Option<(HANDLE, CONSOLE_MODE)>,
-    output: Option<(HANDLE, CONSOLE_MODE)>,
+    input: Option<(BorrowedHandle<'static>, CONSOLE_MODE)>,
+    output: Option<(BorrowedHandle<'static>, CONSOLE_MODE)>,
 }
 
-// SAFETY: console handles are process-wide; restoring a mode from another thread is sound.
-unsafe impl Send for RawMode {}
-
-fn mode(h: HANDLE) -> Option<CONSOLE_MODE> {
+fn mode(h: BorrowedHandle<'_>) -> Option<CONSOLE_MODE> {
     let mut m = 0;
-    // SAFETY: non-console handles just fail.
-    (unsafe { GetConsoleMode(h, &mut m) } != 0).then_some(m)
+    // SAFETY: a borrowed handle and a valid out-pointer; non-console handles just fail.
+    (unsafe { GetConsoleMode(h.as_raw_handle(), &mut m) } != 0).then_some(m)
 }
 
-fn set_mode(h: HANDLE, m: CONSOLE_MODE) -> bool {
-    // SAFETY: a console handle whose mode was just read.
-    unsafe { SetConsoleMode(h, m) != 0 }
+fn set_mode(h: BorrowedHandle<'_>, m: CONSOLE_MODE) -> bool {
+    // SAFETY: a borrowed console handle whose mode was just read.
+    unsafe { SetConsoleMode(h.as_raw_handle(), m) != 0 }
 }
 
 impl RawMode {
-    pub fn enter(input: Option<HANDLE>, output: Option<HANDLE>) -> Result<RawMode, LaunchError> {
+    /// Switches this process's console streams (see [`super::process::std_handle`]), those
+    /// that are consoles.
+    pub fn enter(
+        input: Option<BorrowedHandle<'static>>,
+        output: Option<BorrowedHandle<'static>>,
+    ) -> Result<RawMode, LaunchError> {
         let mut raw = RawMode { input: None, output: None };
         if let Some(h) = input {
             if let Some(old) = mode(h) {

@@ -8,6 +8,7 @@ use super::{last_os_error, wide};
 use crate::acl::Ace;
 use crate::error::LaunchError;
 use crate::sid::Sid;
+use std::os::windows::io::BorrowedHandle;
 use windows_sys::Win32::System::StationsAndDesktops::{
     CloseDesktop, CreateDesktopW, GetProcessWindowStation, GetUserObjectInformationW, OpenDesktopW, DESKTOP_CREATEMENU,
     DESKTOP_CREATEWINDOW, DESKTOP_ENUMERATE, DESKTOP_READOBJECTS, DESKTOP_READ_CONTROL, DESKTOP_SYNCHRONIZE,
@@ -27,15 +28,33 @@ pub const DESKTOP_SANDBOX: u32 = DESKTOP_READOBJECTS
     | DESKTOP_READ_CONTROL
     | DESKTOP_SYNCHRONIZE;
 
+/// A desktop this process opened or created; closed (and destroyed once unused) on drop.
+struct DesktopHandle(HDESK);
+
+// SAFETY: a desktop handle is a process-wide kernel handle, usable from any thread.
+unsafe impl Send for DesktopHandle {}
+
+impl DesktopHandle {
+    fn borrow(&self) -> BorrowedHandle<'_> {
+        // SAFETY: the handle stays open until `self` is dropped.
+        unsafe { BorrowedHandle::borrow_raw(self.0) }
+    }
+}
+
+impl Drop for DesktopHandle {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from CreateDesktopW or OpenDesktopW and is closed once.
+        unsafe { CloseDesktop(self.0) };
+    }
+}
+
 /// A desktop this process created; closed (and destroyed once unused) on drop.
 pub struct Desktop {
-    handle: HDESK,
+    /// Held for its drop, which closes the desktop.
+    _handle: DesktopHandle,
     /// `WinSta0\<name>`, for STARTUPINFO.lpDesktop.
     pub path: String,
 }
-
-// SAFETY: a desktop handle is a process-wide kernel handle, usable from any thread.
-unsafe impl Send for Desktop {}
 
 impl Desktop {
     /// Creates desktop `name` in this process's window station, open to this user and, with
@@ -50,22 +69,13 @@ impl Desktop {
         if handle.is_null() {
             return Err(last_os_error(format!("creating the private desktop {name}"), "CreateDesktopW"));
         }
-        Ok(Desktop { handle, path: format!(r"{}\{name}", station_name()) })
+        Ok(Desktop { _handle: DesktopHandle(handle), path: format!(r"{}\{name}", station_name()) })
     }
-}
 
-impl Desktop {
     /// The desktop's handle (for the tests, which change only desktops they made).
     #[cfg(test)]
-    pub fn raw(&self) -> HDESK {
-        self.handle
-    }
-}
-
-impl Drop for Desktop {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from CreateDesktopW and is closed once.
-        unsafe { CloseDesktop(self.handle) };
+    pub fn handle(&self) -> BorrowedHandle<'_> {
+        self._handle.borrow()
     }
 }
 
@@ -104,6 +114,11 @@ impl Station {
         }
         Ok(Station(station))
     }
+
+    fn borrow(&self) -> BorrowedHandle<'_> {
+        // SAFETY: the handle stays open until `self` is dropped.
+        unsafe { BorrowedHandle::borrow_raw(self.0) }
+    }
 }
 
 impl Drop for Station {
@@ -124,10 +139,10 @@ const STATION_SANDBOX: u32 = 0x0001 | 0x0002 | 0x0020 | 0x0100 | 0x0002_0000 | 0
 /// its logon SID either way. Removed at the end of the run by [`revoke_logon`].
 pub fn grant_station(logon: &Sid) -> Result<(), LaunchError> {
     let station = Station::open()?;
-    let (acl, protected) = handle_dacl(station.0, true)?;
+    let (acl, protected) = handle_dacl(station.borrow(), true)?;
     let mut acl = acl.unwrap_or_default();
     if acl.add_explicit(Ace::Allow { flags: 0, mask: STATION_SANDBOX, sid: logon.clone() }) {
-        set_handle_dacl(station.0, true, &acl, protected)?;
+        set_handle_dacl(station.borrow(), true, &acl, protected)?;
     }
     Ok(())
 }
@@ -139,23 +154,21 @@ pub fn grant_station(logon: &Sid) -> Result<(), LaunchError> {
 pub fn revoke_logon(logon: &Sid, account: &Sid, keep_station: bool) -> Result<(), LaunchError> {
     if !keep_station {
         let station = Station::open()?;
-        strip_entries(station.0, &[logon])?;
+        strip_entries(station.borrow(), &[logon])?;
     }
     let name = wide("Default");
-    // SAFETY: NUL-terminated name; the handle is closed below.
+    // SAFETY: NUL-terminated name; the handle is closed on drop.
     let desk = unsafe { OpenDesktopW(name.as_ptr(), 0, 0, DESKTOP_READ_CONTROL | DESKTOP_WRITE_DAC) };
     if desk.is_null() {
         return Err(last_os_error("opening the Default desktop", "OpenDesktopW"));
     }
-    let result = strip_entries(desk, &[logon, account]);
-    // SAFETY: opened above, closed once.
-    unsafe { CloseDesktop(desk) };
-    result
+    let desk = DesktopHandle(desk);
+    strip_entries(desk.borrow(), &[logon, account])
 }
 
 /// Removes the explicit entries naming any of `sids` from the DACL of a window station or
 /// desktop (a handle with READ_CONTROL and WRITE_DAC).
-pub fn strip_entries(handle: *mut std::ffi::c_void, sids: &[&Sid]) -> Result<(), LaunchError> {
+pub fn strip_entries(handle: BorrowedHandle<'_>, sids: &[&Sid]) -> Result<(), LaunchError> {
     let (acl, protected) = handle_dacl(handle, true)?;
     if let Some(mut acl) = acl {
         if sids.iter().map(|s| acl.remove_explicit_for(s)).sum::<usize>() > 0 {

@@ -4,9 +4,9 @@
 use super::{last_os_error, owned};
 use crate::error::LaunchError;
 use crate::job::JobPlan;
-use std::os::windows::io::{AsRawHandle, OwnedHandle};
+use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle};
 use std::time::Duration;
-use windows_sys::Win32::Foundation::{HANDLE, INVALID_HANDLE_VALUE};
+use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, JobObjectAssociateCompletionPortInformation,
     JobObjectBasicAndIoAccountingInformation, JobObjectBasicUIRestrictions, JobObjectCpuRateControlInformation,
@@ -22,10 +22,50 @@ pub const MSG_JOB_MEMORY_LIMIT: u32 = 10;
 /// JOB_OBJECT_ASSIGN_PROCESS: the only right the runner gets on the job.
 pub const JOB_ASSIGN_PROCESS: u32 = 0x0001;
 
-fn set<T>(job: &OwnedHandle, class: JOBOBJECTINFOCLASS, info: &T, what: &str) -> Result<(), LaunchError> {
-    // SAFETY: `info` is the structure the class expects, and lives through the call.
+/// A JOBOBJECT_* structure and the information class that reads or writes it.
+///
+/// # Safety
+/// The type is plain data (whatever bytes the system writes are a value of it), and it is the
+/// structure of `CLASS`.
+unsafe trait JobInfo {
+    const CLASS: JOBOBJECTINFOCLASS;
+}
+
+// SAFETY: plain data, the structure of its class (winnt.h).
+unsafe impl JobInfo for JOBOBJECT_EXTENDED_LIMIT_INFORMATION {
+    const CLASS: JOBOBJECTINFOCLASS = JobObjectExtendedLimitInformation;
+}
+
+// SAFETY: plain data, the structure of its class (winnt.h).
+unsafe impl JobInfo for JOBOBJECT_BASIC_UI_RESTRICTIONS {
+    const CLASS: JOBOBJECTINFOCLASS = JobObjectBasicUIRestrictions;
+}
+
+// SAFETY: plain data, the structure of its class (winnt.h).
+unsafe impl JobInfo for JOBOBJECT_CPU_RATE_CONTROL_INFORMATION {
+    const CLASS: JOBOBJECTINFOCLASS = JobObjectCpuRateControlInformation;
+}
+
+// SAFETY: plain data, the structure of its class (winnt.h).
+unsafe impl JobInfo for JOBOBJECT_ASSOCIATE_COMPLETION_PORT {
+    const CLASS: JOBOBJECTINFOCLASS = JobObjectAssociateCompletionPortInformation;
+}
+
+// SAFETY: plain data, the structure of its class (winnt.h).
+unsafe impl JobInfo for JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION {
+    const CLASS: JOBOBJECTINFOCLASS = JobObjectBasicAndIoAccountingInformation;
+}
+
+fn set<T: JobInfo>(job: &OwnedHandle, info: &T, what: &str) -> Result<(), LaunchError> {
+    // SAFETY: `info` is the structure its class expects (the trait's promise), and lives
+    // through the call.
     let ok = unsafe {
-        SetInformationJobObject(job.as_raw_handle(), class, (info as *const T).cast(), std::mem::size_of::<T>() as u32)
+        SetInformationJobObject(
+            job.as_raw_handle(),
+            T::CLASS,
+            (info as *const T).cast(),
+            std::mem::size_of::<T>() as u32,
+        )
     };
     if ok == 0 {
         return Err(last_os_error(what, "SetInformationJobObject"));
@@ -33,13 +73,14 @@ fn set<T>(job: &OwnedHandle, class: JOBOBJECTINFOCLASS, info: &T, what: &str) ->
     Ok(())
 }
 
-fn query<T: Default>(job: &OwnedHandle, class: JOBOBJECTINFOCLASS, what: &str) -> Result<T, LaunchError> {
+fn query<T: JobInfo + Default>(job: &OwnedHandle, what: &str) -> Result<T, LaunchError> {
     let mut info = T::default();
-    // SAFETY: `info` is the structure the class fills, sized by size_of.
+    // SAFETY: `info` is the structure its class fills (the trait's promise), sized by size_of;
+    // any bytes the call writes make a value of it.
     let ok = unsafe {
         QueryInformationJobObject(
             job.as_raw_handle(),
-            class,
+            T::CLASS,
             (&mut info as *mut T).cast(),
             std::mem::size_of::<T>() as u32,
             std::ptr::null_mut(),
@@ -63,49 +104,49 @@ impl Job {
     pub fn create(plan: &JobPlan) -> Result<Job, LaunchError> {
         // SAFETY: no security attributes (the default DACL: this user only), no name.
         let handle = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };
-        let handle = owned(handle, "creating the job object", "CreateJobObjectW")?;
+        // SAFETY: just returned by the call, owned by nothing else.
+        let handle = unsafe { owned(handle, "creating the job object", "CreateJobObjectW") }?;
         let mut limits = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
         limits.BasicLimitInformation.LimitFlags = plan.limit_flags;
         limits.BasicLimitInformation.ActiveProcessLimit = plan.active_processes.unwrap_or(0);
         limits.JobMemoryLimit = plan.job_memory.map(|m| usize::try_from(m).unwrap_or(usize::MAX)).unwrap_or(0);
-        set(&handle, JobObjectExtendedLimitInformation, &limits, "setting the job's limits")?;
+        set(&handle, &limits, "setting the job's limits")?;
         let ui = JOBOBJECT_BASIC_UI_RESTRICTIONS { UIRestrictionsClass: plan.ui_restrictions };
-        set(&handle, JobObjectBasicUIRestrictions, &ui, "setting the job's UI restrictions")?;
+        set(&handle, &ui, "setting the job's UI restrictions")?;
         if let Some(rate) = plan.cpu_rate {
             let mut cpu = JOBOBJECT_CPU_RATE_CONTROL_INFORMATION {
                 ControlFlags: crate::job::cpu::ENABLE | crate::job::cpu::HARD_CAP,
                 ..Default::default()
             };
             cpu.Anonymous.CpuRate = rate;
-            set(&handle, JobObjectCpuRateControlInformation, &cpu, "setting the job's CPU cap")?;
+            set(&handle, &cpu, "setting the job's CPU cap")?;
         }
         // SAFETY: a new port, not associated with a file.
         let port = unsafe { CreateIoCompletionPort(INVALID_HANDLE_VALUE, std::ptr::null_mut(), 0, 1) };
-        let port = owned(port, "creating the job's completion port", "CreateIoCompletionPort")?;
+        // SAFETY: just returned by the call, owned by nothing else.
+        let port = unsafe { owned(port, "creating the job's completion port", "CreateIoCompletionPort") }?;
         let assoc = JOBOBJECT_ASSOCIATE_COMPLETION_PORT {
             CompletionKey: std::ptr::null_mut(),
             CompletionPort: port.as_raw_handle(),
         };
-        set(&handle, JobObjectAssociateCompletionPortInformation, &assoc, "watching the job")?;
+        set(&handle, &assoc, "watching the job")?;
         Ok(Job { handle, port })
     }
 
     /// The limits as the system holds them (for tests and `explain`).
     pub fn limits(&self) -> Result<JOBOBJECT_EXTENDED_LIMIT_INFORMATION, LaunchError> {
-        query(&self.handle, JobObjectExtendedLimitInformation, "reading the job's limits")
+        query(&self.handle, "reading the job's limits")
     }
 
     #[cfg(test)]
     pub fn ui_restrictions(&self) -> Result<u32, LaunchError> {
-        let ui: JOBOBJECT_BASIC_UI_RESTRICTIONS =
-            query(&self.handle, JobObjectBasicUIRestrictions, "reading the job's UI restrictions")?;
+        let ui: JOBOBJECT_BASIC_UI_RESTRICTIONS = query(&self.handle, "reading the job's UI restrictions")?;
         Ok(ui.UIRestrictionsClass)
     }
 
     /// User and kernel time of every process the job ran, and its peak committed memory.
     pub fn accounting(&self) -> Result<(Duration, Duration, u64), LaunchError> {
-        let acct: JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION =
-            query(&self.handle, JobObjectBasicAndIoAccountingInformation, "reading the job's accounting")?;
+        let acct: JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION = query(&self.handle, "reading the job's accounting")?;
         let limits = self.limits()?;
         let t = |ticks: i64| Duration::from_nanos(ticks.max(0) as u64 * 100);
         Ok((t(acct.BasicInfo.TotalUserTime), t(acct.BasicInfo.TotalKernelTime), limits.PeakJobMemoryUsed as u64))
@@ -113,13 +154,13 @@ impl Job {
 
     /// Puts a process in the job.
     #[cfg(test)]
-    pub fn assign(&self, process: HANDLE) -> Result<(), LaunchError> {
-        assign(self.handle.as_raw_handle(), process)
+    pub fn assign(&self, process: BorrowedHandle<'_>) -> Result<(), LaunchError> {
+        assign(self.handle.as_handle(), process)
     }
 
     /// Kills every process in the job.
     pub fn terminate(&self, code: u32) {
-        terminate(self.handle.as_raw_handle(), code)
+        terminate(self.handle.as_handle(), code)
     }
 
     /// The next notification (message, process id), waiting up to `timeout`.
@@ -136,18 +177,18 @@ impl Job {
     }
 }
 
-/// Kills every process in a job, through a raw handle (used by the kill handle, which may run
-/// on another thread).
-pub fn terminate(job: HANDLE, code: u32) {
-    // SAFETY: the caller holds the handle open; a failure (the job already empty) is harmless.
-    unsafe { TerminateJobObject(job, code) };
+/// Kills every process in a job, through any handle to it (the kill handle's, which may be
+/// used on another thread).
+pub fn terminate(job: BorrowedHandle<'_>, code: u32) {
+    // SAFETY: a borrowed, so open, handle; a failure (the job already empty) is harmless.
+    unsafe { TerminateJobObject(job.as_raw_handle(), code) };
 }
 
-/// Puts a process in a job through a raw job handle (the runner's, with
+/// Puts a process in a job through any handle to it (the runner's, with
 /// JOB_OBJECT_ASSIGN_PROCESS only).
-pub fn assign(job: HANDLE, process: HANDLE) -> Result<(), LaunchError> {
-    // SAFETY: both handles are valid for the call.
-    if unsafe { AssignProcessToJobObject(job, process) } == 0 {
+pub fn assign(job: BorrowedHandle<'_>, process: BorrowedHandle<'_>) -> Result<(), LaunchError> {
+    // SAFETY: both handles are borrowed, so open, for the call.
+    if unsafe { AssignProcessToJobObject(job.as_raw_handle(), process.as_raw_handle()) } == 0 {
         return Err(last_os_error("putting the command in the job", "AssignProcessToJobObject"));
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! Thin wrappers over the Win32 calls the backend makes. Every `unsafe` block of the crate is
-//! here, each in a small function with a `SAFETY:` comment; everything above this module is
-//! safe Rust.
+//! here (but the runner's adoption of the handles the supervisor passes it), one call or
+//! dereference each, in a small function with a `SAFETY:` comment. A wrapper takes borrowed or
+//! owned handles, never raw ones, so everything above this module is safe Rust.
 
 pub mod account;
 pub mod console;
@@ -69,11 +70,15 @@ pub fn last_os_error(what: impl std::fmt::Display, call: &str) -> LaunchError {
 
 /// Takes ownership of a handle a call returned, or reports the call's error. Null and
 /// INVALID_HANDLE_VALUE both count as failure (calls differ in which they return).
-pub fn owned(handle: HANDLE, what: impl std::fmt::Display, call: &str) -> Result<OwnedHandle, LaunchError> {
+///
+/// # Safety
+/// `handle` must be what the call just returned: a failure value, or a new handle that nothing
+/// else owns or closes.
+pub unsafe fn owned(handle: HANDLE, what: impl std::fmt::Display, call: &str) -> Result<OwnedHandle, LaunchError> {
     if handle.is_null() || handle == INVALID_HANDLE_VALUE {
         return Err(last_os_error(what, call));
     }
-    // SAFETY: the handle was just returned by a successful call and nothing else owns it.
+    // SAFETY: the caller promises a new handle that nothing else owns.
     Ok(unsafe { OwnedHandle::from_raw_handle(handle) })
 }
 
@@ -108,9 +113,13 @@ pub unsafe fn copy_bytes(ptr: *const u8, len: usize) -> Vec<u8> {
 }
 
 /// Frees memory the system allocated with LocalAlloc.
-pub fn local_free<T>(ptr: *mut T) {
+///
+/// # Safety
+/// `ptr` must be null or returned by a call documented to LocalAlloc it, and not be used or
+/// freed again afterwards.
+pub unsafe fn local_free<T>(ptr: *mut T) {
     if !ptr.is_null() {
-        // SAFETY: callers pass pointers returned by calls documented to LocalAlloc them, once.
+        // SAFETY: the caller promises memory LocalAlloc'ed by the system, freed once.
         unsafe { windows_sys::Win32::Foundation::LocalFree(ptr.cast()) };
     }
 }
@@ -129,8 +138,10 @@ pub fn current_pid() -> u32 {
 
 /// A function of a system DLL looked up at run time, for the few calls Wine (where the unit
 /// tests run) lacks: an import it lacks would keep the whole program from loading there.
+///
+/// # Safety
 /// `F` must be the `unsafe extern "system" fn` type of the function's documented signature.
-pub fn system_function<F: Copy>(dll: &str, name: &std::ffi::CStr) -> Option<F> {
+pub unsafe fn system_function<F: Copy>(dll: &str, name: &std::ffi::CStr) -> Option<F> {
     use windows_sys::Win32::System::LibraryLoader::{GetProcAddress, LoadLibraryExW, LOAD_LIBRARY_SEARCH_SYSTEM32};
     const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<usize>(), "F must be a function pointer") };
     let dll_w = wide(dll);

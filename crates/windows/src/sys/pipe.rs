@@ -51,7 +51,8 @@ fn create(
             &attrs.attrs,
         )
     };
-    owned(handle, "creating the runner's control pipe", "CreateNamedPipeW")
+    // SAFETY: just returned by the call, owned by nothing else.
+    unsafe { owned(handle, "creating the runner's control pipe", "CreateNamedPipeW") }
 }
 
 fn accept_one(handle: &OwnedHandle, expected: u32) -> Result<(), LaunchError> {
@@ -120,5 +121,9 @@ pub fn anonymous() -> Result<(OwnedHandle, OwnedHandle), LaunchError> {
     if unsafe { CreatePipe(&mut read, &mut write, std::ptr::null(), 0) } == 0 {
         return Err(last_os_error("creating a pipe", "CreatePipe"));
     }
-    Ok((owned(read, "creating a pipe", "CreatePipe")?, owned(write, "creating a pipe", "CreatePipe")?))
+    // SAFETY: both ends were just returned by the call, owned by nothing else.
+    let read = unsafe { owned(read, "creating a pipe", "CreatePipe") }?;
+    // SAFETY: as above.
+    let write = unsafe { owned(write, "creating a pipe", "CreatePipe") }?;
+    Ok((read, write))
 }

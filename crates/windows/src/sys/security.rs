@@ -1,11 +1,13 @@
 //! SIDs, tokens and security descriptors: reading and writing DACLs on files and kernel
 //! objects, the restricted token of the sandboxed command, and the account lookups.
 
+use super::process::current_process;
 use super::{copy_bytes, last_os_error, local_free, os_error, owned, wide, Aligned};
 use crate::acl::{Ace, Acl, SecurityDescriptor};
 use crate::error::LaunchError;
 use crate::sid::{well_known, Sid};
-use std::os::windows::io::{AsRawHandle, OwnedHandle};
+use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle};
+use std::path::Path;
 use windows_sys::Win32::Foundation::{ERROR_INSUFFICIENT_BUFFER, HANDLE};
 use windows_sys::Win32::Security::Authorization::{
     GetNamedSecurityInfoW, GetSecurityInfo, SetNamedSecurityInfoW, SetSecurityInfo, SE_FILE_OBJECT, SE_KERNEL_OBJECT,
@@ -20,7 +22,7 @@ use windows_sys::Win32::Security::{
     TOKEN_ELEVATION, TOKEN_GROUPS, TOKEN_INFORMATION_CLASS, TOKEN_QUERY, TOKEN_USER,
     UNPROTECTED_DACL_SECURITY_INFORMATION, WRITE_RESTRICTED,
 };
-use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+use windows_sys::Win32::System::Threading::OpenProcessToken;
 
 /// SE_GROUP_LOGON_ID: the group that identifies a token's logon.
 const SE_GROUP_LOGON_ID: u32 = 0xC000_0000;
@@ -40,11 +42,12 @@ unsafe fn sid_at(psid: PSID) -> Result<Sid, LaunchError> {
 /// Opens this process's token with `access`.
 pub fn own_token(access: TOKEN_ACCESS_MASK) -> Result<OwnedHandle, LaunchError> {
     let mut token: HANDLE = std::ptr::null_mut();
-    // SAFETY: GetCurrentProcess returns a pseudo handle; `token` receives a new handle.
-    if unsafe { OpenProcessToken(GetCurrentProcess(), access, &mut token) } == 0 {
+    // SAFETY: this process's pseudo handle; `token` receives a new handle.
+    if unsafe { OpenProcessToken(current_process().as_raw_handle(), access, &mut token) } == 0 {
         return Err(last_os_error("opening this process's token", "OpenProcessToken"));
     }
-    owned(token, "opening this process's token", "OpenProcessToken")
+    // SAFETY: just returned by the call, owned by nothing else.
+    unsafe { owned(token, "opening this process's token", "OpenProcessToken") }
 }
 
 /// Reads one token information class into a u64-aligned buffer.
@@ -64,33 +67,33 @@ fn token_info(token: &OwnedHandle, class: TOKEN_INFORMATION_CLASS, what: &str) -
 /// A token's user SID.
 pub fn token_user(token: &OwnedHandle) -> Result<Sid, LaunchError> {
     let buf = token_info(token, TokenUser, "reading the token's user")?;
-    // SAFETY: the buffer holds a TOKEN_USER whose SID pointer points into the same buffer.
-    unsafe { sid_at((*(buf.as_ptr() as *const TOKEN_USER)).User.Sid) }
+    // SAFETY: the buffer holds a TOKEN_USER, aligned (u64 storage).
+    let psid = unsafe { (*buf.as_ptr().cast::<TOKEN_USER>()).User.Sid };
+    // SAFETY: the SID pointer points into the same buffer, at a valid SID.
+    unsafe { sid_at(psid) }
 }
 
 /// A token's logon SID (`S-1-5-5-X-Y`), if it has one.
 pub fn token_logon_sid(token: &OwnedHandle) -> Result<Option<Sid>, LaunchError> {
     let buf = token_info(token, TokenGroups, "reading the token's groups")?;
-    // SAFETY: the buffer holds a TOKEN_GROUPS with GroupCount entries; the SID pointers point
-    // into the same buffer.
-    unsafe {
-        let groups = &*(buf.as_ptr() as *const TOKEN_GROUPS);
-        let list = std::slice::from_raw_parts(groups.Groups.as_ptr(), groups.GroupCount as usize);
-        for g in list {
-            if g.Attributes & SE_GROUP_LOGON_ID == SE_GROUP_LOGON_ID {
-                return sid_at(g.Sid).map(Some);
-            }
-        }
+    // SAFETY: the buffer holds a TOKEN_GROUPS, aligned (u64 storage), and lives as long as
+    // `groups`.
+    let groups = unsafe { &*buf.as_ptr().cast::<TOKEN_GROUPS>() };
+    // SAFETY: GroupCount entries follow in the same buffer (the structure declares one).
+    let list = unsafe { std::slice::from_raw_parts(groups.Groups.as_ptr(), groups.GroupCount as usize) };
+    match list.iter().find(|g| g.Attributes & SE_GROUP_LOGON_ID == SE_GROUP_LOGON_ID) {
+        // SAFETY: the SID pointers point into the same buffer, at valid SIDs.
+        Some(g) => unsafe { sid_at(g.Sid) }.map(Some),
+        None => Ok(None),
     }
-    Ok(None)
 }
 
 /// Whether this process runs elevated.
 pub fn is_elevated() -> bool {
     let Ok(token) = own_token(TOKEN_QUERY) else { return false };
     let Ok(buf) = token_info(&token, TokenElevation, "reading the token's elevation") else { return false };
-    // SAFETY: the buffer holds a TOKEN_ELEVATION.
-    unsafe { (*(buf.as_ptr() as *const TOKEN_ELEVATION)).TokenIsElevated != 0 }
+    // SAFETY: the buffer holds a TOKEN_ELEVATION, aligned (u64 storage).
+    unsafe { (*buf.as_ptr().cast::<TOKEN_ELEVATION>()).TokenIsElevated != 0 }
 }
 
 /// The SID of this process's user.
@@ -146,23 +149,47 @@ pub fn lookup_account(name: &str) -> Result<Option<Sid>, LaunchError> {
     unsafe { sid_at(sid.ptr()) }.map(Some)
 }
 
-/// Reads a DACL through `get`, which gets what to read (the DACL alone) and fills the SD
-/// pointer (LocalAlloc'ed) or returns an error.
-fn read_dacl(
+/// An object whose security descriptor is read: a file or folder by path, or a kernel or window
+/// object through a handle with READ_CONTROL.
+enum Secured<'a> {
+    /// A NUL-terminated path.
+    File(&'a [u16]),
+    Handle(BorrowedHandle<'a>, SE_OBJECT_TYPE),
+}
+
+/// Reads the parts `info` of `object`'s security descriptor; `what` names the reading in errors.
+fn read_descriptor(
+    object: Secured<'_>,
+    info: OBJECT_SECURITY_INFORMATION,
     what: &str,
-    call: &str,
-    get: impl FnOnce(OBJECT_SECURITY_INFORMATION, *mut PSECURITY_DESCRIPTOR) -> u32,
-) -> Result<(Option<Acl>, bool), LaunchError> {
+) -> Result<SecurityDescriptor, LaunchError> {
     let mut psd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-    let err = get(DACL_SECURITY_INFORMATION, &mut psd);
+    let (no_sid, no_acl) = (std::ptr::null_mut(), std::ptr::null_mut());
+    let (call, err) = match object {
+        Secured::File(path) => (
+            "GetNamedSecurityInfoW",
+            // SAFETY: `path` is NUL-terminated; only the descriptor pointer is requested, and it
+            // receives a LocalAlloc'ed buffer freed below.
+            unsafe {
+                GetNamedSecurityInfoW(path.as_ptr(), SE_FILE_OBJECT, info, no_sid, no_sid, no_acl, no_acl, &mut psd)
+            },
+        ),
+        Secured::Handle(handle, kind) => (
+            "GetSecurityInfo",
+            // SAFETY: a borrowed, so open, handle; as above.
+            unsafe { GetSecurityInfo(handle.as_raw_handle(), kind, info, no_sid, no_sid, no_acl, no_acl, &mut psd) },
+        ),
+    };
     if err != 0 {
         return Err(os_error(what, call, err));
     }
-    // SAFETY: the call returned a self-relative descriptor; its length covers all of it.
-    let bytes = unsafe { copy_bytes(psd as *const u8, GetSecurityDescriptorLength(psd) as usize) };
-    local_free(psd);
-    let sd = SecurityDescriptor::from_bytes(&bytes).map_err(|e| LaunchError::internal(format!("{what}: {e}")))?;
-    Ok((sd.dacl, sd.protected))
+    // SAFETY: the call returned a self-relative descriptor.
+    let len = unsafe { GetSecurityDescriptorLength(psd) } as usize;
+    // SAFETY: a self-relative descriptor is readable for its whole length.
+    let bytes = unsafe { copy_bytes(psd as *const u8, len) };
+    // SAFETY: LocalAlloc'ed by the call, and not used after this.
+    unsafe { local_free(psd) };
+    SecurityDescriptor::from_bytes(&bytes).map_err(|e| LaunchError::internal(format!("{what}: {e}")))
 }
 
 /// Writes `acl` through `set`, which gets what to write (the DACL, protected from inheritance
@@ -176,19 +203,16 @@ fn write_dacl(acl: &Acl, protected: bool, set: impl FnOnce(OBJECT_SECURITY_INFOR
 
 /// A file or folder's DACL (None: a NULL DACL, open to everyone) and whether it is protected
 /// from inheritance.
-pub fn file_dacl(path: &[u16]) -> Result<(Option<Acl>, bool), LaunchError> {
-    let what = format!("reading the ACL of {}", String::from_utf16_lossy(&path[..path.len().saturating_sub(1)]));
-    let (no_sid, no_acl) = (std::ptr::null_mut(), std::ptr::null_mut());
-    read_dacl(&what, "GetNamedSecurityInfoW", |info, psd| {
-        // SAFETY: `path` is NUL-terminated; only the descriptor pointer is requested and it
-        // receives a LocalAlloc'ed buffer that read_dacl frees.
-        unsafe { GetNamedSecurityInfoW(path.as_ptr(), SE_FILE_OBJECT, info, no_sid, no_sid, no_acl, no_acl, psd) }
-    })
+pub fn file_dacl(path: impl AsRef<Path>) -> Result<(Option<Acl>, bool), LaunchError> {
+    let what = format!("reading the ACL of {}", path.as_ref().display());
+    let sd = read_descriptor(Secured::File(&wide(path.as_ref())), DACL_SECURITY_INFORMATION, &what)?;
+    Ok((sd.dacl, sd.protected))
 }
 
 /// Writes a file or folder's DACL. An unprotected list keeps inheriting from the parent, and
 /// Windows propagates the change to everything below that inherits.
-pub fn set_file_dacl(path: &[u16], acl: &Acl, protected: bool) -> Result<(), u32> {
+pub fn set_file_dacl(path: impl AsRef<Path>, acl: &Acl, protected: bool) -> Result<(), u32> {
+    let path = wide(path.as_ref());
     let no_sid = std::ptr::null_mut();
     let err = write_dacl(acl, protected, |info, dacl| {
         // SAFETY: `path` is NUL-terminated and the ACL is a valid, aligned binary ACL.
@@ -210,20 +234,24 @@ fn object_type(window: bool) -> SE_OBJECT_TYPE {
 }
 
 /// A kernel or window object's DACL, through a handle with READ_CONTROL.
-pub fn handle_dacl(handle: HANDLE, window: bool) -> Result<(Option<Acl>, bool), LaunchError> {
-    let (no_sid, no_acl) = (std::ptr::null_mut(), std::ptr::null_mut());
-    read_dacl("reading an object's ACL", "GetSecurityInfo", |info, psd| {
-        // SAFETY: the caller's handle has READ_CONTROL; the descriptor is LocalAlloc'ed and
-        // freed by read_dacl.
-        unsafe { GetSecurityInfo(handle, object_type(window), info, no_sid, no_sid, no_acl, no_acl, psd) }
-    })
+pub fn handle_dacl(handle: BorrowedHandle<'_>, window: bool) -> Result<(Option<Acl>, bool), LaunchError> {
+    let object = Secured::Handle(handle, object_type(window));
+    let sd = read_descriptor(object, DACL_SECURITY_INFORMATION, "reading an object's ACL")?;
+    Ok((sd.dacl, sd.protected))
 }
 
 /// Writes a kernel or window object's DACL through a handle with WRITE_DAC.
-pub fn set_handle_dacl(handle: HANDLE, window: bool, acl: &Acl, protected: bool) -> Result<(), LaunchError> {
+pub fn set_handle_dacl(
+    handle: BorrowedHandle<'_>,
+    window: bool,
+    acl: &Acl,
+    protected: bool,
+) -> Result<(), LaunchError> {
     let no_sid = std::ptr::null_mut();
+    let handle = handle.as_raw_handle();
     let err = write_dacl(acl, protected, |info, dacl| {
-        // SAFETY: the handle is valid for the call's duration and the ACL is valid and aligned.
+        // SAFETY: the handle is borrowed, so open, for the call's duration, and the ACL is valid
+        // and aligned.
         unsafe { SetSecurityInfo(handle, object_type(window), info, no_sid, no_sid, dacl, std::ptr::null()) }
     });
     if err == 0 {
@@ -281,7 +309,8 @@ pub fn sddl_to_sd(sddl: &str) -> Result<Vec<u8>, LaunchError> {
     }
     // SAFETY: the call reported `len` bytes at `psd`.
     let bytes = unsafe { copy_bytes(psd as *const u8, len as usize) };
-    local_free(psd);
+    // SAFETY: LocalAlloc'ed by the call, and not used after this.
+    unsafe { local_free(psd) };
     Ok(bytes)
 }
 
@@ -305,7 +334,8 @@ pub fn sd_to_sddl(sd: &[u8]) -> Result<String, LaunchError> {
     }
     // SAFETY: the call returned a NUL-terminated string of `len` characters.
     let units = unsafe { std::slice::from_raw_parts(text, len as usize) }.to_vec();
-    local_free(text);
+    // SAFETY: LocalAlloc'ed by the call, and not used after this.
+    unsafe { local_free(text) };
     Ok(String::from_utf16_lossy(&units).trim_end_matches('\0').to_string())
 }
 
@@ -346,42 +376,24 @@ pub fn restricted_token(
     if ok == 0 {
         return Err(last_os_error("restricting the command's token", "CreateRestrictedToken"));
     }
-    let token = owned(token, "restricting the command's token", "CreateRestrictedToken")?;
+    // SAFETY: just returned by the call, owned by nothing else.
+    let token = unsafe { owned(token, "restricting the command's token", "CreateRestrictedToken") }?;
     set_default_dacl(&token, default_dacl)?;
     Ok(token)
 }
 
 /// A file or folder's owner (opened without following a final link).
-pub fn file_owner(path: &[u16]) -> Result<Sid, LaunchError> {
-    let what = format!("reading the owner of {}", String::from_utf16_lossy(&path[..path.len().saturating_sub(1)]));
-    let mut psd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-    let (no_sid, no_acl) = (std::ptr::null_mut(), std::ptr::null_mut());
-    // SAFETY: `path` is NUL-terminated; the descriptor is LocalAlloc'ed and freed below.
-    let err = unsafe {
-        GetNamedSecurityInfoW(
-            path.as_ptr(),
-            SE_FILE_OBJECT,
-            OWNER_SECURITY_INFORMATION,
-            no_sid,
-            no_sid,
-            no_acl,
-            no_acl,
-            &mut psd,
-        )
-    };
-    if err != 0 {
-        return Err(os_error(what, "GetNamedSecurityInfoW", err));
-    }
-    // SAFETY: the call returned a self-relative descriptor; its length covers all of it.
-    let bytes = unsafe { copy_bytes(psd as *const u8, GetSecurityDescriptorLength(psd) as usize) };
-    local_free(psd);
-    let sd = SecurityDescriptor::from_bytes(&bytes).map_err(|e| LaunchError::internal(format!("{what}: {e}")))?;
+pub fn file_owner(path: impl AsRef<Path>) -> Result<Sid, LaunchError> {
+    let what = format!("reading the owner of {}", path.as_ref().display());
+    let sd = read_descriptor(Secured::File(&wide(path.as_ref())), OWNER_SECURITY_INFORMATION, &what)?;
     sd.owner.ok_or_else(|| LaunchError::internal(format!("{what}: it has no owner")))
 }
 
 /// Makes `owner` the owner of a file or folder. Taking ownership for oneself needs only the
 /// WRITE_OWNER right on it, no privilege.
-pub fn set_file_owner(path: &[u16], owner: &Sid) -> Result<(), LaunchError> {
+pub fn set_file_owner(path: impl AsRef<Path>, owner: &Sid) -> Result<(), LaunchError> {
+    let shown = path.as_ref().display().to_string();
+    let path = wide(path.as_ref());
     let sid = Aligned::new(&owner.to_bytes());
     let (no_sid, no_acl) = (std::ptr::null_mut(), std::ptr::null());
     // SAFETY: `path` is NUL-terminated and the SID is valid and aligned for the call.
@@ -397,7 +409,6 @@ pub fn set_file_owner(path: &[u16], owner: &Sid) -> Result<(), LaunchError> {
         )
     };
     if err != 0 {
-        let shown = String::from_utf16_lossy(&path[..path.len().saturating_sub(1)]);
         return Err(os_error(format!("giving {shown} back to its user"), "SetNamedSecurityInfoW", err));
     }
     Ok(())
@@ -438,17 +449,17 @@ fn open_null_device(access: u32) -> Result<std::fs::File, LaunchError> {
 /// The NUL device's DACL (None: a NULL DACL). Anyone may read it.
 pub fn null_device_dacl() -> Result<Option<Acl>, LaunchError> {
     let device = open_null_device(crate::acl::mask::READ_CONTROL)?;
-    handle_dacl(device.as_raw_handle(), false).map(|(dacl, _)| dacl)
+    handle_dacl(device.as_handle(), false).map(|(dacl, _)| dacl)
 }
 
 /// Adds `ace` to the NUL device's DACL (only administrators may). The device's ACL lives in
 /// memory: it is as Windows made it again after a restart.
 pub fn grant_null_device(ace: Ace) -> Result<(), LaunchError> {
     let device = open_null_device(crate::acl::mask::READ_CONTROL | crate::acl::mask::WRITE_DAC)?;
-    let (dacl, protected) = handle_dacl(device.as_raw_handle(), false)?;
+    let (dacl, protected) = handle_dacl(device.as_handle(), false)?;
     let Some(mut acl) = dacl else { return Ok(()) };
     if acl.add_explicit(ace) {
-        set_handle_dacl(device.as_raw_handle(), false, &acl, protected)?;
+        set_handle_dacl(device.as_handle(), false, &acl, protected)?;
     }
     Ok(())
 }
@@ -456,10 +467,10 @@ pub fn grant_null_device(ace: Ace) -> Result<(), LaunchError> {
 /// Removes the entries naming `sid` from the NUL device's DACL.
 pub fn revoke_null_device(sid: &Sid) -> Result<(), LaunchError> {
     let device = open_null_device(crate::acl::mask::READ_CONTROL | crate::acl::mask::WRITE_DAC)?;
-    let (dacl, protected) = handle_dacl(device.as_raw_handle(), false)?;
+    let (dacl, protected) = handle_dacl(device.as_handle(), false)?;
     if let Some(mut acl) = dacl {
         if acl.remove_explicit_for(sid) > 0 {
-            set_handle_dacl(device.as_raw_handle(), false, &acl, protected)?;
+            set_handle_dacl(device.as_handle(), false, &acl, protected)?;
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ use crate::sid::Sid;
 use ringfence_policy::{FsRules, Limits, Origin, Policy, RuleKind};
 use std::ffi::OsString;
 use std::io::Read;
-use std::os::windows::io::AsRawHandle;
+use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -246,9 +246,9 @@ fn private_desktops_can_be_created_and_stripped() {
         Err(e) => return assert!(e.message.contains("CreateDesktopW"), "{e}"),
     };
     assert!(d.path.ends_with(&format!(r"\ringfence-test-{}", current_pid())), "{}", d.path);
-    match desktop::strip_entries(d.raw(), &[&logon]) {
+    match desktop::strip_entries(d.handle(), &[&logon]) {
         Ok(()) if !wine() => {
-            let (acl, _) = security::handle_dacl(d.raw(), true).unwrap();
+            let (acl, _) = security::handle_dacl(d.handle(), true).unwrap();
             let acl = acl.unwrap();
             assert!(!acl.mentions(&logon), "{}", acl.sddl());
             assert!(acl.mentions(&me), "the creator keeps its entry: {}", acl.sddl());
@@ -261,8 +261,8 @@ fn private_desktops_can_be_created_and_stripped() {
 #[test]
 fn file_dacls_round_trip_through_the_wrappers() {
     let dir = scratch("dacl");
-    let path: Vec<u16> = wide(dir.as_os_str());
-    let (dacl, protected) = match security::file_dacl(&path) {
+    let path: &Path = &dir;
+    let (dacl, protected) = match security::file_dacl(path) {
         Ok(v) => v,
         Err(e) => {
             assert!(e.message.contains("GetNamedSecurityInfoW"), "{e}");
@@ -273,7 +273,7 @@ fn file_dacls_round_trip_through_the_wrappers() {
     let mut acl = dacl.unwrap_or_default();
     acl.add_explicit(Ace::Allow { flags: flags::TREE, mask: mask::MODIFY, sid: logon.clone() });
     // Writing must succeed or fail with a Win32 code; what Wine stores is not asserted.
-    let _ = security::set_file_dacl(&path, &acl, protected);
+    let _ = security::set_file_dacl(path, &acl, protected);
 }
 
 #[test]
@@ -367,7 +367,7 @@ fn slot_grants_are_recorded_held_and_taken_back() {
     assert_eq!(run.token.enabled.len(), 2);
     assert_eq!(run.token.deny_only.len(), usize::from(crate::grants::SLOT_COUNT) - 2);
     if !wine() {
-        let (acl, _) = security::file_dacl(&wide(&ws)).unwrap();
+        let (acl, _) = security::file_dacl(&ws).unwrap();
         assert!(acl.unwrap().mentions(&sids[usize::from(a.slot)]), "the root carries its slot's entry");
     }
     // A second run keeps the slots; a held slot can't be forgotten.
@@ -380,7 +380,7 @@ fn slot_grants_are_recorded_held_and_taken_back() {
     slots.forget(&ws).unwrap();
     assert_eq!(read(&ws), None);
     if !wine() {
-        let (acl, _) = security::file_dacl(&wide(&ws)).unwrap();
+        let (acl, _) = security::file_dacl(&ws).unwrap();
         assert!(!acl.unwrap().mentions(&sids[usize::from(a.slot)]), "the entry is taken back");
     }
     assert!(slots.forget_all().is_empty());
@@ -476,7 +476,7 @@ fn start_suspended(
     application: &[u16],
     args: &[Vec<u16>],
     vars: &[(Vec<u16>, Vec<u16>)],
-    stdio: Option<[std::os::windows::io::RawHandle; 3]>,
+    stdio: Option<[Option<BorrowedHandle<'_>>; 3]>,
 ) -> Result<process::Started, u32> {
     let line = crate::cmdline::build_command_line(application, args).unwrap();
     let block = crate::envblock::build_env_block(vars).unwrap();
@@ -520,21 +520,19 @@ fn a_suspended_child_in_a_job_gets_exact_arguments_and_environment() {
         vars.push((units("PATH"), units(p)));
     }
     let (out_r, out_w) = pipe::anonymous().unwrap();
-    let mut nul = Vec::new();
     let null = std::fs::OpenOptions::new().read(true).write(true).open("NUL").unwrap();
-    let null_h = null.as_raw_handle();
-    nul.push(null);
-    let child = start_suspended(&exe_w, &args, &vars, Some([null_h, out_w.as_raw_handle(), null_h]))
+    let null_h = null.as_handle();
+    let child = start_suspended(&exe_w, &args, &vars, Some([Some(null_h), Some(out_w.as_handle()), Some(null_h)]))
         .unwrap_or_else(|code| panic!("CreateProcessW: {code}"));
     drop(out_w);
     let plan =
         JobPlan::from_limits(&Limits { pids: Some(8), pids_explicit: true, ..no_limits() }, logical_cpus()).unwrap();
     let job = job::Job::create(&plan).unwrap();
-    job.assign(child.process.as_raw_handle()).unwrap();
+    job.assign(child.process.as_handle()).unwrap();
     assert_eq!(process::exit_code(&child.process).unwrap(), 259, "still suspended");
     process::resume(&child.thread).unwrap();
     let reader = read_in_background(std::fs::File::from(out_r));
-    let done = process::wait_any(&[child.process.as_raw_handle()], Some(Duration::from_secs(60))).unwrap();
+    let done = process::wait_any(&[child.process.as_handle()], Some(Duration::from_secs(60))).unwrap();
     assert_eq!(done, Some(0), "the child ended");
     assert_eq!(process::exit_code(&child.process).unwrap(), 7);
     assert_eq!(process::pid(&child.process), child.pid);
@@ -572,7 +570,7 @@ fn failing_launches_report_the_win32_error() {
 #[test]
 fn a_sandbox_is_not_started_without_setup() {
     // No `ringfence setup` ran in this (Wine) prefix: spawn fails closed and names the remedy.
-    if security::lookup_account(crate::ACCOUNT_NAME).ok().flatten().is_some() {
+    if security::lookup_account(crate::install::ACCOUNT_NAME).ok().flatten().is_some() {
         return; // a set-up machine: covered by the enforcement tests
     }
     let spec = crate::LaunchSpec {

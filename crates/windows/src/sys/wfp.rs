@@ -92,25 +92,27 @@ impl Engine {
         let (mut dacl, mut sacl) = (std::ptr::null_mut(), std::ptr::null_mut());
         let mut sd: windows_sys::Win32::Security::PSECURITY_DESCRIPTOR = std::ptr::null_mut();
         let info = windows_sys::Win32::Security::DACL_SECURITY_INFORMATION;
-        // SAFETY: an open engine, a key that lives through the call (or null for the
-        // container); the descriptor is engine memory, copied and freed below.
-        let err = unsafe {
-            match object {
-                Object::Filter => FwpmFilterGetSecurityInfoByKey0(
+        let err = match object {
+            // SAFETY: an open engine, a key that lives through the call (or null for the
+            // container); the descriptor is engine memory, copied and freed below.
+            Object::Filter => unsafe {
+                FwpmFilterGetSecurityInfoByKey0(self.0, kp, info, &mut owner, &mut group, &mut dacl, &mut sacl, &mut sd)
+            },
+            // SAFETY: as above.
+            Object::SubLayer => unsafe {
+                FwpmSubLayerGetSecurityInfoByKey0(
                     self.0, kp, info, &mut owner, &mut group, &mut dacl, &mut sacl, &mut sd,
-                ),
-                Object::SubLayer => FwpmSubLayerGetSecurityInfoByKey0(
-                    self.0, kp, info, &mut owner, &mut group, &mut dacl, &mut sacl, &mut sd,
-                ),
-            }
+                )
+            },
         };
         check("reading the security of a WFP object", "Fwpm*GetSecurityInfoByKey0", err)?;
         let bytes = if dacl.is_null() {
             None
         } else {
-            // SAFETY: the DACL points into the descriptor the call returned; an ACL's header
-            // holds its whole size.
-            Some(unsafe { copy_bytes(dacl as *const u8, usize::from((*dacl).AclSize)) })
+            // SAFETY: the DACL points into the descriptor the call returned, at an ACL header.
+            let size = usize::from(unsafe { (*dacl).AclSize });
+            // SAFETY: an ACL's header holds its whole size.
+            Some(unsafe { copy_bytes(dacl as *const u8, size) })
         };
         let mut p = sd;
         // SAFETY: memory the engine allocated for this call (the DACL points into it), freed
@@ -128,17 +130,16 @@ impl Engine {
         let bytes = Aligned::new(&acl.to_bytes());
         let info = windows_sys::Win32::Security::DACL_SECURITY_INFORMATION;
         let (no_sid, no_acl) = (std::ptr::null(), std::ptr::null());
-        // SAFETY: an open engine, a key (or null) and an aligned binary ACL that live through
-        // the call.
-        let err = unsafe {
-            match object {
-                Object::Filter => {
-                    FwpmFilterSetSecurityInfoByKey0(self.0, kp, info, no_sid, no_sid, bytes.ptr(), no_acl)
-                }
-                Object::SubLayer => {
-                    FwpmSubLayerSetSecurityInfoByKey0(self.0, kp, info, no_sid, no_sid, bytes.ptr(), no_acl)
-                }
-            }
+        let err = match object {
+            // SAFETY: an open engine, a key (or null) and an aligned binary ACL that live
+            // through the call.
+            Object::Filter => unsafe {
+                FwpmFilterSetSecurityInfoByKey0(self.0, kp, info, no_sid, no_sid, bytes.ptr(), no_acl)
+            },
+            // SAFETY: as above.
+            Object::SubLayer => unsafe {
+                FwpmSubLayerSetSecurityInfoByKey0(self.0, kp, info, no_sid, no_sid, bytes.ptr(), no_acl)
+            },
         };
         check("changing the security of a WFP object", "Fwpm*SetSecurityInfoByKey0", err)
     }
