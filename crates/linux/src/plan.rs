@@ -1,18 +1,9 @@
 //! Turns the policy's filesystem rules into the mount operations that build the sandbox's view.
 //! Runs in the supervisor before the clone, so the child only executes a finished list.
 
-use ringfence_policy::{FsAccess, FsRules, Origin, Policy, RuleKind};
+use ringfence_policy::{Builtin, FsAccess, FsRule, FsRules, Origin, Policy, RuleKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-
-/// Origin of the rules over the folders `core.hooksPath` names.
-pub const GIT_HOOKS_PATH: &str = "git core.hooksPath";
-/// Origin of the rules over the files git configs include; their placeholders are files.
-pub const GIT_INCLUDE: &str = "git include";
-
-/// Origin of the masks over host services' sockets. They need no Landlock carve-out: below ABI
-/// 9 Landlock can't stop connect(2) anyway, and from ABI 9 read-only regions lack the right.
-pub const HOST_SOCKET: &str = "host service socket";
 
 /// Filesystems the sandbox gets fresh instead of the host's.
 pub const FRESH_DIRS: &[&str] = &["/tmp", "/dev", "/proc", "/run", "/var/run"];
@@ -55,34 +46,28 @@ pub struct Placeholder {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlaceholderKind {
-    /// An empty read-only directory. Used even for names that are files (.envrc, .gitmodules):
-    /// git ignores empty directories, so the sandbox's `git add -A` can't commit one.
+    /// An empty read-only directory (`ringfence_policy::Placeholder::Dir`).
     Dir,
-    /// An empty read-only file, for names tools read wherever they are ($HOME's rc files,
-    /// .gitconfig, .netrc), where a directory would break the tools inside.
+    /// An empty read-only file (`ringfence_policy::Placeholder::File`).
     File,
     /// A missing folder on the way to a placeholder; writable, like the tree it is in.
     Folder,
 }
 
-fn basename(path: &Path) -> &str {
-    path.file_name().and_then(|n| n.to_str()).unwrap_or("")
-}
-
 impl Placeholder {
-    /// Files for names tools read wherever they are, and for included git configs (git reads
-    /// them, and fails on a directory).
-    fn protected(path: &Path, rules: &FsRules) -> Self {
-        let include = Origin::builtin(GIT_INCLUDE);
-        let file = ringfence_policy::profile::HOME_FILES.contains(&basename(path))
-            || rules.of_kind(RuleKind::DenyWrite).any(|r| r.path == path && r.origin == include);
-        Placeholder { path: path.to_path_buf(), kind: if file { PlaceholderKind::File } else { PlaceholderKind::Dir } }
-    }
-
-    fn hidden(path: &Path) -> Self {
-        let file =
-            ringfence_policy::profile::HOME_SECRET_FILES.iter().any(|f| basename(Path::new(f)) == basename(path));
-        Placeholder { path: path.to_path_buf(), kind: if file { PlaceholderKind::File } else { PlaceholderKind::Dir } }
+    /// The placeholder the rules of `kind` at `path` ask for: a file if one asks for a file
+    /// (tools read that name as a file), else a directory if one asks for one.
+    fn wanted(path: &Path, kind: RuleKind, rules: &FsRules) -> Option<Self> {
+        use ringfence_policy::Placeholder as Wanted;
+        let wanted: Vec<Wanted> = rules.at(path).filter(|r| r.kind == kind).map(|r| r.placeholder).collect();
+        let kind = if wanted.contains(&Wanted::File) {
+            PlaceholderKind::File
+        } else if wanted.contains(&Wanted::Dir) {
+            PlaceholderKind::Dir
+        } else {
+            return None;
+        };
+        Some(Placeholder { path: path.to_path_buf(), kind })
     }
 }
 
@@ -196,13 +181,12 @@ fn writable_root<'a>(rules: &'a FsRules, path: &Path) -> Option<&'a Path> {
 
 /// Missing folders on the way to missing protected or hidden paths inside writable roots
 /// (~/.config when ~/.config/autostart is protected and $HOME is writable). They are created for the run and
-/// pinned, so the protected path can get its placeholder. Never inside `.git`: an absent `.git`
+/// pinned, so the protected path can get its placeholder; rules with no placeholder need none. Never inside `.git`: an absent `.git`
 /// must stay creatable by `git init`; the post-run git check covers new repositories.
 fn missing_parents(rules: &FsRules, canon: &mut Canonicalizer) -> BTreeSet<PathBuf> {
-    let while_present = Origin::builtin(ringfence_policy::profile::WHILE_PRESENT);
     let mut out = BTreeSet::new();
     let candidates = rules.rules.iter().filter(|r| matches!(r.kind, RuleKind::DenyWrite | RuleKind::DenyRead));
-    for rule in candidates.filter(|r| r.origin != while_present && r.origin != Origin::builtin(HOST_SOCKET)) {
+    for rule in candidates.filter(|r| r.placeholder != ringfence_policy::Placeholder::None) {
         let Some(root) = writable_root(rules, &rule.path) else { continue };
         let chain: Vec<PathBuf> = rule
             .path
@@ -222,7 +206,7 @@ fn missing_parents(rules: &FsRules, canon: &mut Canonicalizer) -> BTreeSet<PathB
 /// Rules of the user's under /dev or /proc: those are the sandbox's own and can't be re-bound.
 fn check_fresh_kernel_dirs(rules: &FsRules) -> Result<(), PlanError> {
     for rule in &rules.rules {
-        if matches!(fresh_root(&rule.path), Some("/dev" | "/proc")) && !matches!(rule.origin, Origin::Builtin { .. }) {
+        if matches!(fresh_root(&rule.path), Some("/dev" | "/proc")) && !matches!(rule.origin, Origin::Builtin(_)) {
             return Err(PlanError(
                 format!("{}: {} is the sandbox's own and can't be changed by a rule", rule.origin, rule.path.display()),
                 "remove the rule; the sandbox gets a minimal /dev and its own /proc".into(),
@@ -282,24 +266,30 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
     let mut canon = Canonicalizer::default();
     let mut rules = FsRules::default();
     for rule in &policy.fs.rules {
-        rules.push(rule.kind, canon.resolve(&rule.path), rule.origin.clone());
+        rules.add(FsRule { path: canon.resolve(&rule.path), ..rule.clone() });
     }
+    // Host services' sockets need no Landlock carve-out and no placeholder: a socket that is
+    // gone has no name to connect to.
     for mask in extra_masks {
-        rules.push(RuleKind::DenyRead, canon.resolve(mask), Origin::builtin(HOST_SOCKET));
+        rules.add(FsRule::new(RuleKind::DenyRead, canon.resolve(mask), Builtin::HostSocket).while_present());
     }
     for dir in keep_run {
         if Path::new(dir).exists() {
-            rules.push(RuleKind::Read, PathBuf::from(dir), Origin::builtin("system runtime"));
+            rules.push(RuleKind::Read, PathBuf::from(dir), Builtin::SystemRuntime);
         }
     }
     let roots: Vec<PathBuf> = rules.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
     let git = crate::gitcheck::planned_paths(&roots, &policy.home);
-    let git_rules =
-        git.hook_dirs.iter().map(|d| (d, GIT_HOOKS_PATH)).chain(git.includes.iter().map(|f| (f, GIT_INCLUDE)));
-    for (path, origin) in git_rules {
-        let path = canon.resolve(path);
-        if roots.iter().any(|r| path.starts_with(r)) {
-            rules.push(RuleKind::DenyWrite, path, Origin::builtin(origin));
+    // Git reads included files, and fails on a directory: their placeholders are files.
+    let hooks = git.hook_dirs.iter().map(|d| (d, Builtin::GitHooksPath, None));
+    let includes = git.includes.iter().map(|f| (f, Builtin::GitInclude, Some(ringfence_policy::Placeholder::File)));
+    for (path, source, placeholder) in hooks.chain(includes) {
+        let rule = FsRule::new(RuleKind::DenyWrite, canon.resolve(path), source);
+        if roots.iter().any(|r| rule.path.starts_with(r)) {
+            rules.add(match placeholder {
+                Some(p) => rule.with_placeholder(p),
+                None => rule,
+            });
         }
     }
     check_fresh_kernel_dirs(&rules)?;
@@ -307,10 +297,12 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
     let workspace = canon.resolve(&policy.workspace);
     let mounts = crate::mounts::MountTable::read();
     crate::roots::check_resolved(&rules, &home, policy, &mounts)?;
-    crate::secrets::extend(&mut rules, &home, &workspace, &mounts);
+    for rule in crate::secrets::found(&rules, &home, &workspace, &mounts) {
+        rules.add(rule);
+    }
     let caches = crate::caches::plan(policy, &rules, &mut canon)?;
     if let Some(folder) = crate::caches::protected_root(&policy.home, &rules, &mut canon) {
-        rules.push(RuleKind::DenyWrite, folder, Origin::builtin(ringfence_policy::profile::WHILE_PRESENT));
+        rules.add(FsRule::new(RuleKind::DenyWrite, folder, Builtin::ProtectedWhilePresent).while_present());
     }
     let mut plan = MountPlan { rules, workspace, ..Default::default() };
     plan.review_roots = caches.iter().map(|c| c.layer.join("upper")).collect();
@@ -378,7 +370,7 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
             (false, a, b, _) if a == b => None,
             (false, above, FsAccess::Deny, Some(is_dir)) => {
                 if above == FsAccess::Write {
-                    adopt(&mut plan.placeholders, Placeholder::hidden(&path));
+                    adopt(&mut plan.placeholders, Placeholder::wanted(&path, RuleKind::DenyRead, &plan.rules));
                 }
                 Some(if is_dir {
                     MountOp::Tmpfs { path: path.clone(), writable: false, size: 4096 }
@@ -389,13 +381,14 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
             // Hidden but absent inside a writable tree: the sandbox could create it, so an empty
             // read-only mask takes the name for the run.
             (false, FsAccess::Write, FsAccess::Deny, None) if parent_is_dir => {
-                let placeholder = Placeholder::hidden(&path);
-                let op = match placeholder.kind {
-                    PlaceholderKind::File => MountOp::MaskFile { path: path.clone() },
-                    _ => MountOp::Tmpfs { path: path.clone(), writable: false, size: 4096 },
-                };
-                plan.placeholders.push(placeholder);
-                Some(op)
+                Placeholder::wanted(&path, RuleKind::DenyRead, &plan.rules).map(|placeholder| {
+                    let op = match placeholder.kind {
+                        PlaceholderKind::File => MountOp::MaskFile { path: path.clone() },
+                        _ => MountOp::Tmpfs { path: path.clone(), writable: false, size: 4096 },
+                    };
+                    plan.placeholders.push(placeholder);
+                    op
+                })
             }
             (false, _, FsAccess::Deny, None) => None,
             (false, FsAccess::Read, FsAccess::Write, None) => return Err(missing_write_root(&path)),
@@ -403,21 +396,16 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
                 Some(MountOp::Bind { path: path.clone(), writable: true })
             }
             (false, FsAccess::Write, FsAccess::Read, Some(_)) => {
-                adopt(&mut plan.placeholders, Placeholder::protected(&path, &plan.rules));
+                adopt(&mut plan.placeholders, Placeholder::wanted(&path, RuleKind::DenyWrite, &plan.rules));
                 Some(MountOp::ReadOnly { path: path.clone() })
             }
             (false, FsAccess::Write, FsAccess::Read, None) => {
-                let while_present_origin = Origin::builtin(ringfence_policy::profile::WHILE_PRESENT);
-                let while_present = plan
-                    .rules
-                    .of_kind(RuleKind::DenyWrite)
-                    .filter(|r| r.path == path)
-                    .all(|r| r.origin == while_present_origin);
-                if !parent_is_dir || while_present {
-                    None
-                } else {
-                    plan.placeholders.push(Placeholder::protected(&path, &plan.rules));
-                    Some(MountOp::ReadOnly { path: path.clone() })
+                match Placeholder::wanted(&path, RuleKind::DenyWrite, &plan.rules).filter(|_| parent_is_dir) {
+                    Some(placeholder) => {
+                        plan.placeholders.push(placeholder);
+                        Some(MountOp::ReadOnly { path: path.clone() })
+                    }
+                    None => None,
                 }
             }
             (false, _, _, _) => None,
@@ -439,8 +427,8 @@ pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Res
 
 /// A concurrent run's placeholder found in place is shared: this run holds it too, so the other
 /// run's end can't remove it from under this run's mount.
-fn adopt(list: &mut Vec<Placeholder>, candidate: Placeholder) {
-    if crate::placeholder::is_placeholder(&candidate) {
+fn adopt(list: &mut Vec<Placeholder>, candidate: Option<Placeholder>) {
+    if let Some(candidate) = candidate.filter(crate::placeholder::is_placeholder) {
         list.push(candidate);
     }
 }
