@@ -5,9 +5,9 @@ use crate::report;
 use ringfence::exit_code;
 use ringfence_audit::untrusted::{lines_for_terminal, to_json_pretty, EVENT_CAP};
 use ringfence_policy::env::{EnvVerdict, DEFAULT_KEEP};
-use ringfence_policy::{FsAccess, NetworkMode, Policy};
 #[cfg(target_os = "linux")]
-use ringfence_policy::{Origin, RuleKind};
+use ringfence_policy::{Builtin, Origin, Presence, RuleKind};
+use ringfence_policy::{FsAccess, NetworkMode, Policy};
 #[cfg(target_os = "linux")]
 use std::path::Path;
 
@@ -101,7 +101,7 @@ fn filesystem(policy: &Policy, out: &mut String) -> Result<(), String> {
                     .rules
                     .rules
                     .iter()
-                    .any(|r| &r.path == path && r.origin == ringfence_policy::Origin::builtin(plan::HOST_SOCKET));
+                    .any(|r| &r.path == path && matches!(r.origin, Origin::Builtin(Builtin::HostSocket)));
                 let writable = path.parent().is_some_and(|p| plan.rules.access(p).access == FsAccess::Write);
                 if socket || writable {
                     "hidden     masked  [mount view]".to_string()
@@ -159,7 +159,6 @@ fn filesystem(policy: &Policy, out: &mut String) -> Result<(), String> {
             absent.join(", ")
         ));
     }
-    let while_present = Origin::builtin(ringfence_policy::profile::WHILE_PRESENT);
     let (inert, unplaced): (Vec<_>, Vec<_>) = plan
         .rules
         .of_kind(RuleKind::DenyWrite)
@@ -168,7 +167,7 @@ fn filesystem(policy: &Policy, out: &mut String) -> Result<(), String> {
                 && !r.path.exists()
                 && !plan.placeholders.iter().any(|p| p.path == r.path)
         })
-        .partition(|r| r.origin == while_present);
+        .partition(|r| r.presence == Presence::WhilePresent);
     let names = |list: Vec<&ringfence_policy::FsRule>| {
         let mut v: Vec<_> = list.iter().map(|r| r.path.display().to_string()).collect();
         v.dedup();

@@ -4,15 +4,15 @@
 //! a `deny_write` rule makes them read-only in the sandbox's view, with their folders pinned.
 
 use ringfence::Error;
-use ringfence_policy::{Origin, Policy, RuleKind};
+use ringfence_policy::{Builtin, Policy, RuleKind};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Origins of the rules that protect ringfence's own output (shown by `explain`-like views and
+/// Sources of the rules that protect ringfence's own output (shown by `explain`-like views and
 /// in errors).
-pub const EVENT_LOG: &str = "event log";
-pub const STATUS_FILE: &str = "status file";
+pub const EVENT_LOG: Builtin = Builtin::EventLog;
+pub const STATUS_FILE: Builtin = Builtin::StatusFile;
 
 /// Where `--json-status` goes, as given on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,13 +96,13 @@ pub fn open(events: Option<&Path>, status: Option<&StatusArg>, policy: &mut Poli
 
 /// Makes `path` read-only in the sandbox's view: a `deny_write` rule, which also pins the
 /// folders between it and its writable root so they can't be renamed away.
-fn protect(policy: &mut Policy, path: PathBuf, what: &str) {
-    policy.fs.push(RuleKind::DenyWrite, path, Origin::builtin(what));
+fn protect(policy: &mut Policy, path: PathBuf, what: Builtin) {
+    policy.fs.push(RuleKind::DenyWrite, path, what);
 }
 
 /// Opens an output file safely (appending, or emptied) and protects it when it lies inside a
 /// writable root.
-fn open_protected(path: &Path, append: bool, what: &str, policy: &mut Policy) -> Result<File, Error> {
+fn open_protected(path: &Path, append: bool, what: Builtin, policy: &mut Policy) -> Result<File, Error> {
     let (file, inside) = open_file(path, append, policy)?;
     if let Some(path) = inside {
         protect(policy, path, what);

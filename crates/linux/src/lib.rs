@@ -4,7 +4,9 @@
 
 #![cfg(target_os = "linux")]
 
+mod cache_plan;
 mod caches;
+mod canon;
 mod cgroup;
 mod cleaner;
 mod error;
@@ -14,12 +16,14 @@ mod init;
 mod landlock_rules;
 mod launch;
 mod limits;
+mod mount_plan;
 pub mod mounts;
 mod notify;
 mod output;
 mod placeholder;
 pub mod plan;
 mod pty;
+mod resolve;
 pub mod roots;
 pub mod seccomp;
 mod secrets;

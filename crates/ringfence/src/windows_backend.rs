@@ -21,7 +21,7 @@ impl Command {
         let policy = self.resolved_policy()?;
         // Cache overlays need overlayfs. Caches a preset implies are a convenience and are left
         // out; one asked for by name is a requested protection this backend can't give.
-        let asked = policy.caches.iter().find(|c| !matches!(c.origin, crate::policy::Origin::Builtin { .. }));
+        let asked = policy.caches.iter().find(|c| !matches!(c.origin, crate::policy::Origin::Builtin(_)));
         if let (Some(cache), false) = (asked, policy.allow_degraded) {
             return Err(Error::Unsupported(format!(
                 "{}: sharing the {} cache needs overlayfs, which only the Linux backend has; drop it, or pass \
