@@ -4,13 +4,13 @@
 //! a `deny_write` rule makes them read-only in the sandbox's view, with their folders pinned.
 
 use ringfence::{Error, OutputFile};
-use ringfence_policy::{Origin, Policy, RuleKind};
+use ringfence_policy::{Builtin, Policy, RuleKind};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// Origins of the rules that protect ringfence's own output.
-const EVENT_LOG: &str = "event log";
-const STATUS_FILE: &str = "status file";
+/// Sources of the rules that protect ringfence's own output.
+const EVENT_LOG: Builtin = Builtin::EventLog;
+const STATUS_FILE: Builtin = Builtin::StatusFile;
 
 /// Where `--json-status` goes, as given on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,9 +84,9 @@ pub fn open(events: Option<&Path>, status: Option<&StatusArg>, policy: &mut Poli
 /// Makes the output's path read-only in the sandbox's view when a run could write it: a
 /// `deny_write` rule, which also pins the folders between it and its writable root so they
 /// can't be renamed away.
-fn protect(policy: &mut Policy, out: OutputFile, what: &str) -> File {
+fn protect(policy: &mut Policy, out: OutputFile, what: Builtin) -> File {
     if let Some(path) = out.protect {
-        policy.fs.push(RuleKind::DenyWrite, path, Origin::builtin(what));
+        policy.fs.push(RuleKind::DenyWrite, path, what);
     }
     out.file
 }

@@ -10,30 +10,12 @@
 //! gets a private layer for the run instead, removed when it ends.
 
 use crate::error::{ErrorKind, LaunchError};
-use crate::plan::{Canonicalizer, MountOp, MountPlan, PlanError};
+use crate::mount_plan::{MountOp, MountPlan};
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
-use ringfence_policy::{CacheTool, FsAccess, FsRules, Policy};
-use sha2::{Digest, Sha256};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-
-/// One cache folder to show as an overlay.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CacheMount {
-    pub tool: CacheTool,
-    /// The host's cache folder (canonical): the lower layer, and where the overlay shows.
-    pub lower: PathBuf,
-    /// This workspace's persistent layer folder (holds `upper`, `work` and `lock`).
-    pub layer: PathBuf,
-}
-
-impl CacheMount {
-    pub fn op(&self) -> MountOp {
-        MountOp::Overlay { path: self.lower.clone(), upper: self.layer.join("upper"), work: self.layer.join("work") }
-    }
-}
 
 /// Where ringfence keeps its cache layers: `$XDG_CACHE_HOME/ringfence/caches`, else
 /// `~/.cache/ringfence/caches`.
@@ -42,103 +24,13 @@ pub fn layers_root(home: &Path) -> PathBuf {
     base.unwrap_or_else(|| home.join(".cache")).join("ringfence/caches")
 }
 
-fn short_hash(path: &Path) -> String {
-    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
-/// A name made of `text` that is safe as one path component.
-fn tame(text: &str) -> String {
-    text.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).take(40).collect()
-}
-
-/// The overlays for the policy's caches, with their persistent layers. A cache inside a
-/// writable root needs none: the run writes it directly, as the user chose.
-pub fn plan(policy: &Policy, rules: &FsRules, canon: &mut Canonicalizer) -> Result<Vec<CacheMount>, PlanError> {
-    let root = canon.resolve(&layers_root(&policy.home));
-    let workspace = canon.resolve(&policy.workspace);
-    let name = workspace.file_name().map(|n| tame(&n.to_string_lossy())).unwrap_or_default();
-    let workspace_dir = root.join(format!("{name}-{}", short_hash(&workspace)));
-    let mut out = Vec::new();
-    for rule in &policy.caches {
-        for dir in &rule.dirs {
-            let lower = canon.resolve(&dir.path);
-            let what = format!("{}: the {} cache {}", rule.origin, rule.tool, lower.display());
-            let decision = rules.access(&lower);
-            match decision.access {
-                FsAccess::Write => continue,
-                FsAccess::Deny => {
-                    let by = decision.read_rule.map(|r| format!(" by {} ({})", r.path.display(), r.origin));
-                    return Err(PlanError(
-                        format!("{what} is hidden{}", by.unwrap_or_default()),
-                        format!("make it readable (--read {}), or drop the cache", lower.display()),
-                    ));
-                }
-                FsAccess::Read => {}
-            }
-            check_overlay_path(&what, &lower, &root)?;
-            if canon.kind(&lower) == Some(false) {
-                return Err(PlanError(
-                    format!("{what} is not a folder"),
-                    "move the file away, or drop the cache".into(),
-                ));
-            }
-            let layer = workspace_dir.join(format!("{}-{}-{}", rule.tool, dir.label, short_hash(&lower)));
-            out.push(CacheMount { tool: rule.tool, lower, layer });
-        }
-    }
-    Ok(out)
-}
-
-/// ringfence's own cache folder, when this run could otherwise write it (it lies in a writable
-/// root: $HOME or ~/.cache writable by an explicit flag): it is then kept read-only, while
-/// present, so the run can't rearrange the layers of its own or other workspaces' caches.
-pub fn protected_root(home: &Path, rules: &FsRules, canon: &mut Canonicalizer) -> Option<PathBuf> {
-    let root = canon.resolve(&layers_root(home));
-    let folder = root.parent()?.to_path_buf();
-    (rules.access(&folder).access == FsAccess::Write).then_some(folder)
-}
-
 /// Makes ringfence's cache folder before the plan is made, so a run that shares caches finds
-/// it present and, in a writable root, read-only (see `protected_root`).
+/// it present and, in a writable root, read-only (see `cache_plan::protected_root`).
 pub fn make_root(home: &Path) -> Result<(), LaunchError> {
     let root = layers_root(home);
     let base = root.parent().and_then(Path::parent).unwrap_or(Path::new("/"));
     std::fs::create_dir_all(base).map_err(|e| LaunchError::internal(format!("creating {}: {e}", base.display())))?;
     make_below(base, &root).map(drop)
-}
-
-/// overlayfs takes its layers as one option string, so some characters can't be in them; and
-/// an upper layer inside its lower one (or the reverse) is refused.
-fn check_overlay_path(what: &str, lower: &Path, root: &Path) -> Result<(), PlanError> {
-    for path in [lower, root] {
-        if path.to_string_lossy().contains([',', ':', '\\', '\n']) {
-            return Err(PlanError(
-                format!("{what}: overlayfs can't take `,`, `:`, `\\` or a newline in {}", path.display()),
-                "move the folder (the tool's variable, such as CARGO_HOME, or XDG_CACHE_HOME), or drop the cache"
-                    .into(),
-            ));
-        }
-    }
-    if lower.starts_with(root) || root.starts_with(lower) {
-        return Err(PlanError(
-            format!("{what} and ringfence's cache layers in {} overlap", root.display()),
-            "point XDG_CACHE_HOME or the tool's cache variable elsewhere, so they don't".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// What a path inside an overlay needs: a mask over an existing hidden path, a read-only bind
-/// over an existing protected one. Absent ones need nothing: the host's cache has nothing there
-/// to show, and what the run makes there is its own.
-pub fn op_inside(path: &Path, want: FsAccess, exists: Option<bool>, protected: bool) -> Option<MountOp> {
-    match (want, exists) {
-        (FsAccess::Deny, Some(true)) => Some(MountOp::Tmpfs { path: path.to_path_buf(), writable: false, size: 4096 }),
-        (FsAccess::Deny, Some(false)) => Some(MountOp::MaskFile { path: path.to_path_buf() }),
-        (FsAccess::Read, Some(_)) if protected => Some(MountOp::ReadOnly { path: path.to_path_buf() }),
-        _ => None,
-    }
 }
 
 /// The layers of one overlay, open: the host's cache folder, the upper and the work folder,
@@ -365,27 +257,6 @@ fn open_up(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn inside_an_overlay_only_existing_paths_get_mounts() {
-        let p = Path::new("/h/.npm/x");
-        assert!(matches!(op_inside(p, FsAccess::Deny, Some(true), false), Some(MountOp::Tmpfs { .. })));
-        assert!(matches!(op_inside(p, FsAccess::Deny, Some(false), false), Some(MountOp::MaskFile { .. })));
-        assert_eq!(op_inside(p, FsAccess::Deny, None, false), None);
-        assert!(matches!(op_inside(p, FsAccess::Read, Some(true), true), Some(MountOp::ReadOnly { .. })));
-        assert_eq!(op_inside(p, FsAccess::Read, Some(true), false), None, "a read rule never takes write away");
-    }
-
-    #[test]
-    fn odd_names_and_overlaps_are_refused() {
-        let root = Path::new("/h/.cache/ringfence/caches");
-        assert!(check_overlay_path("x", Path::new("/h/.npm"), root).is_ok());
-        assert!(check_overlay_path("x", Path::new("/h/a,b"), root).is_err());
-        assert!(check_overlay_path("x", Path::new("/h/a:b"), root).is_err());
-        assert!(check_overlay_path("x", Path::new("/h/.cache"), root).is_err());
-        assert!(check_overlay_path("x", Path::new("/h/.cache/ringfence/caches/x"), root).is_err());
-        assert_eq!(tame("my proj/ü"), "my_proj__");
-    }
 
     #[test]
     fn layers_are_made_without_following_links() {

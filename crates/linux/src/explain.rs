@@ -5,7 +5,7 @@ use crate::cgroup::{memory_origin, CgroupProbe, LimitMechanism, LimitPlan};
 use crate::plan::{self, MountOp, MountPlan};
 use ringfence_backend::explain::{self, Line, Section};
 use ringfence_backend::{Explanation, LaunchError};
-use ringfence_policy::{ByteSize, FsAccess, FsRule, NetworkMode, Origin, Policy, RuleKind};
+use ringfence_policy::{Builtin, ByteSize, FsAccess, FsRule, NetworkMode, Origin, Policy, Presence, RuleKind};
 use std::path::Path;
 
 /// Everything `explain` says about `policy` on this machine; an error where a run of it would
@@ -84,8 +84,11 @@ fn mount_verdict(op: &MountOp, plan: &MountPlan, landlock: &str) -> (String, Vec
         }
         MountOp::Tmpfs { path, .. } | MountOp::MaskFile { path } => {
             // Landlock can't narrow a writable tree, and below ABI 9 can't stop connect(2).
-            let socket =
-                plan.rules.rules.iter().any(|r| &r.path == path && r.origin == Origin::builtin(plan::HOST_SOCKET));
+            let socket = plan
+                .rules
+                .rules
+                .iter()
+                .any(|r| &r.path == path && matches!(r.origin, Origin::Builtin(Builtin::HostSocket)));
             let writable = path.parent().is_some_and(|p| plan.rules.access(p).access == FsAccess::Write);
             ("hidden     masked".into(), view(if socket || writable { "" } else { landlock }))
         }
@@ -133,13 +136,12 @@ fn absent_rules(policy: &Policy, plan: &MountPlan) -> Vec<Line> {
         let how = if crate::features::landlock_abi() > 0 { "landlock" } else { "NOT ENFORCED without Landlock" };
         lines.push(Line::text(format!("hidden if created later ({how}): {}", names(&absent))));
     }
-    let while_present = Origin::builtin(ringfence_policy::profile::WHILE_PRESENT);
     let (inert, unbound): (Vec<&FsRule>, Vec<&FsRule>) = plan
         .rules
         .of_kind(RuleKind::DenyWrite)
         .filter(unplaced)
         .filter(|r| parent_access(r) == FsAccess::Write)
-        .partition(|r| r.origin == while_present);
+        .partition(|r| r.presence == Presence::WhilePresent);
     if !unbound.is_empty() {
         lines.push(Line::text(format!("protected once their folder exists (none to bind yet): {}", names(&unbound))));
     }

@@ -20,7 +20,7 @@ pub use config::planned_paths;
 use config::{Judged, Links};
 use fsops::{file_type, lstat_at, open_beneath};
 
-use crate::plan::{MountOp, MountPlan, PlaceholderKind};
+use crate::mount_plan::{MountOp, MountPlan, PlaceholderKind};
 use nix::dir::Type;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;

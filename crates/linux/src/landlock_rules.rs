@@ -10,7 +10,7 @@ use landlock::{Access, AccessFs, BitFlags, CompatLevel, Compatible, Ruleset, Rul
 use nix::dir::{Dir, Type};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-use ringfence_policy::{FsAccess, FsRules};
+use ringfence_policy::{Builtin, FsAccess, FsRules, Origin};
 use std::collections::BTreeSet;
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -55,9 +55,11 @@ impl<'a> LandlockBuilder<'a> {
                 && denied(AccessFlags::R_OK)
                 && (!r.path.is_dir() || denied(AccessFlags::X_OK))
         };
-        let socket = ringfence_policy::Origin::builtin(crate::plan::HOST_SOCKET);
+        // Host services' sockets need no carve-out: below ABI 9 Landlock can't stop connect(2)
+        // anyway, and from ABI 9 read-only regions lack the right.
+        let socket = |r: &ringfence_policy::FsRule| matches!(r.origin, Origin::Builtin(Builtin::HostSocket));
         let mut marks: BTreeSet<PathBuf> =
-            rules.rules.iter().filter(|r| !unreadable(r) && r.origin != socket).map(|r| r.path.clone()).collect();
+            rules.rules.iter().filter(|r| !unreadable(r) && !socket(r)).map(|r| r.path.clone()).collect();
         marks.extend(["/tmp", "/dev", "/proc", "/dev/shm", "/run", "/var/run"].map(PathBuf::from));
         LandlockBuilder { rules, abi: ABI::from(kernel_abi), marks }
     }

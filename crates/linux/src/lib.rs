@@ -5,7 +5,9 @@
 #![cfg(target_os = "linux")]
 
 mod backend;
+mod cache_plan;
 mod caches;
+mod canon;
 mod cgroup;
 mod cleaner;
 mod error;
@@ -16,12 +18,14 @@ mod init;
 mod landlock_rules;
 mod launch;
 mod limits;
+mod mount_plan;
 mod mounts;
 mod notify;
 mod output;
 mod placeholder;
 mod plan;
 mod pty;
+mod resolve;
 mod roots;
 mod seccomp;
 mod secrets;

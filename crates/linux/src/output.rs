@@ -6,7 +6,7 @@
 //! regular file of the caller's with a single name. The caller then writes through the
 //! descriptor and makes the path read-only in the sandbox's view (a `deny_write` rule).
 
-use crate::plan::Canonicalizer;
+use crate::canon::Canonicalizer;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{Mode, SFlag};
 use ringfence_audit::LaunchError;

@@ -3,7 +3,7 @@
 //! lock on every placeholder it uses, and the last one out removes it: removing a placeholder
 //! another run still uses would detach that run's read-only mount.
 
-use crate::plan::{Placeholder, PlaceholderKind};
+use crate::mount_plan::{Placeholder, PlaceholderKind};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, Flock, FlockArg, OFlag};
 use nix::sys::stat::{fstatat, FchmodatFlags, FileStat, Mode};
@@ -11,14 +11,13 @@ use nix::unistd::UnlinkatFlags;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-#[cfg(test)]
 use std::path::Path;
 
 /// Modes that mark an entry as ours: read-only placeholders are read-only on the host too;
 /// folders stay writable (the sandbox writes into them) and carry the sticky bit as the mark.
 const DIR_MODE: u32 = 0o555;
 const FILE_MODE: u32 = 0o444;
-pub const FOLDER_MODE: u32 = 0o1755;
+const FOLDER_MODE: u32 = 0o1755;
 
 /// A placeholder this run uses, locked shared for as long as the run lasts.
 #[derive(Debug)]
@@ -27,16 +26,28 @@ pub struct Held {
     lock: Flock<OwnedFd>,
 }
 
-/// Whether `path` is an empty entry of ours (made by this run or a concurrent one).
-pub fn is_placeholder(p: &Placeholder) -> bool {
-    let Ok(meta) = std::fs::symlink_metadata(&p.path) else { return false };
-    let mode = meta.permissions().mode() & 0o7777;
-    let empty_dir = || meta.is_dir() && std::fs::read_dir(&p.path).is_ok_and(|mut d| d.next().is_none());
-    match p.kind {
-        PlaceholderKind::Dir => mode == DIR_MODE && empty_dir(),
-        PlaceholderKind::Folder => mode == FOLDER_MODE && empty_dir(),
-        PlaceholderKind::File => meta.is_file() && mode == FILE_MODE && meta.len() == 0,
+/// The kind of placeholder an entry's type and mode mark it as ours: read-only placeholders by
+/// their read-only modes (a file also by being empty), folders by the sticky bit. Whether a
+/// directory is empty is for the caller to check.
+pub fn marked_kind(is_dir: bool, is_file: bool, mode: u32, len: u64) -> Option<PlaceholderKind> {
+    match mode & 0o7777 {
+        DIR_MODE if is_dir => Some(PlaceholderKind::Dir),
+        FOLDER_MODE if is_dir => Some(PlaceholderKind::Folder),
+        FILE_MODE if is_file && len == 0 => Some(PlaceholderKind::File),
+        _ => None,
     }
+}
+
+/// Whether `path` is an empty entry of ours (made by this run or a concurrent one).
+fn is_placeholder(p: &Placeholder) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(&p.path) else { return false };
+    marked_kind(meta.is_dir(), meta.is_file(), meta.permissions().mode(), meta.len()) == Some(p.kind)
+        && (p.kind == PlaceholderKind::File || is_empty_dir(&p.path))
+}
+
+/// Whether the folder at `path` holds nothing.
+pub fn is_empty_dir(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
 }
 
 fn create(p: &Placeholder) -> io::Result<()> {
@@ -96,12 +107,9 @@ pub fn hold(p: &Placeholder) -> io::Result<Option<Held>> {
 /// Whether `st` has the kind and mode of a placeholder like `p` (an empty file for files;
 /// emptiness of directories is left to rmdir, which removes only empty ones).
 fn looks_like(p: &Placeholder, st: &FileStat) -> bool {
-    let (kind, mode) = (st.st_mode & libc::S_IFMT, st.st_mode & 0o7777);
-    match p.kind {
-        PlaceholderKind::Dir => kind == libc::S_IFDIR && mode == DIR_MODE,
-        PlaceholderKind::Folder => kind == libc::S_IFDIR && mode == FOLDER_MODE,
-        PlaceholderKind::File => kind == libc::S_IFREG && mode == FILE_MODE && st.st_size == 0,
-    }
+    let kind = st.st_mode & libc::S_IFMT;
+    let len = u64::try_from(st.st_size).unwrap_or(u64::MAX);
+    marked_kind(kind == libc::S_IFDIR, kind == libc::S_IFREG, st.st_mode, len) == Some(p.kind)
 }
 
 impl Held {

@@ -8,8 +8,8 @@
 //! above $HOME (no run writes those without an explicit danger flag). System links such as
 //! `/home -> /var/home` sit in folders the caller can't write, and keep working.
 
+use crate::mount_plan::PlanError;
 use crate::mounts::{HomeView, MountTable};
-use crate::plan::PlanError;
 use ringfence_policy::profile::home_tool_area;
 use ringfence_policy::{FsAccess, FsRules, Policy, RuleKind};
 use std::collections::VecDeque;

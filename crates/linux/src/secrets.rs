@@ -12,7 +12,7 @@ use nix::sys::stat::Mode;
 use ringfence_policy::profile::{
     secret_name, HOME_SECRET_DIRS, HOME_SECRET_FILES, PROFILE_MARKERS, WINDOWS_PROFILE_SECRETS,
 };
-use ringfence_policy::{FsAccess, FsRules, Origin, RuleKind};
+use ringfence_policy::{Builtin, FsAccess, FsRule, FsRules, RuleKind};
 use std::ffi::OsStr;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -77,7 +77,7 @@ fn interesting(name: &[u8], markers: bool) -> bool {
 struct Scan<'a> {
     rules: &'a FsRules,
     workspace: &'a Path,
-    found: Vec<(PathBuf, String)>,
+    found: Vec<(PathBuf, Builtin)>,
 }
 
 impl Scan<'_> {
@@ -95,7 +95,7 @@ impl Scan<'_> {
         let marker =
             listing.entries.iter().find(|(n, _)| markers && PROFILE_MARKERS.iter().any(|m| OsStr::new(m) == n));
         if let Some((marker, _)) = marker {
-            let why = format!("secret pattern: a browser or Electron profile (holds {})", marker.to_string_lossy());
+            let why = Builtin::BrowserProfile { marker: marker.to_string_lossy().into_owned() };
             self.found.push((folder.to_path_buf(), why));
             return Vec::new();
         }
@@ -110,7 +110,7 @@ impl Scan<'_> {
                 continue;
             }
             match why {
-                Some(why) => self.found.push((path, format!("secret pattern: the name matches `{why}`"))),
+                Some(matches) => self.found.push((path, Builtin::SecretName { matches })),
                 None => folders.push(path),
             }
         }
@@ -135,7 +135,7 @@ impl Scan<'_> {
 /// one level inside each dot folder, and among `~/.config`'s and `~/.local/share`'s
 /// application folders and one level inside each; and every dot folder or application folder
 /// that holds a browser or Electron profile.
-pub fn pattern(home: &Path, workspace: &Path, rules: &FsRules) -> Vec<(PathBuf, String)> {
+pub fn pattern(home: &Path, workspace: &Path, rules: &FsRules) -> Vec<(PathBuf, Builtin)> {
     let mut scan = Scan { rules, workspace, found: Vec::new() };
     let dot = |name: &[u8], _: bool| name.first() == Some(&b'.');
     let Some(dots) = list(None, home, dot).filter(|_| home != Path::new("/")) else { return scan.found };
@@ -172,24 +172,23 @@ pub fn windows_profiles(mounts: &MountTable) -> Vec<PathBuf> {
     out
 }
 
-/// Adds the rules found at launch to `rules` (canonical): the secret pattern below `home`, the
+/// The rules found at launch, beyond `rules` (canonical): the secret pattern below `home`, the
 /// Windows profiles of WSL, then every hidden path again at each other place a mount shows it.
-pub fn extend(rules: &mut FsRules, home: &Path, workspace: &Path, mounts: &MountTable) {
-    for (path, why) in pattern(home, workspace, rules) {
-        rules.push(RuleKind::DenyRead, path, Origin::builtin(why));
-    }
-    for path in windows_profiles(mounts) {
-        rules.push(RuleKind::DenyRead, path, Origin::builtin("secret list, in a Windows profile (WSL)"));
-    }
-    let hidden: Vec<PathBuf> = rules.of_kind(RuleKind::DenyRead).map(|r| r.path.clone()).collect();
+pub fn found(rules: &FsRules, home: &Path, workspace: &Path, mounts: &MountTable) -> Vec<FsRule> {
+    let mut found: Vec<FsRule> = pattern(home, workspace, rules)
+        .into_iter()
+        .map(|(path, why)| FsRule::new(RuleKind::DenyRead, path, why))
+        .collect();
+    found.extend(windows_profiles(mounts).into_iter().map(|p| FsRule::new(RuleKind::DenyRead, p, Builtin::WslProfile)));
+    let hidden: Vec<PathBuf> = rules.of_kind(RuleKind::DenyRead).chain(&found).map(|r| r.path.clone()).collect();
     for path in hidden {
         for alias in mounts.aliases(&path) {
             if same_file(&path, &alias) {
-                let what = format!("secret list, second mount of {}", path.display());
-                rules.push(RuleKind::DenyRead, alias, Origin::builtin(what));
+                found.push(FsRule::new(RuleKind::DenyRead, alias, Builtin::SecondMount { of: path.clone() }));
             }
         }
     }
+    found
 }
 
 /// Whether `alias` shows the file at `original`; an absent original matches any alias (its

@@ -1,7 +1,7 @@
 //! What macOS adds to the policy's rules: its own secret stores and startup files, the run's
 //! private temporary folder, and the fixed set of devices.
 
-use ringfence_policy::{FsRules, Origin, Policy, ProfileName, RuleKind};
+use ringfence_policy::{Builtin, FsRules, Origin, Policy, ProfileName, RuleKind};
 use std::path::Path;
 
 /// Secret stores under $HOME that exist only on macOS; hidden like the policy's secret list.
@@ -37,42 +37,37 @@ pub const MACOS_HOME_STARTUP: &[&str] =
 /// Other users' home folders on macOS, hidden by the `strict` profile like /home on Linux.
 pub const MACOS_HOMES: &[&str] = &["/Users", "/var/root"];
 
-/// The run's private temporary folder, writable like the workspace and removed afterwards.
-pub const PRIVATE_TMP: &str = "private temporary folder (TMPDIR)";
-
-/// The origin of the rule that hides /dev: the command gets a fixed set of devices instead.
-pub const DEVICES: &str = "devices: only null, zero, random, urandom, fd, ptmx and the run's own terminal";
-
 /// The policy's rules with macOS's additions, before links are resolved.
 pub fn effective_rules(policy: &Policy, tmp: &Path) -> Result<FsRules, (String, String)> {
     check_devices(&policy.fs)?;
     let mut fs = FsRules::default();
     for rule in &policy.fs.rules {
-        fs.push(rule.kind, rule.path.clone(), rule.origin.clone());
+        fs.add(rule.clone());
     }
-    let origin = |what: &str| Origin::builtin(format!("{what} (macOS)"));
     for secret in MACOS_HOME_SECRETS {
-        fs.push(RuleKind::DenyRead, policy.home.join(secret), origin("secret list"));
+        fs.push(RuleKind::DenyRead, policy.home.join(secret), Builtin::MacosSecretList);
     }
     for secret in MACOS_SYSTEM_SECRETS {
-        fs.push(RuleKind::DenyRead, secret.into(), origin("secret list"));
+        fs.push(RuleKind::DenyRead, secret.into(), Builtin::MacosSecretList);
     }
     if policy.profile == ProfileName::Strict {
         for dir in MACOS_HOMES {
-            fs.push(RuleKind::DenyRead, dir.into(), origin("home directories (strict profile)"));
+            fs.push(RuleKind::DenyRead, dir.into(), Builtin::MacosHomeDirectories);
         }
     }
     for file in MACOS_HOME_STARTUP {
-        fs.push(RuleKind::DenyWrite, policy.home.join(file), origin("protected path"));
+        fs.push(RuleKind::DenyWrite, policy.home.join(file), Builtin::MacosStartup);
     }
-    fs.push(RuleKind::Write, tmp.to_path_buf(), Origin::builtin(PRIVATE_TMP));
-    fs.push(RuleKind::DenyRead, "/dev".into(), Origin::builtin(DEVICES));
+    // The run's private temporary folder, writable like the workspace and removed afterwards;
+    // /dev hidden, the command gets a fixed set of devices instead.
+    fs.push(RuleKind::Write, tmp.to_path_buf(), Builtin::PrivateTmp);
+    fs.push(RuleKind::DenyRead, "/dev".into(), Builtin::Devices);
     Ok(fs)
 }
 
 /// A rule of the user's under /dev: the command gets a fixed set of devices, never a rule's.
 fn check_devices(fs: &FsRules) -> Result<(), (String, String)> {
-    match fs.rules.iter().find(|r| r.path.starts_with("/dev") && !matches!(r.origin, Origin::Builtin { .. })) {
+    match fs.rules.iter().find(|r| r.path.starts_with("/dev") && !matches!(r.origin, Origin::Builtin(_))) {
         Some(rule) => Err((
             format!("{}: {} is the sandbox's own and can't be changed by a rule", rule.origin, rule.path.display()),
             "remove the rule; the sandbox gets a fixed set of devices".into(),

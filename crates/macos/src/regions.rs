@@ -111,7 +111,7 @@ mod tests {
     fn rules(list: &[(RuleKind, &str)]) -> FsRules {
         let mut fs = FsRules::default();
         for (k, p) in list {
-            fs.push(*k, PathBuf::from(p), Origin::builtin("test"));
+            fs.push(*k, PathBuf::from(p), Origin::flag("--test"));
         }
         fs
     }

@@ -3,7 +3,6 @@
 //! writable root: backends show it as an overlay, the host's cache read-only below and a layer
 //! of ringfence's own on top that host tools never read.
 
-use crate::model::Origin;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
@@ -38,16 +37,6 @@ pub enum CacheTool {
 pub struct CacheDir {
     pub label: &'static str,
     pub path: PathBuf,
-}
-
-/// A cache in force: where the tool keeps it on this host, the variables that placed it there
-/// (the command gets them too, so the tool inside looks in the same place), and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct CacheRule {
-    pub tool: CacheTool,
-    pub dirs: Vec<CacheDir>,
-    pub env: Vec<(String, String)>,
-    pub origin: Origin,
 }
 
 impl CacheTool {
@@ -102,7 +91,7 @@ impl CacheTool {
             Some(PathBuf::from(value))
         };
         let xdg_cache = var("XDG_CACHE_HOME").unwrap_or_else(|| home.join(".cache"));
-        let dir = |label, path: PathBuf| CacheDir { label, path: crate::model::normalize(&path) };
+        let dir = |label, path: PathBuf| CacheDir { label, path: crate::paths::normalize(&path) };
         let dirs = match self {
             CacheTool::Cargo => {
                 let cargo = var("CARGO_HOME").unwrap_or_else(|| home.join(".cargo"));
@@ -145,7 +134,7 @@ impl CacheTool {
         CacheTool::all()
             .iter()
             .copied()
-            .find(|t| t.locate(home, &none).0.iter().any(|d| crate::model::is_within(path, &d.path)))
+            .find(|t| t.locate(home, &none).0.iter().any(|d| crate::paths::is_within(path, &d.path)))
     }
 }
 

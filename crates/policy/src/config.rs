@@ -2,8 +2,8 @@
 
 use crate::caches::CacheTool;
 use crate::error::PolicyError;
-use crate::model::{NetworkMode, ProfileName};
-use crate::network::Preset;
+use crate::modes::{NetworkMode, ProfileName};
+use crate::presets::Preset;
 use crate::units::{ByteSize, HumanDuration, MemoryLimit};
 use schemars::JsonSchema;
 use serde::Deserialize;

@@ -4,21 +4,35 @@
 //! Precedence, lowest first: built-in profile, user config, project config (narrow-only unless
 //! trusted), then flags.
 
+#![forbid(unsafe_code)]
+#![deny(clippy::too_many_lines)]
+
+mod base_rules;
 pub mod caches;
 pub mod config;
 pub mod env;
 pub mod error;
 pub mod model;
+pub mod modes;
 pub mod network;
+pub mod origin;
+pub mod paths;
+pub mod presets;
 pub mod profile;
+pub mod rules;
 pub mod units;
 
-pub use caches::{CacheDir, CacheRule, CacheTool};
+pub use caches::{CacheDir, CacheTool};
 pub use config::{ConfigFile, LoadedConfig};
 pub use env::EnvRules;
 pub use error::PolicyError;
 pub use model::*;
+pub use modes::{NetworkMode, ProfileName};
 pub use network::*;
+pub use origin::{Builtin, Origin};
+pub use paths::{expand_path, is_within, normalize};
+pub use presets::Preset;
+pub use rules::{FsAccess, FsDecision, FsRule, FsRules, Placeholder, Presence, RuleKind};
 pub use units::{ByteSize, HumanDuration, MemoryLimit};
 
 use std::path::{Path, PathBuf};
@@ -96,9 +110,9 @@ impl PolicyBuilder {
     /// `workspace` and `home` must be absolute.
     pub fn new(workspace: &Path, home: &Path) -> Self {
         PolicyBuilder {
-            workspace: model::normalize(workspace),
-            home: model::normalize(home),
-            user_config_path: model::normalize(&home.join(".config/ringfence/config.toml")),
+            workspace: paths::normalize(workspace),
+            home: paths::normalize(home),
+            user_config_path: paths::normalize(&home.join(".config/ringfence/config.toml")),
             user: None,
             project: None,
             flags: Overrides::default(),
@@ -152,7 +166,7 @@ impl PolicyBuilder {
         let base = user.path.parent().unwrap_or(Path::new("/"));
         list.get_ref()
             .iter()
-            .any(|p| model::expand_path(p.get_ref(), base, &self.home).is_ok_and(|p| p == self.workspace))
+            .any(|p| paths::expand_path(p.get_ref(), base, &self.home).is_ok_and(|p| p == self.workspace))
     }
 
     pub fn build(self) -> Result<Policy, PolicyError> {
@@ -184,7 +198,7 @@ impl PolicyBuilder {
                 profile,
                 workspace: self.workspace.clone(),
                 home: self.home.clone(),
-                fs: profile::base_rules(profile, &self.workspace, &self.home),
+                fs: base_rules::base_rules(profile, &self.workspace, &self.home),
                 env: EnvRules::default(),
                 limits: Limits {
                     timeout: None,
@@ -217,9 +231,9 @@ impl PolicyBuilder {
         // The files that shape the next run must not be editable by this one.
         let own = [self.user_config_path.parent().map(Path::to_path_buf), self.user.as_ref().map(|u| u.path.clone())];
         for path in own.into_iter().flatten() {
-            policy.fs.push(RuleKind::DenyWrite, model::normalize(&path), Origin::builtin("ringfence config"));
+            policy.fs.push(RuleKind::DenyWrite, paths::normalize(&path), Builtin::RingfenceConfig);
         }
-        profile::protect_write_roots(&mut policy.fs);
+        base_rules::protect_write_roots(&mut policy.fs);
         for cache in &mut policy.caches {
             (cache.dirs, cache.env) = cache.tool.locate(&self.home, &|k| self.tool_env.get(k).cloned());
         }
@@ -280,7 +294,7 @@ impl Merge {
             }
             for entry in list.get_ref() {
                 let path =
-                    model::expand_path(entry.get_ref(), &base, home).map_err(|e| file.error_at(entry.span(), e))?;
+                    paths::expand_path(entry.get_ref(), &base, home).map_err(|e| file.error_at(entry.span(), e))?;
                 let (path_, line) = (file.path.clone(), file.line_of(entry.span().start));
                 let origin = match layer {
                     Layer::User => Origin::File { path: path_, line },
@@ -303,7 +317,21 @@ impl Merge {
                 self.policy.env.set.insert(k.clone(), v.clone());
             }
         }
-        let limits = &cfg.limits;
+        self.apply_limits_file(file, &narrow)?;
+        if let Some(v) = &cfg.process.allow_ptrace {
+            if *v.get_ref() && !self.policy.allow_ptrace {
+                narrow(v.span(), "`process.allow_ptrace`")?;
+            }
+            self.policy.allow_ptrace = *v.get_ref();
+        }
+        self.apply_network_file(file, layer, &narrow)?;
+        self.policy.sources.push(file.path.clone());
+        Ok(())
+    }
+
+    /// The `[limits]` section of a config file: raising a limit widens the policy.
+    fn apply_limits_file(&mut self, file: &LoadedConfig, narrow: &NarrowCheck) -> Result<(), PolicyError> {
+        let limits = &file.config.limits;
         let l = &mut self.policy.limits;
         if let Some(v) = &limits.timeout {
             if l.timeout.is_some_and(|cur| *v.get_ref() > cur) {
@@ -349,14 +377,6 @@ impl Merge {
             }
             l.tmp_size = *v.get_ref();
         }
-        if let Some(v) = &cfg.process.allow_ptrace {
-            if *v.get_ref() && !self.policy.allow_ptrace {
-                narrow(v.span(), "`process.allow_ptrace`")?;
-            }
-            self.policy.allow_ptrace = *v.get_ref();
-        }
-        self.apply_network_file(file, layer, &narrow)?;
-        self.policy.sources.push(file.path.clone());
         Ok(())
     }
 
@@ -470,11 +490,7 @@ impl Merge {
     /// shared as an overlay they neither fail on a read-only cache nor reach the host's.
     fn add_preset(&mut self, preset: Preset, origin: Origin) {
         if let Some(tool) = preset.cache() {
-            let what = match &origin {
-                Origin::Flag { flag } => format!("cache implied by {flag}"),
-                other => format!("cache implied by preset {preset} ({other})"),
-            };
-            self.add_cache(tool, Origin::builtin(what));
+            self.add_cache(tool, Builtin::PresetCache { preset, by: Box::new(origin.clone()) }.into());
         }
         let net = &mut self.policy.net;
         if net.presets.iter().any(|(p, _)| *p == preset) {
@@ -544,7 +560,7 @@ impl Merge {
         for (list, kind, flag) in lists {
             for raw in list {
                 let path =
-                    model::expand_path(raw, &cwd, &home).map_err(|e| PolicyError::new(format!("{flag} {raw}: {e}")))?;
+                    paths::expand_path(raw, &cwd, &home).map_err(|e| PolicyError::new(format!("{flag} {raw}: {e}")))?;
                 self.policy.fs.push(kind, path, Origin::flag(format!("{flag} {raw}")));
             }
         }
@@ -660,7 +676,7 @@ fn validate(policy: &Policy) -> Result<(), PolicyError> {
         }
         // $HOME holds more startup files (shell includes, Python .pth files, tool configs)
         // than any list can protect; writing it takes an explicit choice.
-        let home_writable = policy.home != Path::new("/") && model::is_within(&policy.home, &rule.path);
+        let home_writable = policy.home != Path::new("/") && paths::is_within(&policy.home, &rule.path);
         if home_writable && !policy.allow_writable_home && policy.fs.access(&policy.home).access == FsAccess::Write {
             return Err(PolicyError::new(format!(
                 "{}: {} would make your home folder {} writable",

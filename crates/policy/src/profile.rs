@@ -1,6 +1,6 @@
-//! Built-in profiles and the lists they are made of.
+//! The built-in lists that profiles are made of, and the names the launch-time secret scan
+//! looks for. Data and pure predicates only: `base_rules` turns them into rules.
 
-use crate::model::{FsRules, Origin, ProfileName, RuleKind};
 use std::path::Path;
 
 /// Secret folders under $HOME that no profile lets the sandbox read.
@@ -255,9 +255,6 @@ pub const PROTECTED_WHILE_PRESENT: &[&str] = &[
     ".pnpmfile.cjs",
 ];
 
-/// The origin of rules from `PROTECTED_WHILE_PRESENT`; backends skip placeholders for them.
-pub const WHILE_PRESENT: &str = "protected path, while present";
-
 /// Files under $HOME that run code at login or on use; read-only even when $HOME is writable.
 /// Their placeholders, when absent, are empty files: tools read them wherever they are, and a
 /// directory there would break the tools inside.
@@ -316,50 +313,3 @@ pub const STRICT_TOOLCHAINS: &[&str] = &[
     ".m2",
     ".cache",
 ];
-
-/// The rules a profile starts with.
-pub fn base_rules(profile: ProfileName, workspace: &Path, home: &Path) -> FsRules {
-    let mut fs = FsRules::default();
-    let origin = |what: &str| Origin::builtin(format!("{what} ({profile} profile)"));
-    fs.push(RuleKind::Read, "/".into(), origin("read root"));
-    if profile == ProfileName::Strict {
-        for dir in ["/home", "/root"] {
-            fs.push(RuleKind::DenyRead, dir.into(), origin("home directories"));
-        }
-        fs.push(RuleKind::DenyRead, home.to_path_buf(), origin("home directory"));
-        for dir in STRICT_TOOLCHAINS {
-            fs.push(RuleKind::Read, home.join(dir), origin("toolchain directory"));
-        }
-    }
-    for secret in HOME_SECRET_DIRS.iter().chain(HOME_SECRET_FILES) {
-        fs.push(RuleKind::DenyRead, home.join(secret), origin("secret list"));
-    }
-    for secret in SYSTEM_SECRETS {
-        fs.push(RuleKind::DenyRead, secret.into(), origin("secret list"));
-    }
-    if profile == ProfileName::ReadOnly {
-        fs.push(RuleKind::Read, workspace.to_path_buf(), origin("workspace"));
-    } else {
-        fs.push(RuleKind::Write, workspace.to_path_buf(), origin("workspace"));
-    }
-    for file in HOME_FILES.iter().chain(HOME_DIRS) {
-        fs.push(RuleKind::DenyWrite, home.join(file), origin("protected path"));
-    }
-    fs
-}
-
-/// Adds the protected paths below every writable root; called once all roots are known.
-pub fn protect_write_roots(fs: &mut FsRules) {
-    let roots: Vec<_> = fs.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
-    let lists = [(PROTECTED_IN_WRITE_ROOTS, "protected path"), (PROTECTED_WHILE_PRESENT, WHILE_PRESENT)];
-    for root in roots {
-        for (names, what) in lists {
-            for name in names {
-                let path = root.join(name);
-                if !fs.rules.iter().any(|r| r.kind == RuleKind::DenyWrite && r.path == path) {
-                    fs.push(RuleKind::DenyWrite, path, Origin::builtin(what));
-                }
-            }
-        }
-    }
-}

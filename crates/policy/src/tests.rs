@@ -496,7 +496,7 @@ fn network_rules_accumulate_across_layers() {
 
 #[test]
 fn normalize_paths() {
-    use crate::model::{is_within, normalize};
+    use crate::paths::{is_within, normalize};
     use std::path::Path;
     assert_eq!(normalize(Path::new("/a/./b/../c/")), Path::new("/a/c"));
     assert_eq!(normalize(Path::new("/../..")), Path::new("/"));
@@ -614,4 +614,32 @@ fn secret_names_and_home_areas() {
     assert_eq!(area("/home/u/proj/.git"), None);
     assert_eq!(area("/home/u"), None);
     assert_eq!(area("/home/other/.config"), None);
+}
+
+#[test]
+fn rules_carry_their_source_presence_and_placeholder() {
+    let flags = Overrides { deny_write: vec!["sub/.zshrc".into()], ..Default::default() };
+    let p = builder().overrides(flags).build().unwrap();
+    let rule = |path: &str| p.fs.rules.iter().find(|r| r.path == Path::new(path)).unwrap();
+    assert_eq!(rule("/home/u/.ssh").placeholder, Placeholder::Dir);
+    assert_eq!(rule("/home/u/.netrc").placeholder, Placeholder::File);
+    assert_eq!(rule("/home/u/.ssh").origin.to_string(), "built-in secret list (workspace profile)");
+    let husky = rule("/home/u/proj/.husky");
+    assert_eq!((husky.presence, husky.placeholder), (Presence::WhilePresent, Placeholder::None));
+    assert_eq!(husky.origin.to_string(), "built-in protected path, while present");
+    let envrc = rule("/home/u/proj/.envrc");
+    assert_eq!((envrc.presence, envrc.placeholder), (Presence::Always, Placeholder::Dir));
+    assert_eq!(envrc.origin, Origin::Builtin(Builtin::ProtectedPath));
+    // A rule of the user's gets the placeholder its name calls for.
+    assert_eq!(rule("/home/u/proj/sub/.zshrc").placeholder, Placeholder::File);
+    assert_eq!(
+        serde_json::to_value(rule("/home/u/.bashrc")).unwrap(),
+        serde_json::json!({
+            "kind": "deny-write",
+            "path": "/home/u/.bashrc",
+            "origin": {"kind": "builtin", "source": "home-startup", "profile": "workspace"},
+            "presence": "always",
+            "placeholder": "file",
+        })
+    );
 }

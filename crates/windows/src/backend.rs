@@ -100,7 +100,7 @@ fn stdio(s: Stdio) -> StdioSpec {
 /// Cache overlays need overlayfs. Caches a preset implies are a convenience and are left out;
 /// one asked for by name is a requested protection this backend can't give.
 fn refuse_caches(policy: &Policy) -> Result<(), LaunchError> {
-    let asked = policy.caches.iter().find(|c| !matches!(c.origin, Origin::Builtin { .. }));
+    let asked = policy.caches.iter().find(|c| !matches!(c.origin, Origin::Builtin(_)));
     match (asked, policy.allow_degraded) {
         (Some(cache), false) => Err(LaunchError::unsupported(
             format!(

@@ -21,7 +21,7 @@ use crate::error::LaunchError;
 use crate::grants::RootUse;
 use crate::sid::Sid;
 use crate::wpath;
-use ringfence_policy::{FsRules, Origin, RuleKind};
+use ringfence_policy::{FsRule, FsRules, Origin, Placeholder, RuleKind};
 
 /// What exists at a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -118,30 +118,6 @@ fn pins(root: &str, path: &str) -> impl Iterator<Item = Op> {
     wpath::between(root, path).into_iter().map(|pin| Op::Deny { path: pin, mask: mask::DELETE, tree: false })
 }
 
-fn basename(path: &str) -> &str {
-    path.rsplit(['/', '\\']).next().unwrap_or(path)
-}
-
-fn protected_kind(path: &str) -> Kind {
-    if ringfence_policy::profile::HOME_FILES.contains(&basename(path)) {
-        Kind::File
-    } else {
-        Kind::Dir
-    }
-}
-
-fn hidden_kind(path: &str) -> Kind {
-    if ringfence_policy::profile::HOME_SECRET_FILES.iter().any(|f| basename(f) == basename(path)) {
-        Kind::File
-    } else {
-        Kind::Dir
-    }
-}
-
-fn is_while_present(origin: &Origin) -> bool {
-    matches!(origin, Origin::Builtin { what } if what == ringfence_policy::profile::WHILE_PRESENT)
-}
-
 fn text(path: &std::path::Path) -> Result<String, LaunchError> {
     let s = path.to_str().ok_or_else(|| {
         LaunchError::policy(
@@ -153,7 +129,7 @@ fn text(path: &std::path::Path) -> Result<String, LaunchError> {
 }
 
 /// One rule, its path normalized.
-type Rule<'a> = (RuleKind, String, &'a Origin);
+type Rule<'a> = (RuleKind, String, &'a FsRule);
 
 /// The plan while it is built.
 struct Builder<'a> {
@@ -232,10 +208,10 @@ impl Builder<'_> {
     }
 
     /// A protected (`deny_write`) or hidden (`deny_read`) path.
-    fn denied(&mut self, k: RuleKind, path: &str, origin: &Origin) {
-        let (deny_mask, placeholder_kind) = match k {
-            RuleKind::DenyWrite => (mask::ANY_WRITE, protected_kind(path)),
-            RuleKind::DenyRead => (mask::ANY_READ | mask::ANY_WRITE, hidden_kind(path)),
+    fn denied(&mut self, k: RuleKind, path: &str, placeholder: Placeholder) {
+        let deny_mask = match k {
+            RuleKind::DenyWrite => mask::ANY_WRITE,
+            RuleKind::DenyRead => mask::ANY_READ | mask::ANY_WRITE,
             _ => return,
         };
         match ((self.kind)(path), self.writable_root_of(path)) {
@@ -251,14 +227,19 @@ impl Builder<'_> {
             }
             // Outside writable roots the run can't write anyway.
             (Some(_), None) | (None, None) => {}
-            (None, Some(root)) => self.placeholder(&root, path, origin, deny_mask, placeholder_kind),
+            (None, Some(root)) => self.placeholder(&root, path, deny_mask, placeholder),
         }
     }
 
     /// An absent protected or hidden path inside `root`: a placeholder with the deny, and the
-    /// folders on the way, unless nothing should be created there.
-    fn placeholder(&mut self, root: &str, path: &str, origin: &Origin, deny_mask: u32, placeholder_kind: Kind) {
-        if is_while_present(origin) || wpath::same(root, path) {
+    /// folders on the way, unless nothing should be created there (its rule asks for none).
+    fn placeholder(&mut self, root: &str, path: &str, deny_mask: u32, placeholder: Placeholder) {
+        let placeholder_kind = match placeholder {
+            Placeholder::None => return,
+            Placeholder::Dir => Kind::Dir,
+            Placeholder::File => Kind::File,
+        };
+        if wpath::same(root, path) {
             return;
         }
         let between = wpath::between(root, path);
@@ -288,7 +269,7 @@ pub fn plan(
 ) -> Result<AclPlan, LaunchError> {
     let mut rules: Vec<Rule<'_>> = Vec::with_capacity(fs.rules.len());
     for r in &fs.rules {
-        rules.push((r.kind, text(&r.path)?, &r.origin));
+        rules.push((r.kind, text(&r.path)?, r));
     }
     let mut b = Builder {
         home: text(home)?,
@@ -298,14 +279,14 @@ pub fn plan(
         denies: Vec::new(),
         read_grants: Vec::new(),
     };
-    for (_, path, origin) in rules.iter().filter(|r| r.0 == RuleKind::Write) {
-        b.writable_root(path, origin, allow_writable_home)?;
+    for (_, path, rule) in rules.iter().filter(|r| r.0 == RuleKind::Write) {
+        b.writable_root(path, &rule.origin, allow_writable_home)?;
     }
     for (_, path, _) in rules.iter().filter(|r| r.0 == RuleKind::Read) {
         b.read_root(path);
     }
-    for (k, path, origin) in &rules {
-        b.denied(*k, path, origin);
+    for (k, path, rule) in &rules {
+        b.denied(*k, path, rule.placeholder);
     }
     // Parents before children, so creation works in order.
     b.creations.sort_by_key(|o| o.path().matches('\\').count());
@@ -318,6 +299,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringfence_policy::Builtin;
     use std::collections::HashMap;
     use std::path::{Path, PathBuf};
 
@@ -485,11 +467,8 @@ mod tests {
     #[test]
     fn while_present_rules_make_no_placeholder() {
         let mut fs_rules = fs(&[(RuleKind::Write, WS)]);
-        fs_rules.push(
-            RuleKind::DenyWrite,
-            PathBuf::from(r"C:\Users\me\proj\.husky"),
-            Origin::builtin(ringfence_policy::profile::WHILE_PRESENT),
-        );
+        let husky = PathBuf::from(r"C:\Users\me\proj\.husky");
+        fs_rules.add(FsRule::new(RuleKind::DenyWrite, husky, Builtin::ProtectedWhilePresent).while_present());
         let f = default_fs();
         let p = plan(&fs_rules, Path::new(HOME), false, &|p| f.kind(p)).unwrap();
         assert!(!p.ops.iter().any(|o| o.path().ends_with(".husky")));

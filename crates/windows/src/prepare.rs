@@ -278,14 +278,18 @@ pub fn prepare(
 pub(crate) mod tests {
     use super::*;
     use crate::fixtures::{account, no_limits, w};
-    use ringfence_policy::{FsRules, HumanDuration, Limits, Origin, RuleKind};
+    use ringfence_policy::{Builtin, FsRules, HumanDuration, Limits, ProfileName, RuleKind};
     use std::path::PathBuf;
 
     fn policy(network: NetworkMode) -> Policy {
         let mut fs = FsRules::default();
-        fs.push(RuleKind::Read, PathBuf::from("/"), Origin::builtin("read root"));
-        fs.push(RuleKind::Write, PathBuf::from(r"C:\Users\me\proj"), Origin::builtin("workspace"));
-        fs.push(RuleKind::DenyWrite, PathBuf::from(r"C:\Users\me\proj\.git\hooks"), Origin::builtin("protected path"));
+        fs.push(RuleKind::Read, PathBuf::from("/"), Builtin::ReadRoot { profile: ProfileName::Workspace });
+        fs.push(
+            RuleKind::Write,
+            PathBuf::from(r"C:\Users\me\proj"),
+            Builtin::Workspace { profile: ProfileName::Workspace },
+        );
+        fs.push(RuleKind::DenyWrite, PathBuf::from(r"C:\Users\me\proj\.git\hooks"), Builtin::ProtectedPath);
         let limits = Limits {
             timeout: Some(HumanDuration(Duration::from_secs(30))),
             pids: Some(ringfence_policy::DEFAULT_PIDS),

@@ -16,7 +16,7 @@
 mod common;
 
 use common::{home, no_limits, tcp_probe};
-use ringfence_policy::{FsRules, Limits, Origin, Policy, RuleKind};
+use ringfence_policy::{Builtin, FsRules, Limits, Origin, Policy, ProfileName, RuleKind};
 use ringfence_windows::{spawn, LaunchSpec, Outcome, StdioSpec};
 use std::ffi::OsString;
 use std::io::Write;
@@ -50,10 +50,10 @@ impl Scene {
     /// The workspace profile's rules for this workspace, no network, and `limits`.
     fn policy(&self, limits: Limits) -> Policy {
         let mut fs = FsRules::default();
-        fs.push(RuleKind::Read, PathBuf::from(r"C:\"), Origin::builtin("read root"));
-        fs.push(RuleKind::Write, self.ws.clone(), Origin::builtin("workspace"));
+        fs.push(RuleKind::Read, PathBuf::from(r"C:\"), Builtin::ReadRoot { profile: ProfileName::Workspace });
+        fs.push(RuleKind::Write, self.ws.clone(), Builtin::Workspace { profile: ProfileName::Workspace });
         for p in [".git/hooks", ".git/config", ".gitmodules", ".envrc", ".vscode"] {
-            fs.push(RuleKind::DenyWrite, self.ws.join(p), Origin::builtin("protected path"));
+            fs.push(RuleKind::DenyWrite, self.ws.join(p), Builtin::ProtectedPath);
         }
         fs.push(RuleKind::DenyRead, self.ws.join("secret.txt"), Origin::flag("--deny-read"));
         Policy { limits, ..common::policy(self.ws.clone(), home(), fs) }

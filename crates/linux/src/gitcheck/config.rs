@@ -122,7 +122,7 @@ fn value(body: &str) -> Option<String> {
 
 /// Whether `path` lies in one of the writable roots, once links on the host are resolved.
 fn in_roots(path: &Path, roots: &[PathBuf]) -> bool {
-    let path = crate::plan::canonicalize_lenient(&normalize(path));
+    let path = crate::canon::canonicalize_lenient(&normalize(path));
     roots.iter().any(|r| path.starts_with(r))
 }
 

@@ -7,7 +7,7 @@ use super::fsops::{self, file_type, open_beneath};
 use super::{
     worktree_of, At, Facts, Place, Walk, GIT, GIT_DIR_CONFIGS, HOOK_WHY, MAX_FOLLOWED, MAX_GIT_DIRS, POINTER_CAP,
 };
-use crate::plan::canonicalize_lenient;
+use crate::canon::canonicalize_lenient;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::{FileStat, Mode};

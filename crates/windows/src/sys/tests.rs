@@ -8,7 +8,7 @@ use crate::fixtures::{logon, no_limits, read_in_background};
 use crate::job::JobPlan;
 use crate::launch::{spawn_with, RunnerStart};
 use crate::sid::Sid;
-use ringfence_policy::{FsRules, Limits, Origin, Policy, RuleKind};
+use ringfence_policy::{Builtin, FsRules, Limits, Policy, ProfileName, RuleKind};
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle};
@@ -655,11 +655,11 @@ impl Stage {
 
     /// The sample policy with `rules` (kind, path, what made it) as its file rules and its home
     /// in the scratch folder.
-    fn policy(&self, rules: &[(RuleKind, PathBuf, &str)]) -> Policy {
+    fn policy(&self, rules: &[(RuleKind, PathBuf, Builtin)]) -> Policy {
         let mut policy = crate::prepare::tests::sample_policy();
         let mut fs = FsRules::default();
         for (kind, path, what) in rules {
-            fs.push(*kind, path.clone(), Origin::builtin(*what));
+            fs.push(*kind, path.clone(), what.clone());
         }
         policy.fs = fs;
         policy.home = self.dir.join("home");
@@ -668,7 +668,7 @@ impl Stage {
 
     /// Only the workspace is writable.
     fn workspace_policy(&self) -> Policy {
-        self.policy(&[(RuleKind::Write, self.ws.clone(), "workspace")])
+        self.policy(&[(RuleKind::Write, self.ws.clone(), Builtin::Workspace { profile: ProfileName::Workspace })])
     }
 
     /// Runs `program args` in the workspace, without standard handles or a terminal.
@@ -732,9 +732,9 @@ fn the_launch_sequence_runs_end_to_end_under_wine() {
     let stage = Stage::new("e2e");
     let ws = stage.ws.clone();
     let mut policy = stage.policy(&[
-        (RuleKind::Read, PathBuf::from(r"C:\"), "read root"),
-        (RuleKind::Write, ws.clone(), "workspace"),
-        (RuleKind::DenyWrite, ws.join(".vscode"), "protected path"),
+        (RuleKind::Read, PathBuf::from(r"C:\"), Builtin::ReadRoot { profile: ProfileName::Workspace }),
+        (RuleKind::Write, ws.clone(), Builtin::Workspace { profile: ProfileName::Workspace }),
+        (RuleKind::DenyWrite, ws.join(".vscode"), Builtin::ProtectedPath),
     ]);
     policy.workspace = ws.clone();
     let (reader, writer) = std::io::pipe().unwrap();
