@@ -127,13 +127,15 @@ fn apply(op: &MountOp, read_only_tmpfs: &mut Vec<PathBuf>, overlays: &OverlayIds
             set_flags(&dst, !writable)?;
         }
         MountOp::MaskFile { .. } => {
-            // A file that vanished since planning (a socket whose server exited) needs no mask;
-            // were it created again, Landlock still denies reading it.
-            if fs::symlink_metadata(&dst).is_err() {
-                return Ok(());
+            // A file that vanished since planning (a socket whose server exited), also while
+            // this mount is made, needs no mask; were it created again, Landlock still denies
+            // reading it (and the Unix-socket guard connecting to it).
+            let masked = mount(Some(Path::new("/empty")), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>);
+            match masked {
+                Err(nix::Error::ENOENT) if fs::symlink_metadata(&dst).is_err() => return Ok(()),
+                Err(e) => return Err(mount_err("masking", &dst, e)),
+                Ok(()) => set_flags(&dst, true)?,
             }
-            bind(Path::new("/empty"), &dst)?;
-            set_flags(&dst, true)?;
         }
         MountOp::ReadOnly { .. } => {
             bind(&dst, &dst)?;
