@@ -269,7 +269,7 @@ pub fn wants_cgroup(limits: &Limits, kernel: &str) -> bool {
 /// explicit limits still use a cgroup or RLIMIT_NPROC.
 fn pid_namespace_cap(limits: &Limits, kernel: &str) -> Option<u64> {
     let pids = limits.pids?;
-    let eligible = !limits.pids_explicit && pids + 1 >= PID_MAX_MIN && crate::features::kernel_at_least(kernel, 6, 14);
+    let eligible = !limits.pids_explicit && pids + 1 >= PID_MAX_MIN && crate::host::kernel_at_least(kernel, 6, 14);
     eligible.then_some(pids + 1)
 }
 

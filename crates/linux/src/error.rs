@@ -22,7 +22,7 @@ impl ChildError {
     /// A failed mount: EPERM there almost always means user namespaces are restricted.
     pub fn mount(message: String, err: nix::Error) -> Self {
         if err == nix::Error::EPERM {
-            ChildError::unsupported(message, crate::features::userns_remedy())
+            ChildError::unsupported(message, crate::host::userns_remedy())
         } else {
             ChildError::internal(message)
         }

@@ -50,7 +50,7 @@ impl StatusPipe {
 fn write_id_maps(uid: u32, gid: u32) -> Result<(), ChildError> {
     let write = |file: &str, text: String| {
         std::fs::write(file, text)
-            .map_err(|e| ChildError::unsupported(format!("writing {file}: {e}"), crate::features::userns_remedy()))
+            .map_err(|e| ChildError::unsupported(format!("writing {file}: {e}"), crate::host::userns_remedy()))
     };
     write("/proc/self/setgroups", "deny".into())?;
     write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;

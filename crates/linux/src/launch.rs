@@ -350,7 +350,7 @@ struct Limiting {
 /// opens what init needs to join it, checks the cache overlays and the Unix-socket guard;
 /// refuses a requested protection this machine can't enforce (unless --allow-degraded).
 fn set_up_limits(policy: &Policy, landlock_abi: i32, mounts: &mut MountPlan) -> Result<Limiting, LaunchError> {
-    let kernel = crate::features::kernel_release();
+    let kernel = crate::host::kernel_release();
     let root = nix::unistd::geteuid().is_root();
     // Reading the cgroup hierarchy costs a little; skip it when no limit needs one.
     let probe = if cgroup::wants_cgroup(&policy.limits, &kernel) {
@@ -547,7 +547,7 @@ pub fn spawn(spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
             }
             return Err(unsupported(
                 format!("creating the sandbox's namespaces failed: {e}"),
-                crate::features::userns_remedy(),
+                crate::host::userns_remedy(),
             ));
         }
     };

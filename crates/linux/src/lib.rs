@@ -10,6 +10,7 @@ mod cleaner;
 mod error;
 pub mod features;
 mod gitcheck;
+mod host;
 mod init;
 mod landlock_rules;
 mod launch;
