@@ -229,7 +229,9 @@ fn default_memory_cap(mechanism: &LimitMechanism) -> String {
 /// Creates (and discards) a user and mount namespace in a short-lived child and mounts a
 /// tmpfs there: AppArmor's restriction lets the namespace be created but denies the mount.
 fn probe_userns() -> Result<(), String> {
-    match sys::clone_process(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) {
+    // SAFETY: the child takes no lock: it makes two mount calls (short paths, converted on
+    // the stack) and exits.
+    match unsafe { sys::clone_process(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) } {
         Ok(0) => {
             let private = nix::mount::mount(
                 None::<&str>,

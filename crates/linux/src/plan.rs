@@ -277,6 +277,7 @@ pub fn kept_runtime_dirs(network: ringfence_policy::NetworkMode) -> &'static [&'
 }
 
 /// Builds the plan. `extra_masks` are socket paths found in the environment (ssh-agent, D-Bus).
+#[allow(clippy::too_many_lines)] // split in the planner restructuring
 pub fn build(policy: &Policy, extra_masks: &[PathBuf], keep_run: &[&str]) -> Result<MountPlan, PlanError> {
     crate::roots::check_links(policy)?;
     let mut canon = Canonicalizer::default();
