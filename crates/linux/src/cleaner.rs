@@ -56,7 +56,7 @@ impl Cleaner {
             let _ = nix::unistd::setsid();
             // SAFETY: the middle process has one thread, and takes no lock.
             match unsafe { sys::fork_with_libc() } {
-                Ok(0) => run(read, &leftovers),
+                Ok(0) => sys::child_life(0, || run(read, &leftovers)),
                 _ => sys::exit_now(0),
             }
         }

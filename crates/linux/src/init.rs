@@ -19,17 +19,19 @@ use std::path::PathBuf;
 /// Init runs on a copy of the supervisor's memory, in which the supervisor's frames still own
 /// descriptors (`OwnedFd`s of `spawn`); init closes them by number. That is sound because init
 /// never returns to those frames: this function diverges, and everything after it either execs
-/// or exits without unwinding.
+/// or exits, a panic included.
 pub(crate) fn main(setup: &ChildSetup, born_in_cgroup: bool) -> ! {
-    let status = StatusPipe(setup.status);
-    let joined = if born_in_cgroup { Ok(()) } else { join_cgroup(setup.cgroup_files) };
-    match joined.and_then(|()| run(setup, &status)) {
-        Ok(never) => match never {},
-        Err(err) => {
-            status.send(&Status::SetupFailed(err.into_report()));
-            sys::exit_now(125)
+    sys::child_life(125, || {
+        let status = StatusPipe(setup.status);
+        let joined = if born_in_cgroup { Ok(()) } else { join_cgroup(setup.cgroup_files) };
+        match joined.and_then(|()| run(setup, &status)) {
+            Ok(never) => match never {},
+            Err(err) => {
+                status.send(&Status::SetupFailed(err.into_report()));
+                sys::exit_now(125)
+            }
         }
-    }
+    })
 }
 
 /// Moves this process, still single-threaded, into the run's cgroup: "0" names the writer

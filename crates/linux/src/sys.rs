@@ -487,6 +487,16 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Runs the life of a forked child, which must never return into the frames it shares with
+/// its parent in its copy of the memory: a panic that unwinds (builds other than release)
+/// ends the process with `code` instead.
+pub fn child_life(code: i32, life: impl FnOnce() -> std::convert::Infallible) -> ! {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(life)) {
+        Ok(never) => match never {},
+        Err(_) => exit_now(code),
+    }
+}
+
 /// `getdents64(2)`: reads the next entries of the open directory `fd` into `buf`, as
 /// `linux_dirent64` records; 0 at the end. One call per batch, with none of libc's `DIR`
 /// bookkeeping (the post-run review lists every folder of the writable roots).
