@@ -3,15 +3,19 @@
 //! builds the view, confines itself and runs the command. See docs/ARCHITECTURE.md.
 
 #![cfg(target_os = "linux")]
+#![deny(clippy::too_many_lines, clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
 
+mod api;
 mod cache_plan;
 mod caches;
 mod canon;
 mod cgroup;
 mod cleaner;
+mod enforcement;
 mod error;
 pub mod features;
 mod gitcheck;
+mod host;
 mod init;
 mod landlock_rules;
 mod launch;
@@ -22,9 +26,12 @@ mod notify;
 mod output;
 mod placeholder;
 pub mod plan;
+mod protocol;
 mod pty;
 mod resolve;
+mod rollback;
 pub mod roots;
+mod sandbox;
 pub mod seccomp;
 mod secrets;
 mod sys;
@@ -46,7 +53,7 @@ pub fn write_inherited_fd(fd: std::os::fd::RawFd, data: &[u8]) -> std::io::Resul
 pub fn inherited_fd_is_open(fd: std::os::fd::RawFd) -> bool {
     sys::fd_is_open(fd)
 }
-pub use launch::{
-    spawn, Enforcement, ExitKind, GatewayListeners, LaunchSpec, LayerStatus, Outcome, Sandbox, StdioSpec,
-    FORWARDED_SIGNALS, TIMEOUT_GRACE,
-};
+pub use api::{Enforcement, ExitKind, GatewayListeners, LaunchSpec, LayerStatus, Outcome, StdioSpec};
+pub use launch::spawn;
+pub use protocol::FORWARDED_SIGNALS;
+pub use sandbox::{Sandbox, TIMEOUT_GRACE};
