@@ -9,7 +9,8 @@
 //! sockets, whose destinations the supervisor can't see, are refused, netlink connects that
 //! need a capability stay refused although the supervisor makes them, hostile arguments get
 //! the kernel's own errors, blocked connects stall nothing, and a kernel that can't supervise
-//! connect refuses the run unless --allow-degraded.
+//! connect refuses the run unless --allow-degraded. Host sockets that come and go while the
+//! view is built fail no run, and those that stay are masked.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -775,5 +776,69 @@ os.execvp(sys.argv[1], sys.argv[1:])
             .unwrap_or_else(|| panic!("{who:?}: no run.start: {log}"));
         let missing = start["not_enforced"].as_array().unwrap();
         assert!(missing.iter().any(|l| l["name"] == "unix socket guard"), "{who:?}: {log}");
+    }
+}
+
+/// Launches while host sockets come and go: how many, per identity.
+const CHURN_RUNS: usize = 100;
+
+/// Binds and removes Unix sockets in `dir` until `stop`, about 200 at a time, the way busy
+/// host processes do.
+fn churn_sockets(dir: &Path, stop: &std::sync::atomic::AtomicBool) {
+    let mut live: Vec<(PathBuf, std::os::unix::net::UnixListener)> = Vec::new();
+    let mut n: u64 = 1;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let path = dir.join(format!("s{}", (n >> 33) % 400));
+        if let Ok(listener) = std::os::unix::net::UnixListener::bind(&path) {
+            live.push((path, listener));
+        }
+        if live.len() > 200 {
+            let (gone, _) = live.swap_remove((n >> 17) as usize % live.len());
+            let _ = std::fs::remove_file(gone);
+        }
+    }
+    for (path, _) in live {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Every host socket present at the launch is masked in the view, and host processes remove
+/// theirs at any moment: one that goes away while the view is built (after the plan, before or
+/// during its mask) must not fail the run, and one that stays is masked. With sockets churning
+/// in a folder the sandbox sees, every run exits 0, and a socket that stays is no socket inside
+/// (on the host it is one: control).
+#[test]
+fn sockets_that_come_and_go_during_the_launch_fail_no_run() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for who in identities() {
+        let env = Env::new(who);
+        let steady = HostListener::bind(&env, &env.outside.join("steady.sock"), SockType::Stream);
+        let churn = env.outside.join("churn");
+        std::fs::create_dir_all(&churn).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let churner = {
+            let (stop, churn) = (stop.clone(), churn.clone());
+            std::thread::spawn(move || churn_sockets(&churn, &stop))
+        };
+        wait_until("the churn to start", RUN_LIMIT, || std::fs::read_dir(&churn).is_ok_and(|d| d.count() > 100));
+        let failed: Vec<String> = (0..CHURN_RUNS)
+            .map(|_| env.run_argv(&[], &["true"]))
+            .filter(|o| o.status.code() != Some(0))
+            .map(|o| both(&o))
+            .collect();
+        let is_socket = format!("import os, stat; print(stat.S_ISSOCK(os.lstat({:?}).st_mode))", steady.path);
+        let inside = env.run_py(&[], &is_socket);
+        stop.store(true, Ordering::Relaxed);
+        churner.join().unwrap();
+        assert!(
+            failed.is_empty(),
+            "{who:?}: {} of {CHURN_RUNS} runs failed, first: {:?}",
+            failed.len(),
+            failed.first()
+        );
+        assert_eq!(stdout(&inside), "False\n", "{who:?}: {}", both(&inside));
+        let host = env.host(&["python3", "-c", &is_socket]);
+        assert_eq!(stdout(&host), "True\n", "{who:?}: {}", both(&host));
     }
 }

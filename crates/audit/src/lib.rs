@@ -2,6 +2,9 @@
 //! outcome types every backend shares: why a run ended ([`EndReason`]), what the post-run
 //! review found ([`ReviewFinding`]) and why a launch failed ([`LaunchError`]).
 
+#![forbid(unsafe_code)]
+#![deny(clippy::too_many_lines)]
+
 mod launch_error;
 pub mod untrusted;
 pub use launch_error::{ErrorKind, LaunchError};

@@ -178,19 +178,19 @@ impl Engine {
 
     /// Decides, resolves, guards and dials `host:port` for the sandbox.
     pub async fn open(&self, proto: Proto, host: &Host, port: u16) -> Result<Connection, Refusal> {
-        let rule = match self.rules.decide(host, port) {
-            NetVerdict::Allowed(rule) => rule,
+        let rule = self.allowing_rule(proto, host, port)?;
+        let permitted = self.permitted_addresses(proto, host, port, &rule).await?;
+        self.dial(proto, host, port, rule, permitted).await
+    }
+
+    /// The allow rule (its pattern) that lets the sandbox reach `host:port`, or the refusal,
+    /// recorded.
+    fn allowing_rule(&self, proto: Proto, host: &Host, port: u16) -> Result<String, Refusal> {
+        match self.rules.decide(host, port) {
+            NetVerdict::Allowed(rule) => Ok(rule.pattern.to_string()),
             NetVerdict::Denied(rule) => {
                 let detail = format!("{host}:{port} is refused by the deny rule `{}` ({})", rule.pattern, rule.origin);
-                return Err(self.deny(
-                    proto,
-                    host,
-                    port,
-                    DenyReason::Denied,
-                    detail,
-                    Some(rule.pattern.to_string()),
-                    None,
-                ));
+                Err(self.deny(proto, host, port, DenyReason::Denied, detail, Some(rule.pattern.to_string()), None))
             }
             NetVerdict::NotAllowed => {
                 let hint = match host {
@@ -204,10 +204,20 @@ impl Engine {
                     "it is not in the network allow list"
                 };
                 let detail = format!("{host}:{port} is not allowed: {what} (to allow it: {hint})");
-                return Err(self.deny(proto, host, port, DenyReason::NotAllowed, detail, None, None));
+                Err(self.deny(proto, host, port, DenyReason::NotAllowed, detail, None, None))
             }
-        };
-        let rule_text = rule.pattern.to_string();
+        }
+    }
+
+    /// The addresses of `host` (the address itself, when it is one) that pass the address
+    /// guard; none is a refusal, recorded.
+    async fn permitted_addresses(
+        &self,
+        proto: Proto,
+        host: &Host,
+        port: u16,
+        rule: &str,
+    ) -> Result<Vec<IpAddr>, Refusal> {
         let (candidates, listed) = match host {
             Host::Ip(ip) => (vec![*ip], true),
             Host::Name(name) => (self.resolve(name).await?, false),
@@ -220,21 +230,33 @@ impl Engine {
                 Err(why) => guarded.push((ip, why)),
             }
         }
-        if permitted.is_empty() {
-            let Some(&(ip, why)) = guarded.first() else {
-                return Err(Refusal::Unresolved(format!("{host}: no addresses")));
-            };
-            let detail = format!(
-                "{host}:{port} is refused: it {} {ip}, {}",
-                if listed { "is" } else { "resolves to" },
-                why.describe()
-            );
-            let addr = Some(SocketAddr::new(ip, port));
-            return Err(self.deny(proto, host, port, DenyReason::AddressGuard, detail, Some(rule_text), addr));
+        if !permitted.is_empty() {
+            return Ok(permitted);
         }
+        let Some(&(ip, why)) = guarded.first() else {
+            return Err(Refusal::Unresolved(format!("{host}: no addresses")));
+        };
+        let detail = format!(
+            "{host}:{port} is refused: it {} {ip}, {}",
+            if listed { "is" } else { "resolves to" },
+            why.describe()
+        );
+        let addr = Some(SocketAddr::new(ip, port));
+        Err(self.deny(proto, host, port, DenyReason::AddressGuard, detail, Some(rule.to_string()), addr))
+    }
+
+    /// Connects to the first of `addresses` that answers; each that does not is recorded.
+    async fn dial(
+        &self,
+        proto: Proto,
+        host: &Host,
+        port: u16,
+        rule: String,
+        addresses: Vec<IpAddr>,
+    ) -> Result<Connection, Refusal> {
         let started = Instant::now();
         let mut last = std::io::Error::other("no address");
-        for ip in permitted {
+        for ip in addresses {
             let addr = SocketAddr::new(ip, port);
             let dialled = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
                 Ok(r) => r,
@@ -250,7 +272,7 @@ impl Engine {
                         host: host.clone(),
                         port,
                         addr,
-                        rule: rule_text,
+                        rule,
                         started,
                         up: 0,
                         down: 0,
@@ -265,7 +287,7 @@ impl Engine {
                         host: host.to_string(),
                         port,
                         addr: addr.to_string(),
-                        rule: rule_text.clone(),
+                        rule: rule.clone(),
                         bytes_up: 0,
                         bytes_down: 0,
                         duration_ms: started.elapsed().as_millis() as u64,

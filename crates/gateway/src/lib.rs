@@ -4,6 +4,9 @@
 //! when allowed, resolved addresses pass the address guard, tunnels must carry TLS for the
 //! allowed name, and each decision is an event.
 
+#![forbid(unsafe_code)]
+#![deny(clippy::too_many_lines)]
+
 mod chunked;
 mod engine;
 mod fuzzing;

@@ -175,6 +175,39 @@ async fn forward(
     buf: &mut Vec<u8>,
     upstream: &mut Option<((Host, u16), Connection)>,
 ) -> Result<bool, Refusal> {
+    let (host, port, path, body) = checked_target(engine, req)?;
+    let reusable = |(key, conn): &((Host, u16), Connection)| *key == (host.clone(), port) && !closed(&conn.stream);
+    if !upstream.as_ref().is_some_and(reusable) {
+        *upstream = None;
+        let conn = engine.open(Proto::Http, &host, port).await?;
+        *upstream = Some(((host.clone(), port), conn));
+    }
+    let Some((_, conn)) = upstream.as_mut() else { return Ok(false) };
+    let close = http::wants_close(req);
+    let head = http::origin_head(req, &path, &authority(&host, port), body, close);
+    match exchange(client, conn, req, &head, body, buf).await {
+        Exchanged::Done { reusable } => {
+            if !reusable {
+                *upstream = None;
+            }
+            Ok(!close)
+        }
+        Exchanged::BodyRefused(e) => {
+            *upstream = None;
+            Err(engine.bad_request(Proto::Http, format!("a malformed request body: {e}")))
+        }
+        Exchanged::Broken { keep_upstream } => {
+            if !keep_upstream {
+                *upstream = None;
+            }
+            Ok(false)
+        }
+    }
+}
+
+/// A request's target host, port and path, and its body, once the request is found sound:
+/// its Host header, if any, must name the target.
+fn checked_target(engine: &Engine, req: &Request) -> Result<(Host, u16, String, Body), Refusal> {
     let bad = |e: String| engine.bad_request(Proto::Http, format!("a bad request: {e}"));
     let (host, port, path) = http::parse_absolute(&req.target).map_err(|e| bad(format!("{}: {e}", req.target)))?;
     let body = http::request_body(req).map_err(|e| match e {
@@ -189,88 +222,91 @@ async fn forward(
             return Err(engine.deny(Proto::Http, &host, port, DenyReason::HostMismatch, detail, None, None));
         }
     }
-    let reusable = |(key, conn): &((Host, u16), Connection)| *key == (host.clone(), port) && !closed(&conn.stream);
-    if !upstream.as_ref().is_some_and(reusable) {
-        *upstream = None;
-        let conn = engine.open(Proto::Http, &host, port).await?;
-        *upstream = Some(((host.clone(), port), conn));
-    }
-    let Some((_, conn)) = upstream.as_mut() else { return Ok(false) };
-    let close = http::wants_close(req);
-    let authority = match (&host, port) {
+    Ok((host, port, path, body))
+}
+
+/// The Host header for the origin: the port only when it is not 80, an IPv6 address in brackets.
+fn authority(host: &Host, port: u16) -> String {
+    match (host, port) {
         (Host::Ip(std::net::IpAddr::V6(ip)), 80) => format!("[{ip}]"),
         (Host::Ip(std::net::IpAddr::V6(ip)), p) => format!("[{ip}]:{p}"),
         (h, 80) => h.to_string(),
         (h, p) => format!("{h}:{p}"),
-    };
-    let head = http::origin_head(req, &path, &authority, body, close);
+    }
+}
+
+/// How one exchange on an upstream connection ended.
+enum Exchanged {
+    /// The response was relayed; whether the upstream connection can carry another exchange.
+    Done { reusable: bool },
+    /// The gateway refused the client's request body (malformed).
+    BodyRefused(io::Error),
+    /// The exchange broke off; whether the upstream connection may still be used.
+    Broken { keep_upstream: bool },
+}
+
+/// Sends the request's head and body upstream while relaying the response to the client;
+/// a failure is recorded on the connection.
+async fn exchange(
+    client: &mut TcpStream,
+    conn: &mut Connection,
+    req: &Request,
+    head: &[u8],
+    body: Body,
+    buf: &mut Vec<u8>,
+) -> Exchanged {
     let Connection { stream, up, down, error, .. } = conn;
     let (mut ur, mut uw) = stream.split();
     let (mut cr, mut cw) = client.split();
-    if let Err(e) = uw.write_all(&head).await {
+    if let Err(e) = uw.write_all(head).await {
         *error = Some(e.to_string());
-        *upstream = None;
-        return Ok(false);
+        return Exchanged::Broken { keep_upstream: false };
     }
     *up += head.len() as u64;
     if http::expects_continue(req) && body != Body::None {
         // The origin never sees the Expect header: the gateway says go on itself.
         if cw.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
-            return Ok(false);
+            return Exchanged::Broken { keep_upstream: true };
         }
     }
-    let method = req.method.clone();
     // The body goes up while the response comes down (a server may answer before it has read
     // all of it). A body the gateway refuses ends the exchange at once: the origin would wait
     // for the rest of it, and the client for an answer, until one of them gave up.
-    let (sent, received) = {
-        let send = copy_body(&mut cr, buf, &mut uw, body, up);
-        let receive = async {
-            let mut ubuf = Vec::new();
-            let outcome = relay_response(&mut ur, &mut ubuf, &mut cw, &method, down).await;
-            (outcome, ubuf.is_empty())
-        };
-        tokio::pin!(send, receive);
-        let mut sent = None;
-        let mut received = None;
-        while received.is_none() {
-            tokio::select! {
-                r = &mut send, if sent.is_none() => {
-                    let refused = r.is_err();
-                    sent = Some(r);
-                    if refused {
-                        break;
-                    }
-                }
-                r = &mut receive => received = Some(r),
-            }
-        }
-        if sent.is_none() {
-            sent = Some(send.await);
-        }
-        (sent, received)
+    let send = copy_body(&mut cr, buf, &mut uw, body, up);
+    let receive = async {
+        let mut ubuf = Vec::new();
+        let outcome = relay_response(&mut ur, &mut ubuf, &mut cw, &req.method, down).await;
+        (outcome, ubuf.is_empty())
     };
-    match (sent, received) {
-        (Some(Ok(())), Some((Ok(server_closes), clean))) => {
-            if server_closes || !clean {
-                *upstream = None;
+    tokio::pin!(send, receive);
+    let mut sent = None;
+    let mut received = None;
+    while received.is_none() {
+        tokio::select! {
+            r = &mut send, if sent.is_none() => {
+                let refused = r.is_err();
+                sent = Some(r);
+                if refused {
+                    break;
+                }
             }
-            Ok(!close)
+            r = &mut receive => received = Some(r),
         }
+    }
+    if sent.is_none() {
+        sent = Some(send.await);
+    }
+    match (sent, received) {
+        (Some(Ok(())), Some((Ok(server_closes), clean))) => Exchanged::Done { reusable: !server_closes && clean },
         (Some(Err(e)), None) if e.kind() == io::ErrorKind::InvalidData => {
             *error = Some(format!("the request body was refused: {e}"));
-            *upstream = None;
-            Err(engine.bad_request(Proto::Http, format!("a malformed request body: {e}")))
+            Exchanged::BodyRefused(e)
         }
         (Some(Err(e)), _) | (_, Some((Err(e), _))) => {
             *error = Some(e.to_string());
-            *upstream = None;
-            Ok(false)
+            Exchanged::Broken { keep_upstream: false }
         }
-        (None, _) | (_, None) => {
-            *upstream = None;
-            Ok(false)
-        }
+        (None, _) | (_, None) => Exchanged::Broken { keep_upstream: false },
     }
 }
 

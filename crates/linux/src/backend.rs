@@ -1,11 +1,13 @@
 //! The Linux backend behind the contract every platform implements (crates/backend).
 
-use crate::launch::{self, ExitKind, LaunchSpec, StdioSpec, FORWARDED_SIGNALS};
+use crate::api;
+use crate::launch;
+use crate::protocol::FORWARDED_SIGNALS;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use ringfence_backend::{
-    Enforcement, Exit, Explanation, GatewayListeners, GatewayPorts, Killer, LaunchError, LaunchRequest, Outcome,
-    OutputFile, Probe, ProbeItem, Stdio, Usage,
+    Enforcement, Explanation, GatewayListeners, GatewayPorts, Killer, LaunchError, LaunchRequest, Outcome, OutputFile,
+    Probe, ProbeItem, Usage,
 };
 use ringfence_policy::Policy;
 use std::os::fd::IntoRawFd;
@@ -63,7 +65,7 @@ impl ringfence_backend::Prepared for Prepared {
 
 /// A running Linux sandbox.
 pub struct Sandbox {
-    inner: launch::Sandbox,
+    inner: crate::sandbox::Sandbox,
     enforcement: Enforcement,
 }
 
@@ -90,7 +92,7 @@ impl ringfence_backend::Sandbox for Sandbox {
     }
 
     fn take_gateway_listeners(&mut self) -> Option<GatewayListeners> {
-        self.inner.gateway_listeners.take().map(|l| GatewayListeners { http: l.http, socks: l.socks })
+        self.inner.gateway_listeners.take()
     }
 
     fn wait(self, signals: &mut Signals) -> Result<Outcome, LaunchError> {
@@ -98,10 +100,7 @@ impl ringfence_backend::Sandbox for Sandbox {
         let out = self.inner.wait(signals.fd.as_mut())?;
         let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
         Ok(Outcome {
-            exit: match out.exit {
-                ExitKind::Code(c) => Exit::Code(c),
-                ExitKind::Signal(s) => Exit::Signal(s),
-            },
+            exit: out.exit,
             reason: out.reason,
             duration: out.duration,
             usage: Usage {
@@ -118,19 +117,11 @@ impl ringfence_backend::Sandbox for Sandbox {
 
 /// The run's enforcement in the contract's terms: defaults this machine can't carry are
 /// reported with what is not enforced.
-fn enforcement(e: &launch::Enforcement) -> Enforcement {
+fn enforcement(e: &api::Enforcement) -> Enforcement {
     Enforcement {
         enforced: e.enforced.clone(),
         not_enforced: e.not_enforced.iter().chain(&e.missing_defaults).cloned().collect(),
         platform: serde_json::json!({ "release": e.kernel, "landlock_abi": e.landlock_abi, "limits": e.limits }),
-    }
-}
-
-fn stdio(s: Stdio) -> StdioSpec {
-    match s {
-        Stdio::Inherit => StdioSpec::Inherit,
-        Stdio::Null => StdioSpec::Null,
-        Stdio::Stream(fd) => StdioSpec::Fd(fd),
     }
 }
 
@@ -161,16 +152,7 @@ impl ringfence_backend::Backend for Linux {
     }
 
     fn spawn(_: Prepared, request: LaunchRequest) -> Result<Sandbox, LaunchError> {
-        let spec = LaunchSpec {
-            program: request.program,
-            args: request.args,
-            env: request.env,
-            cwd: request.cwd,
-            policy: request.policy,
-            stdio: request.stdio.map(stdio),
-            terminal: request.terminal,
-        };
-        let inner = launch::spawn(spec)?;
+        let inner = launch::spawn(request)?;
         let enforcement = enforcement(&inner.enforcement);
         Ok(Sandbox { inner, enforcement })
     }

@@ -185,7 +185,7 @@ pub fn hold(plan: &mut MountPlan, home: &Path) -> Result<HeldLayers, LaunchError
 /// known to the kernel or loadable). The rest (user extended attributes on the layers'
 /// filesystem) shows only when the child mounts; then the run fails with exit 122.
 pub fn supported(kernel: &str) -> Result<(), String> {
-    if !crate::features::kernel_at_least(kernel, 5, 11) {
+    if !crate::host::kernel_at_least(kernel, 5, 11) {
         return Err(format!("Linux {kernel} can't mount overlayfs in a user namespace (5.11+ can)"));
     }
     let known =

@@ -269,7 +269,7 @@ pub fn wants_cgroup(limits: &Limits, kernel: &str) -> bool {
 /// explicit limits still use a cgroup or RLIMIT_NPROC.
 fn pid_namespace_cap(limits: &Limits, kernel: &str) -> Option<u64> {
     let pids = limits.pids?;
-    let eligible = !limits.pids_explicit && pids + 1 >= PID_MAX_MIN && crate::features::kernel_at_least(kernel, 6, 14);
+    let eligible = !limits.pids_explicit && pids + 1 >= PID_MAX_MIN && crate::host::kernel_at_least(kernel, 6, 14);
     eligible.then_some(pids + 1)
 }
 
@@ -569,7 +569,7 @@ mod tests {
     /// at /sys/fs/cgroup/unified, enough for this; its controllers live in cgroup v1).
     #[test]
     fn children_start_in_their_cgroup() {
-        use std::os::fd::AsRawFd;
+        use std::os::fd::{AsFd, AsRawFd};
         let Some(v2) = CgroupProbe::detect().v2_dir.filter(|d| d.join("cgroup.procs").exists()) else {
             return eprintln!("no cgroup2 mount: skipped");
         };
@@ -590,8 +590,11 @@ mod tests {
             }
             pid
         };
-        let born = wait_here(crate::sys::clone_into_cgroup(0, join.directory.as_ref().unwrap().as_raw_fd()).unwrap());
-        let joined = match crate::sys::fork_process().unwrap() {
+        let directory = join.directory.as_ref().unwrap().as_fd();
+        // SAFETY: each child only pauses, taking no lock (this test process has threads).
+        let born = wait_here(unsafe { crate::sys::clone_into_cgroup(0, directory) }.unwrap());
+        // SAFETY: as above; the child writes to a descriptor and pauses.
+        let joined = match unsafe { crate::sys::fork_process() }.unwrap() {
             0 => {
                 let _ = crate::sys::write_fd(join.files[0].0.as_raw_fd(), b"0");
                 wait_here(0)

@@ -45,15 +45,18 @@ impl Leftovers {
 impl Cleaner {
     /// Starts the cleaner as a grandchild, so it is never our zombie: when told to go, it exits
     /// on its own and nothing has to wait for it. Uses libc's fork, whose at-fork handlers keep
-    /// the allocator usable in the child (library callers may have threads).
+    /// the allocator usable in the child even if the caller broke `spawn`'s one-thread rule.
     pub fn spawn(leftovers: Leftovers) -> std::io::Result<Cleaner> {
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let middle = sys::fork_with_libc()?;
+        // SAFETY: called by `spawn`, whose caller keeps the process single-threaded: no lock
+        // (stderr's, which the cleaner takes to warn) is held in the copy.
+        let middle = unsafe { sys::fork_with_libc() }?;
         if middle == 0 {
             drop(write);
             let _ = nix::unistd::setsid();
-            match sys::fork_with_libc() {
-                Ok(0) => run(read, &leftovers),
+            // SAFETY: the middle process has one thread, and takes no lock.
+            match unsafe { sys::fork_with_libc() } {
+                Ok(0) => sys::child_life(0, || run(read, &leftovers)),
                 _ => sys::exit_now(0),
             }
         }
@@ -70,19 +73,24 @@ impl Cleaner {
     }
 }
 
-/// The cleaner's life: wait until the supervisor says it is done, or dies.
+/// The cleaner's life: wait until the supervisor says it is done, or dies. It runs on a copy of
+/// the supervisor's memory, whose frames own descriptors it closes by number: sound because it
+/// never returns to them (it ends with `exit_now`) and uses only `read` and what it opens later.
 fn run(read: OwnedFd, leftovers: &Leftovers) -> ! {
     let keep = read.as_raw_fd();
     // stderr stays: what can't be removed is said there.
     if let Ok(null) = std::fs::File::options().read(true).write(true).open("/dev/null") {
         for fd in 0..2 {
-            let _ = sys::dup_onto(null.as_raw_fd(), fd);
+            // SAFETY: no Rust object owns stdin or stdout.
+            let _ = unsafe { sys::dup_onto(null.as_raw_fd(), fd) };
         }
     }
     for fd in 3..keep {
-        sys::close_fd(fd);
+        // SAFETY: see above.
+        unsafe { sys::close_fd(fd) };
     }
-    sys::close_fds_from(keep + 1);
+    // SAFETY: see above.
+    unsafe { sys::close_fds_from(keep + 1) };
     let mut byte = [0u8; 1];
     if sys::read_fd(keep, &mut byte).ok() != Some(1) {
         // The supervisor is gone, and the kernel is killing its sandbox (init's parent-death

@@ -2,7 +2,7 @@
 
 pub use ringfence_audit::{ErrorKind, LaunchError};
 
-/// An error inside the sandbox before the command starts; sent to the supervisor as one line.
+/// An error inside the sandbox before the command starts, for the status pipe.
 #[derive(Clone, Debug)]
 pub struct ChildError(pub LaunchError);
 
@@ -22,32 +22,37 @@ impl ChildError {
     /// A failed mount: EPERM there almost always means user namespaces are restricted.
     pub fn mount(message: String, err: nix::Error) -> Self {
         if err == nix::Error::EPERM {
-            ChildError::unsupported(message, crate::features::userns_remedy())
+            ChildError::unsupported(message, crate::host::userns_remedy())
         } else {
             ChildError::internal(message)
         }
     }
 
-    /// One line for the status pipe: kind, message and remedy separated by tabs.
-    pub fn encode(&self) -> String {
-        let kind = match self.0.kind {
-            ErrorKind::Policy => "policy",
-            ErrorKind::Unsupported => "unsupported",
-            ErrorKind::Internal => "internal",
-        };
-        let clean = |s: &str| s.replace(['\t', '\n'], " ");
-        format!("E\t{kind}\t{}\t{}\n", clean(&self.0.message), clean(self.0.remedy.as_deref().unwrap_or("")))
+    /// The error as the supervisor reports it. Its message and remedy quote paths of the
+    /// sandbox's view: a line break in one must not pass for a line of ringfence's own on the
+    /// user's terminal, so tabs and line breaks become spaces. An empty remedy is none.
+    pub fn into_report(self) -> LaunchError {
+        let flat = |s: String| if s.contains(['\t', '\n']) { s.replace(['\t', '\n'], " ") } else { s };
+        LaunchError {
+            kind: self.0.kind,
+            message: flat(self.0.message),
+            remedy: self.0.remedy.filter(|r| !r.is_empty()).map(flat),
+        }
     }
+}
 
-    pub fn decode(line: &str) -> Option<LaunchError> {
-        let mut parts = line.strip_prefix("E\t")?.splitn(3, '\t');
-        let kind = match parts.next()? {
-            "policy" => ErrorKind::Policy,
-            "unsupported" => ErrorKind::Unsupported,
-            _ => ErrorKind::Internal,
-        };
-        let message = parts.next()?.to_string();
-        let remedy = parts.next().filter(|r| !r.is_empty()).map(String::from);
-        Some(LaunchError { kind, message, remedy })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_are_one_line_each() {
+        let err = ChildError::policy("a\tb\nhelp: forged".into(), "fix\nit".into()).into_report();
+        assert_eq!(
+            (err.kind, err.message.as_str(), err.remedy.as_deref()),
+            (ErrorKind::Policy, "a b help: forged", Some("fix it"))
+        );
+        let plain = ChildError::unsupported("m".into(), String::new()).into_report();
+        assert_eq!((plain.message.as_str(), plain.remedy), ("m", None));
     }
 }

@@ -1,6 +1,7 @@
 //! What this kernel and machine offer, found without changing anything.
 
 use crate::cgroup::{CgroupProbe, LimitMechanism};
+pub use crate::host::{kernel_at_least, kernel_release, physical_memory, userns_remedy};
 use crate::sys;
 use std::fs;
 
@@ -31,10 +32,6 @@ pub struct Features {
     pub cgroups: CgroupProbe,
 }
 
-fn read_trimmed(path: &str) -> Option<String> {
-    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
-}
-
 /// The Landlock ABI the kernel offers (0 without Landlock); one cheap system call.
 pub fn landlock_abi() -> i32 {
     sys::landlock_abi()
@@ -45,45 +42,6 @@ pub fn unix_socket_guard() -> Result<(), String> {
     crate::notify::probe()
 }
 
-/// The running kernel's release, like "6.18.44".
-pub fn kernel_release() -> String {
-    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
-}
-
-/// Physical memory in bytes (MemTotal of /proc/meminfo), for the default memory cap.
-pub fn physical_memory() -> Option<u64> {
-    let info = fs::read_to_string("/proc/meminfo").ok()?;
-    let kib = info.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().strip_suffix("kB")?.trim();
-    kib.parse::<u64>().ok()?.checked_mul(1024)
-}
-
-/// Whether a kernel release string ("6.18.44-foo") is at least `major.minor`.
-pub fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
-    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    found >= (major, minor)
-}
-
-/// The advice for a kernel that refuses user namespaces, for this machine.
-pub fn userns_remedy() -> String {
-    if read_trimmed("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
-        return "AppArmor restricts unprivileged user namespaces here (Ubuntu 23.10+): install the \
-                profile from docs/linux.md (`sudo cp contrib/apparmor/ringfence /etc/apparmor.d/ && \
-                sudo apparmor_parser -r /etc/apparmor.d/ringfence`), or set \
-                kernel.apparmor_restrict_unprivileged_userns=0"
-            .into();
-    }
-    if read_trimmed("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
-        return "enable them with `sudo sysctl kernel.unprivileged_userns_clone=1`".into();
-    }
-    if read_trimmed("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
-        return "raise the limit with `sudo sysctl user.max_user_namespaces=15000`".into();
-    }
-    "user namespaces are disabled in this kernel or container; enable CONFIG_USER_NS, or in a \
-     container allow unshare/clone with CLONE_NEWUSER (seccomp profile)"
-        .into()
-}
-
 impl Features {
     pub fn probe() -> Self {
         let kernel = kernel_release();
@@ -91,9 +49,7 @@ impl Features {
         Features {
             kernel,
             userns: probe_userns(),
-            apparmor_userns_restricted: read_trimmed("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
-                .as_deref()
-                == Some("1"),
+            apparmor_userns_restricted: crate::host::apparmor_restricts_userns(),
             landlock_abi: sys::landlock_abi(),
             seccomp: status.lines().any(|l| l.starts_with("Seccomp:")),
             seccomp_user_notif: sys::seccomp_user_notif(),
@@ -106,8 +62,17 @@ impl Features {
 
     /// The lines of `ringfence check`.
     pub fn report(&self) -> Vec<FeatureReport> {
-        let mut out = Vec::new();
-        out.push(FeatureReport {
+        let mut out = vec![self.userns_line(), self.landlock_line(), self.seccomp_line(), self.unix_socket_line()];
+        for (limit, controller) in [("pids limit", "pids"), ("memory limit", "memory"), ("cpu limit", "cpu")] {
+            out.push(self.limit_line(limit, controller));
+        }
+        out.push(self.cache_overlay_line());
+        out.push(self.tun_line());
+        out
+    }
+
+    fn userns_line(&self) -> FeatureReport {
+        FeatureReport {
             name: "user namespaces",
             available: self.userns.is_ok(),
             detail: match &self.userns {
@@ -118,8 +83,11 @@ impl Features {
                 Err(e) => format!("refused: {e}"),
             },
             remedy: self.userns.is_err().then(userns_remedy),
-        });
-        out.push(FeatureReport {
+        }
+    }
+
+    fn landlock_line(&self) -> FeatureReport {
+        FeatureReport {
             name: "Landlock",
             available: self.landlock_abi > 0,
             detail: match self.landlock_abi {
@@ -132,8 +100,11 @@ impl Features {
                 abi if abi < 6 => Some("Linux 6.12+ adds signal and abstract-socket scoping".into()),
                 _ => None,
             },
-        });
-        out.push(FeatureReport {
+        }
+    }
+
+    fn seccomp_line(&self) -> FeatureReport {
+        FeatureReport {
             name: "seccomp",
             available: self.seccomp,
             detail: if self.seccomp {
@@ -145,8 +116,11 @@ impl Features {
                 "not available: escalation system calls can't be refused".into()
             },
             remedy: (!self.seccomp).then(|| "use a kernel built with CONFIG_SECCOMP_FILTER".into()),
-        });
-        out.push(FeatureReport {
+        }
+    }
+
+    fn unix_socket_line(&self) -> FeatureReport {
+        FeatureReport {
             name: "unix sockets",
             available: self.unix_socket_guard.is_ok(),
             detail: match &self.unix_socket_guard {
@@ -157,52 +131,61 @@ impl Features {
                 .unix_socket_guard
                 .is_err()
                 .then(|| "use Linux 5.8+ with CONFIG_UNIX_DIAG, or pass --allow-degraded".into()),
-        });
-        for (limit, ctrl) in [("pids limit", "pids"), ("memory limit", "memory"), ("cpu limit", "cpu")] {
-            let (mech, why) = self.cgroups.mechanism(&[ctrl]);
-            let (available, detail) = match mech {
-                LimitMechanism::CgroupV2 => (true, "cgroup v2 (delegated)".to_string()),
-                LimitMechanism::CgroupV1 => (true, "cgroup v1 (as root)".to_string()),
-                LimitMechanism::Rlimit if ctrl == "memory" => (
-                    false,
-                    "NO MEMORY CAP by default (the default cap needs a writable cgroup); --memory SIZE is refused \
-                     unless --allow-degraded, which applies only RLIMIT_AS per process"
-                        .to_string(),
-                ),
-                LimitMechanism::Rlimit => match ctrl {
-                    "pids" if self.cgroups.root => (
-                        kernel_at_least(&self.kernel, 6, 14),
-                        "rlimit, which the kernel does not apply to uid 0".to_string(),
-                    ),
-                    "pids" => (true, "rlimit (RLIMIT_NPROC, per sandbox user namespace)".to_string()),
-                    _ => (true, "CPU affinity (whole cores)".to_string()),
-                },
-            };
-            let detail = match ctrl {
-                "pids" if kernel_at_least(&self.kernel, 6, 14) && mech == LimitMechanism::Rlimit => {
-                    format!("default cap: the pid namespace's pid_max; --pids N: {detail}")
-                }
-                "pids" if kernel_at_least(&self.kernel, 6, 14) => {
-                    format!(
-                        "{detail}; the default cap too when the run has a memory cap, else the pid namespace's pid_max"
-                    )
-                }
-                "memory" if available => format!("{detail}; {}", default_memory_cap(&mech)),
-                _ => detail,
-            };
-            out.push(FeatureReport {
-                name: limit,
-                available,
-                detail,
-                remedy: (mech != LimitMechanism::CgroupV2).then(|| {
-                    format!(
-                        "{}; for cgroup v2 limits run `systemd-run --user --scope -p Delegate=yes ringfence run …`",
-                        why.unwrap_or_default()
-                    )
-                }),
-            });
         }
-        out.push(FeatureReport {
+    }
+
+    /// The line of one limit (`controller` is its cgroup controller): how this machine
+    /// enforces it, and how to get a cgroup v2 where it can't.
+    fn limit_line(&self, limit: &'static str, controller: &str) -> FeatureReport {
+        let (mech, why) = self.cgroups.mechanism(&[controller]);
+        let (available, detail) = match mech {
+            LimitMechanism::CgroupV2 => (true, "cgroup v2 (delegated)".to_string()),
+            LimitMechanism::CgroupV1 => (true, "cgroup v1 (as root)".to_string()),
+            LimitMechanism::Rlimit => self.limit_without_cgroup(controller),
+        };
+        let pid_max = kernel_at_least(&self.kernel, 6, 14);
+        let detail = match controller {
+            "pids" if pid_max && mech == LimitMechanism::Rlimit => {
+                format!("default cap: the pid namespace's pid_max; --pids N: {detail}")
+            }
+            "pids" if pid_max => {
+                format!("{detail}; the default cap too when the run has a memory cap, else the pid namespace's pid_max")
+            }
+            "memory" if available => format!("{detail}; {}", default_memory_cap(&mech)),
+            _ => detail,
+        };
+        FeatureReport {
+            name: limit,
+            available,
+            detail,
+            remedy: (mech != LimitMechanism::CgroupV2).then(|| {
+                format!(
+                    "{}; for cgroup v2 limits run `systemd-run --user --scope -p Delegate=yes ringfence run …`",
+                    why.unwrap_or_default()
+                )
+            }),
+        }
+    }
+
+    /// Whether a limit holds without a cgroup, and how.
+    fn limit_without_cgroup(&self, controller: &str) -> (bool, String) {
+        match controller {
+            "memory" => (
+                false,
+                "NO MEMORY CAP by default (the default cap needs a writable cgroup); --memory SIZE is refused \
+                 unless --allow-degraded, which applies only RLIMIT_AS per process"
+                    .to_string(),
+            ),
+            "pids" if self.cgroups.root => {
+                (kernel_at_least(&self.kernel, 6, 14), "rlimit, which the kernel does not apply to uid 0".to_string())
+            }
+            "pids" => (true, "rlimit (RLIMIT_NPROC, per sandbox user namespace)".to_string()),
+            _ => (true, "CPU affinity (whole cores)".to_string()),
+        }
+    }
+
+    fn cache_overlay_line(&self) -> FeatureReport {
+        FeatureReport {
             name: "cache overlays",
             available: self.overlayfs.is_ok(),
             detail: match &self.overlayfs {
@@ -210,8 +193,11 @@ impl Features {
                 Err(why) => format!("{why}: a run that shares a cache is refused unless --allow-degraded"),
             },
             remedy: self.overlayfs.is_err().then(|| "Linux 5.11+ with the overlay module (`modprobe overlay`)".into()),
-        });
-        out.push(FeatureReport {
+        }
+    }
+
+    fn tun_line(&self) -> FeatureReport {
+        FeatureReport {
             name: "TUN",
             available: self.tun,
             detail: if self.tun {
@@ -220,8 +206,7 @@ impl Features {
                 "no /dev/net/tun".into()
             },
             remedy: (!self.tun).then(|| "load the tun module (`modprobe tun`)".into()),
-        });
-        out
+        }
     }
 }
 
@@ -244,7 +229,9 @@ fn default_memory_cap(mechanism: &LimitMechanism) -> String {
 /// Creates (and discards) a user and mount namespace in a short-lived child and mounts a
 /// tmpfs there: AppArmor's restriction lets the namespace be created but denies the mount.
 fn probe_userns() -> Result<(), String> {
-    match sys::clone_process(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) {
+    // SAFETY: the child takes no lock: it makes two mount calls (short paths, converted on
+    // the stack) and exits.
+    match unsafe { sys::clone_process(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) } {
         Ok(0) => {
             let private = nix::mount::mount(
                 None::<&str>,

@@ -3,54 +3,66 @@
 //! command's exit. When it exits, the kernel kills everything left in the namespace.
 
 use crate::error::ChildError;
-use crate::launch::{ChildSetup, FORWARDED_SIGNALS};
+use crate::protocol::{ChildSetup, Control, Handover, Status, FORWARDED_SIGNALS};
 use crate::{sys, view};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 
 /// Entry point of the cloned child; never returns. Unless it was born in the run's cgroup,
 /// it joins the cgroup before anything else, so all it does and starts is charged there.
+///
+/// Init runs on a copy of the supervisor's memory, in which the supervisor's frames still own
+/// descriptors (`OwnedFd`s of `spawn`); init closes them by number. That is sound because init
+/// never returns to those frames: this function diverges, and everything after it either execs
+/// or exits, a panic included.
 pub(crate) fn main(setup: &ChildSetup, born_in_cgroup: bool) -> ! {
-    let mut status = StatusPipe(setup.status_write);
-    let joined = if born_in_cgroup { Ok(()) } else { join_cgroup(&setup.cgroup_files) };
-    match joined.and_then(|()| run(setup, &mut status)) {
-        Ok(never) => match never {},
-        Err(err) => {
-            status.send(&err.encode());
-            sys::exit_now(125)
+    sys::child_life(125, || {
+        let status = StatusPipe(setup.status);
+        let joined = if born_in_cgroup { Ok(()) } else { join_cgroup(setup.cgroup_files) };
+        match joined.and_then(|()| run(setup, &status)) {
+            Ok(never) => match never {},
+            Err(err) => {
+                status.send(&Status::SetupFailed(err.into_report()));
+                sys::exit_now(125)
+            }
         }
-    }
+    })
 }
 
 /// Moves this process, still single-threaded, into the run's cgroup: "0" names the writer
 /// itself, which in a cgroup v1 `tasks` file moves just this thread without the global lock
 /// whose every write waits for an RCU grace period. The supervisor opened the files (the
 /// kernel checks the opener's credentials) and closes its copies.
-fn join_cgroup(files: &[(RawFd, std::path::PathBuf)]) -> Result<(), ChildError> {
+fn join_cgroup(files: &[(OwnedFd, PathBuf)]) -> Result<(), ChildError> {
     for (fd, path) in files {
-        sys::write_fd(*fd, b"0")
+        sys::write_fd(fd.as_raw_fd(), b"0")
             .map_err(|e| ChildError::internal(format!("joining the run's cgroup ({}): {e}", path.display())))?;
-        sys::close_fd(*fd);
+        // SAFETY: the descriptor belongs to the supervisor's frame, which init never returns to
+        // (see `main`); nothing uses it after this.
+        unsafe { sys::close_fd(fd.as_raw_fd()) };
     }
     Ok(())
 }
 
-struct StatusPipe(RawFd);
+/// The status pipe's writing end, shared by init and the command's process.
+struct StatusPipe<'a>(BorrowedFd<'a>);
 
-impl StatusPipe {
-    fn send(&mut self, line: &str) {
-        let _ = sys::write_fd(self.0, line.as_bytes());
+impl StatusPipe<'_> {
+    /// Sends one line; if the supervisor is gone, nobody is left to tell.
+    fn send(&self, status: &Status) {
+        let _ = sys::write_fd(self.0.as_raw_fd(), &status.encode());
     }
 }
 
 fn write_id_maps(uid: u32, gid: u32) -> Result<(), ChildError> {
     let write = |file: &str, text: String| {
         std::fs::write(file, text)
-            .map_err(|e| ChildError::unsupported(format!("writing {file}: {e}"), crate::features::userns_remedy()))
+            .map_err(|e| ChildError::unsupported(format!("writing {file}: {e}"), crate::host::userns_remedy()))
     };
     write("/proc/self/setgroups", "deny".into())?;
     write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
@@ -58,17 +70,25 @@ fn write_id_maps(uid: u32, gid: u32) -> Result<(), ChildError> {
 }
 
 /// Waits for the supervisor's "go", which carries the Landlock ruleset when there is one.
-fn wait_for_go(fd: RawFd) -> Option<OwnedFd> {
-    match sys::recv_with_fd(fd) {
-        Ok((1, ruleset)) => ruleset,
+fn wait_for_go(control: BorrowedFd) -> Option<OwnedFd> {
+    match Control::receive(control) {
+        Ok(Some(Control::Go { ruleset })) => ruleset,
         // The supervisor died before letting us start: nothing may run unsupervised.
         _ => sys::exit_now(125),
     }
 }
 
+/// Hands a descriptor made inside the sandbox to the supervisor; our copy closes when the
+/// caller drops it.
+fn hand_over(control: BorrowedFd, what: Handover, fd: BorrowedFd) -> Result<(), ChildError> {
+    Control::Handover(what, fd)
+        .send(control)
+        .map_err(|e| ChildError::internal(format!("handing over the {}: {e}", what.what())))
+}
+
 /// Opens the command's terminal in the sandbox's own devpts (so `tty` and `ttyname` name a
 /// device that exists inside) and hands the master side to the supervisor for the relay.
-fn open_terminal(go: RawFd) -> Result<OwnedFd, ChildError> {
+fn open_terminal(control: BorrowedFd) -> Result<OwnedFd, ChildError> {
     use nix::fcntl::OFlag;
     let fail = |what: &str, e: nix::Error| ChildError::internal(format!("{what}: {e}"));
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
@@ -78,41 +98,44 @@ fn open_terminal(go: RawFd) -> Result<OwnedFd, ChildError> {
     let name = nix::pty::ptsname_r(&master).map_err(|e| fail("ptsname", e))?;
     let slave = nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY, nix::sys::stat::Mode::empty())
         .map_err(|e| fail(&name, e))?;
-    sys::send_with_fd(go, b"t", Some(master.as_raw_fd()))
-        .map_err(|e| ChildError::internal(format!("handing over the terminal: {e}")))?;
+    hand_over(control, Handover::Terminal, master.as_fd())?;
     Ok(slave)
 }
 
-/// A netlink socket for Unix socket diagnostics, created here so that it answers for the
-/// sandbox's network namespace, for the supervisor's connect checks.
-fn hand_over_sock_diag(go: RawFd) -> Result<(), ChildError> {
-    let diag = crate::notify::open_sock_diag()
-        .map_err(|e| ChildError::internal(format!("opening a sock_diag netlink socket: {e}")))?;
-    sys::send_with_fd(go, b"d", Some(diag.as_raw_fd()))
-        .map_err(|e| ChildError::internal(format!("handing over the sock_diag socket: {e}")))
-}
-
-/// Listens on the gateway's ports inside our network namespace and passes the sockets to the
-/// supervisor, which serves them from outside. Connections made before it starts serving wait
-/// in the backlog. Our copies close here: nothing in the sandbox holds them.
-fn hand_over_gateway_sockets(go: RawFd) -> Result<(), ChildError> {
-    for port in [ringfence_policy::HTTP_PROXY_PORT, ringfence_policy::SOCKS_PROXY_PORT] {
-        let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
-            .map_err(|e| ChildError::internal(format!("listening on 127.0.0.1:{port} for the gateway: {e}")))?;
-        sys::send_with_fd(go, b"l", Some(listener.as_raw_fd()))
-            .map_err(|e| ChildError::internal(format!("handing over the gateway's socket: {e}")))?;
+/// The sandbox's network: loopback up in its own namespace; the gateway's listening sockets
+/// on the gateway's ports there, handed to the supervisor, which serves them from outside
+/// (connections made before it serves wait in the backlog); and, when connect(2) is supervised
+/// there, a netlink socket for Unix socket diagnostics, which answers for this namespace.
+fn set_up_network(setup: &ChildSetup) -> Result<(), ChildError> {
+    if setup.isolate_network {
+        sys::loopback_up().map_err(|e| ChildError::internal(format!("bringing up loopback: {e}")))?;
+    }
+    if setup.gateway {
+        for port in [ringfence_policy::HTTP_PROXY_PORT, ringfence_policy::SOCKS_PROXY_PORT] {
+            let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
+                .map_err(|e| ChildError::internal(format!("listening on 127.0.0.1:{port} for the gateway: {e}")))?;
+            hand_over(setup.control, Handover::GatewaySocket, listener.as_fd())?;
+        }
+    }
+    if setup.supervise_connect && setup.isolate_network {
+        let diag = crate::notify::open_sock_diag()
+            .map_err(|e| ChildError::internal(format!("opening a sock_diag netlink socket: {e}")))?;
+        hand_over(setup.control, Handover::SockDiag, diag.as_fd())?;
     }
     Ok(())
 }
 
-fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infallible, ChildError> {
+/// Builds the sandbox and starts the command; returns only with an error. The order matters:
+/// the view before anything that opens files in it, the terminal in the view's devpts, the
+/// network and limits while still privileged in our namespaces, then the confinement.
+fn run(setup: &ChildSetup, status: &StatusPipe) -> Result<std::convert::Infallible, ChildError> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| ChildError::internal(format!("pdeathsig: {e}")))?;
     write_id_maps(setup.uid, setup.gid)?;
-    // Only stdio, the status pipe, and the command's stdio or terminal survive.
+    // Only stdio, the status pipe, the control socket, and the command's stdio survive.
     close_inherited(setup);
 
-    view::enter(&setup.plan, setup.pid_max, &setup.overlay_ids)?;
-    let tty = if setup.terminal { Some(open_terminal(setup.go_read)?) } else { None };
+    view::enter(setup.plan, setup.pid_max, &setup.overlay_ids)?;
+    let tty = if setup.terminal { Some(open_terminal(setup.control)?) } else { None };
     // Built here rather than in the supervisor: the child has time while it waits for "go".
     let options = crate::seccomp::Options {
         allow_ptrace: setup.allow_ptrace,
@@ -120,44 +143,58 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
         supervise_connect: setup.supervise_connect,
     };
     let seccomp = crate::seccomp::build(options).map_err(ChildError::internal)?;
-    if setup.isolate_network {
-        sys::loopback_up().map_err(|e| ChildError::internal(format!("bringing up loopback: {e}")))?;
-    }
-    if setup.gateway {
-        hand_over_gateway_sockets(setup.go_read)?;
-    }
-    if setup.supervise_connect && setup.isolate_network {
-        hand_over_sock_diag(setup.go_read)?;
-    }
+    set_up_network(setup)?;
     let _ = nix::unistd::sethostname("ringfence");
     nix::unistd::setsid().map_err(|e| ChildError::internal(format!("setsid: {e}")))?;
     crate::limits::apply_fallback(&setup.rlimits)?;
 
-    // The supervisor builds the Landlock ruleset meanwhile; the rest of the confinement
-    // happens while we wait.
-    let listener = confine(&seccomp, setup.supervise_connect)?;
-    let ruleset = wait_for_go(setup.go_read);
-    if let Some(listener) = listener {
-        // The supervisor waits for it right after "go"; our copy closes here.
-        sys::send_with_fd(setup.go_read, b"n", Some(listener.as_raw_fd()))
-            .map_err(|e| ChildError::internal(format!("handing over the seccomp listener: {e}")))?;
-    }
-    sys::close_fd(setup.go_read);
-    if let Some(ruleset) = ruleset {
-        let overlays: Vec<&std::path::Path> = setup
-            .plan
-            .ops
-            .iter()
-            .filter(|op| matches!(op, crate::plan::MountOp::Overlay { .. }))
-            .map(|op| op.path())
-            .collect();
-        crate::landlock_rules::restrict(ruleset.as_raw_fd(), setup.landlock_abi, &overlays).map_err(|e| {
-            ChildError::unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it".into())
-        })?;
-    } else if setup.landlock_abi > 0 {
-        return Err(ChildError::internal("the supervisor sent no Landlock ruleset".into()));
-    }
+    let ruleset = confine_until_go(setup, &seccomp)?;
+    restrict_landlock(setup, ruleset)?;
+    start_command(setup, tty, status)
+}
 
+/// Confines init but for Landlock while the supervisor builds the Landlock ruleset, then waits
+/// for "go" and hands the seccomp listener over (connect is supervised). The control socket
+/// closes here; returns the ruleset.
+fn confine_until_go(setup: &ChildSetup, seccomp: &[seccompiler::sock_filter]) -> Result<Option<OwnedFd>, ChildError> {
+    let listener = confine(seccomp, setup.supervise_connect)?;
+    let ruleset = wait_for_go(setup.control);
+    if let Some(listener) = listener {
+        // The supervisor waits for it right after "go".
+        hand_over(setup.control, Handover::SeccompListener, listener.as_fd())?;
+    }
+    // SAFETY: the supervisor's frame owns the socket and init never returns there (see
+    // `main`); nothing uses `setup.control` after this.
+    unsafe { sys::close_fd(setup.control.as_raw_fd()) };
+    Ok(ruleset)
+}
+
+/// Enforces the supervisor's Landlock ruleset; with Landlock, the ruleset must have come.
+fn restrict_landlock(setup: &ChildSetup, ruleset: Option<OwnedFd>) -> Result<(), ChildError> {
+    let Some(ruleset) = ruleset else {
+        if setup.landlock_abi > 0 {
+            return Err(ChildError::internal("the supervisor sent no Landlock ruleset".into()));
+        }
+        return Ok(());
+    };
+    let overlays: Vec<&std::path::Path> = setup
+        .plan
+        .ops
+        .iter()
+        .filter(|op| matches!(op, crate::plan::MountOp::Overlay { .. }))
+        .map(|op| op.path())
+        .collect();
+    crate::landlock_rules::restrict(ruleset.as_raw_fd(), setup.landlock_abi, &overlays).map_err(|e| {
+        ChildError::unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it".into())
+    })
+}
+
+/// Forks the command's process, reports "started", and stays to reap and forward signals.
+fn start_command(
+    setup: &ChildSetup,
+    tty: Option<OwnedFd>,
+    status: &StatusPipe,
+) -> Result<std::convert::Infallible, ChildError> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     for sig in FORWARDED_SIGNALS {
@@ -166,12 +203,14 @@ fn run(setup: &ChildSetup, status: &mut StatusPipe) -> Result<std::convert::Infa
     }
     mask.thread_block().map_err(|e| ChildError::internal(format!("sigprocmask: {e}")))?;
 
-    let command = sys::fork_process().map_err(|e| ChildError::internal(format!("fork: {e}")))?;
+    // SAFETY: init has one thread (a clone of the single-threaded supervisor that started
+    // none), so no lock is held in the copy.
+    let command = unsafe { sys::fork_process() }.map_err(|e| ChildError::internal(format!("fork: {e}")))?;
     if command == 0 {
         exec_command(setup, tty.as_ref().map(|t| t.as_raw_fd()), status);
     }
     drop(tty);
-    status.send(&format!("P\t{command}\n"));
+    status.send(&Status::Started);
     reap(Pid::from_raw(command), &mask, status)
 }
 
@@ -192,55 +231,65 @@ fn confine(seccomp: &[seccompiler::sock_filter], listener: bool) -> Result<Optio
 }
 
 fn close_inherited(setup: &ChildSetup) {
-    let mut keep: Vec<RawFd> = vec![0, 1, 2, setup.status_write, setup.go_read];
-    keep.extend(setup.stdio.iter().flatten());
+    let mut keep: Vec<RawFd> = vec![0, 1, 2, setup.status.as_raw_fd(), setup.control.as_raw_fd()];
+    keep.extend(setup.stdio.iter().flatten().map(|fd| fd.as_raw_fd()));
     let max = keep.iter().copied().max().unwrap_or(2);
     for fd in 3..=max {
         if !keep.contains(&fd) {
-            sys::close_fd(fd);
+            // SAFETY: the supervisor's frames own these descriptors and init never returns
+            // there (see `main`); init uses only the kept ones and those it opens later.
+            unsafe { sys::close_fd(fd) };
         }
     }
-    sys::close_fds_from(max + 1);
+    // SAFETY: as above.
+    unsafe { sys::close_fds_from(max + 1) };
 }
 
-/// In the forked command process: stdio, terminal, session, then exec. Never returns.
-fn exec_command(setup: &ChildSetup, tty: Option<RawFd>, status: &mut StatusPipe) -> ! {
+/// In the forked command process: the command's standard streams (its terminal, or the
+/// launch's descriptors), and no other descriptor but the status pipe. The process execs or
+/// exits right after, and no Rust object of it uses a descriptor again.
+fn arrange_descriptors(setup: &ChildSetup, tty: Option<RawFd>) {
     if let Some(tty) = tty {
         let _ = nix::unistd::setsid();
         let _ = sys::set_controlling_tty(tty);
         for target in 0..3 {
-            let _ = sys::dup_onto(tty, target);
+            // SAFETY: the process execs or exits next (see above).
+            let _ = unsafe { sys::dup_onto(tty, target) };
         }
     } else {
         let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
         for (target, fd) in setup.stdio.iter().enumerate() {
             if let Some(fd) = fd {
-                let _ = sys::dup_onto(*fd, target as RawFd);
+                // SAFETY: the process execs or exits next (see above).
+                let _ = unsafe { sys::dup_onto(fd.as_raw_fd(), target as RawFd) };
             }
         }
     }
-    let mut keep_status = setup.status_write;
-    if keep_status < 3 {
-        keep_status = 3;
+    let status = setup.status.as_raw_fd().max(3);
+    for fd in 3..status {
+        // SAFETY: the process execs or exits next (see above).
+        unsafe { sys::close_fd(fd) };
     }
-    for fd in 3..keep_status {
-        sys::close_fd(fd);
-    }
-    sys::close_fds_from(keep_status + 1);
+    // SAFETY: the process execs or exits next (see above).
+    unsafe { sys::close_fds_from(status + 1) };
+}
+
+/// In the forked command process: stdio, terminal, session, then exec. Never returns.
+fn exec_command(setup: &ChildSetup, tty: Option<RawFd>, status: &StatusPipe) -> ! {
+    arrange_descriptors(setup, tty);
     sys::reset_signals();
-    // The report is one line of the status pipe, and ends up on the user's terminal: names in
-    // it are escaped, so a tab or newline in them can't forge a report or a terminal sequence.
+    // The report ends up on the user's terminal: names in it are escaped (and capped, which
+    // keeps the line one atomic write).
     use ringfence_audit::untrusted::for_terminal as shown;
-    if let Err(e) = nix::unistd::chdir(&setup.cwd) {
-        status.send(&format!("X\texec\t126\tcan't enter {}: {e}\n", shown(&setup.cwd)));
+    if let Err(e) = nix::unistd::chdir(setup.cwd) {
+        status.send(&Status::ExecFailed { message: format!("can't enter {}: {e}", shown(setup.cwd)) });
         sys::exit_now(126);
     }
-    let err = exec_search(setup);
-    let (code, why) = match err {
+    let (code, why) = match exec_search(setup) {
         nix::Error::ENOENT | nix::Error::ENOTDIR => (127, "command not found".to_string()),
         other => (126, format!("can't execute: {}", other.desc())),
     };
-    status.send(&format!("X\texec\t{code}\t{}: {why}\n", shown(&setup.program)));
+    status.send(&Status::ExecFailed { message: format!("{}: {why}", shown(setup.program)) });
     sys::exit_now(code)
 }
 
@@ -275,7 +324,7 @@ fn exec_search(setup: &ChildSetup) -> nix::Error {
 
 /// Waits for signals: forwards the forwarded ones to the command's process group, reaps every
 /// child, and reports once the command itself is gone.
-fn reap(command: Pid, mask: &SigSet, status: &mut StatusPipe) -> ! {
+fn reap(command: Pid, mask: &SigSet, status: &StatusPipe) -> ! {
     loop {
         let Ok(sig) = mask.wait() else { continue };
         if sig != Signal::SIGCHLD {
@@ -286,9 +335,9 @@ fn reap(command: Pid, mask: &SigSet, status: &mut StatusPipe) -> ! {
         }
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == command => end(status, &format!("X\texit\t{code}\n")),
-                Ok(WaitStatus::Signaled(pid, sig, core)) if pid == command => {
-                    end(status, &format!("X\tsignal\t{}\t{}\n", sig as i32, core))
+                Ok(WaitStatus::Exited(pid, code)) if pid == command => end(status, &Status::Exited { code }),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => {
+                    end(status, &Status::Signaled { signal: sig as i32 })
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => continue,
@@ -300,7 +349,7 @@ fn reap(command: Pid, mask: &SigSet, status: &mut StatusPipe) -> ! {
 /// Ends the run: kills and reaps everything left in the namespace, then reports. The report
 /// thus promises the supervisor that nothing of the sandbox runs any more, so it may clean up
 /// while the kernel tears the namespaces down.
-fn end(status: &mut StatusPipe, report: &str) -> ! {
+fn end(status: &StatusPipe, report: &Status) -> ! {
     let _ = nix::sys::signal::kill(Pid::from_raw(-1), Signal::SIGKILL);
     while waitpid(None, None).is_ok() {}
     status.send(report);

@@ -127,6 +127,8 @@ impl<'a> LandlockBuilder<'a> {
             return Ok(());
         }
         let access = if self.marks.contains(path) { self.rules.access(path).access } else { inherited };
+        // SAFETY: `parent` is the folder `visit_dir` holds open for this whole call.
+        let parent = unsafe { sys::borrow_fd(parent) };
         // Rights reach the whole subtree, so nothing below a writable directory can be narrowed
         // by Landlock; stop here.
         if access == FsAccess::Write || !is_dir || !self.has_marks_below(path) {
@@ -134,18 +136,15 @@ impl<'a> LandlockBuilder<'a> {
                 return Ok(());
             }
             let rights = if is_dir { self.rights(access) } else { self.rights(access) & AccessFs::from_file(self.abi) };
-            let Ok(fd) = nix::fcntl::openat(
-                sys::borrow_fd(parent),
-                name,
-                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            ) else {
+            let Ok(fd) =
+                nix::fcntl::openat(parent, name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+            else {
                 return Ok(());
             };
             return self.grant(ruleset, fd.as_raw_fd(), rights, path);
         }
         let Ok(dir) = Dir::openat(
-            sys::borrow_fd(parent),
+            parent,
             name,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
@@ -158,6 +157,8 @@ impl<'a> LandlockBuilder<'a> {
     /// Grants passage through `dir` and visits its entries.
     fn visit_dir(&self, ruleset: RawFd, mut dir: Dir, path: &Path, access: FsAccess) -> Result<(), String> {
         let dir_fd = dir.as_raw_fd();
+        // SAFETY: `dir` stays open, and is only read, while the borrow is used (this call).
+        let dir_borrowed = unsafe { sys::borrow_fd(dir_fd) };
         self.grant(ruleset, dir_fd, self.passage_rights(access), path)?;
         let mut entries = Vec::new();
         for entry in dir.iter().flatten() {
@@ -170,7 +171,7 @@ impl<'a> LandlockBuilder<'a> {
                 Some(Type::Symlink) => continue,
                 Some(Type::Directory) => true,
                 Some(_) => false,
-                None => nix::sys::stat::fstatat(sys::borrow_fd(dir_fd), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                None => nix::sys::stat::fstatat(dir_borrowed, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
                     .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR),
             };
             entries.push((name.to_owned(), is_dir));

@@ -3,17 +3,21 @@
 //! builds the view, confines itself and runs the command. See docs/ARCHITECTURE.md.
 
 #![cfg(target_os = "linux")]
+#![deny(clippy::too_many_lines, clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
 
+mod api;
 mod backend;
 mod cache_plan;
 mod caches;
 mod canon;
 mod cgroup;
 mod cleaner;
+mod enforcement;
 mod error;
 mod explain;
 mod features;
 mod gitcheck;
+mod host;
 mod init;
 mod landlock_rules;
 mod launch;
@@ -24,9 +28,12 @@ mod notify;
 mod output;
 mod placeholder;
 mod plan;
+mod protocol;
 mod pty;
 mod resolve;
+mod rollback;
 mod roots;
+mod sandbox;
 mod seccomp;
 mod secrets;
 mod sys;

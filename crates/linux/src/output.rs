@@ -195,7 +195,7 @@ fn check_regular_own_single(shown: &Path, file: &File) -> Result<(), LaunchError
 pub fn inherited_output_path(fd: RawFd, policy: &Policy) -> Result<Option<PathBuf>, LaunchError> {
     let shown = PathBuf::from(format!("descriptor {fd}"));
     let fix = "pass a file path instead (--json-status PATH), which ringfence opens and protects itself";
-    let stat = nix::sys::stat::fstat(crate::sys::borrow_fd(fd)).map_err(|e| refused(&shown, e.desc().into(), fix))?;
+    let stat = crate::sys::fstat_number(fd).map_err(|e| refused(&shown, e.desc().into(), fix))?;
     if SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG || stat.st_nlink == 0 {
         return Ok(None);
     }

@@ -40,13 +40,12 @@ struct Listing {
 fn list(parent: Option<&Dir>, path: &Path, keep: impl Fn(&[u8], bool) -> bool) -> Option<Listing> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let mut dir = match (parent, path.file_name()) {
-        (Some(parent), Some(name)) => {
-            Dir::openat(crate::sys::borrow_fd(parent.as_raw_fd()), name, flags, Mode::empty())
-        }
+        (Some(parent), Some(name)) => Dir::openat(parent, name, flags, Mode::empty()),
         _ => Dir::open(path, flags, Mode::empty()),
     }
     .ok()?;
-    let fd = crate::sys::borrow_fd(dir.as_raw_fd());
+    // SAFETY: `dir` stays open, and is only read, while the borrow is used (the loop below).
+    let fd = unsafe { crate::sys::borrow_fd(dir.as_raw_fd()) };
     let mut entries = Vec::new();
     for entry in dir.iter().flatten().take(ENTRIES_PER_FOLDER) {
         let name = entry.file_name().to_bytes();

@@ -1,10 +1,15 @@
 //! The few raw system calls that neither nix nor a dedicated crate wraps. Every `unsafe` block of
 //! the backend lives here, each in a small function with the reason it is sound; only the seccomp
 //! notification handler keeps its own, in the same style, in `notify/kernel.rs`.
+//!
+//! A function whose soundness depends on how it is called is an `unsafe fn` whose `# Safety`
+//! section says what the caller must ensure: the clones and forks (the caller's threads), and
+//! whatever closes or replaces a descriptor by number (no Rust object may still use it). The rest
+//! are sound for any argument: a descriptor number that names nothing fails with `EBADF`.
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 pub(crate) fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
@@ -22,11 +27,14 @@ fn cpath(path: &Path) -> io::Result<CString> {
 
 /// Fork-like `clone` into new namespaces. Returns the child's pid in the parent and 0 in the child.
 ///
-/// The caller must be single-threaded: the child gets a copy of the address space with only the
-/// calling thread, so locks held by other threads would never be released.
-pub fn clone_process(flags: libc::c_int) -> io::Result<libc::pid_t> {
+/// # Safety
+///
+/// The child gets a copy of the address space with only the calling thread, so a lock another
+/// thread held at the clone is held forever there. The caller must be single-threaded, or the
+/// child must take no lock (no allocation, no stdio) before it execs or exits.
+pub unsafe fn clone_process(flags: libc::c_int) -> io::Result<libc::pid_t> {
     // SAFETY: a null stack makes clone behave like fork (the child runs on a copy-on-write copy
-    // of the caller's stack); no pointers are passed, and the caller guarantees one thread.
+    // of the caller's stack); no pointers are passed; the caller vouches for the child's locks.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_clone,
@@ -44,7 +52,11 @@ pub fn clone_process(flags: libc::c_int) -> io::Result<libc::pid_t> {
 /// (`clone3` with `CLONE_INTO_CGROUP`, Linux 5.7+), so it never runs outside it and nobody
 /// has to move it (a move waits for an RCU grace period). `ENOSYS`, `E2BIG` or `EINVAL` mean
 /// the kernel (or a container's seccomp profile) doesn't offer this.
-pub fn clone_into_cgroup(flags: libc::c_int, cgroup: RawFd) -> io::Result<libc::pid_t> {
+///
+/// # Safety
+///
+/// As for [`clone_process`].
+pub unsafe fn clone_into_cgroup(flags: libc::c_int, cgroup: BorrowedFd) -> io::Result<libc::pid_t> {
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     /// `struct clone_args` up to its `cgroup` field (CLONE_ARGS_SIZE_VER2).
     #[repr(C)]
@@ -72,25 +84,34 @@ pub fn clone_into_cgroup(flags: libc::c_int, cgroup: RawFd) -> io::Result<libc::
         tls: 0,
         set_tid: 0,
         set_tid_size: 0,
-        cgroup: cgroup as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
     };
     // SAFETY: `args` is a correctly sized, initialized clone_args that outlives the call; with
-    // no stack the child runs on a copy-on-write copy of ours, like fork. Same single-thread
-    // requirement as `clone_process`.
+    // no stack the child runs on a copy-on-write copy of ours, like fork; the caller vouches for
+    // the child's locks, as for `clone_process`.
     let rc = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
     check(rc).map(|pid| pid as libc::pid_t)
 }
 
-/// Plain fork, for the cleaner and the command; same single-thread requirement as above.
-pub fn fork_process() -> io::Result<libc::pid_t> {
-    clone_process(0)
+/// Plain fork, for the command.
+///
+/// # Safety
+///
+/// As for [`clone_process`].
+pub unsafe fn fork_process() -> io::Result<libc::pid_t> {
+    // SAFETY: the caller vouches for the child's locks.
+    unsafe { clone_process(0) }
 }
 
 /// libc's `fork`, whose at-fork handlers leave the allocator's locks usable in the child even
 /// when other threads were running.
-pub fn fork_with_libc() -> io::Result<libc::pid_t> {
-    // SAFETY: fork has no memory arguments; the caller's child only runs self-contained code
-    // (no locks other threads could hold, apart from the allocator's, which libc resets).
+///
+/// # Safety
+///
+/// The child must take no lock another thread could have held at the fork, apart from the
+/// allocator's: no stdio locks held elsewhere, no mutexes of the caller's.
+pub unsafe fn fork_with_libc() -> io::Result<libc::pid_t> {
+    // SAFETY: fork has no memory arguments; the caller vouches for the child's locks.
     check(unsafe { libc::fork() } as libc::c_long).map(|pid| pid as libc::pid_t)
 }
 
@@ -126,27 +147,37 @@ pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 
 /// Closes every descriptor from `first` up.
-pub fn close_fds_from(first: RawFd) {
-    // SAFETY: close_range takes plain integers; descriptors the caller still owns as Rust
-    // objects must be below `first` (callers run this right before exec or after fork).
+///
+/// # Safety
+///
+/// No Rust object may use a descriptor from `first` up afterwards (an `OwnedFd` would close a
+/// number that may by then name another file): callers run this in a forked process that
+/// never returns to the frames owning them, before it execs or exits.
+pub unsafe fn close_fds_from(first: RawFd) {
+    // SAFETY: close_range takes plain integers; the caller vouches for the descriptors' owners.
     let rc = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0) };
     if rc < 0 {
         // Kernels before 5.9: close them one by one.
         let max = nix::unistd::sysconf(nix::unistd::SysconfVar::OPEN_MAX).ok().flatten().unwrap_or(1024);
         for fd in first..max as RawFd {
             // SAFETY: as above; EBADF for unused numbers is harmless.
-            unsafe { libc::close(fd) };
+            unsafe { close_fd(fd) };
         }
     }
 }
 
-/// Raw `close`, for descriptors inherited across fork that Rust does not own.
-pub fn close_fd(fd: RawFd) {
-    // SAFETY: closing a raw descriptor number; the caller ensures nothing else uses it.
+/// Raw `close` of a descriptor number, for descriptors inherited across a fork.
+///
+/// # Safety
+///
+/// As for [`close_fds_from`], for `fd`.
+pub unsafe fn close_fd(fd: RawFd) {
+    // SAFETY: close takes an integer; the caller vouches for the descriptor's owner.
     unsafe { libc::close(fd) };
 }
 
-/// Raw `write` of a whole buffer to a descriptor Rust does not own (the status pipe).
+/// Raw `write` of a whole buffer to a descriptor number (the status pipe, an inherited
+/// descriptor).
 pub fn write_fd(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         // SAFETY: `data` is a valid buffer for `data.len()` bytes for the call.
@@ -179,7 +210,17 @@ pub fn take_inherited_fd(fd: RawFd) -> Option<std::fs::File> {
     (copy >= 0).then(|| unsafe { std::fs::File::from_raw_fd(copy) })
 }
 
-/// Raw `read` from a descriptor Rust does not own.
+/// fstat(2) of a descriptor number (one the process inherited, which no Rust object owns).
+pub fn fstat_number(fd: RawFd) -> nix::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes one `struct stat` into `st`, which outlives the call, or fails.
+    let rc = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
+    nix::errno::Errno::result(rc)?;
+    // SAFETY: fstat succeeded, so it filled `st` in.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// Raw `read` from a descriptor number.
 pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the call.
@@ -194,75 +235,72 @@ pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Borrows a descriptor that stays open for the life of the process (stdio).
-pub fn borrow_fd(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
-    // SAFETY: callers only pass the standard descriptors or ones they keep open for as long as
-    // the borrow is used; the borrow never closes anything.
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+/// Borrows a descriptor by number, for code that holds it open in a form that lends no
+/// `BorrowedFd` (a `nix::dir::Dir` while it is iterated).
+///
+/// # Safety
+///
+/// `fd` must stay open, and not be closed or replaced by anything, for as long as the borrow
+/// is used.
+pub unsafe fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    // SAFETY: the caller keeps `fd` open for the borrow's lifetime.
+    unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
-/// Sends a message with at most one descriptor (SCM_RIGHTS) on a socket Rust does not own.
-pub fn send_with_fd(sock: RawFd, data: &[u8], fd: Option<RawFd>) -> io::Result<()> {
+/// Sends a message with at most one descriptor (SCM_RIGHTS).
+pub fn send_with_fd(sock: BorrowedFd, data: &[u8], fd: Option<RawFd>) -> io::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let fds: Vec<RawFd> = fd.into_iter().collect();
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
-    sendmsg::<()>(sock, &[io::IoSlice::new(data)], cmsgs, MsgFlags::empty(), None)?;
+    sendmsg::<()>(sock.as_raw_fd(), &[io::IoSlice::new(data)], cmsgs, MsgFlags::empty(), None)?;
     Ok(())
 }
 
-/// Receives a message and at most one descriptor (SCM_RIGHTS) on a socket Rust does not own.
-pub fn recv_with_fd(sock: RawFd) -> io::Result<(usize, Option<std::os::fd::OwnedFd>)> {
+/// Receives a message into `data` and at most one descriptor (SCM_RIGHTS); the message's length
+/// and the descriptor.
+pub fn recv_with_fd(sock: BorrowedFd, data: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut data = [0u8; 16];
-    let mut iov = [io::IoSliceMut::new(&mut data)];
+    let mut iov = [io::IoSliceMut::new(data)];
     let mut space = nix::cmsg_space!(RawFd);
-    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
     let mut fd = None;
     for cmsg in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            use std::os::fd::FromRawFd;
             // SAFETY: SCM_RIGHTS just installed these descriptors in our table; nothing else
             // owns them, so each is wrapped exactly once.
-            fd = fds.first().map(|&raw| unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) });
+            fd = fds.first().map(|&raw| unsafe { OwnedFd::from_raw_fd(raw) });
         }
     }
     Ok((msg.bytes, fd))
 }
 
 /// Raw `dup2` onto a fixed number, for stdio set-up after fork.
-pub fn dup_onto(from: RawFd, to: RawFd) -> io::Result<()> {
-    // SAFETY: dup2 takes plain integers and does not touch memory.
+///
+/// # Safety
+///
+/// As for [`close_fd`], for `to`, which dup2 closes first.
+pub unsafe fn dup_onto(from: RawFd, to: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 takes plain integers; the caller vouches for the owner of `to`.
     check(unsafe { libc::dup2(from, to) } as libc::c_long).map(drop)
 }
 
 /// Brings the loopback interface of the current network namespace up.
 pub fn loopback_up() -> io::Result<()> {
-    // SAFETY: a fresh datagram socket is only used for the two ioctls below and then closed.
-    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if sock < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
     // SAFETY: `ifreq` is plain old data, zero is a valid value for all its fields.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
         *dst = *src as libc::c_char;
     }
-    // SAFETY: `req` is a valid ifreq for SIOCGIFFLAGS/SIOCSIFFLAGS, which read and write only it.
-    let result = unsafe {
-        if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-            if libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(())
-            }
-        }
-    };
-    close_fd(sock);
-    result
+    // SAFETY: `req` is a valid ifreq for SIOCGIFFLAGS, which writes only into it.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } as libc::c_long)?;
+    // SAFETY: SIOCGIFFLAGS filled in the flags member of the union, which is read here.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: `req` is a valid ifreq for SIOCSIFFLAGS, which only reads it.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } as libc::c_long).map(drop)
 }
 
 /// Empties the permitted, effective and inheritable capability sets, the bounding set and the
@@ -432,29 +470,24 @@ pub fn wait4(pid: libc::pid_t) -> io::Result<(libc::c_int, libc::rusage)> {
 /// kernel drops signals to such an init whose handler is the default).
 pub fn install_noop_handler(signal: libc::c_int) {
     extern "C" fn noop(_: libc::c_int) {}
-    // SAFETY: sigaction is plain old data; the handler is async-signal-safe (it does nothing).
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = noop as *const () as usize;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(signal, &action, std::ptr::null_mut());
-    }
+    // SAFETY: sigaction is plain old data; all zeroes is a valid value (an empty mask).
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = noop as *const () as usize;
+    action.sa_flags = libc::SA_RESTART;
+    // SAFETY: `action` is a valid sigaction, only read; the handler is async-signal-safe (it
+    // does nothing).
+    unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) };
 }
 
 /// Restores every signal's default disposition and clears the mask, before exec.
 pub fn reset_signals() {
-    // SAFETY: only integer arguments and a zeroed, locally owned sigset.
-    unsafe {
-        for sig in 1..libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
+    for sig in 1..libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: integer arguments; the default disposition runs no code of ours.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
         }
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
 }
 
 /// Terminates the calling process at once, without running destructors or atexit handlers
@@ -464,11 +497,20 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Runs the life of a forked child, which must never return into the frames it shares with
+/// its parent in its copy of the memory: a panic that unwinds (builds other than release)
+/// ends the process with `code` instead.
+pub fn child_life(code: i32, life: impl FnOnce() -> std::convert::Infallible) -> ! {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(life)) {
+        Ok(never) => match never {},
+        Err(_) => exit_now(code),
+    }
+}
+
 /// `getdents64(2)`: reads the next entries of the open directory `fd` into `buf`, as
 /// `linux_dirent64` records; 0 at the end. One call per batch, with none of libc's `DIR`
 /// bookkeeping (the post-run review lists every folder of the writable roots).
-pub fn getdents64(fd: std::os::fd::BorrowedFd, buf: &mut [u8]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
+pub fn getdents64(fd: BorrowedFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which is valid and
     // exclusively borrowed for the call; `fd` is open for the borrow's lifetime.
     let rc = unsafe { libc::syscall(libc::SYS_getdents64, fd.as_raw_fd(), buf.as_mut_ptr(), buf.len()) };

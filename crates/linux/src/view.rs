@@ -126,17 +126,7 @@ fn apply(op: &MountOp, read_only_tmpfs: &mut Vec<PathBuf>, overlays: &OverlayIds
             bind(&src, &dst)?;
             set_flags(&dst, !writable)?;
         }
-        MountOp::MaskFile { .. } => {
-            // A file that vanished since planning (a socket whose server exited), also while
-            // this mount is made, needs no mask; were it created again, Landlock still denies
-            // reading it (and the Unix-socket guard connecting to it).
-            let masked = mount(Some(Path::new("/empty")), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>);
-            match masked {
-                Err(nix::Error::ENOENT) if fs::symlink_metadata(&dst).is_err() => return Ok(()),
-                Err(e) => return Err(mount_err("masking", &dst, e)),
-                Ok(()) => set_flags(&dst, true)?,
-            }
-        }
+        MountOp::MaskFile { .. } => mask_file(&dst)?,
         MountOp::ReadOnly { .. } => {
             bind(&dst, &dst)?;
             set_flags(&dst, true)?;
@@ -149,6 +139,28 @@ fn apply(op: &MountOp, read_only_tmpfs: &mut Vec<PathBuf>, overlays: &OverlayIds
         }
     }
     Ok(())
+}
+
+/// How often a file mask is tried on a path whose file keeps being replaced.
+const MASK_TRIES: usize = 5;
+
+/// Covers a file with the empty, unreadable one. Host processes remove their sockets, and bind
+/// them again, at any moment: what stood at the path when the plan was made may be gone by the
+/// mount, or replaced by another file. Nothing there needs no mask (were it created again,
+/// Landlock still denies reading it); a file there gets the mask, tried again if it was
+/// replaced while the mask went on.
+fn mask_file(dst: &Path) -> Result<(), ChildError> {
+    let mut tries = 1;
+    loop {
+        let masked = bind(Path::new("/empty"), dst).and_then(|()| set_flags(dst, true));
+        if masked.is_ok() || fs::symlink_metadata(dst).is_err() {
+            return Ok(());
+        }
+        if tries == MASK_TRIES {
+            return masked;
+        }
+        tries += 1;
+    }
 }
 
 /// Opens a layer of a cache overlay in this mount namespace, following no link, and checks it

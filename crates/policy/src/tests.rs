@@ -616,6 +616,8 @@ fn secret_names_and_home_areas() {
     assert_eq!(area("/home/other/.config"), None);
 }
 
+// The JSON pins Unix paths.
+#[cfg(unix)]
 #[test]
 fn rules_carry_their_source_presence_and_placeholder() {
     let flags = Overrides { deny_write: vec!["sub/.zshrc".into()], ..Default::default() };

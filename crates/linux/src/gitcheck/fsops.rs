@@ -136,15 +136,17 @@ pub fn remove(dir: BorrowedFd, name: &OsStr, budget: &mut u64, depth: usize) -> 
     if depth > super::MAX_DEPTH {
         return Err(Errno::E2BIG);
     }
-    let mut listing =
-        nix::dir::Dir::from_fd(open_beneath(dir, Path::new(name), OFlag::O_RDONLY | OFlag::O_DIRECTORY)?)?;
-    // Borrowed for the loop only, while `listing` keeps the descriptor open.
-    let inner = crate::sys::borrow_fd(listing.as_raw_fd());
+    let folder = open_beneath(dir, Path::new(name), OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+    // The listing reads through a copy of the descriptor (the same open folder), while the
+    // entries are removed through the original.
+    let mut listing = nix::dir::Dir::from_fd(
+        folder.try_clone().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EMFILE)))?,
+    )?;
     for entry in listing.iter() {
         let entry = entry?;
         let child = OsStr::from_bytes(entry.file_name().to_bytes());
         if child != "." && child != ".." {
-            remove(inner, child, budget, depth + 1)?;
+            remove(folder.as_fd(), child, budget, depth + 1)?;
         }
     }
     drop(listing);

@@ -190,8 +190,9 @@ pub fn probe() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{receive_handover, Control, Handover};
     use crate::sys;
-    use std::os::fd::{AsRawFd, RawFd};
+    use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
     fn filter() -> Vec<seccompiler::sock_filter> {
         crate::seccomp::build(crate::seccomp::Options { supervise_connect: true, ..Default::default() }).unwrap()
@@ -215,11 +216,11 @@ mod tests {
 
     /// In a forked child: confine it with the filter, send the listener over `hand_over` (or
     /// just close it), connect to `path`, report the errno on `report`, and wait to be killed.
-    fn confined_child(path: &str, hand_over: Option<RawFd>, report: RawFd) -> ! {
+    fn confined_child(path: &str, hand_over: Option<BorrowedFd>, report: RawFd) -> ! {
         sys::set_no_new_privs().unwrap();
         let listener = sys::install_seccomp(&filter(), true).unwrap().unwrap();
         if let Some(sock) = hand_over {
-            sys::send_with_fd(sock, b"n", Some(listener.as_raw_fd())).unwrap();
+            Control::Handover(Handover::SeccompListener, listener.as_fd()).send(sock).unwrap();
         }
         drop(listener);
         let errno = connect_errno(path);
@@ -233,7 +234,9 @@ mod tests {
     #[test]
     fn trapped_calls_fail_with_enosys_without_a_listener() {
         let (read, write) = nix::unistd::pipe().unwrap();
-        let pid = sys::fork_with_libc().unwrap();
+        // SAFETY: the child takes no lock other threads of the test may hold (libc's fork keeps
+        // the allocator usable; it prints nothing unless it fails).
+        let pid = unsafe { sys::fork_with_libc() }.unwrap();
         if pid == 0 {
             confined_child("/nonexistent-ringfence.sock", None, write.as_raw_fd());
         }
@@ -261,14 +264,15 @@ mod tests {
         )
         .unwrap();
         let (read, write) = nix::unistd::pipe().unwrap();
-        let pid = sys::fork_with_libc().unwrap();
+        // SAFETY: as above.
+        let pid = unsafe { sys::fork_with_libc() }.unwrap();
         if pid == 0 {
-            confined_child(path.to_str().unwrap(), Some(theirs.as_raw_fd()), write.as_raw_fd());
+            confined_child(path.to_str().unwrap(), Some(theirs.as_fd()), write.as_raw_fd());
         }
         drop((theirs, write));
-        let (_, listener) = sys::recv_with_fd(ours.as_raw_fd()).unwrap();
+        let listener = receive_handover(ours.as_fd(), Handover::SeccompListener).unwrap();
         let (not_netlink, _keep) = nix::unistd::pipe().unwrap();
-        let guard = Guard::start(listener.unwrap(), Some(not_netlink), pid).unwrap();
+        let guard = Guard::start(listener, Some(not_netlink), pid).unwrap();
         let (status, _) = sys::wait4(pid).unwrap();
         let why = guard.stop();
         std::fs::remove_dir_all(&dir).unwrap();
