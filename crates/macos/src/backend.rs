@@ -2,12 +2,12 @@
 //! command under a Seatbelt profile compiled from the policy, with a private temporary folder,
 //! and the gateway on two loopback ports that the profile alone lets the command reach.
 
-use crate::launch::{self, ExitKind, LaunchSpec, StdioSpec, TempDir};
+use crate::launch::{self, ExitKind, LaunchSpec, TempDir};
 use crate::signals::ForwardedSignals;
 use crate::{report, sys};
 use ringfence_backend::{
     Enforcement, Exit, Explanation, GatewayListeners, GatewayPorts, Killer, LaunchError, LaunchRequest, Outcome, Probe,
-    ProbeItem, Stdio, Usage,
+    ProbeItem, Usage,
 };
 use ringfence_policy::{NetworkMode, Policy};
 use std::os::fd::IntoRawFd;
@@ -93,14 +93,6 @@ impl ringfence_backend::Sandbox for Sandbox {
     }
 }
 
-fn stdio(s: Stdio) -> StdioSpec {
-    match s {
-        Stdio::Inherit => StdioSpec::Inherit,
-        Stdio::Null => StdioSpec::Null,
-        Stdio::Stream(fd) => StdioSpec::Fd(fd),
-    }
-}
-
 /// Opens /dev/null on any of the standard descriptors the caller left closed, so that no pipe
 /// or socket of ringfence's own lands on 0, 1 or 2 and is taken for the command's stdio.
 fn fill_closed_stdio() {
@@ -144,17 +136,7 @@ impl ringfence_backend::Backend for Macos {
     }
 
     fn spawn(prepared: Prepared, request: LaunchRequest) -> Result<Sandbox, LaunchError> {
-        let spec = LaunchSpec {
-            program: request.program,
-            args: request.args,
-            env: request.env,
-            cwd: request.cwd,
-            policy: request.policy,
-            stdio: request.stdio.map(stdio),
-            terminal: request.terminal,
-            tmp: prepared.tmp,
-            gateway: prepared.ports,
-        };
+        let spec = LaunchSpec { request, tmp: prepared.tmp, gateway: prepared.ports };
         let inner = launch::spawn(spec)?;
         let e = &inner.enforcement;
         let enforcement = Enforcement {

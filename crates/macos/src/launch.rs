@@ -18,6 +18,7 @@ use crate::signals::ForwardedSignals;
 use crate::sys::{self, CStrArray, Kqueue, SpawnSetup};
 use crate::tree::{Sample, Tree};
 use ringfence_audit::{EndReason, LaunchError};
+use ringfence_backend::{LaunchRequest, Stdio};
 use ringfence_policy::{NetworkMode, Policy};
 use std::ffi::{c_int, CString, OsStr, OsString};
 use std::net::{Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
@@ -27,29 +28,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// Where one of the command's standard streams goes.
-#[derive(Debug)]
-pub enum StdioSpec {
-    Inherit,
-    Null,
-    /// This descriptor becomes the stream (a pipe end, a file).
-    Fd(OwnedFd),
-}
-
-/// Everything needed to start one sandboxed command.
+/// Everything needed to start one sandboxed command: the contract's request (its TMPDIR is
+/// `tmp`), the run's private temporary folder, and the gateway's ports in the `allow` mode.
 pub struct LaunchSpec {
-    pub program: OsString,
-    pub args: Vec<OsString>,
-    /// The command's complete environment (already scrubbed by the policy; TMPDIR is `tmp`).
-    pub env: Vec<(OsString, OsString)>,
-    pub cwd: PathBuf,
-    pub policy: Policy,
-    pub stdio: [StdioSpec; 3],
-    /// Give the command its own pseudo-terminal, relayed to our stdin and stdout.
-    pub terminal: bool,
-    /// The run's private temporary folder.
+    pub request: LaunchRequest,
     pub tmp: TempDir,
-    /// The gateway's ports, in the `allow` network mode.
     pub gateway: Option<GatewayPorts>,
 }
 
@@ -194,18 +177,19 @@ fn profile_params(profile: &crate::sbpl::Profile) -> Result<CStrArray, LaunchErr
 /// terminal) as its streams.
 fn prepare<'fd>(
     spec: &LaunchSpec,
-    stdio: &'fd [StdioSpec; 3],
+    stdio: &'fd [Stdio; 3],
     profile: &crate::sbpl::Profile,
     program: &Path,
     pty: Option<&'fd Pty>,
 ) -> Result<Prepared<'fd>, LaunchError> {
     let internal = io_internal("preparing the launch");
-    let argv: Vec<CString> = std::iter::once(&spec.program)
-        .chain(&spec.args)
+    let argv: Vec<CString> = std::iter::once(&spec.request.program)
+        .chain(&spec.request.args)
         .map(|a| sys::cstring(a.as_bytes(), "an argument"))
         .collect::<Result<_, _>>()
         .map_err(nul_refused)?;
     let envp: Vec<CString> = spec
+        .request
         .env
         .iter()
         .map(|(k, v)| sys::cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat(), "the environment"))
@@ -217,23 +201,23 @@ fn prepare<'fd>(
         program: sys::cstring(program.as_os_str().as_bytes(), "the program").map_err(&internal)?,
         argv: CStrArray::new(argv),
         envp: CStrArray::new(envp),
-        cwd: sys::cstring(spec.cwd.as_os_str().as_bytes(), "the working folder").map_err(nul_refused)?,
+        cwd: sys::cstring(spec.request.cwd.as_os_str().as_bytes(), "the working folder").map_err(nul_refused)?,
         setup: SpawnSetup::new(stdio_sources(stdio, pty)).map_err(io_internal("preparing the command's streams"))?,
         terminal: pty.map(|p| p.slave.as_fd()),
-        nproc: nproc_limit(&spec.policy),
+        nproc: nproc_limit(&spec.request.policy),
     })
 }
 
 /// The source of each standard stream: the terminal's end, or what the caller passed.
-fn stdio_sources<'fd>(stdio: &'fd [StdioSpec; 3], pty: Option<&'fd Pty>) -> [sys::Stdio<'fd>; 3] {
+fn stdio_sources<'fd>(stdio: &'fd [Stdio; 3], pty: Option<&'fd Pty>) -> [sys::Stdio<'fd>; 3] {
     if let Some(pty) = pty {
         let fd = pty.slave.as_fd();
         return [sys::Stdio::From(fd), sys::Stdio::From(fd), sys::Stdio::From(fd)];
     }
     stdio.each_ref().map(|s| match s {
-        StdioSpec::Inherit => sys::Stdio::Inherit,
-        StdioSpec::Null => sys::Stdio::Null,
-        StdioSpec::Fd(fd) => sys::Stdio::From(fd.as_fd()),
+        Stdio::Inherit => sys::Stdio::Inherit,
+        Stdio::Null => sys::Stdio::Null,
+        Stdio::Stream(fd) => sys::Stdio::From(fd.as_fd()),
     })
 }
 
@@ -265,35 +249,36 @@ fn find_program(program: &OsStr, env: &[(OsString, OsString)], cwd: &Path) -> Op
 /// Starts the command in a new sandbox.
 pub fn spawn(mut spec: LaunchSpec) -> Result<Sandbox, LaunchError> {
     let ports = spec.gateway.as_ref().map(|g| (g.http, g.socks));
-    let enforcement = report::enforcement(&spec.policy, ports, sys::uid() == 0);
-    if let Some((message, remedy)) = report::refusal(&enforcement, spec.policy.allow_degraded) {
+    let enforcement = report::enforcement(&spec.request.policy, ports, sys::uid() == 0);
+    if let Some((message, remedy)) = report::refusal(&enforcement, spec.request.policy.allow_degraded) {
         return Err(LaunchError::unsupported(message, remedy));
     }
-    let pty = if spec.terminal {
+    let pty = if spec.request.terminal {
         Some(Pty::open().map_err(io_internal("opening a terminal for the command"))?)
     } else {
         None
     };
-    let net = match (spec.policy.network, ports) {
+    let net = match (spec.request.policy.network, ports) {
         (NetworkMode::None, _) | (NetworkMode::Allow, None) => Net::None,
         (NetworkMode::Allow, Some((http, socks))) => Net::Gateway { http, socks },
         (NetworkMode::Host, _) => Net::Host,
     };
     let terminal = pty.as_ref().map(|p| p.path.as_path());
-    let request = Request { policy: &spec.policy, tmp: spec.tmp.path(), net, terminal };
+    let request = Request { policy: &spec.request.policy, tmp: spec.tmp.path(), net, terminal };
     let compiled = compile(&request, &resolve::host()).map_err(|e| LaunchError::policy(e.message, e.remedy))?;
-    let shown = spec.program.to_string_lossy().into_owned();
-    let stdio = std::mem::replace(&mut spec.stdio, [StdioSpec::Null, StdioSpec::Null, StdioSpec::Null]);
-    let limits = (spec.policy.limits.memory.map(|m| m.0), spec.policy.limits.pids);
-    let timeout = spec.policy.limits.timeout.map(|t| t.0);
-    let prepared = match find_program(&spec.program, &spec.env, &spec.cwd) {
+    let shown = spec.request.program.to_string_lossy().into_owned();
+    let stdio = std::mem::replace(&mut spec.request.stdio, [Stdio::Null, Stdio::Null, Stdio::Null]);
+    let limits = (spec.request.policy.limits.memory.map(|m| m.0), spec.request.policy.limits.pids);
+    let timeout = spec.request.policy.limits.timeout.map(|t| t.0);
+    let prepared = match find_program(&spec.request.program, &spec.request.env, &spec.request.cwd) {
         Some(program) => prepare(&spec, &stdio, &compiled.profile, &program, pty.as_ref())?,
         None => {
             let base = Sandbox::base(enforcement, spec.tmp, spec.gateway, timeout, limits)?;
             return Ok(base.not_started(127, format!("{shown}: command not found")));
         }
     };
-    let LaunchSpec { tmp, gateway, cwd, .. } = spec;
+    let LaunchSpec { tmp, gateway, request } = spec;
+    let cwd = request.cwd;
     let base = Sandbox::base(enforcement, tmp, gateway, timeout, limits)?;
     let (status_read, status_write) = sys::pipe().map_err(io_internal("creating the status pipe"))?;
     // SAFETY: the child makes system calls only: everything it needs was prepared before.

@@ -39,7 +39,7 @@ mod tree;
 pub use backend::{Macos, Sandbox as MacosSandbox, Signals};
 #[cfg(target_os = "macos")]
 pub use launch::{
-    bind_gateway, os_version, probe, spawn, ExitKind, GatewayPorts, LaunchSpec, Outcome, Sandbox, StdioSpec, TempDir,
+    bind_gateway, os_version, probe, spawn, ExitKind, GatewayPorts, LaunchSpec, Outcome, Sandbox, TempDir,
     TIMEOUT_GRACE,
 };
 #[cfg(target_os = "macos")]

@@ -2,12 +2,12 @@
 //! sandbox account's restricted process in a job, with the gateway on two loopback ports the
 //! backend opens to this run alone.
 
-use crate::launch::{self, LaunchSpec, StdioSpec};
+use crate::launch::{self, LaunchSpec};
 use crate::report::FilterState;
 use ringfence_backend::explain::{self, Line, Section};
 use ringfence_backend::{
     EndReason, Enforcement, Exit, Explanation, GatewayListeners, GatewayPorts, Killer, LaunchError, LaunchRequest,
-    NoSignals, Outcome, Probe, ProbeItem, Stdio, Usage,
+    NoSignals, Outcome, Probe, ProbeItem, Usage,
 };
 use ringfence_policy::{NetworkMode, Origin, Policy};
 use std::net::{Ipv4Addr, TcpListener};
@@ -89,14 +89,6 @@ impl ringfence_backend::Sandbox for Sandbox {
     }
 }
 
-fn stdio(s: Stdio) -> StdioSpec {
-    match s {
-        Stdio::Inherit => StdioSpec::Inherit,
-        Stdio::Null => StdioSpec::Null,
-        Stdio::Stream(handle) => StdioSpec::Handle(handle),
-    }
-}
-
 /// Cache overlays need overlayfs. Caches a preset implies are a convenience and are left out;
 /// one asked for by name is a requested protection this backend can't give.
 fn refuse_caches(policy: &Policy) -> Result<(), LaunchError> {
@@ -148,16 +140,7 @@ impl ringfence_backend::Backend for Windows {
 
     fn spawn(prepared: Prepared, request: LaunchRequest) -> Result<Sandbox, LaunchError> {
         let gateway_ports = prepared.ports.map(|p| vec![p.http, p.socks]).unwrap_or_default();
-        let spec = LaunchSpec {
-            program: request.program,
-            args: request.args,
-            env: request.env,
-            cwd: request.cwd,
-            policy: request.policy,
-            stdio: request.stdio.map(stdio),
-            terminal: request.terminal,
-            gateway_ports,
-        };
+        let spec = LaunchSpec { request, gateway_ports };
         let inner = launch::spawn(spec)?;
         let e = &inner.enforcement;
         let enforcement = Enforcement {

@@ -20,8 +20,7 @@ use crate::sys::pipe::{self, ControlServer};
 use crate::sys::process::{self, Started};
 use crate::sys::{account, console, security, units, wfp as swfp};
 use crate::{cmdline, envblock};
-use ringfence_policy::Policy;
-use std::ffi::OsString;
+use ringfence_backend::Stdio;
 use std::fs::File;
 use std::os::windows::io::{AsHandle, BorrowedHandle, OwnedHandle};
 use std::path::{Path, PathBuf};
@@ -29,31 +28,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Where one of the command's standard streams goes.
-#[derive(Debug)]
-pub enum StdioSpec {
-    /// This process's own stream (not a console: pass a pipe, or use `terminal`).
-    Inherit,
-    Null,
-    /// This handle becomes the stream (a pipe end, a file).
-    Handle(OwnedHandle),
-}
-
-/// Everything needed to start one sandboxed command.
+/// Everything needed to start one sandboxed command: the contract's request (its `TEMP` and
+/// `TMP` are replaced by the run's private folder; with `terminal`, `stdio` is unused), and the
+/// 127.0.0.1 ports this run's gateway listens on, the only ones the command may reach (empty
+/// without a gateway).
 #[derive(Debug)]
 pub struct LaunchSpec {
-    pub program: OsString,
-    pub args: Vec<OsString>,
-    /// The command's complete environment, already scrubbed (proxy variables included by the
-    /// caller). `TEMP` and `TMP` are replaced by the run's private folder.
-    pub env: Vec<(OsString, OsString)>,
-    pub cwd: PathBuf,
-    pub policy: Policy,
-    pub stdio: [StdioSpec; 3],
-    /// Give the command a pseudoconsole relayed to this process's console; `stdio` is unused.
-    pub terminal: bool,
-    /// The 127.0.0.1 ports this run's gateway listens on: the only ones the command may reach
-    /// (empty without a gateway).
+    pub request: ringfence_backend::LaunchRequest,
     pub gateway_ports: Vec<u16>,
 }
 
@@ -176,7 +157,7 @@ impl AsHandle for Stream<'_> {
     }
 }
 
-fn stream(spec: &StdioSpec, index: usize) -> Result<Stream<'_>, LaunchError> {
+fn stream(spec: &Stdio, index: usize) -> Result<Stream<'_>, LaunchError> {
     let console_error = || {
         LaunchError::policy(
             format!("standard stream {index} is a console; a sandboxed command must not get the caller's console"),
@@ -192,14 +173,14 @@ fn stream(spec: &StdioSpec, index: usize) -> Result<Stream<'_>, LaunchError> {
         Ok(Stream::Null(f))
     };
     match spec {
-        StdioSpec::Null => null(),
-        StdioSpec::Inherit => match process::std_handle(index) {
+        Stdio::Null => null(),
+        Stdio::Inherit => match process::std_handle(index) {
             None => null(),
             Some(h) if process::is_console(h) => Err(console_error()),
             Some(h) => Ok(Stream::Borrowed(h)),
         },
-        StdioSpec::Handle(h) if process::is_console(h.as_handle()) => Err(console_error()),
-        StdioSpec::Handle(h) => Ok(Stream::Borrowed(h.as_handle())),
+        Stdio::Stream(h) if process::is_console(h.as_handle()) => Err(console_error()),
+        Stdio::Stream(h) => Ok(Stream::Borrowed(h.as_handle())),
     }
 }
 
@@ -273,17 +254,17 @@ fn prepare_run(spec: &LaunchSpec, account: &Sid, profile: &str, temp_dir: &Path)
         .to_str()
         .map(crate::wpath::normalize)
         .ok_or_else(|| LaunchError::internal("the temporary folder's path is not valid Unicode"))?;
-    let program = units(&spec.program);
-    let args: Vec<Vec<u16>> = spec.args.iter().map(units).collect();
-    let env = spec.env.iter().map(|(n, v)| (units(n), units(v))).collect();
+    let program = units(&spec.request.program);
+    let args: Vec<Vec<u16>> = spec.request.args.iter().map(units).collect();
+    let env = spec.request.env.iter().map(|(n, v)| (units(n), units(v))).collect();
     prepare::prepare(
         Request {
             program: &program,
             args: &args,
             env,
-            cwd: &spec.cwd,
-            policy: &spec.policy,
-            terminal: spec.terminal,
+            cwd: &spec.request.cwd,
+            policy: &spec.request.policy,
+            terminal: spec.request.terminal,
             temp_dir: temp_text,
             logical_cpus: crate::sys::logical_cpus(),
             account,
@@ -302,7 +283,7 @@ fn prepare_run(spec: &LaunchSpec, account: &Sid, profile: &str, temp_dir: &Path)
 /// Starts the runner, as `start` says, with NUL as its standard streams.
 fn start_runner(start: &RunnerStart, layout: &crate::install::Layout, pipe_name: &str) -> Result<Started, LaunchError> {
     let runner_exe = layout.runner();
-    let null = stream(&StdioSpec::Null, 0)?;
+    let null = stream(&Stdio::Null, 0)?;
     let null = null.as_handle();
     match start {
         RunnerStart::Logon { password } => {
@@ -368,7 +349,7 @@ struct Streams {
 
 fn streams(spec: &LaunchSpec, runner: &Started) -> Result<Streams, LaunchError> {
     let mut out = Streams { stdio: [0; 3], console: None, terminal_pipes: None, keep: Vec::new() };
-    if spec.terminal {
+    if spec.request.terminal {
         let (in_read, in_write) = pipe::anonymous()?;
         let (out_read, out_write) = pipe::anonymous()?;
         let (cols, rows) = process::std_handle(1).and_then(console::size).unwrap_or((80, 25));
@@ -380,7 +361,7 @@ fn streams(spec: &LaunchSpec, runner: &Started) -> Result<Streams, LaunchError> 
         });
         out.terminal_pipes = Some((in_write, out_read));
     } else {
-        for (i, s) in spec.stdio.iter().enumerate() {
+        for (i, s) in spec.request.stdio.iter().enumerate() {
             let stream = stream(s, i)?;
             out.stdio[i] = process::duplicate_into(&runner.process, stream.as_handle(), None)?;
             if let Stream::Null(f) = stream {
@@ -488,7 +469,7 @@ fn start_command(
         deny_only: slots.deny_only.iter().map(Sid::to_string).collect(),
     };
     let (pid, process, thread) = launch_command(control, runner, request)?;
-    let runner_keep = if spec.terminal {
+    let runner_keep = if spec.request.terminal {
         state.runner.take().map(|r| r.process)
     } else {
         // Left in `state` until confirmed, so a failure ends it with the rest of the launch.
@@ -547,7 +528,7 @@ pub(crate) fn spawn_with(spec: LaunchSpec, installed: Installed, start: RunnerSt
         timeout: prepared.timeout,
         started: Instant::now(),
         runner: command.runner,
-        control: spec.terminal.then(|| Arc::clone(&control.write)),
+        control: spec.request.terminal.then(|| Arc::clone(&control.write)),
         terminal,
         changes: state.changes.take(),
         desktop: Some(desk),

@@ -57,7 +57,7 @@ mod sys;
 #[cfg(windows)]
 pub use backend::{Sandbox as WindowsSandbox, Windows};
 #[cfg(windows)]
-pub use launch::{spawn, Killer, LaunchSpec, Sandbox, StdioSpec};
+pub use launch::{spawn, Killer, LaunchSpec, Sandbox};
 #[cfg(windows)]
 pub use setup::{forget_root, setup, state, uninstall};
 

@@ -16,8 +16,9 @@
 mod common;
 
 use common::{home, no_limits, tcp_probe};
+use ringfence_backend::{LaunchRequest, Stdio};
 use ringfence_policy::{Builtin, FsRules, Limits, Origin, Policy, ProfileName, RuleKind};
-use ringfence_windows::{spawn, LaunchSpec, Outcome, StdioSpec};
+use ringfence_windows::{spawn, LaunchSpec, Outcome};
 use std::ffi::OsString;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
@@ -64,16 +65,16 @@ impl Scene {
     fn run_with(&self, limits: Limits, program: &str, args: &[&str], ports: &[u16]) -> (Outcome, String) {
         let (reader, writer) = std::io::pipe().unwrap();
         let writer2 = writer.try_clone().unwrap();
-        let spec = LaunchSpec {
+        let request = LaunchRequest {
             program: program.into(),
             args: args.iter().map(OsString::from).collect(),
             env: env(),
             cwd: self.ws.clone(),
             policy: self.policy(limits),
-            stdio: [StdioSpec::Null, StdioSpec::Handle(writer.into()), StdioSpec::Handle(writer2.into())],
+            stdio: [Stdio::Null, Stdio::Stream(writer.into()), Stdio::Stream(writer2.into())],
             terminal: false,
-            gateway_ports: ports.to_vec(),
         };
+        let spec = LaunchSpec { request, gateway_ports: ports.to_vec() };
         let sandbox = spawn(spec).unwrap_or_else(|e| panic!("spawn: {e}"));
         let out = common::read_in_background(reader);
         let outcome = sandbox.wait().unwrap();
@@ -429,16 +430,16 @@ fn environment_and_temp_are_as_given() {
     let (reader, writer) = std::io::pipe().unwrap();
     let mut env = env();
     env.push(("RF_X".into(), "v a l".into()));
-    let spec = LaunchSpec {
+    let request = LaunchRequest {
         program: "cmd.exe".into(),
         args: ["/d", "/c", "echo %RF_X% %TEMP%"].iter().map(OsString::from).collect(),
         env,
         cwd: s.ws.clone(),
         policy: s.policy(limits()),
-        stdio: [StdioSpec::Null, StdioSpec::Handle(writer.into()), StdioSpec::Null],
+        stdio: [Stdio::Null, Stdio::Stream(writer.into()), Stdio::Null],
         terminal: false,
-        gateway_ports: vec![],
     };
+    let spec = LaunchSpec { request, gateway_ports: vec![] };
     let out = common::read_in_background(reader);
     spawn(spec).unwrap().wait().unwrap();
     let out = out.join().unwrap();

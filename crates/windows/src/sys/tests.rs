@@ -573,16 +573,16 @@ fn a_sandbox_is_not_started_without_setup() {
     if security::lookup_account(crate::install::ACCOUNT_NAME).ok().flatten().is_some() {
         return; // a set-up machine: covered by the enforcement tests
     }
-    let spec = crate::LaunchSpec {
+    let request = ringfence_backend::LaunchRequest {
         program: "cmd".into(),
         args: vec![],
         env: vec![],
         cwd: std::env::temp_dir(),
         policy: crate::prepare::tests::sample_policy(),
-        stdio: [crate::StdioSpec::Null, crate::StdioSpec::Null, crate::StdioSpec::Null],
+        stdio: [ringfence_backend::Stdio::Null, ringfence_backend::Stdio::Null, ringfence_backend::Stdio::Null],
         terminal: false,
-        gateway_ports: vec![],
     };
+    let spec = crate::LaunchSpec { request, gateway_ports: vec![] };
     let err = crate::spawn(spec).err().expect("spawn must fail without setup");
     assert_eq!(err.kind, crate::ErrorKind::Unsupported, "{err}");
     assert!(err.remedy.as_deref().unwrap_or("").contains("ringfence setup"), "{err}");
@@ -679,16 +679,16 @@ impl Stage {
         env: Vec<(OsString, OsString)>,
         policy: Policy,
     ) -> crate::LaunchSpec {
-        crate::LaunchSpec {
+        let request = ringfence_backend::LaunchRequest {
             program,
             args: args.iter().map(Into::into).collect(),
             env,
             cwd: self.ws.clone(),
             policy,
-            stdio: [crate::StdioSpec::Null, crate::StdioSpec::Null, crate::StdioSpec::Null],
+            stdio: [ringfence_backend::Stdio::Null, ringfence_backend::Stdio::Null, ringfence_backend::Stdio::Null],
             terminal: false,
-            gateway_ports: vec![],
-        }
+        };
+        crate::LaunchSpec { request, gateway_ports: vec![] }
     }
 
     fn launch(&self, spec: crate::LaunchSpec) -> Result<crate::Sandbox, crate::LaunchError> {
@@ -743,8 +743,11 @@ fn the_launch_sequence_runs_end_to_end_under_wine() {
     let env =
         vec![("PATH".into(), format!(r"{root}\system32;{root}").into()), ("RF_E2E".into(), "from the env".into())];
     let mut spec = stage.spec("cmd.exe".into(), &["/d", "/c", "echo hello& echo %RF_E2E%& exit 3"], env, policy);
-    spec.stdio =
-        [crate::StdioSpec::Null, crate::StdioSpec::Handle(writer.into()), crate::StdioSpec::Handle(writer2.into())];
+    spec.request.stdio = [
+        ringfence_backend::Stdio::Null,
+        ringfence_backend::Stdio::Stream(writer.into()),
+        ringfence_backend::Stdio::Stream(writer2.into()),
+    ];
     let sandbox = stage.launch(spec).unwrap_or_else(|e| panic!("spawn: {e}"));
     assert!(sandbox.id() > 0);
     let names: Vec<&str> = sandbox.enforcement.enforced.iter().map(|l| l.name.as_str()).collect();
@@ -771,7 +774,7 @@ fn the_terminal_path_runs_or_fails_cleanly_under_wine() {
     let stage = Stage::new("e2e-tty");
     let env = vec![("PATH".into(), format!(r"{}\system32", system_root()).into())];
     let mut spec = stage.spec("cmd.exe".into(), &["/d", "/c", "exit 4"], env, stage.workspace_policy());
-    spec.terminal = true;
+    spec.request.terminal = true;
     match stage.launch(spec) {
         Ok(sandbox) => {
             let outcome = sandbox.wait().unwrap();
