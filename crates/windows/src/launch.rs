@@ -270,7 +270,7 @@ fn prepare_run(spec: &LaunchSpec, account: &Sid, profile: &str, temp_dir: &Path)
             account,
             profile,
             gateway_ports: &spec.gateway_ports,
-            system_env: prepare::SYSTEM_VARS
+            system_env: ringfence_policy::env::WINDOWS_KEEP
                 .iter()
                 .filter_map(|name| std::env::var_os(name).map(|v| (units(name), units(v))))
                 .collect(),

@@ -32,23 +32,10 @@ pub struct Request<'a> {
     pub profile: &'a str,
     /// The loopback ports this run's gateway listens on (none without a gateway).
     pub gateway_ports: &'a [u16],
-    /// Variables Windows itself needs (see [`SYSTEM_VARS`]), added when `env` lacks them.
+    /// Variables Windows programs need (the policy's `WINDOWS_KEEP`), added when `env` lacks
+    /// them: the caller's environment may have been scrubbed by other rules.
     pub system_env: Vec<(Vec<u16>, Vec<u16>)>,
 }
-
-/// Variables without which Windows programs misbehave (Winsock fails without `SystemRoot`,
-/// shells without `ComSpec` and `PATHEXT`). None is a secret; the caller's environment may
-/// have been scrubbed by other rules, so the backend adds these when they are missing.
-pub const SYSTEM_VARS: &[&str] = &[
-    "SystemRoot",
-    "windir",
-    "SystemDrive",
-    "ComSpec",
-    "PATHEXT",
-    "OS",
-    "NUMBER_OF_PROCESSORS",
-    "PROCESSOR_ARCHITECTURE",
-];
 
 /// The decisions.
 #[derive(Debug)]
