@@ -150,6 +150,12 @@ impl FsRules {
         self.rules.iter().filter(move |r| r.kind == kind)
     }
 
+    /// The writable roots an agent profile opened: the agent's own state, whose credentials
+    /// and stores the profile names itself.
+    pub fn agent_roots(&self) -> impl Iterator<Item = &Path> {
+        self.of_kind(RuleKind::Write).filter(|r| matches!(r.origin, Origin::Agent { .. })).map(|r| r.path.as_path())
+    }
+
     /// The rules whose path is exactly `path`.
     pub fn at<'a>(&'a self, path: &'a Path) -> impl Iterator<Item = &'a FsRule> + 'a {
         let indexed = self.indexed == self.rules.len();

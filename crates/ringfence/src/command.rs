@@ -152,6 +152,7 @@ impl Command {
     /// sandbox is created with a fork-like clone).
     pub fn spawn(self) -> Result<Child, Error> {
         let policy = self.resolved_policy()?;
+        create_agent_state(&policy)?;
         let cwd = self.cwd.clone().unwrap_or_else(|| policy.workspace.clone());
         let mut prepared = Platform::prepare(&policy).map_err(Error::Launch)?;
         let env = self.environment(&policy, &cwd, prepared.gateway_ports(), prepared.temp_dir().as_deref());
@@ -192,4 +193,24 @@ impl Command {
     pub fn status(self) -> Result<crate::ExitStatus, Error> {
         self.spawn()?.wait()
     }
+}
+
+/// Creates the state folders of the policy's agent profile that don't exist yet, so that the
+/// agent's first confined run can keep its login and sessions. A path the profile names inside
+/// another of its folders (the agent's login file) is the agent's to create.
+fn create_agent_state(policy: &Policy) -> Result<(), Error> {
+    let roots: Vec<&Path> = policy.fs.agent_roots().collect();
+    for root in &roots {
+        let nested = roots.iter().any(|other| other != root && root.starts_with(other));
+        if nested || std::fs::symlink_metadata(root).is_ok() {
+            continue;
+        }
+        std::fs::create_dir_all(root).map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("creating {}, the state folder of the {} profile: {e}", root.display(), policy.profile_label()),
+            ))
+        })?;
+    }
+    Ok(())
 }
