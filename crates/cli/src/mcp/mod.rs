@@ -64,7 +64,7 @@ pub fn serve(args: McpArgs, signals: ringfence::Signals) -> i32 {
 
 /// Serves until the client goes away, then ends the commands still running.
 async fn run(setup: tools::Setup) -> i32 {
-    let tracker = setup.tracker.clone();
+    let (tracker, shutdown) = (setup.tracker.clone(), setup.shutdown.clone());
     let server = match tools::Sandbox::new(setup).serve(rmcp::transport::stdio()).await {
         Ok(server) => server,
         Err(e) => {
@@ -73,7 +73,9 @@ async fn run(setup: tools::Setup) -> i32 {
         }
     };
     let _ = server.waiting().await;
-    // The requests still running see the client gone: their commands' lifelines are cut.
+    // The client is gone: the commands still running are ended (their lifelines cut), and
+    // their requests finish.
+    shutdown.cancel();
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(15), tracker.wait()).await;
     0
@@ -96,6 +98,7 @@ impl Started {
             limit: self.limit,
             policy_text: self.policy_text,
             tracker: Default::default(),
+            shutdown: Default::default(),
         }
     }
 }

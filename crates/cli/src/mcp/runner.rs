@@ -28,7 +28,10 @@ pub trait Runner: Send + Sync {
 /// What the caller follows while a command runs.
 #[derive(Clone, Default)]
 pub struct Watch {
+    /// The client cancelled the request.
     pub cancel: CancellationToken,
+    /// The server is stopping: its client went away.
+    pub shutdown: CancellationToken,
     /// Output bytes seen so far, both streams together.
     pub output: Arc<AtomicU64>,
 }
@@ -100,6 +103,7 @@ impl Subprocess {
         let cancelled = tokio::select! {
             _ = child.wait() => false,
             _ = watch.cancel.cancelled() => true,
+            _ = watch.shutdown.cancelled() => true,
             _ = overdue => true,
         };
         drop(lifeline);

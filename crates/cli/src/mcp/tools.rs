@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// When the first progress notification goes out, and how often after that.
@@ -27,6 +28,8 @@ pub struct Setup {
     pub policy_text: String,
     /// Requests in flight, waited for when the server stops.
     pub tracker: TaskTracker,
+    /// Cancelled when the client has gone: every command still running is ended.
+    pub shutdown: CancellationToken,
 }
 
 #[derive(Clone)]
@@ -62,7 +65,7 @@ impl Sandbox {
             Ok(job) => job,
             Err(e) => return Ok(CallToolResult::error(vec![ContentBlock::text(format!("refused: {e}"))])),
         };
-        let watch = Watch { cancel: context.ct.clone(), ..Watch::default() };
+        let watch = Watch { cancel: context.ct.clone(), shutdown: setup.shutdown.clone(), ..Watch::default() };
         let work = async {
             let ran = setup.runner.run(job.clone(), watch.clone());
             let ran = report_progress(ran, &context, &watch).await;
