@@ -199,10 +199,8 @@ impl Command {
 /// agent's first confined run can keep its login and sessions. A path the profile names inside
 /// another of its folders (the agent's login file) is the agent's to create.
 fn create_agent_state(policy: &Policy) -> Result<(), Error> {
-    let roots: Vec<&Path> = policy.fs.agent_roots().collect();
-    for root in &roots {
-        let nested = roots.iter().any(|other| other != root && root.starts_with(other));
-        if nested || std::fs::symlink_metadata(root).is_ok() {
+    for root in policy.fs.agent_roots() {
+        if policy.fs.is_agent_file(root) || std::fs::symlink_metadata(root).is_ok() {
             continue;
         }
         std::fs::create_dir_all(root).map_err(|e| {
