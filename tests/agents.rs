@@ -3,6 +3,8 @@
 //! and no other agent's; and a stand-in agent (a script that calls its API over HTTPS on the
 //! test internet, keeps state and starts child commands) runs confined whole.
 
+#![cfg(target_os = "linux")]
+
 mod common;
 mod netlab;
 
@@ -213,5 +215,78 @@ fn a_login_swapped_for_a_link_stops_the_next_run() {
         assert_code(&out, 121);
         assert!(stderr(&out).contains("is reached through the link"), "{}", stderr(&out));
         assert!(!stdout(&out).contains(other.2.as_str()));
+    }
+}
+
+/// The host side of a terminal: runs argv on a new pseudo-terminal, resizes it once the program
+/// says READY, types one key once it says RESIZED, and prints all it read and the exit code.
+const TERMINAL: &str = r#"
+import fcntl, os, pty, select, struct, sys, termios, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+def size(rows, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+out = b""
+def wait_for(token):
+    global out
+    end = time.time() + 20
+    while token not in out and time.time() < end:
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                break
+size(30, 100)
+wait_for(b"READY")
+size(40, 120)
+wait_for(b"RESIZED")
+os.write(fd, b"k")
+wait_for(b"DONE")
+status = os.waitpid(pid, 0)[1]
+print(out.decode(errors="replace"))
+print("EXIT", os.waitstatus_to_exitcode(status))
+"#;
+
+/// A terminal UI inside the sandbox: it reads its size, switches to raw mode, and follows a
+/// resize.
+const TUI: &str = r#"
+import os, signal, sys, tty
+sizes = []
+signal.signal(signal.SIGWINCH, lambda *_: sizes.append(os.get_terminal_size()))
+first = os.get_terminal_size()
+tty.setraw(0)
+print("SIZE", first.columns, first.lines, "READY", end="\r\n", flush=True)
+while not sizes:
+    signal.pause()
+print("RESIZED", sizes[-1].columns, sizes[-1].lines, end="\r\n", flush=True)
+print("KEY", os.read(0, 1).decode(), "DONE", end="\r\n", flush=True)
+"#;
+
+#[test]
+fn a_terminal_ui_gets_raw_mode_and_resizes_inside_an_agent_profile() {
+    for who in identities() {
+        let env = Env::new(who);
+        let mut argv: Vec<&str> = Vec::new();
+        if who == Who::Nobody {
+            argv.extend(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        }
+        argv.extend([path_str(binary()), "run", "--profile", "agent:claude", "--", "python3", "-c", TUI]);
+        // The host driver runs as the test's own identity; the switch happens in argv.
+        let mut driver = std::process::Command::new("python3");
+        driver
+            .arg("-c")
+            .arg(TERMINAL)
+            .args(&argv)
+            .current_dir(&env.ws)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", &env.home)
+            .env("TERM", "xterm");
+        let out = bounded_output(driver, DEADLINE);
+        let text = stdout(&out);
+        assert!(text.contains("SIZE 100 30 READY"), "{text}\n{}", stderr(&out));
+        assert!(text.contains("RESIZED 120 40"), "{text}");
+        assert!(text.contains("KEY k DONE") && text.contains("EXIT 0"), "{text}");
     }
 }

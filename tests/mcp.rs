@@ -3,6 +3,8 @@
 //! and as uid 65534; what the sandbox refused and what it killed is checked from the host.
 //! Protocol robustness and the `ringfence run` lifeline are driven by hand.
 
+#![cfg(target_os = "linux")]
+
 mod common;
 mod netlab;
 

@@ -116,12 +116,16 @@ fn setup(policy: &ringfence::Policy, policy_text: String) -> Result<Started, Str
     })
 }
 
-/// A folder of this server's own for the runs' records.
+/// A folder of this server's own for the runs' records (command lines, hosts): new, and
+/// readable by its owner alone.
 fn scratch_dir() -> Result<PathBuf, String> {
     let base = std::env::temp_dir();
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     for n in 0..100 {
         let dir = base.join(format!("ringfence-mcp-{}-{n}", std::process::id()));
-        match std::fs::create_dir(&dir) {
+        match builder.create(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(format!("making {}: {e}", dir.display())),
