@@ -352,3 +352,21 @@ fn the_lifeline_carries_the_input_and_refuses_bad_framing() {
         }
     }
 }
+
+#[test]
+fn a_server_killed_mid_command_leaves_no_process() {
+    for who in identities() {
+        let env = Env::new(who);
+        let m = sleep_marker();
+        let mut server = RawServer::start(&env);
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"run_command","arguments":{{"argv":["sleep","{m}"]}}}}}}"#
+        );
+        server.send(call.as_bytes());
+        // The control: the command runs.
+        wait_until("the command to start", Duration::from_secs(30), || !pids_with_arg(&m).is_empty());
+        server.child.kill().unwrap();
+        let _ = server.child.wait();
+        wait_until("the command to die with the server", Duration::from_secs(20), || pids_with_arg(&m).is_empty());
+    }
+}
