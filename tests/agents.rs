@@ -290,3 +290,25 @@ fn a_terminal_ui_gets_raw_mode_and_resizes_inside_an_agent_profile() {
         assert!(text.contains("KEY k DONE") && text.contains("EXIT 0"), "{text}");
     }
 }
+
+/// A profile copied into a config file works as the built-in one, with the flag every config
+/// file needs for writable folders in $HOME's dot folders.
+#[test]
+fn a_copied_profile_works_as_a_config_file() {
+    for who in identities() {
+        let env = Env::new(who);
+        let shown = env.ringfence_within(&["profile", "show", "agent:aider"]);
+        assert_code(&shown, 0);
+        let config = env.root.join("aider.toml");
+        env.write(&config, &stdout(&shown));
+        std::fs::create_dir_all(env.home.join(".aider")).unwrap();
+        env.chown_all();
+        let write = "echo kept > ~/.aider/state";
+        let refused = env.sh_within(&["--config", path_str(&config)], write);
+        assert_code(&refused, 121);
+        assert!(stderr(&refused).contains("--allow-writable-home-config"), "{}", stderr(&refused));
+        let out = env.sh_within(&["--config", path_str(&config), "--allow-writable-home-config"], write);
+        assert_code(&out, 0);
+        assert_eq!(std::fs::read_to_string(env.home.join(".aider/state")).unwrap(), "kept\n");
+    }
+}
