@@ -13,7 +13,7 @@ use netlab::lab;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::OnceLock;
@@ -188,6 +188,35 @@ fn a_refused_host_is_reported_with_its_flag_and_tool_arguments_cannot_widen_the_
         let hosts: Vec<String> = lab.requests_with(&m).iter().map(|r| r.host.clone()).collect();
         assert!(hosts.iter().all(|h| h == "allowed.test"), "{hosts:?}");
         assert_eq!(hosts.len(), 1, "{hosts:?}");
+    }
+}
+
+#[test]
+fn a_limit_hit_and_a_file_moved_aside_are_denials() {
+    for who in identities() {
+        let env = Env::new(who);
+        // A memory cap needs a cgroup: root's on cgroup v1 here (see tests/security_limits.rs).
+        let memory = who == Who::Me && is_root() && Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists();
+        let args: &[&str] = if memory { &["--memory", "64M"] } else { &[] };
+        let (report, log) = client(&env, "refusals", server(&env, args), json!({"memory": memory}));
+        if memory {
+            let hit = result(&report, "memory", &log);
+            assert_eq!(hit["status"], 123, "{log}");
+            let denial = &hit["denials"][0];
+            assert_eq!((denial["kind"].as_str(), denial["limit"].as_str()), (Some("limit"), Some("memory")), "{log}");
+            assert_eq!(denial["allow_flag"], "--memory 128M", "{log}");
+            // The control: the same program under the limit runs.
+            assert_eq!(result(&report, "small", &log)["stdout"], "8388608\n", "{log}");
+        }
+
+        let envrc = result(&report, "envrc", &log);
+        let denial = &envrc["denials"][0];
+        assert_eq!(denial["kind"], "policy", "{log}");
+        assert_eq!(denial["path"], path_str(&env.ws.join("sub/.envrc")), "{log}");
+        assert_eq!(denial["allow_flag"], Value::Null, "{log}");
+        // Host side: the file is not where direnv would run it.
+        assert!(!env.ws.join("sub/.envrc").exists());
+        assert!(env.ws.join("sub/.envrc.ringfence-quarantined").exists());
     }
 }
 

@@ -120,7 +120,14 @@ async def disconnect(session, cfg):
     await run(session, {"argv": ["sleep", marker]}, progress_callback=progress)
 
 
-SCENARIOS = {"tour": tour, "network": network, "cancel": cancel, "disconnect": disconnect}
+async def refusals(session, cfg):
+    if cfg["memory"]:
+        report("memory", await run(session, {"argv": ["python3", "-c", "b = bytearray(300 << 20)"]}))
+        report("small", await run(session, {"argv": ["python3", "-c", "b = bytearray(8 << 20); print(len(b))"]}))
+    report("envrc", await run(session, {"command": "mkdir -p sub && echo 'echo planted' > sub/.envrc"}))
+
+
+SCENARIOS = {"tour": tour, "network": network, "cancel": cancel, "disconnect": disconnect, "refusals": refusals}
 
 
 async def main():
