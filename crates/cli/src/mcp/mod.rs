@@ -120,9 +120,15 @@ fn setup(policy: &ringfence::Policy, policy_text: String) -> Result<Started, Str
 /// readable by its owner alone.
 fn scratch_dir() -> Result<PathBuf, String> {
     let base = std::env::temp_dir();
-    let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    let builder = {
+        let mut builder = std::fs::DirBuilder::new();
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+    };
+    // Windows: the temporary folder is the user's own.
+    #[cfg(not(unix))]
+    let builder = std::fs::DirBuilder::new();
     for n in 0..100 {
         let dir = base.join(format!("ringfence-mcp-{}-{n}", std::process::id()));
         match builder.create(&dir) {
