@@ -17,6 +17,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use ringfence::exit_code;
 use rmcp::ServiceExt;
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -44,14 +45,20 @@ pub fn serve(args: McpArgs, signals: ringfence::Signals) -> i32 {
     let setup = match setup(&policy, policy_text) {
         Ok(setup) => setup,
         Err(e) => {
-            report(&format!("ringfence mcp: {e}"));
+            report(&format!("mcp: {e}"));
             return exit_code::INTERNAL;
         }
     };
+    if std::io::stdin().is_terminal() {
+        eprintln!(
+            "ringfence mcp: serving the Model Context Protocol on stdin and stdout, for an MCP client to start \
+             (see `ringfence mcp --help`); ctrl-D ends it"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            report(&format!("ringfence mcp: starting the runtime: {e}"));
+            report(&format!("mcp: starting the runtime: {e}"));
             return exit_code::INTERNAL;
         }
     };
@@ -68,7 +75,10 @@ async fn run(setup: tools::Setup) -> i32 {
     let server = match tools::Sandbox::new(setup).serve(rmcp::transport::stdio()).await {
         Ok(server) => server,
         Err(e) => {
-            report(&format!("ringfence mcp: the client's first messages were not an MCP handshake: {e}"));
+            report(&format!(
+                "mcp: no MCP session: {e}\n  help: an MCP client starts `ringfence mcp` and sends `initialize` first; \
+                 see docs/agents.md for the clients' settings"
+            ));
             return exit_code::INTERNAL;
         }
     };
