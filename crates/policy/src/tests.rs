@@ -703,6 +703,7 @@ fn the_user_config_and_flags_outrank_an_agent_profile() {
     assert_eq!(access(&p, "/home/u/.claude/projects/x.jsonl"), FsAccess::Write);
     // What the profile keeps read-only stays so.
     assert_eq!(access(&p, "/home/u/.claude/settings.json"), FsAccess::Read);
+    assert_eq!(access(&p, "/home/u/.claude/local/node_modules/x/cli.js"), FsAccess::Read);
     assert_eq!(p.env.set.get("CLAUDE_CONFIG_DIR").map(String::as_str), Some("/home/u/.claude"));
 }
 
