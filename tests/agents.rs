@@ -22,7 +22,7 @@ const AGENTS: &[(&str, &[&str], &[&str])] = &[
         &[".gemini"],
     ),
     ("aider", &["api.openai.com", "api.anthropic.com", "openrouter.ai"], &[".aider"]),
-    ("opencode", &["models.dev", "api.anthropic.com"], &[".local/share/opencode", ".cache/opencode"]),
+    ("opencode", &["models.dev", "api.anthropic.com"], &[".local/share/opencode", ".local/state/opencode"]),
 ];
 
 /// Each agent's login file, below $HOME.
@@ -310,5 +310,32 @@ fn a_copied_profile_works_as_a_config_file() {
         let out = env.sh_within(&["--config", path_str(&config), "--allow-writable-home-config"], write);
         assert_code(&out, 0);
         assert_eq!(std::fs::read_to_string(env.home.join(".aider/state")).unwrap(), "kept\n");
+    }
+}
+
+/// opencode's provider packages, which it loads, are an overlay: a confined run's install stays
+/// in ringfence's layer (the next confined run sees it), and the host's folder, which an
+/// unconfined opencode loads, is unchanged. The programs it downloads stay read-only.
+#[test]
+fn opencode_packages_stay_out_of_the_host_cache() {
+    for who in identities() {
+        let env = Env::new(who);
+        let cache = env.home.join(".cache/opencode");
+        env.write(&cache.join("node_modules/provider/index.js"), "original");
+        let plant = "echo planted > ~/.cache/opencode/node_modules/provider/index.js && echo ok";
+        let out = env.sh_within(&["--profile", "agent:opencode"], plant);
+        assert_code(&out, 0);
+        assert_eq!(stdout(&out), "ok\n");
+        assert_eq!(std::fs::read_to_string(cache.join("node_modules/provider/index.js")).unwrap(), "original");
+        let again =
+            env.sh_within(&["--profile", "agent:opencode"], "cat ~/.cache/opencode/node_modules/provider/index.js");
+        assert_eq!(stdout(&again), "planted\n");
+        let bin = env.sh_within(&["--profile", "agent:opencode"], "mkdir -p ~/.local/share/opencode/bin/x");
+        assert_ne!(bin.status.code(), Some(0));
+        assert!(!env.home.join(".local/share/opencode/bin/x").exists());
+        // The control: the rest of its data folder is writable.
+        let data = env.sh_within(&["--profile", "agent:opencode"], "echo s > ~/.local/share/opencode/session");
+        assert_code(&data, 0);
+        assert!(env.home.join(".local/share/opencode/session").exists());
     }
 }
