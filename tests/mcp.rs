@@ -399,3 +399,29 @@ fn a_server_killed_mid_command_leaves_no_process() {
         wait_until("the command to die with the server", Duration::from_secs(20), || pids_with_arg(&m).is_empty());
     }
 }
+
+#[test]
+fn a_server_told_to_stop_ends_its_commands_and_cleans_up() {
+    for who in identities() {
+        let env = Env::new(who);
+        let m = sleep_marker();
+        let mut server = RawServer::start(&env);
+        let records = PathBuf::from(format!("/tmp/ringfence-mcp-{}-0", server.child.id()));
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"run_command","arguments":{{"argv":["sleep","{m}"]}}}}}}"#
+        );
+        server.send(call.as_bytes());
+        wait_until("the command to start", Duration::from_secs(30), || !pids_with_arg(&m).is_empty());
+        // The control: the server's records folder exists while it runs.
+        assert!(records.is_dir(), "{}", records.display());
+        let pid = nix::unistd::Pid::from_raw(server.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM).unwrap();
+        // The call still in flight gets its answer: the command was ended.
+        let reply = server.reply();
+        assert_eq!(reply["result"]["structuredContent"]["reason"], "cancelled", "{reply}");
+        let status = wait_within(&mut server.child, Duration::from_secs(30));
+        assert_eq!(status.code(), Some(0));
+        assert!(pids_with_arg(&m).is_empty());
+        assert!(!records.exists());
+    }
+}

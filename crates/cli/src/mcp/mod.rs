@@ -26,7 +26,7 @@ const PER_COMMAND: &[&str] = &["timeout"];
 
 pub fn serve(args: McpArgs, signals: ringfence::Signals) -> i32 {
     // Commands run in child processes that supervise their own sandboxes: the server itself
-    // ends on SIGTERM or SIGINT like any server, and its children then see their lifelines go.
+    // takes SIGTERM and SIGINT as the end of its session (see `run`).
     ringfence::release_signals(signals);
     let policy = match ringfence::load_policy(&args.policy.sources(), args.policy.overrides()) {
         Ok(p) => p,
@@ -82,13 +82,31 @@ async fn run(setup: tools::Setup) -> i32 {
             return exit_code::INTERNAL;
         }
     };
-    let _ = server.waiting().await;
-    // The client is gone: the commands still running are ended (their lifelines cut), and
-    // their requests finish.
+    tokio::select! {
+        _ = server.waiting() => {}
+        _ = stop_requested() => {}
+    }
+    // The client is gone, or the server was told to stop: the commands still running are ended
+    // (their lifelines cut), and their requests finish.
     shutdown.cancel();
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(15), tracker.wait()).await;
     0
+}
+
+/// Resolves when the server is told to stop: SIGTERM or SIGINT (ctrl-C elsewhere). Where no
+/// handler can be installed, never: the server then ends with its client alone.
+async fn stop_requested() {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        tokio::select! {
+            _ = term.recv() => return,
+            Ok(()) = tokio::signal::ctrl_c() => return,
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Everything the server keeps from its start.
