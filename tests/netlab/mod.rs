@@ -27,7 +27,8 @@
 //! `mixed.test` both 192.0.2.10 and 127.0.0.1, `anyip.test` 203.0.113.200 (delivered to H
 //! itself by its local route), `*.wild.test` 192.0.2.10 (for names no other test uses),
 //! `*.corp.test` 192.0.2.12 (names a resolver search list would make), and `*.rebind.test`,
-//! whose A answer alternates between 192.0.2.10 and 127.0.0.1.
+//! whose A answer alternates between 192.0.2.10 and 127.0.0.1. Three coding agents' API hosts
+//! (`api.anthropic.com`, `api.openai.com`, `generativelanguage.googleapis.com`) are 192.0.2.13.
 //!
 //! The HTTP servers read a connection's requests strictly by their framing (Content-Length or
 //! chunked), so bytes past a body are read as the next request, and they end a line at a bare
@@ -910,6 +911,8 @@ fn answers(name: &str, log: &mut Log, a_question: bool) -> Option<Vec<IpAddr>> {
         "nat64.test" => vec![v6("64:ff9b::7f00:1")],
         "mixed.test" => vec![v4("192.0.2.10"), v4("127.0.0.1")],
         "anyip.test" => vec![v4("203.0.113.200")],
+        // Coding agents' API hosts, for the stand-in agents of the agent-profile tests.
+        "api.anthropic.com" | "api.openai.com" | "generativelanguage.googleapis.com" => vec![v4("192.0.2.13")],
         n if n.ends_with(".corp.test") => vec![v4("192.0.2.12")],
         n if n.ends_with(".wild.test") => vec![v4("192.0.2.10")],
         n if n.ends_with(".rebind.test") => {

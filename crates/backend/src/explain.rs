@@ -108,7 +108,7 @@ pub fn header(policy: &Policy) -> Vec<String> {
         policy.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     };
     vec![
-        format!("Profile: {}    Workspace: {}", policy.profile, policy.workspace.display()),
+        format!("Profile: {}    Workspace: {}", policy.profile_label(), policy.workspace.display()),
         format!("Config files: {files}"),
     ]
 }

@@ -188,6 +188,12 @@ pub trait Backend {
     fn arm_signals(signals: &mut Self::Signals) {
         let _ = signals;
     }
+    /// Gives the signals [`Backend::start_process`] blocked their usual effect again, for a
+    /// program that runs its sandboxes as child processes instead of supervising one itself
+    /// (`ringfence mcp`): a SIGTERM then ends it as it ends any server.
+    fn release_signals(signals: Self::Signals) {
+        let _ = signals;
+    }
     /// What a run of `policy` needs before the command's environment is known: the gateway's
     /// ports in `allow` mode, the command's temporary folder.
     fn prepare(policy: &Policy) -> Result<Self::Prepared, LaunchError>;

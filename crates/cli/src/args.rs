@@ -2,7 +2,9 @@
 
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
-use ringfence_policy::{ByteSize, CacheTool, HumanDuration, MemoryLimit, NetworkMode, Overrides, Preset, ProfileName};
+use ringfence_policy::{
+    Agent, ByteSize, CacheTool, HumanDuration, MemoryLimit, NetworkMode, Overrides, Preset, ProfileChoice,
+};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -14,7 +16,15 @@ Examples:
   ringfence run --memory 2G --pids 256 -- make -j4
   ringfence run --env-keep 'AWS_REGION' --env CI=1 -- ./scripts/test.sh
   ringfence run --allow-preset npm --allow-host api.openai.com -- npm install
-  ringfence run --events run.jsonl --json-status 3 -- pytest 3>status.json";
+  ringfence run --events run.jsonl --json-status 3 -- pytest 3>status.json
+  ringfence run --profile agent:claude -- claude";
+
+const MCP_EXAMPLES: &str = "\
+Examples (the client starts the server; these are the commands to give it):
+  ringfence mcp -C /path/to/project
+  ringfence mcp -C /path/to/project --allow-preset npm --timeout 10m
+The tools: run_command (runs one command in the sandbox) and sandbox_policy (what the sandbox
+allows). The policy is fixed when the server starts: nothing a tool call says can widen it.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,6 +51,13 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Report the kernel features found and what each policy feature will be enforced with.
     Check,
+    /// Serve the Model Context Protocol over stdio: agents run each command in the sandbox
+    /// through its `run_command` tool.
+    #[command(after_help = MCP_EXAMPLES)]
+    Mcp(McpArgs),
+    /// Show the built-in agent profiles, in the config file format.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Print the JSON Schema of the policy file.
     Schema,
     /// Windows: create the sandbox account and its network filters (elevated, once; safe to
@@ -65,6 +82,14 @@ pub struct RunArgs {
     /// Never give the command its own terminal, even when run from one.
     #[arg(long)]
     pub no_pty: bool,
+    /// The command's directory, inside the workspace (default: the workspace).
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// For `ringfence mcp`, which runs each command this way: ringfence's stdin starts with
+    /// the command's input (its length in bytes on a line of its own, then the bytes), and
+    /// then stays open while the run may go on; when it closes, the run is killed.
+    #[arg(long, hide = true)]
+    pub stdin_lifeline: bool,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -83,10 +108,35 @@ pub struct ExplainArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct McpArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProfileCommand {
+    /// List the built-in agent profiles.
+    List,
+    /// Print an agent profile (agent:NAME), to read or to copy into a config file.
+    Show {
+        #[arg(value_name = "agent:NAME", value_parser = parse_agent)]
+        name: Agent,
+    },
+}
+
+fn parse_agent(s: &str) -> Result<Agent, String> {
+    match s.parse::<ProfileChoice>()? {
+        ProfileChoice::Agent(agent) => Ok(agent),
+        ProfileChoice::Base(p) => Err(format!("`{p}` is built into ringfence's code, not a file; name an agent:NAME")),
+    }
+}
+
+#[derive(Args, Debug)]
 pub struct PolicyArgs {
-    /// Built-in profile: workspace (default), read-only, or strict.
+    /// Profile: workspace (default), read-only, strict, or an agent's profile over workspace
+    /// (agent:claude, agent:codex, agent:gemini, agent:aider, agent:opencode).
     #[arg(long, value_name = "NAME")]
-    pub profile: Option<ProfileName>,
+    pub profile: Option<ProfileChoice>,
     /// Add a writable root (repeatable).
     #[arg(long, value_name = "PATH")]
     pub write: Vec<String>,
@@ -196,8 +246,10 @@ fn cache_names() -> Vec<&'static str> {
 
 impl PolicyArgs {
     pub fn overrides(&self) -> Overrides {
+        let (profile, agent) = self.profile.map(ProfileChoice::parts).unzip();
         Overrides {
-            profile: self.profile,
+            profile,
+            agent: agent.flatten(),
             read: self.read.clone(),
             write: self.write.clone(),
             deny_read: self.deny_read.clone(),

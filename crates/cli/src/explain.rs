@@ -15,8 +15,8 @@ pub fn explain(args: ExplainArgs) -> i32 {
         }
     };
     // Like `run`, a policy whose sandbox can't be built is an error, whatever the format.
-    let explanation = match ringfence::explain(&policy) {
-        Ok(e) => e,
+    let rendered = match text(&policy) {
+        Ok(text) => text,
         Err(e) => {
             report(&e);
             return e.exit_code();
@@ -24,11 +24,13 @@ pub fn explain(args: ExplainArgs) -> i32 {
     };
     // Paths, names and values from config files (a project's may have been written by an earlier
     // run) are shown escaped and bounded, in both formats.
-    let text = if args.json {
-        to_json_pretty(&policy, EVENT_CAP).unwrap_or_default() + "\n"
-    } else {
-        lines_for_terminal(&explanation.render(), EVENT_CAP)
-    };
+    let text = if args.json { to_json_pretty(&policy, EVENT_CAP).unwrap_or_default() + "\n" } else { rendered };
     crate::emit(&text);
     0
+}
+
+/// The policy as `explain` prints it, for a terminal or an agent: what the backend says of
+/// each rule, escaped and bounded.
+pub fn text(policy: &ringfence::Policy) -> Result<String, ringfence::Error> {
+    Ok(lines_for_terminal(&ringfence::explain(policy)?.render(), EVENT_CAP))
 }

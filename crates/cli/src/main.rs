@@ -7,6 +7,8 @@
 mod args;
 mod check;
 mod explain;
+mod mcp;
+mod profile;
 mod record;
 mod run;
 mod setup;
@@ -33,6 +35,8 @@ fn main() {
         args::Command::Run(a) => run::run(a, signals),
         args::Command::Explain(a) => explain::explain(a),
         args::Command::Check => check::check(),
+        args::Command::Mcp(a) => mcp::serve(a, signals),
+        args::Command::Profile(c) => profile::profile(c),
         args::Command::Setup => setup::setup(),
         args::Command::Uninstall => setup::uninstall(),
         args::Command::Schema => {

@@ -6,7 +6,8 @@ use ringfence::{exit_code, Command, EndReason, ExitStatus, Stdio};
 use ringfence_audit::untrusted::for_terminal;
 use ringfence_audit::{EventBody, EventWriter, Rusage};
 use std::collections::HashSet;
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -67,6 +68,10 @@ pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
             return e.code;
         }
     };
+    let (cwd, input) = match placement(&args, &policy.workspace) {
+        Ok(placed) => placed,
+        Err(code) => return code,
+    };
     ringfence::arm_signals(&mut signals);
     let events: Events = outputs.events.take().map(|file| Arc::new(Mutex::new(EventWriter::new(file, run_id()))));
     let mut argv = args.command.into_iter();
@@ -75,8 +80,8 @@ pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
     let terminal = !args.no_pty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let request = Request {
         argv: std::iter::once(&program).chain(rest.iter()).map(|a| a.to_string_lossy().into_owned()).collect(),
-        cwd: policy.workspace.display().to_string(),
-        profile: policy.profile.to_string(),
+        cwd: cwd.as_ref().unwrap_or(&policy.workspace).display().to_string(),
+        profile: policy.profile_label(),
         digest,
         allow_degraded: policy.allow_degraded,
     };
@@ -86,10 +91,13 @@ pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
     // among the streams are relayed through pipes instead.
     let relay = |is_tty: bool| if !terminal && is_tty { Stdio::Piped } else { Stdio::Inherit };
     let tty = [std::io::stdin().is_terminal(), std::io::stdout().is_terminal(), std::io::stderr().is_terminal()];
-    let command = Command::new(&program)
+    let stdin = if input.is_some() { Stdio::Piped } else { relay(tty[0]) };
+    let command = cwd
+        .into_iter()
+        .fold(Command::new(&program), |command, dir| command.current_dir(dir))
         .args(&rest)
         .policy(policy)
-        .stdin(relay(tty[0]))
+        .stdin(stdin)
         .stdout(relay(tty[1]))
         .stderr(relay(tty[2]))
         .terminal(terminal)
@@ -110,6 +118,9 @@ pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
         }
     }
     drop(head);
+    if let Some(input) = input {
+        hold_lifeline(&mut child, input);
+    }
     let relays = relay_streams(&mut child);
     let status = match child.wait_forwarding(&mut signals) {
         Ok(s) => s,
@@ -291,4 +302,66 @@ fn explain_end(status: &ExitStatus, limits: &ringfence_policy::Limits, events: &
     };
     eprintln!("ringfence: {message} (exit {})", status.exit_code());
     emit(events, EventBody::LimitHit { limit: limit.into(), value, detail: message });
+}
+
+/// The command's directory (`--cwd`) and its input (`--stdin-lifeline`), or ringfence's exit
+/// code once the error is reported.
+fn placement(args: &RunArgs, workspace: &Path) -> Result<(Option<PathBuf>, Option<Vec<u8>>), i32> {
+    let cwd = args.cwd.as_deref().map(|dir| command_dir(workspace, dir)).transpose().map_err(|e| {
+        report(&format!("--cwd {e}"));
+        exit_code::POLICY
+    })?;
+    let input = args.stdin_lifeline.then(read_framed_input).transpose().map_err(|e| {
+        report(&format!("--stdin-lifeline: {e}"));
+        exit_code::INTERNAL
+    })?;
+    Ok((cwd, input))
+}
+
+/// The command's directory for `--cwd`: `dir` (relative to the workspace) as it resolves,
+/// which must lie inside the workspace.
+pub fn command_dir(workspace: &Path, dir: &Path) -> Result<PathBuf, String> {
+    let joined = workspace.join(dir);
+    let real = joined.canonicalize().map_err(|e| format!("{}: {e}", joined.display()))?;
+    if !real.is_dir() || !real.starts_with(workspace) {
+        return Err(format!(
+            "{}: the command's directory must be a folder inside the workspace {}\n  help: name a folder \
+             in the workspace, or run with -C for another workspace",
+            real.display(),
+            workspace.display()
+        ));
+    }
+    Ok(real)
+}
+
+/// The most input `--stdin-lifeline` takes for the command.
+const MAX_INPUT: usize = 16 << 20;
+
+/// Reads the command's input from the head of ringfence's stdin: its length in bytes on a line
+/// of its own, then the bytes.
+fn read_framed_input() -> Result<Vec<u8>, String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| format!("reading the input's length: {e}"))?;
+    let len: usize = line.trim().parse().map_err(|_| format!("`{}` is not a length in bytes", line.trim()))?;
+    if len > MAX_INPUT {
+        return Err(format!("{len} bytes of input is more than the {MAX_INPUT} taken"));
+    }
+    let mut input = vec![0; len];
+    std::io::stdin().read_exact(&mut input).map_err(|e| format!("reading {len} bytes of input: {e}"))?;
+    Ok(input)
+}
+
+/// Gives the command its input, and kills the run when ringfence's stdin closes: the caller
+/// (`ringfence mcp`) went away or cancelled the command.
+fn hold_lifeline(child: &mut ringfence::Child, input: Vec<u8>) {
+    if let Some(mut to_child) = child.stdin.take() {
+        std::thread::spawn(move || {
+            let _ = to_child.write_all(&input);
+        });
+    }
+    let killer = child.killer();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        killer.kill();
+    });
 }

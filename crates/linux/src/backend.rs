@@ -146,6 +146,12 @@ impl ringfence_backend::Backend for Linux {
         signals.arm();
     }
 
+    fn release_signals(signals: Signals) {
+        if let Some(blocked) = signals.blocked {
+            let _ = blocked.thread_unblock();
+        }
+    }
+
     fn prepare(policy: &Policy) -> Result<Prepared, LaunchError> {
         let ports = GatewayPorts { http: ringfence_policy::HTTP_PROXY_PORT, socks: ringfence_policy::SOCKS_PROXY_PORT };
         Ok(Prepared { gateway: (policy.network == ringfence_policy::NetworkMode::Allow).then_some(ports) })

@@ -148,6 +148,24 @@ fn absent_rules(policy: &Policy, plan: &MountPlan) -> Vec<Line> {
     if !inert.is_empty() {
         lines.push(Line::text(format!("protected while present (no placeholder when absent): {}", names(&inert))));
     }
+    let (files, folders): (Vec<&FsRule>, Vec<&FsRule>) = plan
+        .rules
+        .of_kind(RuleKind::Write)
+        .filter(unplaced)
+        .filter(|r| r.presence == Presence::WhilePresent)
+        .partition(|r| plan.rules.is_agent_file(&r.path));
+    if !folders.is_empty() {
+        lines.push(Line::text(format!(
+            "the agent's state, writable, created before its first run: {}",
+            names(&folders)
+        )));
+    }
+    if !files.is_empty() {
+        lines.push(Line::text(format!(
+            "the agent's own login, readable and writable once it saves it: {}",
+            names(&files)
+        )));
+    }
     let direct: Vec<String> = policy
         .caches
         .iter()

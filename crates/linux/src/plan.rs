@@ -243,9 +243,7 @@ impl<'a> Planner<'a> {
     fn reveal(&self, path: &Path, want: FsAccess, kind: Option<Kind>) -> Result<Option<MountOp>, PlanError> {
         match (want, kind) {
             (FsAccess::Deny, _) => Ok(None),
-            (FsAccess::Write, None) if self.rules.at(path).any(|r| r.kind == RuleKind::Write) => {
-                Err(missing_write_root(path))
-            }
+            (FsAccess::Write, None) if self.required_root(path) => Err(missing_write_root(path)),
             (_, None) => Ok(None),
             (access, Some(_)) => {
                 Ok(Some(MountOp::Bind { path: path.to_path_buf(), writable: access == FsAccess::Write }))
@@ -267,11 +265,20 @@ impl<'a> Planner<'a> {
             }
             (a, b) if a == b => None,
             (_, FsAccess::Deny) => self.hide(path, above == FsAccess::Write, kind),
-            (FsAccess::Read, FsAccess::Write) if kind.is_none() => return Err(missing_write_root(path)),
+            (FsAccess::Read, FsAccess::Write) if kind.is_none() && self.required_root(path) => {
+                return Err(missing_write_root(path))
+            }
+            (FsAccess::Read, FsAccess::Write) if kind.is_none() => None,
             (FsAccess::Read, FsAccess::Write) => Some(MountOp::Bind { path: path.to_path_buf(), writable: true }),
             (FsAccess::Write, FsAccess::Read) => self.protect(path, kind),
             _ => None,
         })
+    }
+
+    /// Whether a writable root at `path` must exist: all must but those that hold only while
+    /// present (an agent's state folder, created before its first run).
+    fn required_root(&self, path: &Path) -> bool {
+        self.rules.at(path).any(|r| r.kind == RuleKind::Write && r.presence == ringfence_policy::Presence::Always)
     }
 
     /// A folder bound onto itself so it can't be renamed away. One the run creates is its

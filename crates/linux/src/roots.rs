@@ -145,9 +145,9 @@ pub fn check_resolved(rules: &FsRules, home: &Path, policy: &Policy, mounts: &Mo
     if home == Path::new("/") {
         return Ok(());
     }
-    let areas_allowed = ringfence_policy::home_areas_allowed(policy);
     for rule in rules.of_kind(RuleKind::Write).filter(|r| rules.access(&r.path).access == FsAccess::Write) {
         let what = format!("{}: {}", rule.origin, rule.path.display());
+        let areas_allowed = ringfence_policy::home_area_allowed(policy, &rule.origin);
         if let Some(area) = home_tool_area(home, &rule.path).filter(|_| !areas_allowed) {
             return Err(in_area(&rule.origin.to_string(), &rule.path, &area, home, "after resolving links"));
         }

@@ -81,9 +81,12 @@ struct Scan<'a> {
 
 impl Scan<'_> {
     /// Whether `path` is worth a look: not hidden already, and not in the workspace (its
-    /// files are the user's work, not a tool's store).
+    /// files are the user's work, not a tool's store) nor in an agent profile's state folder
+    /// (the agent's own store, whose credentials the profile names).
     fn open_to_view(&self, path: &Path) -> bool {
-        self.rules.access(path).access != FsAccess::Deny && !path.starts_with(self.workspace)
+        self.rules.access(path).access != FsAccess::Deny
+            && !path.starts_with(self.workspace)
+            && !self.rules.agent_roots().any(|root| path.starts_with(root))
     }
 
     /// Records the entries of `listing` (the folder `folder`) whose names match. With

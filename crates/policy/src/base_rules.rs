@@ -55,8 +55,11 @@ fn add_listed(
 /// Adds the protected paths below every writable root; called once all roots are known.
 /// `PROTECTED_IN_WRITE_ROOTS` hold always (an absent one gets an empty directory);
 /// `PROTECTED_WHILE_PRESENT` only while present.
+/// An agent profile's paths inside its own state folder are its credential files, re-allowed
+/// over the secret list: files, with nothing to protect below them.
 pub fn protect_write_roots(fs: &mut FsRules) {
-    let roots: Vec<_> = fs.of_kind(RuleKind::Write).map(|r| r.path.clone()).collect();
+    let roots: Vec<_> =
+        fs.of_kind(RuleKind::Write).map(|r| r.path.clone()).filter(|path| !fs.is_agent_file(path)).collect();
     for root in roots {
         let always = PROTECTED_IN_WRITE_ROOTS.iter().map(|name| {
             FsRule::new(RuleKind::DenyWrite, root.join(name), Builtin::ProtectedPath).with_placeholder(Placeholder::Dir)

@@ -30,6 +30,9 @@ pub enum CacheTool {
     Gradle,
     /// uv: `$UV_CACHE_DIR`, else `$XDG_CACHE_HOME/uv` (`~/.cache/uv`).
     Uv,
+    /// opencode: `$XDG_CACHE_HOME/opencode` (`~/.cache/opencode`), the provider packages it
+    /// installs from npm and loads.
+    Opencode,
 }
 
 /// One folder of a tool's cache. `label` names it in ringfence's own layer folders.
@@ -42,7 +45,7 @@ pub struct CacheDir {
 impl CacheTool {
     pub fn all() -> &'static [CacheTool] {
         use CacheTool::*;
-        &[Cargo, Pip, Npm, Yarn, Pnpm, Go, Maven, Gradle, Uv]
+        &[Cargo, Pip, Npm, Yarn, Pnpm, Go, Maven, Gradle, Uv, Opencode]
     }
 
     pub fn name(self) -> &'static str {
@@ -56,6 +59,7 @@ impl CacheTool {
             CacheTool::Maven => "maven",
             CacheTool::Gradle => "gradle",
             CacheTool::Uv => "uv",
+            CacheTool::Opencode => "opencode",
         }
     }
 
@@ -76,6 +80,7 @@ impl CacheTool {
             CacheTool::Maven => &[],
             CacheTool::Gradle => &["GRADLE_USER_HOME"],
             CacheTool::Uv => &["UV_CACHE_DIR", "XDG_CACHE_HOME"],
+            CacheTool::Opencode => &["XDG_CACHE_HOME"],
         }
     }
 
@@ -123,6 +128,7 @@ impl CacheTool {
                 vec![dir("caches", gradle.join("caches")), dir("wrapper", gradle.join("wrapper/dists"))]
             }
             CacheTool::Uv => vec![dir("cache", var("UV_CACHE_DIR").unwrap_or_else(|| xdg_cache.join("uv")))],
+            CacheTool::Opencode => vec![dir("cache", xdg_cache.join("opencode"))],
         };
         (dirs, used)
     }

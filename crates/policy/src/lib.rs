@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::too_many_lines)]
 
+pub mod agents;
 mod base_rules;
 pub mod caches;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod profile;
 pub mod rules;
 pub mod units;
 
+pub use agents::{Agent, ProfileChoice};
 pub use caches::{CacheDir, CacheTool};
 pub use config::{ConfigFile, LoadedConfig};
 pub use env::EnvRules;
@@ -56,6 +58,9 @@ pub fn default_memory_cap(physical: ByteSize) -> ByteSize {
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     pub profile: Option<ProfileName>,
+    /// An agent's profile, layered over the base profile (`--profile agent:NAME`), below the
+    /// config files.
+    pub agent: Option<Agent>,
     pub read: Vec<String>,
     pub write: Vec<String>,
     pub deny_read: Vec<String>,
@@ -196,6 +201,7 @@ impl PolicyBuilder {
         let mut state = Merge {
             policy: Policy {
                 profile,
+                agent: self.flags.agent,
                 workspace: self.workspace.clone(),
                 home: self.home.clone(),
                 fs: base_rules::base_rules(profile, &self.workspace, &self.home),
@@ -219,6 +225,9 @@ impl PolicyBuilder {
                 sources: Vec::new(),
             },
         };
+        if let Some(agent) = self.flags.agent {
+            state.apply_file(&agent.profile()?, &self.home, Layer::Agent(agent))?;
+        }
         if let Some(user) = &self.user {
             state.apply_file(user, &self.home, Layer::User)?;
         }
@@ -255,10 +264,33 @@ fn narrowing_error(file: &LoadedConfig, span: std::ops::Range<usize>, what: &str
 /// Which config file is being applied, and what it may do.
 #[derive(Clone, Copy)]
 enum Layer<'a> {
+    /// A built-in agent profile.
+    Agent(Agent),
     User,
     TrustedProject,
     /// An untrusted project config: narrow only; the path is the user config's, for messages.
     Project(&'a Path),
+}
+
+impl Layer<'_> {
+    /// Where a rule at byte `offset` of `file`, applied as this layer, comes from.
+    fn origin(self, file: &LoadedConfig, offset: usize) -> Origin {
+        let line = file.line_of(offset);
+        match self {
+            Layer::Agent(agent) => Origin::Agent { agent, line },
+            Layer::User => Origin::File { path: file.path.clone(), line },
+            Layer::TrustedProject | Layer::Project(_) => Origin::Project { path: file.path.clone(), line },
+        }
+    }
+}
+
+/// A value of `[environment] set`: one that starts with `~/` is taken below the home folder,
+/// as paths are (an agent's folder, say); any other is kept as written.
+fn expand_value(value: &str, home: &Path) -> String {
+    match value.strip_prefix("~/") {
+        Some(rest) => home.join(rest).display().to_string(),
+        None => value.to_string(),
+    }
 }
 
 struct Merge {
@@ -295,12 +327,11 @@ impl Merge {
             for entry in list.get_ref() {
                 let path =
                     paths::expand_path(entry.get_ref(), &base, home).map_err(|e| file.error_at(entry.span(), e))?;
-                let (path_, line) = (file.path.clone(), file.line_of(entry.span().start));
-                let origin = match layer {
-                    Layer::User => Origin::File { path: path_, line },
-                    _ => Origin::Project { path: path_, line },
-                };
-                self.policy.fs.push(kind, path, origin);
+                let rule = FsRule::new(kind, path, layer.origin(file, entry.span().start));
+                // An agent's state folders are created before its first run (the library's
+                // spawn does); until then they are planned like the absent paths they are.
+                let agent_root = kind == RuleKind::Write && matches!(layer, Layer::Agent(_));
+                self.policy.fs.add(if agent_root { rule.while_present() } else { rule });
             }
         }
         self.apply_caches_file(file, layer, &narrow)?;
@@ -314,7 +345,7 @@ impl Merge {
         if let Some(set) = &cfg.environment.set {
             for (k, v) in set.get_ref() {
                 env::validate_name(k).map_err(|e| file.error_at(set.span(), e))?;
-                self.policy.env.set.insert(k.clone(), v.clone());
+                self.policy.env.set.insert(k.clone(), expand_value(v, home));
             }
         }
         self.apply_limits_file(file, &narrow)?;
@@ -325,7 +356,9 @@ impl Merge {
             self.policy.allow_ptrace = *v.get_ref();
         }
         self.apply_network_file(file, layer, &narrow)?;
-        self.policy.sources.push(file.path.clone());
+        if !matches!(layer, Layer::Agent(_)) {
+            self.policy.sources.push(file.path.clone());
+        }
         Ok(())
     }
 
@@ -388,13 +421,7 @@ impl Merge {
         narrow: &NarrowCheck,
     ) -> Result<(), PolicyError> {
         let net = &file.config.network;
-        let origin = |span: std::ops::Range<usize>| {
-            let (path, line) = (file.path.clone(), file.line_of(span.start));
-            match layer {
-                Layer::User => Origin::File { path, line },
-                _ => Origin::Project { path, line },
-            }
-        };
+        let origin = |span: std::ops::Range<usize>| layer.origin(file, span.start);
         let non_empty = |list: &SpannedList| list.as_ref().filter(|l| !l.get_ref().is_empty()).map(|l| l.span());
         let presets = net.presets.as_ref().filter(|l| !l.get_ref().is_empty());
         let mut rules = Vec::new();
@@ -468,12 +495,7 @@ impl Merge {
         let Some(list) = &file.config.filesystem.caches else { return Ok(()) };
         narrow(list.span(), "`filesystem.caches`")?;
         for tool in list.get_ref() {
-            let (path, line) = (file.path.clone(), file.line_of(tool.span().start));
-            let origin = match layer {
-                Layer::User => Origin::File { path, line },
-                _ => Origin::Project { path, line },
-            };
-            self.add_cache(*tool.get_ref(), origin);
+            self.add_cache(*tool.get_ref(), layer.origin(file, tool.span().start));
         }
         Ok(())
     }
@@ -690,7 +712,7 @@ fn validate(policy: &Policy) -> Result<(), PolicyError> {
             ));
         }
         if let Some(area) = profile::home_tool_area(&policy.home, &rule.path) {
-            if policy.fs.access(&rule.path).access == FsAccess::Write && !home_areas_allowed(policy) {
+            if policy.fs.access(&rule.path).access == FsAccess::Write && !home_area_allowed(policy, &rule.origin) {
                 let (message, help) = home_area_refusal(&rule.origin.to_string(), &rule.path, &area, &policy.home);
                 return Err(PolicyError::new(message).with_help(help));
             }
@@ -704,6 +726,13 @@ fn validate(policy: &Policy) -> Result<(), PolicyError> {
 /// holds them all).
 pub fn home_areas_allowed(policy: &Policy) -> bool {
     policy.allow_writable_home || policy.allow_writable_home_config
+}
+
+/// Whether a writable root from `origin` may lie in $HOME's configuration, program and cache
+/// areas: where [`home_areas_allowed`], and always for an agent profile's own state folders
+/// (the profile names them, and keeps what would run later read-only).
+pub fn home_area_allowed(policy: &Policy, origin: &Origin) -> bool {
+    home_areas_allowed(policy) || matches!(origin, Origin::Agent { .. })
 }
 
 /// The refusal of a writable root `root` (from `what`) inside the home area `area`: message and

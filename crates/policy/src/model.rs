@@ -1,5 +1,6 @@
 //! The resolved policy: what one run may read, write, keep and use.
 
+use crate::agents::Agent;
 use crate::caches::{CacheDir, CacheTool};
 use crate::env::EnvRules;
 use crate::modes::{NetworkMode, ProfileName};
@@ -41,6 +42,9 @@ pub struct Limits {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Policy {
     pub profile: ProfileName,
+    /// The agent profile layered over `profile` (`--profile agent:NAME`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<Agent>,
     /// The command's working directory; writable under the `workspace` and `strict` profiles.
     pub workspace: PathBuf,
     pub home: PathBuf,
@@ -66,6 +70,16 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The profile as `--profile` names it: `workspace`, or `agent:claude` for an agent's
+    /// layer over `workspace`.
+    pub fn profile_label(&self) -> String {
+        match self.agent {
+            Some(agent) if self.profile == ProfileName::Workspace => agent.to_string(),
+            Some(agent) => format!("{} + {agent}", self.profile),
+            None => self.profile.to_string(),
+        }
+    }
+
     /// A stable digest of the policy, for the run.start event.
     pub fn digest(&self) -> String {
         use sha2::{Digest, Sha256};

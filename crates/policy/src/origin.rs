@@ -1,6 +1,7 @@
 //! Where a rule came from: `explain` and errors point at it, and backends tell the built-in
 //! sources apart by their variant, never by their wording.
 
+use crate::agents::Agent;
 use crate::modes::ProfileName;
 use crate::presets::Preset;
 use serde::Serialize;
@@ -13,6 +14,10 @@ use std::path::PathBuf;
 pub enum Origin {
     /// A built-in profile or list, or something ringfence found on the host or made itself.
     Builtin(Builtin),
+    /// A built-in agent profile (`--profile agent:NAME`), with the line of the entry in its
+    /// text (`ringfence profile show agent:NAME`). Above the built-in lists, so that it can
+    /// re-allow the agent's own credentials; below every config file and flag.
+    Agent { agent: Agent, line: usize },
     /// The user's config file, with the line of the entry.
     File { path: PathBuf, line: usize },
     /// The project's config file, with the line of the entry.
@@ -30,9 +35,10 @@ impl Origin {
     pub(crate) fn rank(&self) -> u8 {
         match self {
             Origin::Builtin(_) => 0,
-            Origin::File { .. } => 1,
-            Origin::Project { .. } => 2,
-            Origin::Flag { .. } => 3,
+            Origin::Agent { .. } => 1,
+            Origin::File { .. } => 2,
+            Origin::Project { .. } => 3,
+            Origin::Flag { .. } => 4,
         }
     }
 }
@@ -47,6 +53,7 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Builtin(source) => write!(f, "built-in {source}"),
+            Origin::Agent { agent, line } => write!(f, "built-in {agent} profile, line {line}"),
             Origin::File { path, line } | Origin::Project { path, line } => write!(f, "{}:{line}", path.display()),
             Origin::Flag { flag } => write!(f, "{flag}"),
         }

@@ -80,6 +80,8 @@ pub const HOME_SECRET_FILES: &[&str] = &[
     ".kaggle/kaggle.json",
     ".gemini/oauth_creds.json",
     ".gemini/google_accounts.json",
+    ".local/share/opencode/auth.json",
+    ".aider/oauth-keys.env",
     ".claude.json",
     ".pulumi/credentials.json",
     ".config/configstore/firebase-tools.json",

@@ -150,6 +150,19 @@ impl FsRules {
         self.rules.iter().filter(move |r| r.kind == kind)
     }
 
+    /// The writable roots an agent profile opened: the agent's own state, whose credentials
+    /// and stores the profile names itself.
+    pub fn agent_roots(&self) -> impl Iterator<Item = &Path> {
+        self.of_kind(RuleKind::Write).filter(|r| matches!(r.origin, Origin::Agent { .. })).map(|r| r.path.as_path())
+    }
+
+    /// Whether `path` is one an agent profile names inside another of its state folders: a
+    /// credential file it re-allows over the secret list, which the agent creates itself.
+    pub fn is_agent_file(&self, path: &Path) -> bool {
+        self.agent_roots().any(|root| root != path && path.starts_with(root))
+            && self.agent_roots().any(|root| root == path)
+    }
+
     /// The rules whose path is exactly `path`.
     pub fn at<'a>(&'a self, path: &'a Path) -> impl Iterator<Item = &'a FsRule> + 'a {
         let indexed = self.indexed == self.rules.len();

@@ -645,3 +645,73 @@ fn rules_carry_their_source_presence_and_placeholder() {
         })
     );
 }
+
+fn agent(agent: Agent) -> Overrides {
+    Overrides { agent: Some(agent), ..Default::default() }
+}
+
+#[test]
+fn every_agent_profile_parses_and_layers_over_workspace() {
+    for a in Agent::all() {
+        let p = builder().overrides(agent(*a)).build().unwrap_or_else(|e| panic!("{a}: {e}"));
+        assert_eq!((p.profile, p.agent), (ProfileName::Workspace, Some(*a)));
+        assert_eq!(p.profile_label(), a.to_string());
+        assert_eq!(p.network, NetworkMode::Allow, "{a}");
+        assert!(p.sources.is_empty(), "{a}: the profile is not a config file");
+        assert_eq!(access(&p, "/home/u/proj/src/main.rs"), FsAccess::Write);
+        assert_eq!(access(&p, "/home/u/.ssh/id_ed25519"), FsAccess::Deny);
+        let roots: Vec<&Path> = p.fs.agent_roots().collect();
+        assert!(!roots.is_empty(), "{a}");
+        for root in roots {
+            let rule = p.fs.at(root).find(|r| r.kind == RuleKind::Write).unwrap();
+            assert!(matches!(rule.origin, Origin::Agent { agent, .. } if agent == *a), "{a}: {root:?}");
+            assert_eq!(rule.presence, Presence::WhilePresent);
+        }
+    }
+}
+
+#[test]
+fn an_agent_profile_opens_its_own_login_alone() {
+    let logins = [
+        (Agent::Claude, "/home/u/.claude/.credentials.json"),
+        (Agent::Codex, "/home/u/.codex/auth.json"),
+        (Agent::Gemini, "/home/u/.gemini/oauth_creds.json"),
+        (Agent::Aider, "/home/u/.aider/oauth-keys.env"),
+        (Agent::Opencode, "/home/u/.local/share/opencode/auth.json"),
+    ];
+    let base = builder().build().unwrap();
+    for (_, login) in logins {
+        assert_eq!(access(&base, login), FsAccess::Deny, "{login}");
+    }
+    for (a, own) in logins {
+        let p = builder().overrides(agent(a)).build().unwrap();
+        for (_, login) in logins {
+            let want = if login == own { FsAccess::Write } else { FsAccess::Deny };
+            assert_eq!(access(&p, login), want, "{a}: {login}");
+        }
+        assert!(p.fs.is_agent_file(Path::new(own)), "{a}");
+        // A login file gets no protected paths of a folder below it.
+        assert!(p.fs.at(&Path::new(own).join(".git/hooks")).next().is_none(), "{a}");
+    }
+}
+
+#[test]
+fn the_user_config_and_flags_outrank_an_agent_profile() {
+    let cfg = user("[filesystem]\ndeny_read = [\"~/.claude/.credentials.json\"]\n");
+    let p = builder().user_config(cfg).overrides(agent(Agent::Claude)).build().unwrap();
+    assert_eq!(access(&p, "/home/u/.claude/.credentials.json"), FsAccess::Deny);
+    assert_eq!(access(&p, "/home/u/.claude/projects/x.jsonl"), FsAccess::Write);
+    // What the profile keeps read-only stays so.
+    assert_eq!(access(&p, "/home/u/.claude/settings.json"), FsAccess::Read);
+    assert_eq!(access(&p, "/home/u/.claude/local/node_modules/x/cli.js"), FsAccess::Read);
+    assert_eq!(p.env.set.get("CLAUDE_CONFIG_DIR").map(String::as_str), Some("/home/u/.claude"));
+}
+
+#[test]
+fn profile_names_parse() {
+    assert_eq!("agent:codex".parse::<ProfileChoice>(), Ok(ProfileChoice::Agent(Agent::Codex)));
+    assert_eq!("strict".parse::<ProfileChoice>(), Ok(ProfileChoice::Base(ProfileName::Strict)));
+    let e = "agent:nope".parse::<ProfileChoice>().unwrap_err();
+    assert!(e.contains("`agent:claude`") && e.contains("`agent:opencode`"), "{e}");
+    assert!("nope".parse::<ProfileChoice>().unwrap_err().contains("agent:claude"));
+}

@@ -152,6 +152,7 @@ impl Command {
     /// sandbox is created with a fork-like clone).
     pub fn spawn(self) -> Result<Child, Error> {
         let policy = self.resolved_policy()?;
+        create_agent_state(&policy)?;
         let cwd = self.cwd.clone().unwrap_or_else(|| policy.workspace.clone());
         let mut prepared = Platform::prepare(&policy).map_err(Error::Launch)?;
         let env = self.environment(&policy, &cwd, prepared.gateway_ports(), prepared.temp_dir().as_deref());
@@ -192,4 +193,22 @@ impl Command {
     pub fn status(self) -> Result<crate::ExitStatus, Error> {
         self.spawn()?.wait()
     }
+}
+
+/// Creates the state folders of the policy's agent profile that don't exist yet, so that the
+/// agent's first confined run can keep its login and sessions. A path the profile names inside
+/// another of its folders (the agent's login file) is the agent's to create.
+fn create_agent_state(policy: &Policy) -> Result<(), Error> {
+    for root in policy.fs.agent_roots() {
+        if policy.fs.is_agent_file(root) || std::fs::symlink_metadata(root).is_ok() {
+            continue;
+        }
+        std::fs::create_dir_all(root).map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("creating {}, the state folder of the {} profile: {e}", root.display(), policy.profile_label()),
+            ))
+        })?;
+    }
+    Ok(())
 }

@@ -31,6 +31,13 @@ pub fn arm_signals(signals: &mut crate::Signals) {
     Platform::arm_signals(signals)
 }
 
+/// Undoes what [`start_process`] did to signals, in a program that starts its sandboxes as
+/// child processes (each a `ringfence run`) instead of supervising one: the MCP server. Call it
+/// before starting any thread.
+pub fn release_signals(signals: crate::Signals) {
+    Platform::release_signals(signals)
+}
+
 /// What `ringfence explain` says about `policy` on this machine: each rule and the layers that
 /// enforce it. An error where a run of the policy could not build its sandbox.
 pub fn explain(policy: &Policy) -> Result<Explanation, Error> {

@@ -26,6 +26,7 @@ pub fn no_limits() -> Limits {
 pub fn policy(workspace: PathBuf, home: PathBuf, fs: FsRules) -> Policy {
     Policy {
         profile: ProfileName::Workspace,
+        agent: None,
         workspace,
         home,
         fs,
