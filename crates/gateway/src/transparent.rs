@@ -114,18 +114,16 @@ async fn opaque(client: TcpStream, pending: Vec<u8>, conn: &mut Connection) {
     let to_client = relay::pump(server, &client, down);
     if let Err(e) = tokio::try_join!(to_server, to_client) {
         *error = Some(e.to_string());
-        // A reset from either side reaches the other as a reset.
-        if e.kind() == std::io::ErrorKind::ConnectionReset {
-            reset(&client);
-            reset(server);
-        }
+        // A connection that broke (a reset, say) on one side breaks on the other as well.
+        reset(&client);
+        reset(server);
     }
 }
 
-/// Closes a connection with a reset, as a refusing or broken server would.
+/// Makes the connection end with a reset when it is closed, as a refusing or broken server's
+/// would.
 fn reset(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
-    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
 }
 
 /// Accepts captured connections on one listener, at most `limit` at once with the proxies'.
