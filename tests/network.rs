@@ -2084,6 +2084,19 @@ for c in idle:
     c.close()
 run('after-tcp', ['dig', '+short', '+tcp', '+time=3', '+tries=1', 'okt%s.wild.test' % M])
 
+# TCP Fast Open connects in sendto(2), without connect(2): the listener's checks still apply.
+def fastopen(name, host, port, payload):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.sendto(payload, socket.MSG_FASTOPEN, (socket.gethostbyname(host), port))
+        s.settimeout(5)
+        out(name, 'SENT', recv_all(s).decode(errors='replace')[:200])
+    except Exception as e:
+        out(name, 'FAILED', e)
+fastopen('tfo-allowed', 'allowed.test', 22, b'tfo-%s\n' % M.encode())
+fastopen('tfo-literal', '192.0.2.11', 443, b'GET /hello?m=%s-tfo HTTP/1.1\r\nHost: other.test\r\n\r\n' % M.encode())
+fastopen('tfo-port', 'allowed.test', 2323, b'tfo-port-%s' % M.encode())
+
 # The way out cannot be changed: no raw or packet sockets, no route changes.
 for name, args in (('raw', (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)),
                    ('packet', (socket.AF_PACKET, socket.SOCK_RAW, 0x0300))):
@@ -2103,13 +2116,15 @@ run('routes', ['ip', 'route', 'show', 'table', 'local'])
 /// refusal or silence, never reach the lab's resolver, and leave the resolver answering
 /// (UDP while the idle connections are open, TCP once they are closed). A half-closed
 /// connection to a named port delivers its data and then the end of the stream, while 600
-/// DNS connections idle.
-/// Raw and packet sockets and route changes are refused, and the local default route is
+/// DNS connections idle. TCP Fast Open (a connection made by sendto(2), not connect(2)) works
+/// to a named port and reaches nothing elsewhere. Raw and packet sockets and route changes are refused, and the local default route is
 /// still in place. Control: the allowed names reach the lab's resolver.
 #[test]
 fn hostile_dns_and_a_fixed_way_out() {
     each_identity("hostile", |lab, env, m| {
         let args = ["--allow-host", "allowed.test:22", "--allow-host", "*.wild.test"];
+        let literal = [ip("192.0.2.11")];
+        let before = connection_counts(lab, &literal);
         let code = format!("{PY_DIRECT}\n{PY_HOSTILE}");
         let run = Run::sandboxed(lab, env, &args, &code, m);
         assert_code(&run.out, 0);
@@ -2131,6 +2146,12 @@ fn hostile_dns_and_a_fixed_way_out() {
 
         run.expect("half-close", &["SSH-2.0-ringfence-lab", &format!("half-{m}")]);
         run.check(!lab.lines_with(&format!("half-{m}")).is_empty(), "the line server saw nothing");
+        run.expect("tfo-allowed", &["SENT", &format!("tfo-{m}")]);
+        run.expect_not("tfo-literal", &["hello from"]);
+        run.expect_not("tfo-port", &["SENT tfo-port"]);
+        run.check(lab.requests_with(&format!("{m}-tfo")).is_empty(), "a Fast Open request reached a server");
+        run.check_no_new_connections(lab, &literal, &before);
+        run.event("net.deny", &[("proto", "tcp"), ("host", "192.0.2.11"), ("port", "443"), ("reason", "not-allowed")]);
         run.expect("raw", &["REFUSED"]);
         run.expect("packet", &["REFUSED"]);
         run.expect_not("route-del", &["rc=0"]);
