@@ -2097,6 +2097,20 @@ fastopen('tfo-allowed', 'allowed.test', 22, b'tfo-%s\n' % M.encode())
 fastopen('tfo-literal', '192.0.2.11', 443, b'GET /hello?m=%s-tfo HTTP/1.1\r\nHost: other.test\r\n\r\n' % M.encode())
 fastopen('tfo-port', 'allowed.test', 2323, b'tfo-port-%s' % M.encode())
 
+# A captured port can't be taken over, for any address (the control: a port no rule covers).
+for name, family, addr, port in (('bind-any6', socket.AF_INET6, '::', 8443), ('bind-any4', socket.AF_INET, '0.0.0.0', 8443),
+                                 ('bind-fake', socket.AF_INET, '198.18.0.1', 8443), ('bind-literal', socket.AF_INET, '192.0.2.11', 8443),
+                                 ('bind-other-port', socket.AF_INET, '192.0.2.11', 8444)):
+    b = socket.socket(family)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        b.bind((addr, port))
+        b.listen()
+        out(name, 'BOUND')
+    except OSError as e:
+        out(name, 'REFUSED', e)
+
 # The way out cannot be changed: no raw or packet sockets, no route changes.
 for name, args in (('raw', (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)),
                    ('packet', (socket.AF_PACKET, socket.SOCK_RAW, 0x0300))):
@@ -2117,12 +2131,14 @@ run('routes', ['ip', 'route', 'show', 'table', 'local'])
 /// (UDP while the idle connections are open, TCP once they are closed). A half-closed
 /// connection to a named port delivers its data and then the end of the stream, while 600
 /// DNS connections idle. TCP Fast Open (a connection made by sendto(2), not connect(2)) works
-/// to a named port and reaches nothing elsewhere. Raw and packet sockets and route changes are refused, and the local default route is
+/// to a named port and reaches nothing elsewhere. No listener of the sandbox can take a
+/// captured port, on any address (control: another port binds). Raw and packet sockets and route changes are refused, and the local default route is
 /// still in place. Control: the allowed names reach the lab's resolver.
 #[test]
 fn hostile_dns_and_a_fixed_way_out() {
     each_identity("hostile", |lab, env, m| {
-        let args = ["--allow-host", "allowed.test:22", "--allow-host", "*.wild.test"];
+        let args =
+            ["--allow-host", "allowed.test:22", "--allow-host", "*.wild.test", "--allow-host", "other.test:8443"];
         let literal = [ip("192.0.2.11")];
         let before = connection_counts(lab, &literal);
         let code = format!("{PY_DIRECT}\n{PY_HOSTILE}");
@@ -2152,6 +2168,10 @@ fn hostile_dns_and_a_fixed_way_out() {
         run.check(lab.requests_with(&format!("{m}-tfo")).is_empty(), "a Fast Open request reached a server");
         run.check_no_new_connections(lab, &literal, &before);
         run.event("net.deny", &[("proto", "tcp"), ("host", "192.0.2.11"), ("port", "443"), ("reason", "not-allowed")]);
+        for name in ["bind-any6", "bind-any4", "bind-fake", "bind-literal"] {
+            run.expect(name, &["REFUSED", "Address already in use"]);
+        }
+        run.expect("bind-other-port", &["BOUND"]);
         run.expect("raw", &["REFUSED"]);
         run.expect("packet", &["REFUSED"]);
         run.expect_not("route-del", &["rc=0"]);
