@@ -13,6 +13,8 @@ use tokio::net::TcpStream;
 /// How long one dial may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+// Only Linux has the transparent path, the resolver and the UDP tap.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Proto {
     HttpConnect,
@@ -40,6 +42,8 @@ impl Proto {
 }
 
 /// Why a destination is refused; `name` is the event's `reason`.
+// Only Linux has the transparent path and the UDP tap.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DenyReason {
     NotAllowed,
@@ -205,6 +209,7 @@ impl Engine {
         Ok(conn)
     }
 
+    #[cfg(target_os = "linux")]
     pub fn rules(&self) -> &NetworkRules {
         &self.rules
     }

@@ -12,6 +12,7 @@ const V4_SIZE: u32 = 1 << 17;
 /// The IPv6 pool's /96 prefix (a unique local address range: "rin" "gf" in ASCII).
 const V6_PREFIX: [u8; 12] = [0xfd, 0x72, 0x69, 0x6e, 0x67, 0x66, 0, 0, 0, 0, 0, 0];
 /// The most names one run may look up.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub const MAX_NAMES: usize = 65_536;
 
 /// What an address means to the pool.
@@ -25,6 +26,8 @@ pub enum Fake {
     Name(String),
 }
 
+// Only Linux has the resolver that gives addresses out; elsewhere the pool stays empty.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 #[derive(Default)]
 pub struct Pool {
     /// Index i-1 holds the name of addresses number i.
@@ -35,6 +38,7 @@ pub struct Pool {
 impl Pool {
     /// The IPv4 and IPv6 addresses of `name`, given out now if it had none; None when the pool
     /// is full.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub fn addresses(&mut self, name: &str) -> Option<(Ipv4Addr, Ipv6Addr)> {
         let number = match self.numbers.get(name) {
             Some(n) => *n,

@@ -246,6 +246,7 @@ fn checked_target(engine: &Engine, req: &Request) -> Result<Target, Refusal> {
 /// A request on a transparent connection to `host:port`: its target (origin-form, or
 /// absolute-form naming the same host) and its Host header, if any, must name that
 /// destination.
+#[cfg(target_os = "linux")]
 pub fn checked_pinned_target(engine: &Engine, req: &Request, host: &Host, port: u16) -> Result<Target, Refusal> {
     let bad = |e: String| engine.bad_request(Proto::Tcp, format!("a bad request: {e}"));
     let path = if req.target.starts_with('/') || req.target == "*" {
