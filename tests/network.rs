@@ -1904,6 +1904,20 @@ while True:
     count += len(chunk)
 out('big', count, got.hexdigest() == want.hexdigest())
 
+# Keep-alive: three requests, one after the other, on one connection.
+s = socket.create_connection(('allowed.test', 80), timeout=10)
+answered = 0
+for i in range(3):
+    s.sendall(b'GET /hello?m=%s-ka%d HTTP/1.1\r\nHost: allowed.test\r\n\r\n' % (M.encode(), i))
+    data = recv_head(s)
+    head, body = data.split(b'\r\n\r\n', 1)
+    length = int([l.split(b':')[1] for l in head.split(b'\r\n') if l.lower().startswith(b'content-length:')][0])
+    while len(body) < length:
+        body += s.recv(65536)
+    answered += b'hello from 192.0.2.10' in body
+out('keepalive', answered)
+s.close()
+
 s = socket.create_connection(('allowed.test', 2323), timeout=10)
 s.sendall(b'hello')
 try:
@@ -1915,8 +1929,8 @@ except Exception as e:
 "#;
 
 /// Load and failures on the transparent path: 1,000 connections at once all complete, a
-/// 1 GiB download arrives whole (its SHA-256 matches), and a server's reset reaches the
-/// program as ECONNRESET.
+/// 1 GiB download arrives whole (its SHA-256 matches), three requests share one kept-alive
+/// connection, and a server's reset reaches the program as ECONNRESET.
 #[test]
 fn transparent_path_under_load_and_resets() {
     each_identity("load", |lab, env, m| {
@@ -1928,6 +1942,8 @@ fn transparent_path_under_load_and_resets() {
         run.check(lab.requests_with(&format!("{m}-par")).len() == 1000, "the server did not see 1000 requests");
         run.expect("big", &["1073741824 True"]);
         run.expect("reset", &["ECONNRESET"]);
+        run.expect("keepalive", &["3"]);
+        run.check(lab.requests_with(&format!("{m}-ka")).len() == 3, "the server did not see the kept-alive requests");
     });
 }
 
