@@ -71,9 +71,10 @@ pub struct TransparentSockets {
     pub dns_udp: [UdpSocket; 2],
     /// The resolver's TCP listener on port 53 of every address.
     pub dns_tcp: TcpListener,
-    /// A packet socket that receives the start of every other UDP datagram the sandbox sends
-    /// (from its IP header), to record it.
-    pub udp_tap: OwnedStream,
+    /// Raw UDP sockets, IPv4 then IPv6, that receive the start of every other UDP datagram the
+    /// sandbox sends, to record it: IPv4 from its IP header, IPv6 from its UDP header with the
+    /// destination in IPV6_PKTINFO.
+    pub udp_taps: [OwnedStream; 2],
 }
 
 /// Decides, before any packet is sent, whether the sandbox may open a TCP connection to an

@@ -114,7 +114,7 @@ pub async fn serve_udp(socket: UdpSocket, egress: Arc<Egress>) {
 }
 
 /// One datagram, who sent it, and the address it was sent to.
-fn receive(socket: &UdpSocket) -> io::Result<(Vec<u8>, SockaddrStorage, Option<IpAddr>)> {
+pub(crate) fn receive(socket: &UdpSocket) -> io::Result<(Vec<u8>, SockaddrStorage, Option<IpAddr>)> {
     let mut buf = vec![0u8; 4096];
     let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo);
     let mut iov = [IoSliceMut::new(&mut buf)];

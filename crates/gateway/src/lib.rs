@@ -170,14 +170,14 @@ async fn serve(listener: tokio::net::TcpListener, egress: Arc<Egress>, limit: Ar
 }
 
 /// Starts serving the transparent path (in the runtime's context): a task per captured
-/// listener, the resolver's UDP sockets and TCP listener, and the UDP tap.
+/// listener, the resolver's UDP sockets and TCP listener, and the UDP taps.
 #[cfg(target_os = "linux")]
 fn serve_transparent(
     sockets: TransparentSockets,
     egress: &Arc<Egress>,
     limit: &Arc<tokio::sync::Semaphore>,
 ) -> std::io::Result<()> {
-    let TransparentSockets { tcp, dns_udp, dns_tcp, udp_tap } = sockets;
+    let TransparentSockets { tcp, dns_udp, dns_tcp, udp_taps } = sockets;
     for listener in tcp {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -190,8 +190,12 @@ fn serve_transparent(
     dns_tcp.set_nonblocking(true)?;
     let dns_tcp = tokio::net::TcpListener::from_std(dns_tcp)?;
     tokio::spawn(dns::accept_tcp(dns_tcp, egress.clone()));
-    nix::fcntl::fcntl(&udp_tap, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
-    tokio::spawn(tap::serve(udp_tap, egress.clone()));
+    // Raw sockets, served as datagram sockets: only recvmsg(2) is used on them.
+    let [v4, v6] = udp_taps.map(std::net::UdpSocket::from);
+    v4.set_nonblocking(true)?;
+    v6.set_nonblocking(true)?;
+    let (v4, v6) = (tokio::net::UdpSocket::from_std(v4)?, tokio::net::UdpSocket::from_std(v6)?);
+    tokio::spawn(tap::serve(v4, v6, egress.clone()));
     Ok(())
 }
 

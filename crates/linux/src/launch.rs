@@ -219,15 +219,17 @@ impl Exchange {
         for _ in 0..self.capture_sockets {
             sockets.push(receive_handover(control, Handover::CaptureSocket)?);
         }
-        let (udp_tap, dns_tcp, dns_v6, dns_v4) = match (sockets.pop(), sockets.pop(), sockets.pop(), sockets.pop()) {
-            (Some(tap), Some(tcp), Some(v6), Some(v4)) => (tap, tcp, v6, v4),
-            _ => return Err(LaunchError::internal("the sandbox's init sent too few transparent-path sockets")),
+        let mut last = || {
+            sockets
+                .pop()
+                .ok_or_else(|| LaunchError::internal("the sandbox's init sent too few transparent-path sockets"))
         };
+        let (tap_v6, tap_v4, dns_tcp, dns_v6, dns_v4) = (last()?, last()?, last()?, last()?, last()?);
         Ok(TransparentSockets {
             tcp: sockets.into_iter().map(Into::into).collect(),
             dns_udp: [dns_v4.into(), dns_v6.into()],
             dns_tcp: dns_tcp.into(),
-            udp_tap,
+            udp_taps: [tap_v4, tap_v6],
         })
     }
 }
