@@ -2190,3 +2190,35 @@ fn hostile_dns_and_a_fixed_way_out() {
         run.expect("routes", &["rc=0", "local default dev lo"]);
     });
 }
+
+const PY_REBIND: &str = r#"
+name = 'r%s.rebind.test' % M
+addr = socket.getaddrinfo(name, 80, socket.AF_INET)[0][4][0]
+out('fake', addr)
+for i in range(6):
+    raw_tcp('rebind-%d' % i, addr, 80, http(name, '/hello?m=%s-rebind' % M, name))
+"#;
+
+/// A name that rebinds to loopback between lookups (the lab's resolver alternates its answer,
+/// with a TTL of 0) gets one fake address; each connection to it is resolved again and the
+/// address guard refuses the loopback answers, so nothing reaches H's own listeners, while the
+/// other answers reach the lab (the control that the connections were made at all).
+#[test]
+fn rebinding_behind_a_fake_address_never_reaches_loopback() {
+    each_identity("rebindt", |lab, env, m| {
+        let args = ["--allow-host", "*.rebind.test", "--resolver", "192.0.2.53"];
+        let code = format!("{PY_DIRECT}\n{PY_REBIND}");
+        let run = Run::sandboxed(lab, env, &args, &code, m);
+        assert_code(&run.out, 0);
+        run.expect("fake", &["198.18."]);
+        let got: Vec<String> = (0..6).map(|i| run.get(&format!("rebind-{i}")).to_string()).collect();
+        run.check(
+            got.iter().any(|g| g.contains("hello from 192.0.2.10")),
+            &format!("no answer reached the lab: {got:?}"),
+        );
+        run.check(got.iter().all(|g| !g.contains("hello from 127.")), &format!("loopback answered: {got:?}"));
+        let seen = lab.requests_with(&format!("{m}-rebind"));
+        run.check(seen.iter().all(|r| r.side == Side::Internet), &format!("H's listeners saw {seen:?}"));
+        run.denied(&format!("r{m}.rebind.test"), "address-guard");
+    });
+}
