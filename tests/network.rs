@@ -2088,6 +2088,8 @@ out('idle-tcp', len(idle))
 # to a port a rule names: what was sent before the half-close comes back, then the end of the
 # stream.
 run('after', ['dig', '+short', '+time=3', '+tries=1', 'ok%s.wild.test' % M])
+run('v6-server', ['dig', '@2001:db8::53', '+short', '+time=3', '+tries=1', 'AAAA', 'ok6%s.wild.test' % M])
+run('v6-denied', ['dig', '@2001:db8::53', '+time=3', '+tries=1', 'v6%s.attacker.test' % M])
 s = socket.create_connection(('allowed.test', 22), timeout=10)
 s.sendall(b'half-%s\n' % M.encode())
 s.shutdown(socket.SHUT_WR)
@@ -2141,7 +2143,8 @@ run('routes', ['ip', 'route', 'show', 'table', 'local'])
 /// Hostile bytes to the sandbox's resolver (an empty datagram, garbage, a response, a
 /// compression loop, no question, 65535 questions, a binary label, a name of 200 bytes, a TCP
 /// length never sent whole, a question one byte at a time, 600 idle TCP connections) get a
-/// refusal or silence, never reach the lab's resolver, and leave the resolver answering
+/// refusal or silence, never reach the lab's resolver, and leave the resolver answering, also
+/// at an IPv6 address
 /// (UDP while the idle connections are open, TCP once they are closed). A half-closed
 /// connection to a named port delivers its data and then the end of the stream, while 600
 /// DNS connections idle. TCP Fast Open (a connection made by sendto(2), not connect(2)) works
@@ -2168,6 +2171,8 @@ fn hostile_dns_and_a_fixed_way_out() {
         run.event("net.deny", &[("proto", "dns"), ("host", &format!("bh{secret}")), ("reason", "not-allowed")]);
         run.expect("idle-tcp", &["600"]);
         run.expect("after", &["rc=0", "198.18."]);
+        run.expect("v6-server", &["rc=0", "fd72:696e:6766::"]);
+        run.expect("v6-denied", &["rc=0", "status: NXDOMAIN", "SERVER: 2001:db8::53#53"]);
         run.expect("after-tcp", &["rc=0", "198.18."]);
         let allowed = format!("okt{m}.wild.test");
         run.check(lab.queries_with(&allowed).iter().any(|q| q.name == allowed), "control: no lookup reached the lab");

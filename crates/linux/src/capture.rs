@@ -59,6 +59,9 @@ fn udp_socket(v6: bool) -> io::Result<OwnedFd> {
     if v6 {
         setsockopt(&sock, sockopt::Ipv6V6Only, &true)?;
         setsockopt(&sock, sockopt::Ipv6RecvPacketInfo, &true)?;
+        // An IPv6 answer may come from an address no interface holds (a `local` route makes
+        // it the namespace's) only with IP_FREEBIND; IPv4 needs nothing.
+        setsockopt(&sock, sockopt::IpFreebind, &true)?;
         bind(sock.as_raw_fd(), &SockaddrIn6::from(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, DNS_PORT, 0, 0)))?;
     } else {
         setsockopt(&sock, sockopt::Ipv4PacketInfo, &true)?;
