@@ -149,9 +149,15 @@ def runners():
     out = {"bare": []}
     rf = RINGFENCE_BIN
     if rf and os.access(rf, os.X_OK) and not os.environ.get("RINGFENCE_NOTE"):
-        out["ringfence"] = [rf, "run", "--no-config", "--allow-host", SERVER, "--"]
+        # A rule names each port: a bare host means ports 80 and 443.
+        allow = [a for port in (BULK_PORT, HTTP_PORT, TLS_PORT) for a in ("--allow-host", f"{SERVER}:{port}")]
+        out["ringfence"] = [rf, "run", "--no-config", *allow, "--"]
+        # The same run, with the client blind to the proxy variables: its connections take
+        # the transparent path.
+        out["ringfence transparent"] = out["ringfence"] + ["env", *unset_proxy_variables()]
     else:
         out["ringfence"] = os.environ.get("RINGFENCE_NOTE") or (f"not found: {rf}" if rf else "RINGFENCE_BIN unset")
+        out["ringfence transparent"] = out["ringfence"]
     srt = NODE_BIN / "srt"
     if srt.exists():
         settings = PEERS_DIR / "srt-net-settings.json"
@@ -167,6 +173,11 @@ def runners():
     else:
         out["srt"] = "not installed (npm i @anthropic-ai/sandbox-runtime failed; see bench/.peers/npm.log)"
     return out
+
+
+def unset_proxy_variables():
+    """`env` arguments that remove every proxy variable, in both spellings."""
+    return [a for v in sorted(PROXY_VARS) for a in ("-u", v, "-u", v.upper())]
 
 
 def cpu_ticks():
@@ -288,17 +299,20 @@ def measure_all(lab: Lab, ws: Path):
 def verdicts(results):
     by_key = {(r["runner"], r["workload"]): r for r in results}
     lines = []
-    for w in ("upload", "download"):
-        r = by_key.get(("ringfence", w), {})
-        if "median" in r:
-            ok = "meets" if r["median"] >= 1.0 else "misses"
-            lines.append(f"- ringfence {w}: {r['median']:.2f} GB/s, {ok} the ≥ 1 GB/s target")
-    for w in ("http request", "https request"):
-        r = by_key.get(("ringfence", w), {})
-        if "added_ms" in r:
-            ok = "meets" if r["added_ms"] <= 1.0 else "misses"
-            lines.append(f"- ringfence {w}: +{r['added_ms']:.2f} ms per connection over bare, "
-                         f"{ok} the ≤ 1 ms target")
+    # The explicit proxy's target is 1 GB/s; the transparent path's 2 GB/s.
+    for runner, target in (("ringfence", 1.0), ("ringfence transparent", 2.0)):
+        for w in ("upload", "download"):
+            r = by_key.get((runner, w), {})
+            if "median" in r:
+                ok = "meets" if r["median"] >= target else "misses"
+                lines.append(f"- {runner} {w}: {r['median']:.2f} GB/s, {ok} the ≥ {target:g} GB/s target")
+    for runner in ("ringfence", "ringfence transparent"):
+        for w in ("http request", "https request"):
+            r = by_key.get((runner, w), {})
+            if "added_ms" in r:
+                ok = "meets" if r["added_ms"] <= 1.0 else "misses"
+                lines.append(f"- {runner} {w}: +{r['added_ms']:.2f} ms per connection over bare, "
+                             f"{ok} the ≤ 1 ms target")
     return lines
 
 

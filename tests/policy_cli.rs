@@ -549,8 +549,9 @@ fn explain_shows_the_network_rules() {
     let project = project_path(&env);
     let expected = [
         "Network:\n  allow: only the hosts allowed below; every attempt is checked and recorded\n".to_string(),
-        "    [gateway in the supervisor (HTTP proxy 127.0.0.1:3128, SOCKS5 127.0.0.1:1080); the sandbox's own \
-         network namespace has only loopback]\n"
+        "    [gateway in the supervisor (HTTP proxy 127.0.0.1:3128, SOCKS5 127.0.0.1:1080, and every other TCP \
+         connection and DNS question, captured); the sandbox's own network namespace has only loopback, and \
+         every address is routed to it]\n"
             .into(),
         "  allowed:\n".into(),
         format!("    *.example.com:443                          from {}:2\n", user.display()),

@@ -141,6 +141,10 @@ struct Log {
     datagrams: Vec<Vec<u8>>,
     /// A-record lookups of each `*.rebind.test` name so far.
     rebinds: HashMap<String, u32>,
+    /// What each connection to the line server (port 22) sent, up to 4 KiB.
+    lines: Vec<(SocketAddr, Vec<u8>)>,
+    /// Datagrams the UDP servers (ports 443 and 123) got: where to, and what.
+    udp: Vec<(SocketAddr, Vec<u8>)>,
 }
 
 /// The lab: two namespaces, their servers, the CA, and the record of what was seen.
@@ -236,6 +240,7 @@ impl Lab {
             let certs = certs.clone();
             serve_tcp(tls, side, log, move |stream, ctx| serve_tls(stream, &ctx, &certs));
         }
+        self.start_other_servers();
         let (udp, tcp) = in_netns(self.internet_pid, || {
             let addr = format!("{RESOLVER}:53");
             (UdpSocket::bind(&addr).expect("bind dns/udp"), TcpListener::bind(&addr).expect("bind dns/tcp"))
@@ -243,6 +248,54 @@ impl Lab {
         let log = self.log.clone();
         std::thread::spawn(move || dns_udp(udp, log));
         serve_tcp(tcp, Side::Internet, self.log.clone(), |stream, ctx| dns_tcp(stream, &ctx.log));
+    }
+
+    /// In I, on every address: a line server on port 22 that greets like an SSH server, records
+    /// what it gets and echoes it; a server on port 2323 that resets every connection after
+    /// its first bytes; UDP servers on ports 443 (QUIC) and 123 (NTP) that record datagrams.
+    fn start_other_servers(&self) {
+        let (lines, resets, quic, ntp) = in_netns(self.internet_pid, || {
+            (
+                TcpListener::bind("[::]:22").expect("bind :22"),
+                TcpListener::bind("[::]:2323").expect("bind :2323"),
+                UdpSocket::bind("[::]:443").expect("bind udp :443"),
+                UdpSocket::bind("[::]:123").expect("bind udp :123"),
+            )
+        });
+        serve_tcp(lines, Side::Internet, self.log.clone(), |mut stream, ctx| {
+            let _ = stream.write_all(b"SSH-2.0-ringfence-lab\r\n");
+            let mut buf = [0u8; 4096];
+            let mut entry = None;
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                let mut log = ctx.log.lock().unwrap();
+                let at = *entry.get_or_insert_with(|| {
+                    log.lines.push((ctx.local, Vec::new()));
+                    log.lines.len() - 1
+                });
+                let seen = &mut log.lines[at].1;
+                if seen.len() < 4096 {
+                    seen.extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+        serve_tcp(resets, Side::Internet, self.log.clone(), |mut stream, _| {
+            let mut buf = [0u8; 5];
+            let _ = stream.read(&mut buf);
+            let _ = linger_zero(&stream);
+        });
+        for socket in [quic, ntp] {
+            let log = self.log.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                while let Ok((n, _)) = socket.recv_from(&mut buf) {
+                    let local = socket.local_addr().unwrap();
+                    log.lock().unwrap().udp.push((local, buf[..n].to_vec()));
+                }
+            });
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -372,6 +425,19 @@ impl Lab {
             .iter()
             .filter(|b| b.to_ascii_lowercase().windows(fragment.len()).any(|w| w == fragment.as_bytes()))
             .count()
+    }
+
+    /// What the line server (port 22) got on connections whose bytes contain `fragment`.
+    pub fn lines_with(&self, fragment: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        let texts = log.lines.iter().map(|(_, b)| String::from_utf8_lossy(b).into_owned());
+        texts.filter(|t| t.contains(fragment)).collect()
+    }
+
+    /// Datagrams the UDP servers got whose bytes contain `fragment`.
+    pub fn datagrams_with(&self, fragment: &str) -> usize {
+        let log = self.log.lock().unwrap();
+        log.udp.iter().filter(|(_, b)| String::from_utf8_lossy(b).contains(fragment)).count()
     }
 
     /// Questions (and stray datagrams) the resolver got that contain `fragment`.
@@ -955,6 +1021,12 @@ fn dns_answer(packet: &[u8], log: &Mutex<Log>, tcp: bool) -> Option<Vec<u8>> {
         }
     }
     resp.to_vec().ok()
+}
+
+/// Closes a connection with a reset (SO_LINGER 0).
+fn linger_zero(stream: &TcpStream) -> io::Result<()> {
+    let value = nix::libc::linger { l_onoff: 1, l_linger: 0 };
+    nix::sys::socket::setsockopt(stream, nix::sys::socket::sockopt::Linger, &value).map_err(io::Error::from)
 }
 
 fn dns_udp(socket: UdpSocket, log: Arc<Mutex<Log>>) {

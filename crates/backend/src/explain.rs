@@ -202,7 +202,7 @@ fn allow_rules(policy: &Policy) -> Vec<Line> {
     ));
     lines.push(match &net.resolver {
         Some((addr, origin)) => Line::fact(format!("resolver: {addr}  from {origin}"), &["gateway only"]),
-        None => Line::fact("resolver: system resolver", &["gateway only; the sandbox has none"]),
+        None => Line::fact("resolver: system resolver", &["gateway only"]),
     });
     lines
 }

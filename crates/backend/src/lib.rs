@@ -20,7 +20,7 @@ pub use ringfence_audit::{EndReason, ErrorKind, LaunchError, Layer, ReviewFindin
 
 use ringfence_policy::Policy;
 use std::ffi::OsString;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,11 +50,54 @@ pub struct GatewayPorts {
     pub socks: u16,
 }
 
-/// The gateway's two listening sockets, for the library to serve.
+/// The gateway's two listening sockets, for the library to serve, and the transparent path's
+/// sockets where the backend has one.
 #[derive(Debug)]
 pub struct GatewayListeners {
     pub http: TcpListener,
     pub socks: TcpListener,
+    pub transparent: Option<TransparentSockets>,
+}
+
+/// The sockets of the transparent path (Linux), made inside the sandbox's network namespace,
+/// where every address is routed to loopback.
+#[derive(Debug)]
+pub struct TransparentSockets {
+    /// One listener per captured port, on every address (IPv4 as mapped IPv6): a connection's
+    /// local address is where the command meant to connect.
+    pub tcp: Vec<TcpListener>,
+    /// The resolver's UDP sockets on port 53 of every address, IPv4 then IPv6; each reports
+    /// the address a datagram was sent to (IP_PKTINFO, IPV6_RECVPKTINFO).
+    pub dns_udp: [UdpSocket; 2],
+    /// The resolver's TCP listener on port 53 of every address.
+    pub dns_tcp: TcpListener,
+    /// Raw UDP sockets, IPv4 then IPv6, that receive the start of every other UDP datagram the
+    /// sandbox sends, to record it: IPv4 from its IP header, IPv6 from its UDP header with the
+    /// destination in IPV6_PKTINFO.
+    pub udp_taps: [OwnedStream; 2],
+}
+
+/// Decides, before any packet is sent, whether the sandbox may open a TCP connection to an
+/// address (Linux: when connect(2) traps to the supervisor). A refusal is recorded by the
+/// judge; the caller answers the command as a refused connection would.
+#[derive(Clone)]
+pub struct EgressJudge(Arc<dyn Fn(SocketAddr) -> bool + Send + Sync>);
+
+impl EgressJudge {
+    pub fn new(judge: impl Fn(SocketAddr) -> bool + Send + Sync + 'static) -> Self {
+        EgressJudge(Arc::new(judge))
+    }
+
+    /// Whether a connection to `to` may be made.
+    pub fn allows(&self, to: SocketAddr) -> bool {
+        (self.0)(to)
+    }
+}
+
+impl std::fmt::Debug for EgressJudge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EgressJudge")
+    }
 }
 
 /// What a backend prepares for a run before the command's environment is known.
@@ -83,6 +126,9 @@ pub struct LaunchRequest {
     pub stdio: [Stdio; 3],
     /// Give the command its own terminal, relayed to the caller's (interactive programs).
     pub terminal: bool,
+    /// In `allow` mode, the gateway's early decision on connections, for a backend that can ask
+    /// it before a connection is made (Linux).
+    pub egress: Option<EgressJudge>,
 }
 
 /// How the command ended.

@@ -188,8 +188,9 @@ pub struct PolicyArgs {
     /// gateway; implied by --allow-host and --allow-preset) or host (unfiltered; dangerous).
     #[arg(long, value_name = "MODE", value_parser = parse_network)]
     pub network: Option<NetworkMode>,
-    /// Allow connections to hosts matching PATTERN: example.com, *.example.com (names below
-    /// it), example.com:443, 192.0.2.7, [2001:db8::1]:443 (repeatable).
+    /// Allow connections to hosts matching PATTERN: example.com (ports 80 and 443),
+    /// *.example.com (names below it), github.com:22, 192.0.2.7, [2001:db8::1]:443,
+    /// 10.1.0.0/16:5432 (repeatable).
     #[arg(long, value_name = "PATTERN")]
     pub allow_host: Vec<String>,
     /// Refuse hosts matching PATTERN, even if allowed (repeatable).

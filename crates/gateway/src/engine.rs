@@ -13,11 +13,19 @@ use tokio::net::TcpStream;
 /// How long one dial may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+// Only Linux has the transparent path, the resolver and the UDP tap.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Proto {
     HttpConnect,
     Http,
     Socks5,
+    /// A TCP connection the transparent path captured.
+    Tcp,
+    /// A question to the sandbox's resolver.
+    Dns,
+    /// A UDP datagram other than DNS (dropped).
+    Udp,
 }
 
 impl Proto {
@@ -26,11 +34,16 @@ impl Proto {
             Proto::HttpConnect => "http-connect",
             Proto::Http => "http",
             Proto::Socks5 => "socks5",
+            Proto::Tcp => "tcp",
+            Proto::Dns => "dns",
+            Proto::Udp => "udp",
         }
     }
 }
 
 /// Why a destination is refused; `name` is the event's `reason`.
+// Only Linux has the transparent path and the UDP tap.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DenyReason {
     NotAllowed,
@@ -41,6 +54,12 @@ pub enum DenyReason {
     NotTls,
     HostMismatch,
     BadRequest,
+    /// A transparent connection to a port no rule names, carrying neither TLS nor HTTP.
+    NotNamedPort,
+    /// An address the sandbox's resolver never gave out, in its pool of fake addresses.
+    UnknownFake,
+    /// UDP other than DNS.
+    Udp,
 }
 
 impl DenyReason {
@@ -54,6 +73,9 @@ impl DenyReason {
             DenyReason::NotTls => "not-tls",
             DenyReason::HostMismatch => "host-mismatch",
             DenyReason::BadRequest => "bad-request",
+            DenyReason::NotNamedPort => "port-not-named",
+            DenyReason::UnknownFake => "unknown-address",
+            DenyReason::Udp => "udp",
         }
     }
 }
@@ -88,6 +110,8 @@ pub struct Connection {
     port: u16,
     addr: SocketAddr,
     rule: String,
+    /// The allow rule names the port: the user's consent to protocols other than TLS and HTTP.
+    pub named_port: bool,
     started: Instant,
     pub up: u64,
     pub down: u64,
@@ -178,16 +202,23 @@ impl Engine {
 
     /// Decides, resolves, guards and dials `host:port` for the sandbox.
     pub async fn open(&self, proto: Proto, host: &Host, port: u16) -> Result<Connection, Refusal> {
-        let rule = self.allowing_rule(proto, host, port)?;
+        let (rule, named_port) = self.allowing_rule(proto, host, port)?;
         let permitted = self.permitted_addresses(proto, host, port, &rule).await?;
-        self.dial(proto, host, port, rule, permitted).await
+        let mut conn = self.dial(proto, host, port, rule, permitted).await?;
+        conn.named_port = named_port;
+        Ok(conn)
     }
 
-    /// The allow rule (its pattern) that lets the sandbox reach `host:port`, or the refusal,
-    /// recorded.
-    fn allowing_rule(&self, proto: Proto, host: &Host, port: u16) -> Result<String, Refusal> {
+    #[cfg(target_os = "linux")]
+    pub fn rules(&self) -> &NetworkRules {
+        &self.rules
+    }
+
+    /// The allow rule (its pattern, and whether it names the port) that lets the sandbox reach
+    /// `host:port`, or the refusal, recorded.
+    pub fn allowing_rule(&self, proto: Proto, host: &Host, port: u16) -> Result<(String, bool), Refusal> {
         match self.rules.decide(host, port) {
-            NetVerdict::Allowed(rule) => Ok(rule.pattern.to_string()),
+            NetVerdict::Allowed(rule) => Ok((rule.pattern.to_string(), rule.pattern.port.is_some())),
             NetVerdict::Denied(rule) => {
                 let detail = format!("{host}:{port} is refused by the deny rule `{}` ({})", rule.pattern, rule.origin);
                 Err(self.deny(proto, host, port, DenyReason::Denied, detail, Some(rule.pattern.to_string()), None))
@@ -273,6 +304,7 @@ impl Engine {
                         port,
                         addr,
                         rule,
+                        named_port: false,
                         started,
                         up: 0,
                         down: 0,
@@ -300,7 +332,7 @@ impl Engine {
         Err(Refusal::Unreachable(last))
     }
 
-    async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, Refusal> {
+    pub async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, Refusal> {
         let lookup = self.resolver.lookup(name).await;
         if lookup.fresh {
             (self.sink)(EventBody::NetDns {

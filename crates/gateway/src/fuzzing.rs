@@ -8,7 +8,7 @@ use crate::{http, socks, tls};
 pub fn parse_untrusted(data: &[u8]) {
     if let Ok(Some(req)) = http::parse_request(data) {
         let _ = http::request_body(&req);
-        let _ = http::host_header(&req);
+        let _ = http::host_header(&req, 80);
         let _ = http::wants_close(&req);
         let _ = http::expects_continue(&req);
         let _ = http::parse_absolute(&req.target);

@@ -265,15 +265,16 @@ pub fn origin_head(req: &Request, path: &str, authority: &str, body: Body, close
     out
 }
 
-/// The Host header's host and port, if the request has exactly one.
-pub fn host_header(req: &Request) -> Result<Option<(Host, u16)>, String> {
+/// The Host header's host and port (`default_port` when it names none), if the request has
+/// exactly one.
+pub fn host_header(req: &Request, default_port: u16) -> Result<Option<(Host, u16)>, String> {
     let mut hosts = values(&req.headers, "host");
     let Some(first) = hosts.next() else { return Ok(None) };
     if hosts.next().is_some() {
         return Err("more than one Host header".into());
     }
     let text = std::str::from_utf8(first).map_err(|_| "a Host header that is not text")?;
-    parse_authority(text.trim(), Some(80)).map(Some)
+    parse_authority(text.trim(), Some(default_port)).map(Some)
 }
 
 /// A complete response from the gateway itself.

@@ -8,7 +8,11 @@
 #![deny(clippy::too_many_lines)]
 
 mod chunked;
+#[cfg(target_os = "linux")]
+mod dns;
+mod egress;
 mod engine;
+mod fakeip;
 mod fuzzing;
 mod guard;
 mod http;
@@ -16,14 +20,18 @@ mod proxy;
 mod relay;
 mod resolve;
 mod socks;
+#[cfg(target_os = "linux")]
+mod tap;
 mod tls;
+#[cfg(target_os = "linux")]
+mod transparent;
 
+pub use egress::Egress;
 pub use fuzzing::parse_untrusted;
 pub use guard::{classify, Guarded};
 
 use ringfence_audit::EventBody;
-use ringfence_policy::NetworkRules;
-use std::net::TcpListener;
+use ringfence_backend::{GatewayListeners, TransparentSockets};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,15 +83,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts serving `http` and `socks` (listening sockets, possibly in another network
-    /// namespace) on threads of its own.
-    pub fn start(
-        http: TcpListener,
-        socks: TcpListener,
-        rules: NetworkRules,
-        sink: EventSink,
-    ) -> std::io::Result<Gateway> {
+    /// Starts serving the explicit proxies and, where the backend made them, the transparent
+    /// path's sockets (all possibly in another network namespace), on threads of its own, with
+    /// the run's shared state `egress`.
+    pub fn start(listeners: GatewayListeners, egress: Arc<Egress>) -> std::io::Result<Gateway> {
         raise_open_files_limit();
+        let GatewayListeners { http, socks, transparent } = listeners;
         http.set_nonblocking(true)?;
         socks.set_nonblocking(true)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -92,17 +97,19 @@ impl Gateway {
             .enable_time()
             .build()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let engine = Arc::new(engine::Engine::new(rules, sink));
+        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let (http, socks) = {
             let _context = runtime.enter();
+            if let Some(sockets) = transparent {
+                serve_transparent(sockets, &egress, &limit)?;
+            }
             (tokio::net::TcpListener::from_std(http)?, tokio::net::TcpListener::from_std(socks)?)
         };
         let thread = std::thread::Builder::new().name("ringfence-gateway".into()).spawn(move || {
             runtime.block_on(async move {
-                let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
                 tokio::select! {
-                    _ = serve(http, engine.clone(), limit.clone(), Kind::Http) => {}
-                    _ = serve(socks, engine, limit, Kind::Socks) => {}
+                    _ = serve(http, egress.clone(), limit.clone(), Kind::Http) => {}
+                    _ = serve(socks, egress, limit, Kind::Socks) => {}
                     _ = stopped => {}
                 }
             });
@@ -138,12 +145,7 @@ enum Kind {
     Socks,
 }
 
-async fn serve(
-    listener: tokio::net::TcpListener,
-    engine: Arc<engine::Engine>,
-    limit: Arc<tokio::sync::Semaphore>,
-    kind: Kind,
-) {
+async fn serve(listener: tokio::net::TcpListener, egress: Arc<Egress>, limit: Arc<tokio::sync::Semaphore>, kind: Kind) {
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else { return };
         let client = match listener.accept().await {
@@ -156,15 +158,51 @@ async fn serve(
         };
         let _ = client.set_nodelay(true);
         cap_buffers(&client);
-        let engine = engine.clone();
+        let egress = egress.clone();
         tokio::spawn(async move {
             match kind {
-                Kind::Http => proxy::serve_http(&engine, client).await,
-                Kind::Socks => proxy::serve_socks(&engine, client).await,
+                Kind::Http => proxy::serve_http(&egress.engine, client).await,
+                Kind::Socks => proxy::serve_socks(&egress.engine, client).await,
             }
             drop(permit);
         });
     }
+}
+
+/// Starts serving the transparent path (in the runtime's context): a task per captured
+/// listener, the resolver's UDP sockets and TCP listener, and the UDP taps.
+#[cfg(target_os = "linux")]
+fn serve_transparent(
+    sockets: TransparentSockets,
+    egress: &Arc<Egress>,
+    limit: &Arc<tokio::sync::Semaphore>,
+) -> std::io::Result<()> {
+    let TransparentSockets { tcp, dns_udp, dns_tcp, udp_taps } = sockets;
+    for listener in tcp {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        tokio::spawn(transparent::accept(listener, egress.clone(), limit.clone()));
+    }
+    for socket in dns_udp {
+        socket.set_nonblocking(true)?;
+        tokio::spawn(dns::serve_udp(tokio::net::UdpSocket::from_std(socket)?, egress.clone()));
+    }
+    dns_tcp.set_nonblocking(true)?;
+    let dns_tcp = tokio::net::TcpListener::from_std(dns_tcp)?;
+    tokio::spawn(dns::accept_tcp(dns_tcp, egress.clone()));
+    // Raw sockets, served as datagram sockets: only recvmsg(2) is used on them.
+    let [v4, v6] = udp_taps.map(std::net::UdpSocket::from);
+    v4.set_nonblocking(true)?;
+    v6.set_nonblocking(true)?;
+    let (v4, v6) = (tokio::net::UdpSocket::from_std(v4)?, tokio::net::UdpSocket::from_std(v6)?);
+    tokio::spawn(tap::serve(v4, v6, egress.clone()));
+    Ok(())
+}
+
+/// Only Linux makes the transparent path's sockets.
+#[cfg(not(target_os = "linux"))]
+fn serve_transparent(_: TransparentSockets, _: &Arc<Egress>, _: &Arc<tokio::sync::Semaphore>) -> std::io::Result<()> {
+    Err(std::io::Error::other("the transparent path is served on Linux only"))
 }
 
 /// Fixes a socket's send and receive buffers at SOCKET_BUFFER (which also turns autotuning off).

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 /// Time a client has to send a complete request head, SOCKS handshake or ClientHello.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a server has to answer a checked ClientHello.
 const SERVER_HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a kept-alive HTTP client connection may sit idle between requests.
@@ -24,7 +24,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const RELAY_BUFFER: usize = 128 * 1024;
 
 /// Reads more bytes into `buf`; Ok(0) at end of stream, Err on timeout or error.
-async fn read_more<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, deadline: Instant) -> io::Result<usize> {
+pub async fn read_more<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, deadline: Instant) -> io::Result<usize> {
     let mut chunk = [0u8; 8192];
     match timeout_at(deadline, r.read(&mut chunk)).await {
         Ok(Ok(n)) => {
@@ -36,7 +36,7 @@ async fn read_more<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, deadline:
     }
 }
 
-enum HeadRead {
+pub enum HeadRead {
     Request(Request),
     /// The client closed (or idled out) between requests.
     Closed,
@@ -46,7 +46,7 @@ enum HeadRead {
 
 /// Reads a request head: the client gets `idle` for its first byte, then HANDSHAKE_TIMEOUT
 /// for the rest, so a slow client can't hold a connection open with a trickle.
-async fn read_request<R: AsyncRead + Unpin>(client: &mut R, buf: &mut Vec<u8>, idle: Duration) -> HeadRead {
+pub async fn read_request<R: AsyncRead + Unpin>(client: &mut R, buf: &mut Vec<u8>, idle: Duration) -> HeadRead {
     let idle_deadline = Instant::now() + idle;
     let mut head_deadline = (!buf.is_empty()).then(|| Instant::now() + HANDSHAKE_TIMEOUT);
     loop {
@@ -105,17 +105,39 @@ fn head_refusal(engine: &Engine, e: HeadError) -> Vec<u8> {
     }
 }
 
+/// A connection to the origin, kept alive between requests to the same host and port.
+pub type Upstream = Option<((Host, u16), Connection)>;
+
+/// A request's destination, origin-form path and body, once the request is found sound.
+pub struct Target {
+    host: Host,
+    port: u16,
+    path: String,
+    body: Body,
+}
+
 /// Serves one client of the HTTP proxy until it closes.
-pub async fn serve_http(engine: &Engine, mut client: TcpStream) {
-    let mut buf = Vec::new();
-    let mut upstream: Option<((Host, u16), Connection)> = None;
+pub async fn serve_http(engine: &Engine, client: TcpStream) {
+    serve_requests(engine, Proto::Http, client, Vec::new(), None, |req| checked_target(engine, req)).await;
+}
+
+/// Serves the requests of one client connection, each checked by `check`, on `upstream`
+/// (opened anew when it can't carry the next one). A CONNECT opens a tunnel on the proxy.
+pub async fn serve_requests(
+    engine: &Engine,
+    proto: Proto,
+    mut client: TcpStream,
+    mut buf: Vec<u8>,
+    mut upstream: Upstream,
+    check: impl Fn(&Request) -> Result<Target, Refusal>,
+) {
     let mut idle = HANDSHAKE_TIMEOUT;
     loop {
         let req = match read_request(&mut client, &mut buf, idle).await {
             HeadRead::Request(r) => r,
             HeadRead::Closed => return,
             HeadRead::TimedOut => {
-                engine.bad_request(Proto::Http, "the request head did not arrive in time".into());
+                engine.bad_request(proto, "the request head did not arrive in time".into());
                 let body = "ringfence: the request head did not arrive in time\n";
                 let _ = client.write_all(&http::gateway_response(408, "Request Timeout", &[], body)).await;
                 return;
@@ -127,12 +149,16 @@ pub async fn serve_http(engine: &Engine, mut client: TcpStream) {
         };
         idle = IDLE_TIMEOUT;
         buf.drain(..req.len);
-        if req.method.eq_ignore_ascii_case("CONNECT") {
+        if req.method.eq_ignore_ascii_case("CONNECT") && proto == Proto::Http {
             drop(upstream.take());
             connect(engine, client, req, buf).await;
             return;
         }
-        match forward(engine, &mut client, &req, &mut buf, &mut upstream).await {
+        let forwarded = match check(&req) {
+            Ok(target) => forward(engine, proto, &mut client, &req, target, &mut buf, &mut upstream).await,
+            Err(refusal) => Err(refusal),
+        };
+        match forwarded {
             Ok(true) => {}
             Ok(false) => return,
             Err(refusal) => {
@@ -166,20 +192,22 @@ async fn connect(engine: &Engine, mut client: TcpStream, req: Request, pending: 
     tunnel(engine, client, pending, &target.0, conn).await;
 }
 
-/// Sends one absolute-form request and relays its response. Ok(true) when the client
+/// Sends one request to its target and relays its response. Ok(true) when the client
 /// connection may carry another request.
 async fn forward(
     engine: &Engine,
+    proto: Proto,
     client: &mut TcpStream,
     req: &Request,
+    target: Target,
     buf: &mut Vec<u8>,
-    upstream: &mut Option<((Host, u16), Connection)>,
+    upstream: &mut Upstream,
 ) -> Result<bool, Refusal> {
-    let (host, port, path, body) = checked_target(engine, req)?;
+    let Target { host, port, path, body } = target;
     let reusable = |(key, conn): &((Host, u16), Connection)| *key == (host.clone(), port) && !closed(&conn.stream);
     if !upstream.as_ref().is_some_and(reusable) {
         *upstream = None;
-        let conn = engine.open(Proto::Http, &host, port).await?;
+        let conn = engine.open(proto, &host, port).await?;
         *upstream = Some(((host.clone(), port), conn));
     }
     let Some((_, conn)) = upstream.as_mut() else { return Ok(false) };
@@ -194,7 +222,7 @@ async fn forward(
         }
         Exchanged::BodyRefused(e) => {
             *upstream = None;
-            Err(engine.bad_request(Proto::Http, format!("a malformed request body: {e}")))
+            Err(engine.bad_request(proto, format!("a malformed request body: {e}")))
         }
         Exchanged::Broken { keep_upstream } => {
             if !keep_upstream {
@@ -205,24 +233,64 @@ async fn forward(
     }
 }
 
-/// A request's target host, port and path, and its body, once the request is found sound:
-/// its Host header, if any, must name the target.
-fn checked_target(engine: &Engine, req: &Request) -> Result<(Host, u16, String, Body), Refusal> {
+/// An absolute-form request's target host, port and path, and its body, once the request is
+/// found sound: its Host header, if any, must name the target.
+fn checked_target(engine: &Engine, req: &Request) -> Result<Target, Refusal> {
     let bad = |e: String| engine.bad_request(Proto::Http, format!("a bad request: {e}"));
     let (host, port, path) = http::parse_absolute(&req.target).map_err(|e| bad(format!("{}: {e}", req.target)))?;
-    let body = http::request_body(req).map_err(|e| match e {
-        HeadError::Malformed(m) => bad(m),
-        HeadError::TooLarge => bad("a request head that is too large".into()),
-    })?;
-    if let Some((h, p)) = http::host_header(req).map_err(bad)? {
-        if h != host || p != port {
+    let target = Target { body: checked_body(engine, Proto::Http, req)?, host, port, path };
+    check_host_header(engine, Proto::Http, req, &target)?;
+    Ok(target)
+}
+
+/// A request on a transparent connection to `host:port`: its target (origin-form, or
+/// absolute-form naming the same host) and its Host header, if any, must name that
+/// destination.
+#[cfg(target_os = "linux")]
+pub fn checked_pinned_target(engine: &Engine, req: &Request, host: &Host, port: u16) -> Result<Target, Refusal> {
+    let bad = |e: String| engine.bad_request(Proto::Tcp, format!("a bad request: {e}"));
+    let path = if req.target.starts_with('/') || req.target == "*" {
+        req.target.clone()
+    } else {
+        let (h, p, path) = http::parse_absolute(&req.target).map_err(|e| bad(format!("{}: {e}", req.target)))?;
+        if (&h, p) != (host, port) {
+            let detail =
+                format!("the request's target ({h}:{p}) differs from the connection's destination ({host}:{port})");
+            return Err(engine.deny(Proto::Tcp, host, port, DenyReason::HostMismatch, detail, None, None));
+        }
+        path
+    };
+    let target = Target { body: checked_body(engine, Proto::Tcp, req)?, host: host.clone(), port, path };
+    check_host_header(engine, Proto::Tcp, req, &target)?;
+    Ok(target)
+}
+
+fn checked_body(engine: &Engine, proto: Proto, req: &Request) -> Result<Body, Refusal> {
+    http::request_body(req).map_err(|e| {
+        let why = match e {
+            HeadError::Malformed(m) => m,
+            HeadError::TooLarge => "a request head that is too large".into(),
+        };
+        engine.bad_request(proto, format!("a bad request: {why}"))
+    })
+}
+
+/// The Host header, if any, must name the target's host and port (the target's port when it
+/// names none).
+fn check_host_header(engine: &Engine, proto: Proto, req: &Request, target: &Target) -> Result<(), Refusal> {
+    let default_port = if proto == Proto::Http { 80 } else { target.port };
+    let named =
+        http::host_header(req, default_port).map_err(|e| engine.bad_request(proto, format!("a bad request: {e}")))?;
+    match named {
+        Some((h, p)) if h != target.host || p != target.port => {
+            let (host, port) = (&target.host, target.port);
             let detail = format!(
                 "the Host header ({h}:{p}) differs from the request's target ({host}:{port}); both must name the same host"
             );
-            return Err(engine.deny(Proto::Http, &host, port, DenyReason::HostMismatch, detail, None, None));
+            Err(engine.deny(proto, host, port, DenyReason::HostMismatch, detail, None, None))
         }
+        _ => Ok(()),
     }
-    Ok((host, port, path, body))
 }
 
 /// The Host header for the origin: the port only when it is not 80, an IPv6 address in brackets.
@@ -468,7 +536,7 @@ enum Flight {
 /// and holds everything else the client sends until the server has answered with TLS; after a
 /// HelloRetryRequest, the client's second ClientHello gets the same check. Then relays both
 /// ways.
-async fn tunnel(engine: &Engine, mut client: TcpStream, mut pending: Vec<u8>, host: &Host, mut conn: Connection) {
+pub async fn tunnel(engine: &Engine, mut client: TcpStream, mut pending: Vec<u8>, host: &Host, mut conn: Connection) {
     let refused = match checked_hello(&mut client, &mut pending, host, false).await {
         Ok(Some(hello)) => match first_flight(&mut pending, hello, &mut conn, &mut client).await {
             Ok(Ok(Flight::Go)) => None,

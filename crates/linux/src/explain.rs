@@ -190,8 +190,9 @@ fn names(rules: &[&FsRule]) -> String {
 
 fn network(policy: &Policy) -> Section {
     let allow = format!(
-        "gateway in the supervisor (HTTP proxy 127.0.0.1:{}, SOCKS5 127.0.0.1:{}); \
-         the sandbox's own network namespace has only loopback",
+        "gateway in the supervisor (HTTP proxy 127.0.0.1:{}, SOCKS5 127.0.0.1:{}, and every other \
+         TCP connection and DNS question, captured); the sandbox's own network namespace has only \
+         loopback, and every address is routed to it",
         ringfence_policy::HTTP_PROXY_PORT,
         ringfence_policy::SOCKS_PROXY_PORT
     );

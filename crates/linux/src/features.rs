@@ -201,7 +201,7 @@ impl Features {
             name: "TUN",
             available: self.tun,
             detail: if self.tun {
-                "/dev/net/tun present (for the transparent network path)".into()
+                "/dev/net/tun present (informational: the transparent network path needs none)".into()
             } else {
                 "no /dev/net/tun".into()
             },

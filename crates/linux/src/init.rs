@@ -103,9 +103,10 @@ fn open_terminal(control: BorrowedFd) -> Result<OwnedFd, ChildError> {
 }
 
 /// The sandbox's network: loopback up in its own namespace; the gateway's listening sockets
-/// on the gateway's ports there, handed to the supervisor, which serves them from outside
-/// (connections made before it serves wait in the backlog); and, when connect(2) is supervised
-/// there, a netlink socket for Unix socket diagnostics, which answers for this namespace.
+/// on the gateway's ports there and the transparent path's (every address routed to
+/// loopback), handed to the supervisor, which serves them from outside (connections made
+/// before it serves wait in the backlog); and, when connect(2) is supervised there, a netlink
+/// socket for Unix socket diagnostics, which answers for this namespace.
 fn set_up_network(setup: &ChildSetup) -> Result<(), ChildError> {
     if setup.isolate_network {
         sys::loopback_up().map_err(|e| ChildError::internal(format!("bringing up loopback: {e}")))?;
@@ -116,11 +117,24 @@ fn set_up_network(setup: &ChildSetup) -> Result<(), ChildError> {
                 .map_err(|e| ChildError::internal(format!("listening on 127.0.0.1:{port} for the gateway: {e}")))?;
             hand_over(setup.control, Handover::GatewaySocket, listener.as_fd())?;
         }
+        set_up_capture(setup)?;
     }
     if setup.supervise_connect && setup.isolate_network {
         let diag = crate::notify::open_sock_diag()
             .map_err(|e| ChildError::internal(format!("opening a sock_diag netlink socket: {e}")))?;
         hand_over(setup.control, Handover::SockDiag, diag.as_fd())?;
+    }
+    Ok(())
+}
+
+/// The transparent path: every address local, and its sockets handed over.
+fn set_up_capture(setup: &ChildSetup) -> Result<(), ChildError> {
+    crate::capture::route_everything_to_loopback()
+        .map_err(|e| ChildError::internal(format!("routing every address to the sandbox's loopback: {e}")))?;
+    let sockets = crate::capture::open_sockets(setup.captured_ports)
+        .map_err(|e| ChildError::internal(format!("opening the transparent path's sockets: {e}")))?;
+    for sock in &sockets {
+        hand_over(setup.control, Handover::CaptureSocket, sock.as_fd())?;
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use crate::sandbox::Sandbox;
 use crate::sys;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use ringfence_audit::LaunchError;
-use ringfence_backend::{GatewayListeners, LaunchRequest, Stdio};
+use ringfence_backend::{GatewayListeners, LaunchRequest, Stdio, TransparentSockets};
 use ringfence_policy::{NetworkMode, Policy};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -31,7 +31,9 @@ pub fn spawn(request: LaunchRequest) -> Result<Sandbox, LaunchError> {
              fork-like clone of it); start it before any other thread, as the ringfence command does",
         ));
     }
-    let LaunchRequest { program, args, env, cwd, policy, stdio, terminal } = request;
+    let LaunchRequest { program, args, env, cwd, policy, stdio, terminal, egress } = request;
+    let gateway = policy.network == NetworkMode::Allow;
+    let captured_ports = if gateway { policy.net.captured_ports() } else { Vec::new() };
     let landlock_abi = sys::landlock_abi();
     let mut plan = plan_view(&policy)?;
     let mut rollback = Rollback::default();
@@ -53,7 +55,8 @@ pub fn spawn(request: LaunchRequest) -> Result<Sandbox, LaunchError> {
         rlimits,
         pid_max,
         isolate_network: policy.network != NetworkMode::Host,
-        gateway: policy.network == NetworkMode::Allow,
+        gateway,
+        captured_ports: &captured_ports,
         uid: nix::unistd::geteuid().as_raw(),
         gid: nix::unistd::getegid().as_raw(),
         control: init_ends.control.as_fd(),
@@ -64,7 +67,7 @@ pub fn spawn(request: LaunchRequest) -> Result<Sandbox, LaunchError> {
         cgroup_files: &join.files,
     };
     let init = clone_init(&setup, &join)?;
-    let exchange = Exchange::of(&setup);
+    let exchange = Exchange::of(&setup, egress);
     // Init holds its copies: ours would keep the pipe and the socket from ever closing.
     drop((init_ends, join));
     let timeout = policy.limits.timeout.map(|t| t.0);
@@ -162,6 +165,10 @@ struct Exchange {
     landlock_abi: i32,
     terminal: bool,
     gateway: bool,
+    /// How many sockets of the transparent path come after the gateway's.
+    capture_sockets: usize,
+    /// The gateway's early decision on TCP connections, for the connect(2) handler.
+    egress: Option<ringfence_backend::EgressJudge>,
     /// A sock_diag socket of the sandbox's own network namespace comes before "go".
     sock_diag: bool,
     /// The seccomp listener comes after "go".
@@ -169,11 +176,13 @@ struct Exchange {
 }
 
 impl Exchange {
-    fn of(setup: &ChildSetup) -> Exchange {
+    fn of(setup: &ChildSetup, egress: Option<ringfence_backend::EgressJudge>) -> Exchange {
         Exchange {
             landlock_abi: setup.landlock_abi,
             terminal: setup.terminal,
             gateway: setup.gateway,
+            capture_sockets: crate::capture::socket_count(setup.captured_ports),
+            egress,
             sock_diag: setup.supervise_connect && setup.isolate_network,
             seccomp_listener: setup.supervise_connect,
         }
@@ -189,7 +198,8 @@ impl Exchange {
         if self.gateway {
             let http = receive_handover(control, Handover::GatewaySocket)?.into();
             let socks = receive_handover(control, Handover::GatewaySocket)?.into();
-            sandbox.gateway_listeners = Some(GatewayListeners { http, socks });
+            let transparent = Some(self.receive_capture_sockets(control)?);
+            sandbox.gateway_listeners = Some(GatewayListeners { http, socks, transparent });
         }
         let sock_diag = self.sock_diag.then(|| receive_handover(control, Handover::SockDiag)).transpose()?;
         Control::Go { ruleset: ruleset.as_ref().map(|r| r.as_fd()) }
@@ -197,9 +207,30 @@ impl Exchange {
             .map_err(|e| LaunchError::internal(format!("starting the sandbox: {e}")))?;
         drop(ruleset);
         if self.seccomp_listener {
-            sandbox.start_guard(receive_handover(control, Handover::SeccompListener)?, sock_diag)?;
+            let listener = receive_handover(control, Handover::SeccompListener)?;
+            sandbox.start_guard(listener, sock_diag, self.egress.clone())?;
         }
         Ok(())
+    }
+
+    /// The transparent path's sockets, in the order `capture::open_sockets` makes them.
+    fn receive_capture_sockets(&self, control: BorrowedFd) -> Result<TransparentSockets, LaunchError> {
+        let mut sockets = Vec::with_capacity(self.capture_sockets);
+        for _ in 0..self.capture_sockets {
+            sockets.push(receive_handover(control, Handover::CaptureSocket)?);
+        }
+        let mut last = || {
+            sockets
+                .pop()
+                .ok_or_else(|| LaunchError::internal("the sandbox's init sent too few transparent-path sockets"))
+        };
+        let (tap_v6, tap_v4, dns_tcp, dns_v6, dns_v4) = (last()?, last()?, last()?, last()?, last()?);
+        Ok(TransparentSockets {
+            tcp: sockets.into_iter().map(Into::into).collect(),
+            dns_udp: [dns_v4.into(), dns_v6.into()],
+            dns_tcp: dns_tcp.into(),
+            udp_taps: [tap_v4, tap_v6],
+        })
     }
 }
 

@@ -10,6 +10,7 @@ mod backend;
 mod cache_plan;
 mod caches;
 mod canon;
+mod capture;
 mod cgroup;
 mod cleaner;
 mod enforcement;

@@ -5,7 +5,7 @@
 //! - The control socket, a `SOCK_SEQPACKET` pair, one [`Control`] message per packet, each with
 //!   at most one descriptor (`SCM_RIGHTS`). Init hands over what it made inside the sandbox, in
 //!   this order: the terminal's master side (`--tty`), the gateway's two listening sockets (HTTP,
-//!   then SOCKS5; network `allow`), a sock_diag socket of the sandbox's network namespace (when
+//!   then SOCKS5; network `allow`), the transparent path's sockets (`capture.rs`), a sock_diag socket of the sandbox's network namespace (when
 //!   connect(2) is supervised there). The supervisor then sends "go" with the Landlock ruleset,
 //!   and init answers with the seccomp listener (when connect(2) is supervised).
 //! - The status pipe: init and the command's process write one [`Status`] line each, the
@@ -51,6 +51,9 @@ pub(crate) struct ChildSetup<'a> {
     pub isolate_network: bool,
     /// Create the gateway's listening sockets on the sandbox's loopback and hand them over.
     pub gateway: bool,
+    /// With the gateway: the ports of the transparent path, whose sockets (`capture.rs`) init
+    /// makes and hands over after the gateway's.
+    pub captured_ports: &'a [u16],
     pub uid: u32,
     pub gid: u32,
     /// Init's end of the control socket.
@@ -200,6 +203,8 @@ pub(crate) enum Handover {
     Terminal,
     /// A listening socket on the sandbox's loopback, for the gateway to serve.
     GatewaySocket,
+    /// A socket of the transparent path (`capture.rs`), for the gateway to serve.
+    CaptureSocket,
     /// A sock_diag netlink socket that answers for the sandbox's network namespace.
     SockDiag,
     /// The seccomp filter's listener, for the handler of trapped calls.
@@ -207,13 +212,19 @@ pub(crate) enum Handover {
 }
 
 impl Handover {
-    const ALL: [Handover; 4] =
-        [Handover::Terminal, Handover::GatewaySocket, Handover::SockDiag, Handover::SeccompListener];
+    const ALL: [Handover; 5] = [
+        Handover::Terminal,
+        Handover::GatewaySocket,
+        Handover::CaptureSocket,
+        Handover::SockDiag,
+        Handover::SeccompListener,
+    ];
 
     fn tag(self) -> u8 {
         match self {
             Handover::Terminal => b't',
             Handover::GatewaySocket => b'l',
+            Handover::CaptureSocket => b'c',
             Handover::SockDiag => b'd',
             Handover::SeccompListener => b'n',
         }
@@ -224,6 +235,7 @@ impl Handover {
         match self {
             Handover::Terminal => "terminal",
             Handover::GatewaySocket => "gateway socket",
+            Handover::CaptureSocket => "transparent-path socket",
             Handover::SockDiag => "sock_diag socket",
             Handover::SeccompListener => "seccomp listener",
         }

@@ -113,8 +113,13 @@ impl Sandbox {
     }
 
     /// Starts the handler of the calls the filter traps, on the listener init sent.
-    pub(crate) fn start_guard(&mut self, listener: OwnedFd, sock_diag: Option<OwnedFd>) -> Result<(), LaunchError> {
-        let guard = crate::notify::Guard::start(listener, sock_diag, self.init)
+    pub(crate) fn start_guard(
+        &mut self,
+        listener: OwnedFd,
+        sock_diag: Option<OwnedFd>,
+        egress: Option<ringfence_backend::EgressJudge>,
+    ) -> Result<(), LaunchError> {
+        let guard = crate::notify::Guard::start(listener, sock_diag, self.init, egress)
             .map_err(|e| LaunchError::internal(format!("starting the connect(2) handler: {e}")))?;
         self.guard = Some(guard);
         Ok(())

@@ -303,6 +303,26 @@ pub fn loopback_up() -> io::Result<()> {
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } as libc::c_long).map(drop)
 }
 
+/// Attaches a classic BPF program to a socket (SO_ATTACH_FILTER): the socket receives only
+/// what the program keeps.
+pub fn attach_socket_filter(sock: BorrowedFd, program: &[libc::sock_filter]) -> io::Result<()> {
+    let len = u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let prog = libc::sock_fprog { len, filter: program.as_ptr().cast_mut() };
+    let size = std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t;
+    // SAFETY: the kernel reads one sock_fprog, and through it `len` instructions of `program`,
+    // both alive for the call; it copies the program.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            size,
+        )
+    };
+    check(rc as libc::c_long).map(drop)
+}
+
 /// Empties the permitted, effective and inheritable capability sets, the bounding set and the
 /// ambient set, so nothing the sandbox runs can regain a capability.
 pub fn drop_all_capabilities() -> io::Result<()> {

@@ -132,7 +132,7 @@ impl ringfence_backend::Backend for Macos {
             return Ok(Prepared { tmp, listeners: None, ports: None });
         }
         let (http, socks, ports) = launch::bind_gateway().map_err(internal("binding the network gateway"))?;
-        Ok(Prepared { tmp, listeners: Some(GatewayListeners { http, socks }), ports: Some(ports) })
+        Ok(Prepared { tmp, listeners: Some(GatewayListeners { http, socks, transparent: None }), ports: Some(ports) })
     }
 
     fn spawn(prepared: Prepared, request: LaunchRequest) -> Result<Sandbox, LaunchError> {

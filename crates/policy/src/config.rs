@@ -109,11 +109,12 @@ pub struct Network {
     #[schemars(with = "Option<NetworkMode>")]
     pub mode: Option<Spanned<NetworkMode>>,
     /// Host patterns the `allow` mode lets through: `example.com`, `*.example.com` (names
-    /// strictly below example.com), `example.com:443`, `192.0.2.7`, `[2001:db8::1]:443`.
-    /// Without a port, any port.
+    /// strictly below example.com), `example.com:443`, `192.0.2.7`, `[2001:db8::1]:443`,
+    /// `10.1.0.0/16:5432`. Without a port, ports 80 and 443.
     #[schemars(with = "Option<Vec<String>>")]
     pub allow: Option<Spanned<Vec<Spanned<String>>>>,
-    /// Host patterns always refused; a deny rule beats any allow rule.
+    /// Host patterns always refused; a deny rule beats any allow rule. Without a port, every
+    /// port.
     #[schemars(with = "Option<Vec<String>>")]
     pub deny: Option<Spanned<Vec<Spanned<String>>>>,
     /// Built-in allow lists, each a documented set of hosts on port 443.

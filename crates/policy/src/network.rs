@@ -105,9 +105,14 @@ pub enum HostMatch {
     Subdomains(String),
     /// Exactly this address (an IPv4-mapped IPv6 address counts as its IPv4 address).
     Ip(IpAddr),
+    /// Any address in this range (`10.1.0.0/16`, `2001:db8::/64`).
+    Net(ipnet::IpNet),
 }
 
-/// A host pattern of an allow or deny rule, with an optional port (none: any port).
+/// The ports a rule without a port covers: HTTP and HTTPS.
+pub const WEB_PORTS: [u16; 2] = [80, 443];
+
+/// A host pattern of an allow or deny rule, with an optional port (none: [`WEB_PORTS`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostPattern {
     pub host: HostMatch,
@@ -126,8 +131,8 @@ impl HostPattern {
         if let Some((scheme, _)) = s.split_once("://") {
             return Err(format!("write the host only, without `{scheme}://`"));
         }
-        if s.contains('/') {
-            return Err("write the host only, without a path".into());
+        if let Some(pattern) = parse_range(s)? {
+            return Ok(pattern);
         }
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (inner, after) =
@@ -178,20 +183,61 @@ impl HostPattern {
         Ok(HostPattern { host, port })
     }
 
-    /// Whether `host:port` matches. Name patterns never match an IP host and vice versa.
-    pub fn matches(&self, host: &Host, port: u16) -> bool {
-        if self.port.is_some_and(|p| p != port) {
-            return false;
+    /// The ports the pattern covers: its own, or [`WEB_PORTS`] when it names none.
+    pub fn ports(&self) -> &[u16] {
+        match &self.port {
+            Some(p) => std::slice::from_ref(p),
+            None => &WEB_PORTS,
         }
+    }
+
+    /// Whether `host` matches, whatever the port.
+    pub fn matches_host(&self, host: &Host) -> bool {
         match (&self.host, host) {
             (HostMatch::Exact(p), Host::Name(n)) => p == n,
             (HostMatch::Subdomains(p), Host::Name(n)) => {
                 n.len() > p.len() + 1 && n.ends_with(p.as_str()) && n.as_bytes()[n.len() - p.len() - 1] == b'.'
             }
             (HostMatch::Ip(p), Host::Ip(a)) => unmap(*p) == unmap(*a),
+            (HostMatch::Net(net), Host::Ip(a)) => net.contains(&unmap(*a)),
             _ => false,
         }
     }
+
+    /// Whether `host:port` matches. Name patterns never match an IP host and vice versa.
+    pub fn matches(&self, host: &Host, port: u16) -> bool {
+        self.ports().contains(&port) && self.matches_host(host)
+    }
+}
+
+/// A CIDR range pattern (`10.1.0.0/16`, `10.1.0.0/16:5432`, `[2001:db8::/64]:22`), `None`
+/// when `s` holds no `/`.
+fn parse_range(s: &str) -> Result<Option<HostPattern>, String> {
+    let Some((_, suffix)) = s.split_once('/') else { return Ok(None) };
+    let (net, port) = if let Some(rest) = s.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((net, "")) => (net, None),
+            Some((net, after)) => match after.strip_prefix(':') {
+                Some(p) => (net, Some(parse_port(p)?)),
+                None => return Err(format!("unexpected `{after}` after `]`; write `[2001:db8::/64]:22`")),
+            },
+            None => return Err("missing `]` after the IPv6 range".into()),
+        }
+    } else {
+        match suffix.split_once(':') {
+            Some((_, p)) if !s.contains("::") && s.matches(':').count() == 1 => {
+                (&s[..s.len() - p.len() - 1], Some(parse_port(p)?))
+            }
+            _ => (s, None),
+        }
+    };
+    let Ok(net) = net.parse::<ipnet::IpNet>() else {
+        return Err("write the host only, without a path (or an address range such as `10.1.0.0/16`)".into());
+    };
+    if net.trunc() != net {
+        return Err(format!("`{net}` has bits set past its prefix; write `{}`", net.trunc()));
+    }
+    Ok(Some(HostPattern { host: HostMatch::Net(net), port }))
 }
 
 /// An IPv4-mapped IPv6 address as its IPv4 address; others unchanged.
@@ -216,6 +262,8 @@ impl fmt::Display for HostPattern {
             HostMatch::Subdomains(n) => write!(f, "*.{n}")?,
             HostMatch::Ip(IpAddr::V4(ip)) => write!(f, "{ip}")?,
             HostMatch::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]")?,
+            HostMatch::Net(net @ ipnet::IpNet::V4(_)) => write!(f, "{net}")?,
+            HostMatch::Net(net) => write!(f, "[{net}]")?,
         }
         match self.port {
             Some(p) => write!(f, ":{p}"),
@@ -263,15 +311,44 @@ pub enum NetVerdict<'a> {
 }
 
 impl NetworkRules {
-    /// Deny rules beat allow rules; an IP host is allowed only by an Ip pattern.
+    /// Deny rules beat allow rules; an IP host is allowed only by an address or range
+    /// pattern. An allow rule without a port covers [`WEB_PORTS`]; a deny rule without a port
+    /// covers every port.
     pub fn decide(&self, host: &Host, port: u16) -> NetVerdict<'_> {
-        if let Some(rule) = self.deny.iter().find(|r| r.pattern.matches(host, port)) {
+        let denies = |r: &&HostRule| r.pattern.port.is_none_or(|p| p == port) && r.pattern.matches_host(host);
+        if let Some(rule) = self.deny.iter().find(denies) {
             return NetVerdict::Denied(rule);
         }
         match self.allow.iter().find(|r| r.pattern.matches(host, port)) {
             Some(rule) => NetVerdict::Allowed(rule),
             None => NetVerdict::NotAllowed,
         }
+    }
+
+    /// The allow rule that lets the sandbox reach `host` on at least one port, if any: such a
+    /// name gets an answer from the sandbox's resolver.
+    pub fn allows_host(&self, host: &Host) -> Option<&HostRule> {
+        self.allow.iter().filter(|r| r.pattern.matches_host(host)).find_map(|r| {
+            r.pattern.ports().iter().find_map(|p| match self.decide(host, *p) {
+                NetVerdict::Allowed(rule) => Some(rule),
+                _ => None,
+            })
+        })
+    }
+
+    /// Every port an allow rule covers, ascending: the ports a transparent path must capture.
+    pub fn allowed_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self.allow.iter().flat_map(|r| r.pattern.ports().iter().copied()).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
+    /// The ports the transparent path listens on: every port an allow rule covers, but the
+    /// resolver's and the explicit proxies' ports on the sandbox's loopback.
+    pub fn captured_ports(&self) -> Vec<u16> {
+        let taken = [DNS_PORT, HTTP_PROXY_PORT, SOCKS_PROXY_PORT];
+        self.allowed_ports().into_iter().filter(|p| !taken.contains(p)).collect()
     }
 
     /// Whether `rule` in `allow` was put there by a preset in force.
@@ -285,6 +362,8 @@ impl NetworkRules {
 pub const HTTP_PROXY_PORT: u16 = 3128;
 /// The gateway's SOCKS5 port on the sandbox's loopback (ALL_PROXY).
 pub const SOCKS_PROXY_PORT: u16 = 1080;
+/// The port of the sandbox's resolver on every address (the transparent path).
+pub const DNS_PORT: u16 = 53;
 
 /// The private ranges `allow_private` may open, with their names.
 pub const PRIVATE_RANGES: &[(&str, &str)] = &[
@@ -495,6 +574,10 @@ mod tests {
             assert_eq!(pat(&p.to_string()), p, "{s} -> {p}");
         }
         assert_eq!(pat("*.Example.com:8443").to_string(), "*.example.com:8443");
+        for range in ["10.1.0.0/16", "10.1.0.0/16:5432", "[2001:db8::/64]", "[2001:db8::/64]:22"] {
+            assert_eq!(pat(range).to_string(), range);
+        }
+        assert_eq!(pat("2001:db8::/64").to_string(), "[2001:db8::/64]");
         assert_eq!(pat("2001:db8::1").to_string(), "[2001:db8::1]");
         assert_eq!(pat("[2001:db8::1]:443").to_string(), "[2001:db8::1]:443");
     }
@@ -520,6 +603,9 @@ mod tests {
             ("*.192.0.2.7", "not to IP addresses"),
             ("https://example.com", "without `https://`"),
             ("example.com/path", "without a path"),
+            ("10.1.2.3/16", "bits set past its prefix; write `10.1.0.0/16`"),
+            ("10.1.0.0/16:0", "port must be 1-65535"),
+            ("[2001:db8::/64]x", "after `]`"),
             ("", "empty"),
             ("127.1", "four decimal numbers"),
             ("exa_mple!.com", "contains `!`"),
@@ -535,6 +621,8 @@ mod tests {
         let exact = pat("example.com");
         assert!(exact.matches(&name("example.com"), 443));
         assert!(exact.matches(&name("example.com"), 80));
+        assert!(!exact.matches(&name("example.com"), 22), "a rule without a port means 80 and 443");
+        assert!(!exact.matches(&name("example.com"), 8443));
         assert!(!exact.matches(&name("www.example.com"), 443));
         assert!(!exact.matches(&name("example.com.evil"), 443));
 
@@ -550,10 +638,21 @@ mod tests {
         assert!(!port.matches(&name("example.com"), 80));
 
         let v4 = pat("192.0.2.7");
-        assert!(v4.matches(&ip("192.0.2.7"), 1));
-        assert!(v4.matches(&ip("::ffff:192.0.2.7"), 1), "mapped IPv6 is its IPv4 address");
-        assert!(!v4.matches(&ip("192.0.2.8"), 1));
-        assert!(!v4.matches(&name("192.0.2.7.nip.io"), 1));
+        assert!(v4.matches(&ip("192.0.2.7"), 80));
+        assert!(!v4.matches(&ip("192.0.2.7"), 1));
+        assert!(v4.matches(&ip("::ffff:192.0.2.7"), 443), "mapped IPv6 is its IPv4 address");
+        assert!(!v4.matches(&ip("192.0.2.8"), 443));
+        assert!(!v4.matches(&name("192.0.2.7.nip.io"), 443));
+
+        let range = pat("10.1.0.0/16:5432");
+        assert!(range.matches(&ip("10.1.2.3"), 5432));
+        assert!(range.matches(&ip("::ffff:10.1.2.3"), 5432));
+        assert!(!range.matches(&ip("10.2.0.1"), 5432));
+        assert!(!range.matches(&ip("10.1.2.3"), 443));
+        let range6 = pat("[2001:db8::/64]:22");
+        assert!(range6.matches(&ip("2001:db8::99"), 22));
+        assert!(!range6.matches(&ip("2001:db9::1"), 22));
+        assert!(pat("2001:db8::/64").matches(&ip("2001:db8::1"), 443));
         let mapped = pat("[::ffff:192.0.2.7]:443");
         assert!(mapped.matches(&ip("192.0.2.7"), 443));
         assert!(!mapped.matches(&ip("192.0.2.7"), 80));
@@ -577,10 +676,23 @@ mod tests {
         assert_eq!(rules.decide(&name("secret.example.com"), 443), NetVerdict::Denied(&rules.deny[0]));
         assert_eq!(rules.decide(&name("api.example.net"), 443), NetVerdict::Denied(&rules.deny[1]));
         assert_eq!(rules.decide(&name("example.com"), 443), NetVerdict::NotAllowed);
-        assert_eq!(rules.decide(&ip("192.0.2.7"), 22), NetVerdict::Allowed(&rules.allow[2]));
-        assert_eq!(rules.decide(&ip("::ffff:192.0.2.7"), 22), NetVerdict::Allowed(&rules.allow[2]));
+        assert_eq!(rules.decide(&ip("192.0.2.7"), 443), NetVerdict::Allowed(&rules.allow[2]));
+        assert_eq!(rules.decide(&ip("::ffff:192.0.2.7"), 80), NetVerdict::Allowed(&rules.allow[2]));
+        assert_eq!(rules.decide(&ip("192.0.2.7"), 22), NetVerdict::NotAllowed);
         assert_eq!(rules.decide(&ip("192.0.2.8"), 443), NetVerdict::NotAllowed);
         assert_eq!(NetworkRules::default().decide(&name("example.com"), 443), NetVerdict::NotAllowed);
+        // A deny rule without a port covers every port, not only 80 and 443.
+        let ssh = NetworkRules {
+            allow: vec![rule("*.example.com:22")],
+            deny: vec![rule("secret.example.com")],
+            ..Default::default()
+        };
+        assert_eq!(ssh.decide(&name("secret.example.com"), 22), NetVerdict::Denied(&ssh.deny[0]));
+        assert_eq!(ssh.allows_host(&name("secret.example.com")), None);
+        assert_eq!(ssh.allows_host(&name("www.example.com")), Some(&ssh.allow[0]));
+        assert_eq!(rules.allows_host(&name("api.example.net")), None, "denied on its only port");
+        assert_eq!(rules.allowed_ports(), vec![80, 443]);
+        assert_eq!(ssh.allowed_ports(), vec![22]);
     }
 
     #[test]

@@ -1,10 +1,9 @@
 //! `Child`: a running sandboxed command, and how it ended.
 
 use crate::platform::Platform;
-use crate::{exit_code, Error, EventSink, Stdio};
+use crate::{exit_code, Error, Stdio};
 use ringfence_audit::{EndReason, ReviewFinding};
 use ringfence_backend::{Backend, Enforcement, Exit, GatewayListeners, Killer, Layer, OwnedStream, Sandbox};
-use ringfence_policy::NetworkRules;
 use std::time::Duration;
 
 /// The signals a supervisor forwards to the command: get them once, first thing in `main`,
@@ -20,13 +19,12 @@ pub struct Child {
     pub stderr: Option<std::fs::File>,
 }
 
-/// Starts the gateway on the run's listening sockets.
+/// Starts the gateway on the run's listening sockets, with the run's shared state.
 pub(crate) fn start_gateway(
     listeners: GatewayListeners,
-    rules: NetworkRules,
-    sink: &EventSink,
+    egress: &std::sync::Arc<ringfence_gateway::Egress>,
 ) -> Result<ringfence_gateway::Gateway, Error> {
-    ringfence_gateway::Gateway::start(listeners.http, listeners.socks, rules, sink.clone())
+    ringfence_gateway::Gateway::start(listeners, egress.clone())
         .map_err(|e| Error::Io(std::io::Error::other(format!("starting the network gateway: {e}"))))
 }
 

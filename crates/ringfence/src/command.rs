@@ -158,12 +158,19 @@ impl Command {
         let env = self.environment(&policy, &cwd, prepared.gateway_ports(), prepared.temp_dir().as_deref());
         let (theirs, ours) = crate::child::stdio_ends(&self.stdio)?;
         let sink = self.events.unwrap_or_else(|| std::sync::Arc::new(|_| {}));
-        let net = policy.net.clone();
+        // The gateway's state exists before the launch: the backend may ask it about
+        // connections (the transparent path's early decision) as soon as the command runs.
+        let egress = ringfence_gateway::Egress::new(policy.net.clone(), sink);
+        let allow = policy.network == policy::NetworkMode::Allow;
+        let judge = allow.then(|| {
+            let egress = egress.clone();
+            ringfence_backend::EgressJudge::new(move |to| egress.judge(to))
+        });
         // A gateway the backend bound on the host serves before the launch; one inside the
         // sandbox once the sockets are handed over. Either way the sockets already listen, so
         // the command's first connections wait in their backlog until the gateway serves them.
         let mut gateway = match prepared.take_host_listeners() {
-            Some(listeners) => Some(crate::child::start_gateway(listeners, net.clone(), &sink)?),
+            Some(listeners) => Some(crate::child::start_gateway(listeners, &egress)?),
             None => None,
         };
         let request = LaunchRequest {
@@ -174,10 +181,11 @@ impl Command {
             policy,
             stdio: theirs,
             terminal: self.terminal,
+            egress: judge,
         };
         let mut sandbox = Platform::spawn(prepared, request).map_err(Error::Launch)?;
         if let Some(listeners) = sandbox.take_gateway_listeners() {
-            match crate::child::start_gateway(listeners, net, &sink) {
+            match crate::child::start_gateway(listeners, &egress) {
                 Ok(g) => gateway = Some(g),
                 Err(e) => {
                     sandbox.killer().kill();

@@ -133,7 +133,7 @@ impl ringfence_backend::Backend for Windows {
         }
         let ((http, http_port), (socks, socks_port)) = (bind()?, bind()?);
         Ok(Prepared {
-            listeners: Some(GatewayListeners { http, socks }),
+            listeners: Some(GatewayListeners { http, socks, transparent: None }),
             ports: Some(GatewayPorts { http: http_port, socks: socks_port }),
         })
     }

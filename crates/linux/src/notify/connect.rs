@@ -4,8 +4,10 @@
 //! checked TCP socket, a host socket's path into a checked address). Instead the supervisor
 //! takes the caller's socket (pidfd_getfd: the same open file, so its family is the kernel's
 //! own fact), reads the address once, and connects that socket itself. IP sockets connect to the
-//! address as given, since the network namespace confines them; Unix sockets only to what
-//! `unix.rs` verified.
+//! address as given, since the network namespace confines them (in `allow` mode every address
+//! is the sandbox's loopback, where the transparent path listens), after the gateway's early
+//! decision on stream sockets: a refused destination gets ECONNREFUSED before any packet is
+//! sent. Unix sockets connect only to what `unix.rs` verified.
 //!
 //! The supervisor's connect runs with the supervisor's credentials, which own the sandbox's
 //! user namespace (and may be root's in the host's): a connect whose kernel code checks a
@@ -31,7 +33,10 @@ pub(super) fn handle(ctx: &Context, call: &Call) -> Result<Step, Fail> {
     let family = kernel::socket_option(socket.as_fd(), libc::SO_DOMAIN).map_err(Fail::of)?;
     let to = match family {
         libc::AF_UNIX => ctx.unix.destination(&target, address)?,
-        libc::AF_INET | libc::AF_INET6 => Destination::Address(address),
+        libc::AF_INET | libc::AF_INET6 => {
+            judge_egress(ctx, &socket, &address)?;
+            Destination::Address(address)
+        }
         libc::AF_NETLINK if netlink_needs_no_capability(&address) => Destination::Address(address),
         _ => return Err(Fail::Errno(libc::EPERM)),
     };
@@ -39,6 +44,38 @@ pub(super) fn handle(ctx: &Context, call: &Call) -> Result<Step, Fail> {
         return Ok(Step::Gone);
     }
     Ok(Dial { socket: Arc::new(socket), to }.step())
+}
+
+/// The gateway's early decision on a stream socket's destination (`allow` mode): ECONNREFUSED
+/// when refused, as a rejecting firewall would answer. Datagram sockets connect as given: what
+/// they send is recorded where it lands (nothing listens there but the resolver on port 53).
+fn judge_egress(ctx: &Context, socket: &OwnedFd, address: &[u8]) -> Result<(), Fail> {
+    let Some(judge) = &ctx.egress else { return Ok(()) };
+    if kernel::socket_option(socket.as_fd(), libc::SO_TYPE).map_err(Fail::of)? == libc::SOCK_DGRAM {
+        return Ok(());
+    }
+    match socket_address(address) {
+        Some(to) if !judge.allows(to) => Err(Fail::Errno(libc::ECONNREFUSED)),
+        // An address the kernel would refuse as malformed is left to the kernel.
+        _ => Ok(()),
+    }
+}
+
+/// An AF_INET or AF_INET6 socket address from its raw bytes.
+fn socket_address(raw: &[u8]) -> Option<std::net::SocketAddr> {
+    let family = u16::from_ne_bytes([*raw.first()?, *raw.get(1)?]);
+    let port = u16::from_be_bytes([*raw.get(2)?, *raw.get(3)?]);
+    match i32::from(family) {
+        libc::AF_INET => {
+            let ip: [u8; 4] = raw.get(4..8)?.try_into().ok()?;
+            Some((std::net::Ipv4Addr::from(ip), port).into())
+        }
+        libc::AF_INET6 if raw.len() >= 24 => {
+            let ip: [u8; 16] = raw.get(8..24)?.try_into().ok()?;
+            Some((std::net::Ipv6Addr::from(ip), port).into())
+        }
+        _ => None,
+    }
 }
 
 /// The address argument, read once. The kernel reads its length as an int.
@@ -108,7 +145,19 @@ fn through_descriptor(file: &OwnedFd) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::netlink_needs_no_capability;
+    use super::{netlink_needs_no_capability, socket_address};
+
+    #[test]
+    fn ip_addresses_are_read_from_their_bytes() {
+        let v4 = [&(libc::AF_INET as u16).to_ne_bytes()[..], &443u16.to_be_bytes(), &[192, 0, 2, 7], &[0; 8]].concat();
+        assert_eq!(socket_address(&v4), Some("192.0.2.7:443".parse().unwrap()));
+        let ip6: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let v6 = [&(libc::AF_INET6 as u16).to_ne_bytes()[..], &22u16.to_be_bytes(), &[0; 4], &ip6.octets(), &[0; 4]]
+            .concat();
+        assert_eq!(socket_address(&v6), Some("[2001:db8::1]:22".parse().unwrap()));
+        assert_eq!(socket_address(&v6[..20]), None);
+        assert_eq!(socket_address(&v4[..3]), None);
+    }
 
     #[test]
     fn netlink_connects_to_peers_or_groups_are_not_carried_out() {

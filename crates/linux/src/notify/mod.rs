@@ -74,6 +74,8 @@ impl Fail {
 pub(crate) struct Context {
     listener: OwnedFd,
     unix: unix::Sandbox,
+    /// The gateway's early decision on TCP connections (network `allow`).
+    egress: Option<ringfence_backend::EgressJudge>,
 }
 
 impl Context {
@@ -105,12 +107,18 @@ impl Guard {
     /// Starts serving the listener for the sandbox whose init is `init`. `sock_diag` is a
     /// netlink socket init created in the sandbox's own network namespace, or None when the
     /// sandbox shares ours (`--network host`).
-    pub fn start(listener: OwnedFd, sock_diag: Option<OwnedFd>, init: libc::pid_t) -> io::Result<Guard> {
+    /// `egress` decides TCP connections before they are made, in `allow` mode.
+    pub fn start(
+        listener: OwnedFd,
+        sock_diag: Option<OwnedFd>,
+        init: libc::pid_t,
+        egress: Option<ringfence_backend::EgressJudge>,
+    ) -> io::Result<Guard> {
         let network = match sock_diag {
             Some(diag) => unix::Network::Own(diag),
             None => unix::Network::Shared(open_sock_diag()?),
         };
-        let ctx = Context { listener, unix: unix::Sandbox::new(init, network) };
+        let ctx = Context { listener, unix: unix::Sandbox::new(init, network), egress };
         let init = Init { pid: init, pidfd: kernel::pidfd_open(init, 0)? };
         let (stop_read, stop_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let shared = serving::Shared::new(ctx, stop_read, init);
@@ -272,7 +280,7 @@ mod tests {
         drop((theirs, write));
         let listener = receive_handover(ours.as_fd(), Handover::SeccompListener).unwrap();
         let (not_netlink, _keep) = nix::unistd::pipe().unwrap();
-        let guard = Guard::start(listener, Some(not_netlink), pid).unwrap();
+        let guard = Guard::start(listener, Some(not_netlink), pid, None).unwrap();
         let (status, _) = sys::wait4(pid).unwrap();
         let why = guard.stop();
         std::fs::remove_dir_all(&dir).unwrap();
