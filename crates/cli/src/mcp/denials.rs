@@ -84,11 +84,13 @@ pub fn denials(events: &[Event]) -> Vec<Denial> {
 fn network(host: &str, port: u16, reason: &str, detail: &str, addr: &Option<String>) -> Denial {
     let mut d = Denial { host: Some(host.to_string()), port: Some(port), ..Denial::new("network", reason, detail) };
     match reason {
-        "not-allowed" => {
+        // A bare host means ports 80 and 443; any other port is named in the rule.
+        "not-allowed" | "port-not-named" | "unknown-address" => {
             let pattern = match host.parse::<IpAddr>() {
                 Ok(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
                 Ok(ip) => format!("{ip}:{port}"),
-                Err(_) => host.to_string(),
+                Err(_) if port == 80 || port == 443 => host.to_string(),
+                Err(_) => format!("{host}:{port}"),
             };
             let quoted = if pattern.starts_with('[') { format!("'{pattern}'") } else { pattern.clone() };
             d = d.allowed_by(format!("--allow-host {quoted}"), format!("[network] allow = [\"{pattern}\"]"));
@@ -107,6 +109,10 @@ fn network(host: &str, port: u16, reason: &str, detail: &str, addr: &Option<Stri
                         Some("loopback, link-local, metadata and this machine's own addresses are never allowed".into())
                 }
             }
+        }
+        "udp" => {
+            d.hint =
+                Some("only DNS is carried over UDP; programs that fall back to TCP (HTTP/3 clients do) work".into())
         }
         "denied" => {
             d.hint = Some("a deny rule of the server's policy refuses it; only the person can remove it".into())
@@ -189,6 +195,9 @@ mod tests {
             deny("2001:db8::1", 443, "not-allowed", None),
             deny("lan.test", 80, "address-guard", Some("10.0.0.1:80")),
             deny("loop.test", 80, "address-guard", Some("127.0.0.1:80")),
+            deny("github.com", 22, "port-not-named", None),
+            deny("198.51.100.9", 5432, "unknown-address", None),
+            deny("quic.test", 443, "udp", None),
         ]);
         let flags: Vec<_> = found.iter().map(|d| d.allow_flag.as_deref()).collect();
         assert_eq!(
@@ -198,9 +207,13 @@ mod tests {
                 Some("--allow-host 192.0.2.7:80"),
                 Some("--allow-host '[2001:db8::1]:443'"),
                 Some("--allow-private 10.0.0.1/32"),
-                None
+                None,
+                Some("--allow-host github.com:22"),
+                Some("--allow-host 198.51.100.9:5432"),
+                None,
             ]
         );
+        assert!(found[7].hint.as_deref().is_some_and(|h| h.contains("DNS")));
         assert_eq!(found[0].count, 2);
         assert_eq!(found[0].allow_config.as_deref(), Some("[network] allow = [\"api.example.com\"]"));
         assert!(found[4].hint.is_some());
