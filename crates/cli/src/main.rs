@@ -7,9 +7,11 @@
 mod args;
 mod check;
 mod explain;
+mod log;
 mod record;
 mod run;
 mod setup;
+mod summary;
 
 use clap::Parser;
 use ringfence::exit_code;
@@ -33,6 +35,7 @@ fn main() {
         args::Command::Run(a) => run::run(a, signals),
         args::Command::Explain(a) => explain::explain(a),
         args::Command::Check => check::check(),
+        args::Command::Log(a) => log::log(a),
         args::Command::Setup => setup::setup(),
         args::Command::Uninstall => setup::uninstall(),
         args::Command::Schema => {

@@ -141,6 +141,7 @@ fn run(setup: &ChildSetup, status: &StatusPipe) -> Result<std::convert::Infallib
         allow_ptrace: setup.allow_ptrace,
         pin_cpus: setup.rlimits.cpus.is_some(),
         supervise_connect: setup.supervise_connect,
+        supervise_exec: setup.supervise_exec,
     };
     let seccomp = crate::seccomp::build(options).map_err(ChildError::internal)?;
     set_up_network(setup)?;
@@ -157,7 +158,7 @@ fn run(setup: &ChildSetup, status: &StatusPipe) -> Result<std::convert::Infallib
 /// for "go" and hands the seccomp listener over (connect is supervised). The control socket
 /// closes here; returns the ruleset.
 fn confine_until_go(setup: &ChildSetup, seccomp: &[seccompiler::sock_filter]) -> Result<Option<OwnedFd>, ChildError> {
-    let listener = confine(seccomp, setup.supervise_connect)?;
+    let listener = confine(seccomp, setup.supervise_connect || setup.supervise_exec)?;
     let ruleset = wait_for_go(setup.control);
     if let Some(listener) = listener {
         // The supervisor waits for it right after "go".
@@ -216,7 +217,7 @@ fn start_command(
 
 /// Everything but Landlock: a cgroup namespace rooted at the run's cgroup (best effort: it only
 /// hides the host's cgroup paths), no capabilities, no_new_privs, not dumpable, and the seccomp
-/// filter, whose listener is returned when `listener` (connect is supervised).
+/// filter, whose listener is returned when `listener` (connect or exec is supervised).
 fn confine(seccomp: &[seccompiler::sock_filter], listener: bool) -> Result<Option<OwnedFd>, ChildError> {
     let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     sys::drop_all_capabilities().map_err(|e| ChildError::internal(format!("dropping capabilities: {e}")))?;

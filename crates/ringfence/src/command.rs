@@ -115,8 +115,10 @@ impl Command {
         self
     }
 
-    /// Where the run's network events (net.dns, net.connect, net.deny) go as they happen; they
-    /// come from the gateway's threads.
+    /// Where the run's events go as they happen: the gateway's (net.dns, net.connect, net.deny)
+    /// from its threads, and the backend's (proc.exec, proc.exit, policy.deny of exec rules,
+    /// events.dropped) from its delivery thread. The sink may be slow: the backend's events
+    /// wait in a bounded queue, and what overflows it is counted in an `events.dropped` record.
     pub fn on_event(mut self, sink: impl Fn(EventBody) + Send + Sync + 'static) -> Self {
         self.events = Some(std::sync::Arc::new(sink));
         self
@@ -173,6 +175,7 @@ impl Command {
             policy,
             stdio: theirs,
             terminal: self.terminal,
+            events: sink.clone(),
         };
         let mut sandbox = Platform::spawn(prepared, request).map_err(Error::Launch)?;
         if let Some(listeners) = sandbox.take_gateway_listeners() {
