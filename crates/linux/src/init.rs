@@ -279,6 +279,13 @@ fn arrange_descriptors(setup: &ChildSetup, tty: Option<RawFd>) {
 fn exec_command(setup: &ChildSetup, tty: Option<RawFd>, status: &StatusPipe) -> ! {
     arrange_descriptors(setup, tty);
     sys::reset_signals();
+    // The exec monitor reads this process's exec arguments from its memory, which an
+    // unprivileged supervisor can't do while the process is not dumpable (init's copy is not;
+    // exec would reset it). Nothing else of the sandbox runs yet that could read it.
+    if setup.supervise_exec && sys::set_dumpable().is_err() {
+        status.send(&Status::ExecFailed { message: "can't let the exec monitor read the command's exec".into() });
+        sys::exit_now(126);
+    }
     // The report ends up on the user's terminal: names in it are escaped (and capped, which
     // keeps the line one atomic write).
     use ringfence_audit::untrusted::for_terminal as shown;
