@@ -11,6 +11,7 @@
 
 use super::exec_args::{Base, ExecRequest};
 use super::processes::{Place, Processes};
+use super::script;
 use super::target::Target;
 use super::{kernel, Call, Context, Fail, Step};
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
@@ -45,11 +46,20 @@ impl Monitor {
 }
 
 /// The program an exec names: the path as given, made absolute (for the rules), and the file
-/// it resolves to in the caller's view.
+/// it resolves to in the caller's view (opened as a path).
 struct Program {
     given: String,
     absolute: String,
     resolved: String,
+    file: OwnedFd,
+}
+
+/// A program the kernel runs for a script, with the arguments it gets (owned, for an
+/// [`ExecCall`] to borrow).
+struct Interpreter {
+    absolute: String,
+    resolved: String,
+    argv: Vec<String>,
 }
 
 pub(super) fn handle(ctx: &Context, call: &Call) -> Result<Step, Fail> {
@@ -68,7 +78,11 @@ pub(super) fn handle(ctx: &Context, call: &Call) -> Result<Step, Fail> {
         cwd: &cwd,
         home: &monitor.home,
     };
-    let rule = monitor.rules.decide(&exec).cloned();
+    // A script's interpreters run without an exec of their own: the rules see them too.
+    let interpreters = if monitor.rules.has_rules() { interpreters(&target, &program, &argv, Path::new(&cwd))? } else { Vec::new() };
+    let calls: Vec<ExecCall> = std::iter::once(exec).chain(interpreters.iter().map(|i| i.call(&cwd, &monitor.home))).collect();
+    let rule = monitor.rules.decide_any(&calls).cloned();
+    drop(calls);
     // Everything above was read by pid: it named the caller only if the call still waits.
     if !ctx.still_pending(call.id) {
         return Ok(Step::Gone);
@@ -135,7 +149,7 @@ fn locate(target: &Target, request: &ExecRequest, cwd: &Path) -> Result<Program,
         let file = target.descriptor(*fd as u64)?;
         runnable(&file)?;
         let path = String::from_utf8_lossy(&target.descriptor_path(*fd)?).into_owned();
-        return Ok(Program { given: path.clone(), absolute: path.clone(), resolved: path });
+        return Ok(Program { given: path.clone(), absolute: path.clone(), resolved: path, file });
     }
     let joined = if request.path.starts_with(b"/") {
         request.path.clone()
@@ -146,13 +160,55 @@ fn locate(target: &Target, request: &ExecRequest, cwd: &Path) -> Result<Program,
         };
         [base.as_slice(), b"/", request.path.as_slice()].concat()
     };
-    let joined = PathBuf::from(std::ffi::OsStr::from_bytes(&joined));
-    let file = open_in_view(target, &joined, request.no_follow)?;
+    let (file, absolute, resolved) = open_program(target, &joined, request.no_follow)?;
+    Ok(Program { given, absolute, resolved, file })
+}
+
+/// Opens the program at `joined` (absolute, in the caller's view) and checks the kernel could
+/// run it: the file, its path made absolute, and the path it resolves to.
+fn open_program(target: &Target, joined: &[u8], no_follow: bool) -> Result<(OwnedFd, String, String), Fail> {
+    let joined = PathBuf::from(std::ffi::OsStr::from_bytes(joined));
+    let file = open_in_view(target, &joined, no_follow)?;
     runnable(&file)?;
     let resolved = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
         .map_err(|e| Fail::Broken(format!("reading the path of an opened program: {e}")))?;
     let absolute = ringfence_policy::normalize(&joined).to_string_lossy().into_owned();
-    Ok(Program { given, absolute, resolved: resolved.to_string_lossy().into_owned() })
+    Ok((file, absolute, resolved.to_string_lossy().into_owned()))
+}
+
+/// The interpreters the kernel runs when the program is a script, outermost last, each with
+/// the argv the kernel gives it: the interpreter, the `#!` line's argument, the script as
+/// executed, then the script's own arguments. Deeper than the kernel goes, ELOOP.
+fn interpreters(target: &Target, program: &Program, argv: &[String], cwd: &Path) -> Result<Vec<Interpreter>, Fail> {
+    let mut found: Vec<Interpreter> = Vec::new();
+    let mut script_path = program.given.clone();
+    let mut shebang = script::of_file(&program.file)?;
+    let mut rest: Vec<String> = argv.iter().skip(1).cloned().collect();
+    while let Some(line) = shebang.take() {
+        if found.len() == script::MAX_DEPTH {
+            return Err(Fail::Errno(libc::ELOOP));
+        }
+        let given = String::from_utf8_lossy(&line.interpreter).into_owned();
+        let joined = if line.interpreter.starts_with(b"/") {
+            line.interpreter.clone()
+        } else {
+            [cwd.as_os_str().as_bytes(), b"/", &line.interpreter].concat()
+        };
+        let (file, absolute, resolved) = open_program(target, &joined, false)?;
+        let argument = line.argument.map(|a| String::from_utf8_lossy(&a).into_owned());
+        rest = argument.into_iter().chain(std::iter::once(script_path)).chain(rest).collect();
+        let argv = std::iter::once(given.clone()).chain(rest.iter().cloned()).collect();
+        shebang = script::of_file(&file)?;
+        script_path = given;
+        found.push(Interpreter { absolute, resolved, argv });
+    }
+    Ok(found)
+}
+
+impl Interpreter {
+    fn call<'a>(&'a self, cwd: &'a str, home: &'a Path) -> ExecCall<'a> {
+        ExecCall { executed: self.absolute.clone(), resolved: Some(self.resolved.clone()), argv: &self.argv, cwd, home }
+    }
 }
 
 /// Opens `path` (absolute, in the caller's view) as the kernel would look it up for the

@@ -18,6 +18,7 @@ mod exec;
 mod exec_args;
 mod kernel;
 mod processes;
+mod script;
 mod serving;
 mod sock_diag;
 mod target;

@@ -166,8 +166,14 @@ impl Default for ExecRules {
 impl ExecRules {
     /// The first rule that matches the exec, if any.
     pub fn decide(&self, call: &ExecCall) -> Option<&ExecRule> {
-        let unwrapped = call.behind_loader();
-        self.rules.iter().find(|rule| call.matches(rule) || unwrapped.as_ref().is_some_and(|u| u.matches(rule)))
+        self.decide_any(std::slice::from_ref(call))
+    }
+
+    /// The first rule that matches any of these calls: an exec, and the programs the kernel
+    /// runs for it without another exec (a script's interpreters).
+    pub fn decide_any(&self, calls: &[ExecCall]) -> Option<&ExecRule> {
+        let unwrapped: Vec<ExecCall> = calls.iter().filter_map(ExecCall::behind_loader).collect();
+        self.rules.iter().find(|rule| calls.iter().chain(&unwrapped).any(|call| call.matches(rule)))
     }
 
     /// Puts a preset's rules in force (once).

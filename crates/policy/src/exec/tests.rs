@@ -151,3 +151,21 @@ fn bad_patterns_are_refused() {
 fn every_preset_rule_parses() {
     assert_eq!(guardrails().rules.len(), 12);
 }
+
+/// A script's interpreter is checked as well: `#!/usr/bin/git push` runs git push.
+#[test]
+fn any_of_the_calls_of_one_exec_decides_in_rule_order() {
+    let rules = guardrails();
+    let script: Vec<String> = vec!["./deploy".into(), "origin".into()];
+    let interpreter: Vec<String> = vec!["/usr/bin/git".into(), "push".into(), "./deploy".into(), "origin".into()];
+    let call = |executed: &str, argv| ExecCall {
+        executed: executed.into(),
+        resolved: None,
+        argv,
+        cwd: "/home/u/project",
+        home: Path::new(HOME),
+    };
+    let calls = [call("/home/u/project/deploy", &script), call("/usr/bin/git", &interpreter)];
+    assert_eq!(rules.decide(&calls[0]), None);
+    assert_eq!(rules.decide_any(&calls).map(ExecRule::pattern).as_deref(), Some("git push"));
+}
