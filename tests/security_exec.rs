@@ -398,3 +398,36 @@ fn killing_the_supervisor_ends_every_exec() {
         assert_eq!(std::fs::metadata(&ticks).unwrap().len(), before, "{who:?}: execs went on");
     }
 }
+
+/// `ringfence log` on a stored file of two real runs (one with the exec monitor and a denied
+/// `git push`, one without it; an `events.dropped` record and a line that is not an event added
+/// by hand): the output is pinned, filters included.
+#[test]
+fn ringfence_log_output_is_pinned() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/log");
+    let cases: [(&[&str], &str); 5] = [
+        (&[], "all.txt"),
+        (&["--denied"], "denied.txt"),
+        (&["--type", "proc.exit", "--type", "run.end"], "types.txt"),
+        (&["--run", "1a253937426-457"], "run.txt"),
+        (&["--json", "--denied"], "denied.jsonl"),
+    ];
+    for who in identities() {
+        let env = Env::new(who);
+        let file = env.root.join("runs.jsonl");
+        std::fs::copy(golden.join("runs.jsonl"), &file).unwrap();
+        env.chown_all();
+        for (args, expected) in cases {
+            let mut all = vec!["log"];
+            all.extend_from_slice(args);
+            all.push(path_str(&file));
+            let out = env.ringfence(&all);
+            assert_code(&out, 0);
+            let want = std::fs::read_to_string(golden.join(expected)).unwrap();
+            assert_eq!(stdout(&out), want, "{who:?}: ringfence log {args:?} differs from tests/golden/log/{expected}");
+        }
+    }
+    // A missing file is an error, not an empty log.
+    let out = Env::new(Who::Me).ringfence(&["log", "/nonexistent/ringfence-events.jsonl"]);
+    assert!(!out.status.success() && stderr(&out).contains("ringfence: error:"), "{}", both(&out));
+}

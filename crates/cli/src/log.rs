@@ -30,30 +30,35 @@ pub fn log(args: LogArgs) -> i32 {
             return exit_code::POLICY;
         }
     };
-    let selected: Vec<&Value> = read.events.iter().filter(|e| args.selects(e)).collect();
     let mut out = String::new();
     if args.json {
-        for event in &selected {
+        for event in read.events.iter().filter(|e| args.selects(e)) {
             if let Ok(line) = to_json_line(event, EVENT_CAP) {
                 out.push_str(&String::from_utf8_lossy(&line));
                 out.push('\n');
             }
         }
     } else {
-        out = render(&read.events, &selected, &args);
+        out = render(&read.events, &args);
     }
     if let Some(first) = read.skipped.first() {
-        out.push_str(&format!("skipped {} lines that are not events (first: line {first})\n", read.skipped.len()));
+        let lines = if read.skipped.len() == 1 { "line that is not an event" } else { "lines that are not events" };
+        out.push_str(&format!("skipped {} {lines} (first: line {first})\n", read.skipped.len()));
     }
     crate::emit(&out);
     0
 }
 
 impl LogArgs {
+    /// Whether `event` belongs to the run asked for (any, without --run).
+    fn in_run(&self, event: &Value) -> bool {
+        self.run.as_deref().is_none_or(|id| text(event, "run") == id)
+    }
+
     /// Whether the filters let `event` through.
     fn selects(&self, event: &Value) -> bool {
         let kind = text(event, "type");
-        let run = self.run.as_deref().is_none_or(|id| text(event, "run") == id);
+        let run = self.in_run(event);
         let types = self.types.is_empty() || self.types.iter().any(|t| t == kind);
         let denied = !self.denied || is_denial(event);
         run && types && denied
@@ -97,10 +102,12 @@ fn read(path: &std::path::Path) -> std::io::Result<Read> {
     Ok(out)
 }
 
-/// Each run's summary, then the selected events of all runs as a timeline.
-fn render(all: &[Value], selected: &[&Value], args: &LogArgs) -> String {
+/// Each run's summary, then the selected events of all runs as a timeline. The timeline reads
+/// every event of those runs (for their start times and process tree) but shows only the
+/// selected ones.
+fn render(all: &[Value], args: &LogArgs) -> String {
     let mut runs: Vec<Summary> = Vec::new();
-    for event in all.iter().filter(|e| args.run.as_deref().is_none_or(|id| text(e, "run") == id)) {
+    for event in all.iter().filter(|e| args.in_run(e)) {
         let id = text(event, "run");
         if runs.last().is_none_or(|s| s.run != id) {
             runs.push(Summary::new(id));
@@ -112,8 +119,11 @@ fn render(all: &[Value], selected: &[&Value], args: &LogArgs) -> String {
     let mut out: String = runs.iter().map(Summary::render).collect();
     out.push_str("timeline:\n");
     let mut timeline = Timeline::default();
-    for event in selected {
-        out.push_str(&timeline.line(event));
+    for event in all.iter().filter(|e| args.in_run(e)) {
+        let line = timeline.line(event);
+        if args.selects(event) {
+            out.push_str(&line);
+        }
     }
     out
 }
