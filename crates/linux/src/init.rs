@@ -321,8 +321,14 @@ fn exec_search(setup: &ChildSetup) -> nix::Error {
     let mut last = nix::Error::ENOENT;
     for dir in path.split(|b| *b == b':') {
         let dir = if dir.is_empty() { b".".as_slice() } else { dir };
-        let candidate = [dir, b"/", program].concat();
-        let err = nix::unistd::execve(&to_c(&candidate), &argv, &envp).unwrap_err();
+        let candidate = to_c(&[dir, b"/", program].concat());
+        // A name that isn't there is skipped without an execve: with the exec monitor, each
+        // execve is a round trip to the supervisor.
+        let present = nix::unistd::access(candidate.as_c_str(), nix::unistd::AccessFlags::F_OK);
+        if matches!(present, Err(nix::Error::ENOENT | nix::Error::ENOTDIR)) {
+            continue;
+        }
+        let err = nix::unistd::execve(&candidate, &argv, &envp).unwrap_err();
         if !matches!(err, nix::Error::ENOENT | nix::Error::ENOTDIR) {
             last = err;
         }
