@@ -6,9 +6,8 @@
 //! nothing is lost silently. A decision (an exec allowed or denied) never waits on the sink.
 
 use ringfence_audit::EventBody;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 /// Where a run's events go; called from the backend's and the gateway's threads.
@@ -17,19 +16,58 @@ pub type EventSink = Arc<dyn Fn(EventBody) + Send + Sync>;
 /// Events that may wait for the sink at once; beyond that they are counted and dropped.
 pub const QUEUE_CAPACITY: usize = 8192;
 
-/// The reporting end: cheap to clone, never blocks.
-#[derive(Clone)]
+/// The queue between the reporters and the delivery thread. It grows as events wait (a
+/// channel with this capacity would allocate and touch every slot at the launch).
+struct Queue {
+    state: Mutex<State>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct State {
+    events: VecDeque<EventBody>,
+    dropped: u64,
+    /// Live reporters: the delivery ends once there are none and the queue is empty.
+    reporters: usize,
+}
+
+impl Queue {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The reporting end: cheap to clone, never blocks (beyond a short lock).
 pub struct Reporter {
-    queue: SyncSender<EventBody>,
-    dropped: Arc<AtomicU64>,
+    queue: Arc<Queue>,
 }
 
 impl Reporter {
     /// Queues an event for the sink; when the queue is full it is counted as dropped instead.
     pub fn report(&self, event: EventBody) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.queue.try_send(event) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.queue.state();
+        if state.events.len() < self.queue.capacity {
+            state.events.push_back(event);
+        } else {
+            state.dropped += 1;
         }
+        drop(state);
+        self.queue.ready.notify_one();
+    }
+}
+
+impl Clone for Reporter {
+    fn clone(&self) -> Reporter {
+        self.queue.state().reporters += 1;
+        Reporter { queue: self.queue.clone() }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.queue.state().reporters -= 1;
+        self.queue.ready.notify_one();
     }
 }
 
@@ -41,33 +79,48 @@ pub struct Delivery {
 impl Delivery {
     /// Starts delivering to `sink`; the returned reporter (and its clones) feed it.
     pub fn start(sink: EventSink, capacity: usize) -> std::io::Result<(Reporter, Delivery)> {
-        let (queue, received) = sync_channel(capacity);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let counter = dropped.clone();
+        let state = State { reporters: 1, ..State::default() };
+        let queue = Arc::new(Queue { state: Mutex::new(state), ready: Condvar::new(), capacity });
+        let delivered = queue.clone();
         let thread = std::thread::Builder::new()
             .name("ringfence-events".into())
-            .spawn(move || deliver(&received, &counter, sink.as_ref()))?;
-        Ok((Reporter { queue, dropped }, Delivery { thread }))
+            .spawn(move || deliver(&delivered, sink.as_ref()))?;
+        Ok((Reporter { queue }, Delivery { thread }))
     }
 
-    /// Waits until the queue is empty and closed: call it once every reporter is dropped.
+    /// Waits until the queue is empty and every reporter is gone: call it once every reporter
+    /// is dropped.
     pub fn finish(self) {
         let _ = self.thread.join();
     }
 }
 
-fn deliver(received: &Receiver<EventBody>, dropped: &AtomicU64, sink: &(dyn Fn(EventBody) + Send + Sync)) {
-    let flush = || {
-        let count = dropped.swap(0, Ordering::Relaxed);
-        if count > 0 {
-            sink(EventBody::EventsDropped { count });
+/// What the delivery thread takes from the queue at once: the drops counted before the
+/// next event (which must be told first), and that event; None when it is over.
+fn next(queue: &Queue) -> Option<(u64, Option<EventBody>)> {
+    let mut state = queue.state();
+    loop {
+        let dropped = std::mem::take(&mut state.dropped);
+        let event = state.events.pop_front();
+        if dropped > 0 || event.is_some() {
+            return Some((dropped, event));
         }
-    };
-    while let Ok(event) = received.recv() {
-        flush();
-        sink(event);
+        if state.reporters == 0 {
+            return None;
+        }
+        state = queue.ready.wait(state).unwrap_or_else(|p| p.into_inner());
     }
-    flush();
+}
+
+fn deliver(queue: &Queue, sink: &(dyn Fn(EventBody) + Send + Sync)) {
+    while let Some((dropped, event)) = next(queue) {
+        if dropped > 0 {
+            sink(EventBody::EventsDropped { count: dropped });
+        }
+        if let Some(event) = event {
+            sink(event);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ use std::time::{Instant, SystemTime};
 const STOP_KEY: u64 = u64::MAX;
 /// How often exited but not yet reaped processes are looked at again.
 const REAP_POLL_MS: u16 = 5;
+/// Room for a /proc/PID/status file (about 1.5 KiB), read in one go.
+const STATUS_SIZE: usize = 4096;
 /// How many ancestors are looked up for one process's chain before giving up.
 const CHAIN_DEPTH: usize = 256;
 
@@ -188,7 +190,11 @@ struct Status {
 
 impl Status {
     fn read(tid: libc::pid_t) -> Option<Status> {
-        let text = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+        use std::io::Read;
+        // One read: the file's size is unknown (0), and growing a buffer from nothing costs a
+        // read(2) per doubling, on every exec.
+        let mut text = String::with_capacity(STATUS_SIZE);
+        std::fs::File::open(format!("/proc/{tid}/status")).ok()?.read_to_string(&mut text).ok()?;
         let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
         Some(Status {
             tgid: field("Tgid:")?.parse().ok()?,
