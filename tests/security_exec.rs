@@ -3,6 +3,7 @@
 //! and as uid 65534, tries the route from inside the sandbox, and checks the host side (the
 //! bare remote has no new branch, the marker file was not written). Every event written here is
 //! validated against docs/events.schema.json.
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -247,7 +248,12 @@ fn an_exec_whose_argv_cannot_be_read_is_refused() {
         assert!(env.ws.join("good-ran").exists(), "{who:?} control: {}", both(&out));
         for (marker, how) in [("bad-ran", "bad"), ("tail-ran", "tail")] {
             let out = env.run_argv(&[], &["python3", "-c", BAD_ARGV, marker, how]);
-            assert_eq!(stdout(&out), format!("errno {}\n", nix::errno::Errno::EFAULT as i32), "{who:?} {how}: {}", both(&out));
+            assert_eq!(
+                stdout(&out),
+                format!("errno {}\n", nix::errno::Errno::EFAULT as i32),
+                "{who:?} {how}: {}",
+                both(&out)
+            );
             assert!(!env.ws.join(marker).exists(), "{who:?} {how}: it ran");
         }
     }
@@ -390,9 +396,7 @@ fn killing_the_supervisor_ends_every_exec() {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL)
             .unwrap();
         let _ = child.wait();
-        wait_until("the sandbox ends", Duration::from_secs(10), || {
-            pids_with_arg(&script).is_empty()
-        });
+        wait_until("the sandbox ends", Duration::from_secs(10), || pids_with_arg(&script).is_empty());
         let before = std::fs::metadata(&ticks).unwrap().len();
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(std::fs::metadata(&ticks).unwrap().len(), before, "{who:?}: execs went on");

@@ -73,6 +73,7 @@ impl Scene {
             policy: self.policy(limits),
             stdio: [Stdio::Null, Stdio::Stream(writer.into()), Stdio::Stream(writer2.into())],
             terminal: false,
+            events: std::sync::Arc::new(|_| {}),
         };
         let spec = LaunchSpec { request, gateway_ports: ports.to_vec() };
         let sandbox = spawn(spec).unwrap_or_else(|e| panic!("spawn: {e}"));
@@ -438,6 +439,7 @@ fn environment_and_temp_are_as_given() {
         policy: s.policy(limits()),
         stdio: [Stdio::Null, Stdio::Stream(writer.into()), Stdio::Null],
         terminal: false,
+        events: std::sync::Arc::new(|_| {}),
     };
     let spec = LaunchSpec { request, gateway_ports: vec![] };
     let out = common::read_in_background(reader);

@@ -79,8 +79,10 @@ pub(super) fn handle(ctx: &Context, call: &Call) -> Result<Step, Fail> {
         home: &monitor.home,
     };
     // A script's interpreters run without an exec of their own: the rules see them too.
-    let interpreters = if monitor.rules.has_rules() { interpreters(&target, &program, &argv, Path::new(&cwd))? } else { Vec::new() };
-    let calls: Vec<ExecCall> = std::iter::once(exec).chain(interpreters.iter().map(|i| i.call(&cwd, &monitor.home))).collect();
+    let interpreters =
+        if monitor.rules.has_rules() { interpreters(&target, &program, &argv, Path::new(&cwd))? } else { Vec::new() };
+    let calls: Vec<ExecCall> =
+        std::iter::once(exec).chain(interpreters.iter().map(|i| i.call(&cwd, &monitor.home))).collect();
     let rule = monitor.rules.decide_any(&calls).cloned();
     drop(calls);
     // Everything above was read by pid: it named the caller only if the call still waits.

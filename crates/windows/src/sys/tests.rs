@@ -581,6 +581,7 @@ fn a_sandbox_is_not_started_without_setup() {
         policy: crate::prepare::tests::sample_policy(),
         stdio: [ringfence_backend::Stdio::Null, ringfence_backend::Stdio::Null, ringfence_backend::Stdio::Null],
         terminal: false,
+        events: std::sync::Arc::new(|_| {}),
     };
     let spec = crate::LaunchSpec { request, gateway_ports: vec![] };
     let err = crate::spawn(spec).err().expect("spawn must fail without setup");
@@ -687,6 +688,7 @@ impl Stage {
             policy,
             stdio: [ringfence_backend::Stdio::Null, ringfence_backend::Stdio::Null, ringfence_backend::Stdio::Null],
             terminal: false,
+            events: std::sync::Arc::new(|_| {}),
         };
         crate::LaunchSpec { request, gateway_ports: vec![] }
     }
