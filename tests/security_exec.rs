@@ -259,6 +259,62 @@ fn an_exec_whose_argv_cannot_be_read_is_refused() {
     }
 }
 
+/// Each way of naming the program by descriptor, in a forked child: `fexecve` (execveat with
+/// AT_EMPTY_PATH), execveat with a directory descriptor and a relative path, and exec of
+/// /proc/self/fd/N. Prints `METHOD=ERRNO` (0: it ran).
+const BY_DESCRIPTOR: &str = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+touch = os.path.realpath("/usr/bin/touch")
+def attempt(name, run):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            run(os.path.join(os.getcwd(), name + ".ran"))
+        except OSError as e:
+            os._exit(e.errno)
+        os._exit(200 + ctypes.get_errno())
+    print("%s=%d" % (name, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])))
+def fexecve(marker):
+    os.execve(os.open(touch, os.O_RDONLY), ["touch", marker], dict(os.environ))
+def dirfd(marker):
+    d = os.open(os.path.dirname(touch), os.O_PATH | os.O_DIRECTORY)
+    Argv = ctypes.c_char_p * 3
+    libc.syscall(322, d, os.path.basename(touch).encode(), Argv(b"touch", marker.encode(), None), None, 0)
+    raise OSError(ctypes.get_errno(), "execveat")
+def procfd(marker):
+    os.execv("/proc/self/fd/%d" % os.open(touch, os.O_RDONLY), ["x", marker])
+for name, run in [("fexecve", fexecve), ("dirfd", dirfd), ("procfd", procfd)]:
+    attempt(name, run)
+"#;
+
+#[test]
+fn execs_by_descriptor_are_resolved_and_checked() {
+    let methods = ["fexecve", "dirfd", "procfd"];
+    for who in identities() {
+        let env = Env::new(who);
+        // Positive control: each method runs touch.
+        let out = env.run_py(&[], BY_DESCRIPTOR);
+        for m in methods {
+            assert!(stdout(&out).contains(&format!("{m}=0")), "{who:?} control {m}: {}", both(&out));
+            assert!(env.ws.join(format!("{m}.ran")).exists(), "{who:?} control {m}");
+            std::fs::remove_file(env.ws.join(format!("{m}.ran"))).unwrap();
+        }
+        let (out, events) = run_recorded(&env, &["--deny-exec", "touch"], &["python3", "-c", BY_DESCRIPTOR]);
+        for m in methods {
+            assert!(
+                stdout(&out).contains(&format!("{m}={}", nix::errno::Errno::EPERM as i32)),
+                "{who:?} {m}: {}",
+                both(&out)
+            );
+            assert!(!env.ws.join(format!("{m}.ran")).exists(), "{who:?} {m}: touch ran");
+        }
+        let denied = of_type(&events, "proc.exec").into_iter().filter(|e| e["decision"] == "deny").count();
+        assert_eq!(denied, methods.len(), "{who:?}: {events:#?}");
+    }
+}
+
 /// A thread rewrites the path between the check and the kernel's exec: a rule naming the file
 /// by absolute path also withholds Landlock's execute right, which holds whatever the path
 /// says when the kernel reads it again.
