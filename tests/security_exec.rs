@@ -151,7 +151,8 @@ fn a_deny_rule_stops_git_push_by_every_route_and_leaves_other_git_alone() {
 
         let env = Env::new(who);
         repository(&env);
-        let (out, events) = run_recorded(&env, &["--deny-exec", "git push"], &["sh", "-c", PUSHES]);
+        let args = ["--deny-exec", "git push", "--log-exec", "git status"];
+        let (out, events) = run_recorded(&env, &args, &["sh", "-c", PUSHES]);
         assert_eq!(pushed_branches(&env), "", "{who:?}: something was pushed: {}", both(&out));
         for route in routes {
             assert!(!stdout(&out).contains(&format!("{route}=0")), "{who:?}: {route} pushed: {}", both(&out));
@@ -164,6 +165,10 @@ fn a_deny_rule_stops_git_push_by_every_route_and_leaves_other_git_alone() {
         assert!(denials.len() >= routes.len(), "{who:?}: {denials:?}");
         let end = of_type(&events, "run.end")[0];
         assert_eq!(end["execs_denied"].as_u64().unwrap(), denials.len() as u64, "{end}");
+        let logged = of_type(&events, "proc.exec").into_iter().find(|e| e["decision"] == "log");
+        let logged = logged.unwrap_or_else(|| panic!("{who:?}: no logged exec: {events:#?}"));
+        assert_eq!(argv_of(logged)[..2], ["git", "status"]);
+        assert!(logged["rule"].as_str().unwrap().starts_with("git status (--log-exec"), "{logged}");
     }
 }
 
@@ -406,6 +411,7 @@ fn with_the_monitor_off_rules_refuse_to_start_and_only_the_command_is_recorded()
         env.user_config("[exec]\nmonitor = true\n");
         let (_, events) = run_recorded(&env, &["--exec-preset", "guardrails"], &["sh", "-c", "ls >/dev/null"]);
         assert_eq!(of_type(&events, "proc.exec").len(), 2, "{events:#?}");
+        assert!(stdout(&env.ringfence(&["check"])).contains("[ok  ] exec monitor"), "{who:?}");
     }
 }
 
