@@ -184,9 +184,9 @@ impl Run {
             .filter_map(|l| l.strip_prefix("@@"))
             .map(|l| l.split_once(' ').map_or((l.to_string(), String::new()), |(k, v)| (k.into(), v.into())))
             .collect();
+        let events = events.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+        assert_events_match_schema(&events);
         let events = events
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .unwrap_or_default()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}")))
             .collect();

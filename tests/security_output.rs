@@ -97,6 +97,7 @@ fn run_telling_pid(env: &Env, mut cmd: std::process::Command) -> std::process::O
 /// The lines of a JSON Lines file, parsed.
 fn events(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap();
+    assert_events_match_schema(&text);
     text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
 }
 
