@@ -154,4 +154,41 @@ mod tests {
         assert_eq!(delivered + dropped, 100, "{seen:?}");
         assert!(dropped > 0);
     }
+
+    /// Delivery ends once every clone of the reporter is gone, after delivering all they sent,
+    /// in order.
+    #[test]
+    fn delivery_ends_with_the_last_reporter_and_loses_nothing() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink_seen = seen.clone();
+        let sink: EventSink = Arc::new(move |e| sink_seen.lock().unwrap().push(e));
+        let (reporter, delivery) = Delivery::start(sink, 64).unwrap();
+        let clones: Vec<Reporter> = (0..3).map(|_| reporter.clone()).collect();
+        drop(reporter);
+        let threads: Vec<_> = clones
+            .into_iter()
+            .enumerate()
+            .map(|(n, r)| {
+                std::thread::spawn(move || {
+                    for k in 0..10 {
+                        r.report(EventBody::PolicyDeny { rule: n.to_string(), detail: k.to_string() });
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        delivery.finish();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 30, "{seen:?}");
+        for n in 0..3 {
+            let details: Vec<String> = seen
+                .iter()
+                .filter_map(|e| match e {
+                    EventBody::PolicyDeny { rule, detail } if *rule == n.to_string() => Some(detail.clone()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(details, (0..10).map(|k| k.to_string()).collect::<Vec<_>>());
+        }
+    }
 }
