@@ -40,6 +40,17 @@ pub fn still_pending(listener: BorrowedFd, id: u64) -> bool {
     unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id) == 0 }
 }
 
+/// Asks the kernel to pass the CPU straight from a trapped thread to the receiving thread and
+/// back (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, Linux 6.6), which saves two scheduler round
+/// trips per trapped call. A speed hint only: whether the kernel takes it changes no decision.
+pub fn prefer_sync_wake_up(listener: BorrowedFd) -> bool {
+    const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: libc::c_ulong = 1;
+    // SAFETY: SET_FLAGS takes the flags as an integer argument, not a pointer.
+    unsafe {
+        libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) == 0
+    }
+}
+
 /// pidfd_open(2) (Linux 5.3); `flags` may be PIDFD_THREAD (6.9) for a thread that is not its
 /// group's leader.
 pub fn pidfd_open(pid: libc::pid_t, flags: libc::c_uint) -> io::Result<OwnedFd> {

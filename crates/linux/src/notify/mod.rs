@@ -166,6 +166,8 @@ impl Guard {
         };
         let (monitor, threads) = match exec {
             Some(watch) => {
+                // Every exec is a round trip: worth the kernel's direct hand-over, where it has one.
+                kernel::prefer_sync_wake_up(listener.as_fd());
                 let (monitor, threads) = start_exec_monitor(watch, init)?;
                 (Some(monitor), Some(threads))
             }
