@@ -253,11 +253,17 @@ mod cases {
         assert!(child.wait().unwrap().success());
         assert_eq!(out, "http://127.0.0.1:3128 socks5h://127.0.0.1:1080\nHTTP/1.1 403 Forbidden\n");
         let seen = seen.lock().unwrap();
+        // The exec monitor's proc.exec and proc.exit events come too; the gateway's are these.
+        let network: Vec<_> = seen
+            .iter()
+            .filter(|e| !matches!(e, ringfence::EventBody::ProcExec { .. } | ringfence::EventBody::ProcExit { .. }))
+            .collect();
         assert!(
-            matches!(seen.as_slice(), [ringfence::EventBody::NetDeny { host, port: 443, reason, .. }]
+            matches!(network.as_slice(), [ringfence::EventBody::NetDeny { host, port: 443, reason, .. }]
                 if host == "refused.invalid" && reason == "not-allowed"),
             "{seen:?}"
         );
+        assert!(seen.iter().any(|e| matches!(e, ringfence::EventBody::ProcExec { .. })), "{seen:?}");
         let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
         assert_eq!(threads, 1, "the gateway's threads outlived the run");
     }

@@ -50,7 +50,7 @@ fn golden_config_errors() {
         ("[limits]\npid = 10\n", "2:1: unknown key `pid`\n  help: did you mean `pids`?"),
         (
             "[fs]\n",
-            "1:2: unknown key `fs`\n  help: known keys here: profile, filesystem, environment, limits, process, network, trusted_projects",
+            "1:2: unknown key `fs`\n  help: known keys here: profile, filesystem, environment, limits, process, network, exec, trusted_projects",
         ),
         (
             "[limits]\ntimeout = \"10 minutes\"\n",

@@ -382,6 +382,7 @@ fn run_start_event_lists_enforced_layers() {
         let out = env.run_sh(&["--events", ev, "--pids", "64"], &format!("echo '{forged}' >> {ev}; exit 3"));
         assert_code(&out, 3);
         let text = std::fs::read_to_string(&events).unwrap();
+        assert_events_match_schema(&text);
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert!(
             lines.iter().all(|e| e.get("forged").is_none()),

@@ -42,6 +42,7 @@ fn read_u64(path: &Path) -> u64 {
 /// The run.start event of an events file.
 fn run_start(events: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(events).unwrap();
+    assert_events_match_schema(&text);
     let line = text.lines().find(|l| l.contains("\"run.start\"")).unwrap();
     serde_json::from_str(line).unwrap()
 }

@@ -494,6 +494,7 @@ fn the_guard_is_reported() {
         let out = env.run_sh(&["--events", path_str(&events)], "true");
         assert_code(&out, 0);
         let text = std::fs::read_to_string(&events).unwrap();
+        assert_events_match_schema(&text);
         let start = text
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
@@ -769,6 +770,7 @@ os.execvp(sys.argv[1], sys.argv[1:])
             both(&out)
         );
         let log = std::fs::read_to_string(&events).unwrap();
+        assert_events_match_schema(&log);
         let start = log
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())

@@ -571,3 +571,25 @@ pub fn cgroups_of(pid: u32) -> Vec<PathBuf> {
     walk(Path::new("/sys/fs/cgroup"), &format!("ringfence-{pid}-"), 4, &mut out);
     out
 }
+
+/// Fails unless every line of `text` (an event file's content) validates against
+/// docs/events.schema.json, checked with Python's jsonschema (missing, the test fails).
+pub fn assert_events_match_schema(text: &str) {
+    use std::io::Write;
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/events.schema.json");
+    let check = "import json,sys,jsonschema\n\
+                 v=jsonschema.Draft202012Validator(json.load(open(sys.argv[1])))\n\
+                 bad=[(n,e.message) for n,l in enumerate(sys.stdin,1) if l.strip() for e in v.iter_errors(json.loads(l))]\n\
+                 print(bad[:5]); sys.exit(1 if bad else 0)";
+    let mut child = Command::new("python3")
+        .args(["-c", check])
+        .arg(&schema)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "events don't match docs/events.schema.json: {}{}", stdout(&out), stderr(&out));
+}

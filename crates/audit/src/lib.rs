@@ -106,15 +106,53 @@ pub enum EventBody {
         not_enforced: Vec<Layer>,
         kernel: serde_json::Value,
     },
+    /// A program started in the sandbox (every exec with the exec monitor; without it, the
+    /// top-level command only).
     #[serde(rename = "proc.exec")]
     ProcExec {
-        /// The command's host pid; 0 when it ended before ringfence could read it.
+        /// The process's host pid; 0 when it ended before ringfence could read it.
         pid: u32,
-        /// The host pid of the sandbox's init, the command's parent.
+        /// The host pid of its parent.
         ppid: u32,
+        /// Its pid inside the sandbox; null without the exec monitor.
+        #[serde(default)]
+        ns_pid: Option<u32>,
+        /// The sandbox pids from the sandbox's init (1) down to the process itself; empty
+        /// without the exec monitor.
+        #[serde(default)]
+        chain: Vec<u32>,
+        /// The program's path as the exec named it; null without the exec monitor.
+        #[serde(default)]
+        path: Option<String>,
         argv: Vec<String>,
         cwd: String,
+        /// The exec rule that matched (its pattern and source); null when none did.
+        #[serde(default)]
+        rule: Option<String>,
+        /// `allow`, `deny` or `log`; null without the exec monitor.
+        #[serde(default)]
+        decision: Option<String>,
+        /// When the exec was decided (`ts` is when the line was written).
+        #[serde(default)]
+        time: Option<String>,
     },
+    /// A process that ran a program ended (exec monitor only).
+    #[serde(rename = "proc.exit")]
+    ProcExit {
+        pid: u32,
+        ns_pid: Option<u32>,
+        /// Its exit code, when it exited and the kernel told it.
+        exit_code: Option<i32>,
+        /// The signal that ended it, when one did.
+        signal: Option<i32>,
+        /// From its first recorded exec to its end.
+        duration_ms: u64,
+        /// When it ended.
+        time: String,
+    },
+    /// Events that were not written because the writer fell behind.
+    #[serde(rename = "events.dropped")]
+    EventsDropped { count: u64 },
     /// A name the gateway looked up (allowed names only: others are never resolved).
     #[serde(rename = "net.dns")]
     NetDns {
@@ -174,6 +212,20 @@ pub enum EventBody {
         reason: String,
         duration_ms: u64,
         rusage: Rusage,
+        /// Programs started (execs allowed); null without the exec monitor.
+        #[serde(default)]
+        processes: Option<u64>,
+        /// Execs refused by an exec rule; null without the exec monitor.
+        #[serde(default)]
+        execs_denied: Option<u64>,
+        /// Connections the gateway made, and requests it refused.
+        #[serde(default)]
+        connections_allowed: u64,
+        #[serde(default)]
+        connections_denied: u64,
+        /// The sandbox's peak memory use, from its memory cgroup; null without one.
+        #[serde(default)]
+        peak_memory_kb: Option<u64>,
     },
 }
 
@@ -182,19 +234,25 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// Reads a time as [`timestamp`] writes it (any RFC 3339 form); None if it is not one.
+pub fn parse_timestamp(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(text).ok()
+}
+
 /// Appends events to a JSON Lines file, flushing each one so nothing is lost on a crash. It
 /// writes through the descriptor it was given and never reopens the file by name (the CLI opens
 /// it once, safely, before the sandbox starts). Every string is written as
 /// [`untrusted::escape`] renders it, cut at [`untrusted::EVENT_CAP`] bytes.
 pub struct EventWriter {
-    file: File,
+    file: Box<dyn Write + Send>,
     run: String,
 }
 
 impl EventWriter {
-    /// A writer appending to `file`, which should be open for appending.
-    pub fn new(file: File, run: String) -> Self {
-        EventWriter { file, run }
+    /// A writer appending to `file` (a file open for appending, a pipe, stderr), one
+    /// `write_all` per event.
+    pub fn new(file: impl Write + Send + 'static, run: String) -> Self {
+        EventWriter { file: Box::new(file), run }
     }
 
     pub fn emit(&mut self, body: EventBody) -> std::io::Result<()> {
@@ -241,6 +299,11 @@ mod tests {
             reason: "exited".into(),
             duration_ms: 3,
             rusage: Rusage::default(),
+            processes: Some(1),
+            execs_denied: Some(0),
+            connections_allowed: 0,
+            connections_denied: 0,
+            peak_memory_kb: None,
         })
         .unwrap();
         // Windows can't remove a directory while a file in it is open.

@@ -206,3 +206,40 @@ fn allow_rules(policy: &Policy) -> Vec<Line> {
     });
     lines
 }
+
+/// The exec rules, in the order they are checked, each with the layers `layers` says enforce
+/// it (none on a backend without an exec monitor, which `unenforced` then explains).
+pub fn exec_rules(
+    policy: &Policy,
+    layers: &dyn Fn(&ringfence_policy::ExecRule) -> Vec<String>,
+    unenforced: Option<&str>,
+) -> Section {
+    let mut section = Section::new("Exec rules (checked in order; the first match decides)");
+    let exec = &policy.exec;
+    if let Some(why) = unenforced {
+        section.push(Line::text(why));
+    } else if !exec.monitor {
+        section.push(Line::text("exec monitor: off (--no-exec-monitor): only the top-level command is recorded"));
+    } else {
+        section.push(Line::fact("every exec is checked and recorded before it runs", &["seccomp user notification"]));
+    }
+    for rule in &exec.rules {
+        let verdict = match &rule.reason {
+            Some(reason) => format!("{}: {reason}", rule.decision),
+            None => rule.decision.to_string(),
+        };
+        let path = rule.pattern();
+        section.push(Line::Path { path, verdict, layers: layers(rule), origin: Some(rule.origin.to_string()) });
+    }
+    if exec.rules.is_empty() {
+        section.push(Line::text("no exec rules (add some with --deny-exec, or `[exec] presets = [\"guardrails\"]`)"));
+    }
+    section
+}
+
+/// The exec section of a backend that has no exec monitor.
+pub fn exec_rules_unenforced(policy: &Policy) -> Section {
+    let why = "this platform has no exec monitor: exec rules are not enforced (a policy with exec rules is refused \
+               unless --allow-degraded), and only the top-level command is recorded";
+    exec_rules(policy, &|_| Vec::new(), Some(why))
+}

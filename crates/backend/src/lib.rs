@@ -9,10 +9,12 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::too_many_lines)]
 
+pub mod events;
 pub mod explain;
 mod output;
 mod probe;
 
+pub use events::{Delivery, EventSink, Reporter};
 pub use explain::{Explanation, Line, Section};
 pub use output::OutputFile;
 pub use probe::{Probe, ProbeItem};
@@ -114,7 +116,6 @@ pub trait Prepared {
 }
 
 /// Everything a backend needs to start one sandboxed command.
-#[derive(Debug)]
 pub struct LaunchRequest {
     pub program: OsString,
     pub args: Vec<OsString>,
@@ -129,6 +130,46 @@ pub struct LaunchRequest {
     /// In `allow` mode, the gateway's early decision on connections, for a backend that can ask
     /// it before a connection is made (Linux).
     pub egress: Option<EgressJudge>,
+    /// Where the backend's events go as they happen (programs started and ended, execs
+    /// denied), through a [`Delivery`] queue so the sandbox never waits for the sink.
+    pub events: EventSink,
+}
+
+impl std::fmt::Debug for LaunchRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaunchRequest")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env", &self.env)
+            .field("cwd", &self.cwd)
+            .field("policy", &self.policy)
+            .field("stdio", &self.stdio)
+            .field("terminal", &self.terminal)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the exec monitor counted over a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessCounts {
+    /// Programs started: execs allowed.
+    pub started: u64,
+    /// Execs an exec rule refused.
+    pub denied: u64,
+}
+
+/// The layer that says a policy's exec rules are not enforced, on a backend without an exec
+/// monitor: such a run is refused unless --allow-degraded.
+pub fn exec_rules_not_enforced(policy: &Policy) -> Option<Layer> {
+    policy.exec.has_rules().then(|| {
+        Layer::new(
+            "exec rules",
+            format!(
+                "{} exec rules: this platform has no exec monitor, so they are not enforced",
+                policy.exec.rules.len()
+            ),
+        )
+    })
 }
 
 /// How the command ended.
@@ -159,6 +200,10 @@ pub struct Outcome {
     pub review_failures: Vec<ReviewFinding>,
     /// What the clean-up could not undo (a placeholder, an ACL entry), each naming the path.
     pub warnings: Vec<String>,
+    /// What the exec monitor counted; None without one.
+    pub processes: Option<ProcessCounts>,
+    /// The sandbox's peak memory use in bytes, where its memory cgroup tells it.
+    pub peak_memory: Option<u64>,
 }
 
 /// What a run enforces, and what it could not.
@@ -207,6 +252,11 @@ pub trait Sandbox {
     fn command_id(&self) -> Option<u32>;
     fn killer(&self) -> Killer;
     fn enforcement(&self) -> &Enforcement;
+    /// Whether the backend reports every exec itself (its exec monitor runs): then the caller
+    /// writes no `proc.exec` of its own for the command.
+    fn records_execs(&self) -> bool {
+        false
+    }
     /// The gateway's sockets, for a backend that makes them inside the sandbox.
     fn take_gateway_listeners(&mut self) -> Option<GatewayListeners> {
         None

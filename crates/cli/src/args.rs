@@ -17,6 +17,7 @@ Examples:
   ringfence run --env-keep 'AWS_REGION' --env CI=1 -- ./scripts/test.sh
   ringfence run --allow-preset npm --allow-host api.openai.com -- npm install
   ringfence run --events run.jsonl --json-status 3 -- pytest 3>status.json
+  ringfence run --exec-preset guardrails --deny-exec 'make deploy' --report -- make
   ringfence run --profile agent:claude -- claude";
 
 const MCP_EXAMPLES: &str = "\
@@ -58,6 +59,9 @@ pub enum Command {
     /// Show the built-in agent profiles, in the config file format.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Summarize a run's event file (--events): the command, how it ended, the programs it
+    /// started and the execs denied, its connections, then a timeline with the process tree.
+    Log(LogArgs),
     /// Print the JSON Schema of the policy file.
     Schema,
     /// Windows: create the sandbox account and its network filters (elevated, once; safe to
@@ -76,9 +80,14 @@ pub struct RunArgs {
     /// change it).
     #[arg(long, value_name = "FD|PATH", value_parser = crate::record::parse_status_arg)]
     pub json_status: Option<crate::record::StatusArg>,
-    /// Append the run's events (JSON Lines) to this file (the sandbox can't change it).
-    #[arg(long, value_name = "PATH")]
-    pub events: Option<PathBuf>,
+    /// Append the run's events (JSON Lines) to this file (the sandbox can't change it), to an
+    /// open descriptor (fd:3), or to stderr (-).
+    #[arg(long, value_name = "PATH|fd:N|-", value_parser = crate::record::parse_events_arg)]
+    pub events: Option<crate::record::EventsArg>,
+    /// Print a summary of the run on stderr when it ends (programs started, execs denied,
+    /// connections, limits hit).
+    #[arg(long)]
+    pub report: bool,
     /// Never give the command its own terminal, even when run from one.
     #[arg(long)]
     pub no_pty: bool,
@@ -93,6 +102,25 @@ pub struct RunArgs {
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// The event file a run wrote (--events).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print the selected events as JSON Lines instead of the summary and timeline.
+    #[arg(long)]
+    pub json: bool,
+    /// Only events of this type, like proc.exec or net.deny (repeatable).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+    /// Only refusals: denied execs and connections, and policy.deny.
+    #[arg(long)]
+    pub denied: bool,
+    /// Only the run with this id (a file may hold several runs).
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -207,6 +235,21 @@ pub struct PolicyArgs {
     /// system resolver).
     #[arg(long, value_name = "ADDR")]
     pub resolver: Option<String>,
+    /// Refuse execs matching PATTERN, a program and argument patterns like 'git push' or
+    /// 'rm -r /*' (repeatable; the first matching rule decides).
+    #[arg(long, value_name = "PATTERN")]
+    pub deny_exec: Vec<String>,
+    /// Let execs matching PATTERN run, and mark their record with the rule (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    pub log_exec: Vec<String>,
+    /// A built-in set of exec rules: guardrails (denies git push, publishing, sudo, rm -rf /,
+    /// …) (repeatable).
+    #[arg(long, value_name = "NAME", value_parser = PossibleValuesParser::new(["guardrails"]))]
+    pub exec_preset: Vec<String>,
+    /// Don't watch the command's execs: only the command itself is recorded, and exec rules
+    /// refuse to start (saves the exec monitor's cost on exec-heavy runs).
+    #[arg(long)]
+    pub no_exec_monitor: bool,
     /// Allow ptrace between processes inside the sandbox (for debuggers).
     #[arg(long)]
     pub allow_ptrace: bool,
@@ -274,6 +317,10 @@ impl PolicyArgs {
             allow_writable_home: self.allow_writable_home,
             allow_writable_home_config: self.allow_writable_home_config,
             trust_project: self.trust_project,
+            deny_exec: self.deny_exec.clone(),
+            log_exec: self.log_exec.clone(),
+            exec_presets: self.exec_preset.clone(),
+            no_exec_monitor: self.no_exec_monitor,
         }
     }
 

@@ -7,11 +7,13 @@
 mod args;
 mod check;
 mod explain;
+mod log;
 mod mcp;
 mod profile;
 mod record;
 mod run;
 mod setup;
+mod summary;
 
 use clap::Parser;
 use ringfence::exit_code;
@@ -37,6 +39,7 @@ fn main() {
         args::Command::Check => check::check(),
         args::Command::Mcp(a) => mcp::serve(a, signals),
         args::Command::Profile(c) => profile::profile(c),
+        args::Command::Log(a) => log::log(a),
         args::Command::Setup => setup::setup(),
         args::Command::Uninstall => setup::uninstall(),
         args::Command::Schema => {

@@ -6,7 +6,7 @@
 use ringfence::{Error, OutputFile};
 use ringfence_policy::{Builtin, Policy, RuleKind};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Sources of the rules that protect ringfence's own output.
 const EVENT_LOG: Builtin = Builtin::EventLog;
@@ -33,9 +33,40 @@ pub fn parse_status_arg(s: &str) -> Result<StatusArg, String> {
     Ok(StatusArg::Path(PathBuf::from(s)))
 }
 
+/// Where `--events` goes, as given on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventsArg {
+    /// A file ringfence opens itself (appending).
+    Path(PathBuf),
+    /// A descriptor the caller passes open: `fd:3`.
+    Fd(i32),
+    /// ringfence's own stderr: `-`.
+    Stderr,
+}
+
+/// Parses `-`, `fd:N` or a path (`3` is a file called `3`).
+pub fn parse_events_arg(s: &str) -> Result<EventsArg, String> {
+    if s == "-" {
+        return Ok(EventsArg::Stderr);
+    }
+    if let Some(digits) = s.strip_prefix("fd:") {
+        return match digits.parse::<i32>() {
+            Ok(fd) if fd >= 0 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(EventsArg::Fd(fd)),
+            _ => Err(format!("`{s}`: write fd: and a descriptor number, like fd:3")),
+        };
+    }
+    if s.is_empty() {
+        return Err("write a file path, fd:N or -".into());
+    }
+    Ok(EventsArg::Path(PathBuf::from(s)))
+}
+
+/// Where the event stream goes.
+pub type EventOutput = Box<dyn std::io::Write + Send>;
+
 /// The run's outputs, open and protected.
 pub struct Outputs {
-    pub events: Option<File>,
+    pub events: Option<EventOutput>,
     pub status: Option<File>,
 }
 
@@ -52,8 +83,12 @@ impl OutputError {
 }
 
 /// Opens `--events` and `--json-status` and adds the rules that protect them to `policy`.
-/// The descriptor is taken over first: any file ringfence opens could take its number.
-pub fn open(events: Option<&Path>, status: Option<&StatusArg>, policy: &mut Policy) -> Result<Outputs, OutputError> {
+/// Descriptors are taken over first: any file ringfence opens could take their numbers.
+pub fn open(
+    events: Option<&EventsArg>,
+    status: Option<&StatusArg>,
+    policy: &mut Policy,
+) -> Result<Outputs, OutputError> {
     let inherited = match status {
         Some(StatusArg::Fd(fd)) => Some(
             ringfence::inherited_output(*fd, policy)
@@ -62,12 +97,18 @@ pub fn open(events: Option<&Path>, status: Option<&StatusArg>, policy: &mut Poli
         ),
         _ => None,
     };
-    let events = match events {
-        Some(path) => Some(
+    let events: Option<EventOutput> = match events {
+        Some(EventsArg::Fd(fd)) => Some(Box::new(
+            ringfence::inherited_output(*fd, policy)
+                .map(|out| protect(policy, out, EVENT_LOG))
+                .map_err(|e| OutputError::new("--events", e))?,
+        )),
+        Some(EventsArg::Stderr) => Some(Box::new(std::io::stderr())),
+        Some(EventsArg::Path(path)) => Some(Box::new(
             ringfence::open_output(path, policy, true)
                 .map(|out| protect(policy, out, EVENT_LOG))
                 .map_err(|e| OutputError::new("--events", e))?,
-        ),
+        )),
         None => None,
     };
     let opened = match status {
@@ -105,5 +146,16 @@ mod tests {
         assert!(parse_status_arg("fd:x").is_err());
         assert!(parse_status_arg("").is_err());
         assert!(parse_status_arg("99999999999").is_err());
+    }
+
+    #[test]
+    fn event_targets_parse() {
+        assert_eq!(parse_events_arg("-"), Ok(EventsArg::Stderr));
+        assert_eq!(parse_events_arg("fd:7"), Ok(EventsArg::Fd(7)));
+        assert_eq!(parse_events_arg("3"), Ok(EventsArg::Path("3".into())));
+        assert_eq!(parse_events_arg("run.jsonl"), Ok(EventsArg::Path("run.jsonl".into())));
+        assert!(parse_events_arg("fd:").is_err());
+        assert!(parse_events_arg("fd:-1").is_err());
+        assert!(parse_events_arg("").is_err());
     }
 }

@@ -11,37 +11,92 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-/// The run's event file, shared with the gateway's threads.
+/// The run's event file, shared with the gateway's and the backend's threads.
 type Events = Option<Arc<Mutex<EventWriter>>>;
-
-fn emit(events: &Events, body: EventBody) {
-    if let Some(w) = events {
-        let _ = w.lock().unwrap_or_else(|p| p.into_inner()).emit(body);
-    }
-}
 
 /// Distinct refusals told on stderr; the rest are only in the event file, so a command that
 /// tries endless names can't flood the terminal or grow ringfence's memory.
 const NOTICES: usize = 32;
 
-/// Where the gateway's events go: the event file, and a notice on stderr for each distinct
-/// refusal so the user sees why a download failed. The notice quotes what the sandbox sent
-/// (names, header values): shown escaped and bounded.
-fn gateway_sink(events: Events) -> impl Fn(EventBody) + Send + Sync + 'static {
-    let told: Mutex<HashSet<(String, u16, String)>> = Mutex::new(HashSet::new());
-    let newline = if std::io::stderr().is_terminal() { "\r\n" } else { "\n" };
-    move |body: EventBody| {
-        if let EventBody::NetDeny { host, port, reason, detail, .. } = &body {
-            let mut told = told.lock().unwrap_or_else(|p| p.into_inner());
-            if told.len() < NOTICES && told.insert((host.clone(), *port, reason.clone())) {
-                let _ = write!(std::io::stderr(), "ringfence: network: {}{newline}", for_terminal(detail));
-                if told.len() == NOTICES {
-                    let more = "ringfence: network: further refusals are not shown here; --events records each one";
-                    let _ = write!(std::io::stderr(), "{more}{newline}");
-                }
+/// Where every event of the run goes: the event file, the counts for run.end, the summary for
+/// --report, and a notice on stderr for each distinct refusal (a connection or an exec), so the
+/// user sees why something failed. Notices quote what the sandbox chose (names, header
+/// values, command lines): shown escaped and bounded.
+struct Recorder {
+    events: Events,
+    tally: Mutex<Tally>,
+    told: Mutex<HashSet<String>>,
+    newline: &'static str,
+}
+
+/// What run.end and --report count from the events.
+#[derive(Default)]
+struct Tally {
+    connections_allowed: u64,
+    connections_denied: u64,
+    /// With --report.
+    summary: Option<crate::summary::Summary>,
+}
+
+impl Recorder {
+    fn new(events: Events, run: &str, report: bool) -> Arc<Recorder> {
+        let tally = Tally { summary: report.then(|| crate::summary::Summary::new(run)), ..Default::default() };
+        let newline = if std::io::stderr().is_terminal() { "\r\n" } else { "\n" };
+        Arc::new(Recorder { events, tally: Mutex::new(tally), told: Mutex::default(), newline })
+    }
+
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one event for run.end and the summary.
+    fn count(&self, body: &EventBody) {
+        let mut tally = self.tally();
+        match body {
+            EventBody::NetConnect { .. } => tally.connections_allowed += 1,
+            EventBody::NetDeny { .. } => tally.connections_denied += 1,
+            _ => {}
+        }
+        if let (Some(summary), Ok(value)) = (tally.summary.as_mut(), serde_json::to_value(body)) {
+            summary.add(&value);
+        }
+    }
+
+    /// Counts and writes one event.
+    fn emit(&self, body: EventBody) {
+        self.count(&body);
+        if let Some(w) = &self.events {
+            let _ = w.lock().unwrap_or_else(|p| p.into_inner()).emit(body);
+        }
+    }
+
+    /// Tells a refusal on stderr, once per distinct refusal and at most [`NOTICES`] times.
+    fn notice(&self, body: &EventBody) {
+        let (key, what, text) = match body {
+            EventBody::NetDeny { host, port, reason, detail, .. } => {
+                (format!("{host}:{port}:{reason}"), "network", detail)
+            }
+            EventBody::PolicyDeny { rule, detail } if rule == "exec" => (detail.clone(), "exec", detail),
+            _ => return,
+        };
+        let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+        if told.len() < NOTICES && told.insert(key) {
+            let newline = self.newline;
+            let _ = write!(std::io::stderr(), "ringfence: {what}: {}{newline}", for_terminal(text));
+            if told.len() == NOTICES {
+                let more = "ringfence: further refusals are not shown here; --events records each one";
+                let _ = write!(std::io::stderr(), "{more}{newline}");
             }
         }
-        emit(&events, body);
+    }
+
+    /// The sink the library calls with the gateway's and the backend's events.
+    fn sink(self: &Arc<Self>) -> impl Fn(EventBody) + Send + Sync + 'static {
+        let recorder = self.clone();
+        move |body: EventBody| {
+            recorder.notice(&body);
+            recorder.emit(body);
+        }
     }
 }
 
@@ -61,7 +116,7 @@ pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
     // The digest names the policy as configured; the rules that protect ringfence's own output
     // files are not part of it.
     let digest = policy.digest();
-    let mut outputs = match crate::record::open(args.events.as_deref(), args.json_status.as_ref(), &mut policy) {
+    let mut outputs = match crate::record::open(args.events.as_ref(), args.json_status.as_ref(), &mut policy) {
         Ok(o) => o,
         Err(e) => {
             report(&e.message);
@@ -73,7 +128,9 @@ pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
         Err(code) => return code,
     };
     ringfence::arm_signals(&mut signals);
-    let events: Events = outputs.events.take().map(|file| Arc::new(Mutex::new(EventWriter::new(file, run_id()))));
+    let run = run_id();
+    let events: Events = outputs.events.take().map(|out| Arc::new(Mutex::new(EventWriter::new(out, run.clone()))));
+    let recorder = Recorder::new(events.clone(), &run, args.report);
     let mut argv = args.command.into_iter();
     let program = argv.next().unwrap_or_default();
     let rest: Vec<_> = argv.collect();
@@ -101,8 +158,9 @@ pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
         .stdout(relay(tty[1]))
         .stderr(relay(tty[2]))
         .terminal(terminal)
-        .on_event(gateway_sink(events.clone()));
-    // run.start comes first in the file: the gateway's events wait for this lock.
+        .on_event(recorder.sink());
+    // run.start comes first in the file: the gateway's and the backend's events wait for this
+    // lock (the backend's in its queue: the sandbox never waits for it).
     let mut head = events.as_ref().map(|w| w.lock().unwrap_or_else(|p| p.into_inner()));
     let mut child = match command.spawn() {
         Ok(c) => c,
@@ -111,9 +169,9 @@ pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
             return e.exit_code();
         }
     };
-    let start = start_events(request, &child);
-    if let Some(w) = head.as_mut() {
-        for event in start {
+    for event in start_events(request, &child) {
+        recorder.count(&event);
+        if let Some(w) = head.as_mut() {
             let _ = w.emit(event);
         }
     }
@@ -133,29 +191,39 @@ pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
     for relay in relays {
         let _ = relay.join();
     }
-    finish(&status, &limits, &events, outputs.status)
+    finish(&status, &limits, &recorder, outputs.status)
 }
 
-/// After the run: why it ended, the git review's findings, run.end, and --json-status.
+/// After the run: why it ended, the git review's findings, run.end, --report's summary, and
+/// --json-status.
 fn finish(
     status: &ExitStatus,
     limits: &ringfence_policy::Limits,
-    events: &Events,
+    recorder: &Recorder,
     target: Option<std::fs::File>,
 ) -> i32 {
-    explain_end(status, limits, events);
-    report_review(status, events);
-    emit(
-        events,
-        EventBody::RunEnd {
-            exit_code: status.code(),
-            signal: status.signal(),
-            status: status.exit_code(),
-            reason: status.reason.name().into(),
-            duration_ms: status.duration.as_millis() as u64,
-            rusage: rusage(status),
-        },
-    );
+    explain_end(status, limits, recorder);
+    report_review(status, recorder);
+    let (connections_allowed, connections_denied) = {
+        let tally = recorder.tally();
+        (tally.connections_allowed, tally.connections_denied)
+    };
+    recorder.emit(EventBody::RunEnd {
+        exit_code: status.code(),
+        signal: status.signal(),
+        status: status.exit_code(),
+        reason: status.reason.name().into(),
+        duration_ms: status.duration.as_millis() as u64,
+        rusage: rusage(status),
+        processes: status.processes.map(|p| p.started),
+        execs_denied: status.processes.map(|p| p.denied),
+        connections_allowed,
+        connections_denied,
+        peak_memory_kb: status.peak_memory.map(|b| b / 1024),
+    });
+    if let Some(summary) = &recorder.tally().summary {
+        eprint!("{}", summary.render().replace('\n', recorder.newline));
+    }
     if let Some(mut target) = target {
         if let Err(e) = target.write_all(format!("{}\n", status_json(status)).as_bytes()) {
             report(&format!("--json-status: {e}"));
@@ -176,8 +244,8 @@ struct Request {
 }
 
 /// Warns about the protections this run lacks (with --allow-degraded), and returns the
-/// run.start and proc.exec events.
-fn start_events(request: Request, child: &ringfence::Child) -> [EventBody; 2] {
+/// run.start event, and the command's proc.exec unless the exec monitor records it.
+fn start_events(request: Request, child: &ringfence::Child) -> Vec<EventBody> {
     let (enforced, not_enforced) = child.layers();
     // Without --allow-degraded only defaults this machine can't carry can be missing (anything
     // asked for would have refused the run): run.start records them, and `check` and `explain`
@@ -185,23 +253,30 @@ fn start_events(request: Request, child: &ringfence::Child) -> [EventBody; 2] {
     for layer in not_enforced.iter().filter(|_| request.allow_degraded) {
         eprintln!("ringfence: warning: not enforced (--allow-degraded): {}: {}", layer.name, layer.detail);
     }
-    [
-        EventBody::RunStart {
-            argv: request.argv.clone(),
-            cwd: request.cwd.clone(),
-            profile: request.profile,
-            policy_digest: request.digest,
-            enforced,
-            not_enforced,
-            kernel: child.platform_json(),
-        },
-        EventBody::ProcExec {
+    let mut events = vec![EventBody::RunStart {
+        argv: request.argv.clone(),
+        cwd: request.cwd.clone(),
+        profile: request.profile,
+        policy_digest: request.digest,
+        enforced,
+        not_enforced,
+        kernel: child.platform_json(),
+    }];
+    if !child.records_execs() {
+        events.push(EventBody::ProcExec {
             pid: child.command_id().unwrap_or(0),
             ppid: child.id(),
+            ns_pid: None,
+            chain: Vec::new(),
+            path: None,
             argv: request.argv,
             cwd: request.cwd,
-        },
-    ]
+            rule: None,
+            decision: None,
+            time: None,
+        });
+    }
+    events
 }
 
 /// What --json-status writes: run.end's fields without the event's own.
@@ -218,14 +293,14 @@ fn status_json(status: &ExitStatus) -> serde_json::Value {
 
 /// The clean-up's warnings, and what the post-run review moved aside (warnings) and what it could not review
 /// (errors, which make the run's exit code 120), on stderr and as `policy.deny` events.
-fn report_review(status: &ExitStatus, events: &Events) {
+fn report_review(status: &ExitStatus, recorder: &Recorder) {
     for warning in &status.warnings {
         eprintln!("ringfence: warning: {}", for_terminal(warning));
     }
     for finding in &status.git_findings {
         eprintln!("ringfence: warning: {}: {}", for_terminal(&finding.path), for_terminal(&finding.detail));
         let text = format!("{}: {}", finding.path.display(), finding.detail);
-        emit(events, EventBody::PolicyDeny { rule: finding.rule.into(), detail: text });
+        recorder.emit(EventBody::PolicyDeny { rule: finding.rule.into(), detail: text });
     }
     for failure in &status.review_failures {
         eprintln!(
@@ -234,7 +309,7 @@ fn report_review(status: &ExitStatus, events: &Events) {
             for_terminal(&failure.detail)
         );
         let text = format!("{}: {}", failure.path.display(), failure.detail);
-        emit(events, EventBody::PolicyDeny { rule: failure.rule.into(), detail: text });
+        recorder.emit(EventBody::PolicyDeny { rule: failure.rule.into(), detail: text });
     }
     if !status.review_failures.is_empty() {
         eprintln!(
@@ -276,7 +351,7 @@ fn rusage(status: &ExitStatus) -> Rusage {
 }
 
 /// Says why ringfence ended the run, on stderr and in the events.
-fn explain_end(status: &ExitStatus, limits: &ringfence_policy::Limits, events: &Events) {
+fn explain_end(status: &ExitStatus, limits: &ringfence_policy::Limits, recorder: &Recorder) {
     let text = |v: Option<String>| v.unwrap_or_default();
     let (limit, value, message) = match &status.reason {
         EndReason::Timeout => (
@@ -301,7 +376,7 @@ fn explain_end(status: &ExitStatus, limits: &ringfence_policy::Limits, events: &
         _ => return,
     };
     eprintln!("ringfence: {message} (exit {})", status.exit_code());
-    emit(events, EventBody::LimitHit { limit: limit.into(), value, detail: message });
+    recorder.emit(EventBody::LimitHit { limit: limit.into(), value, detail: message });
 }
 
 /// The command's directory (`--cwd`) and its input (`--stdin-lifeline`), or ringfence's exit

@@ -35,4 +35,8 @@ pub struct Outcome {
     pub reason: EndReason,
     pub duration: Duration,
     pub rusage: libc::rusage,
+    /// What the exec monitor counted, when it ran.
+    pub processes: Option<ringfence_backend::ProcessCounts>,
+    /// The run's peak memory use in bytes, from its memory cgroup.
+    pub peak_memory: Option<u64>,
 }

@@ -80,6 +80,10 @@ impl ringfence_backend::Sandbox for Sandbox {
         self.inner.command_id()
     }
 
+    fn records_execs(&self) -> bool {
+        self.inner.records_execs()
+    }
+
     fn killer(&self) -> Killer {
         let init = nix::unistd::Pid::from_raw(self.inner.id() as i32);
         Killer::new(move || {
@@ -111,6 +115,8 @@ impl ringfence_backend::Sandbox for Sandbox {
             findings: out.git_findings,
             review_failures: out.review_failures,
             warnings: out.left,
+            processes: out.processes,
+            peak_memory: out.peak_memory,
         })
     }
 }

@@ -110,6 +110,44 @@ fn record_unix_guard(e: &mut Enforcement, network: NetworkMode) -> bool {
     }
 }
 
+/// The layer that watches every exec.
+const EXEC_MONITOR: &str = "exec monitor";
+
+/// Records the exec monitor: enforced when this kernel can supervise execve(2); else, with exec
+/// rules, listed as not enforced (the run is refused without --allow-degraded), and without
+/// them as a missing default (recorded only). Whether the filter should trap exec.
+fn record_exec_monitor(e: &mut Enforcement, policy: &Policy) -> bool {
+    if !policy.exec.monitor {
+        return false;
+    }
+    let layer = |detail: String| LayerStatus { name: EXEC_MONITOR.into(), detail };
+    match crate::notify::probe_exec() {
+        Ok(()) => {
+            let rules = &policy.exec.rules;
+            let kernel_backed = crate::landlock_rules::no_exec_files(policy).len();
+            let landlock = if kernel_backed > 0 && e.landlock_abi > 0 {
+                format!(", {kernel_backed} of them also by Landlock (no execute right)")
+            } else {
+                String::new()
+            };
+            e.enforced.push(layer(format!(
+                "every execve/execveat checked and recorded before it runs (seccomp user notification); {} exec \
+                 rules{landlock}",
+                rules.len()
+            )));
+            true
+        }
+        Err(missing) if policy.exec.has_rules() => {
+            e.not_enforced.push(layer(format!("{missing}: exec rules can't be enforced")));
+            false
+        }
+        Err(missing) => {
+            e.missing_defaults.push(layer(format!("{missing}: only the top-level command is recorded")));
+            false
+        }
+    }
+}
+
 /// Creates the run's cgroup. If that fails, rlimits carry the limits instead: not a silent
 /// downgrade, since the run.start event says which mechanism was used and why (and a limit
 /// rlimits can't carry is then refused, unless --allow-degraded).
@@ -154,6 +192,8 @@ pub(crate) struct Limiting {
     pub pid_max: Option<u64>,
     /// connect(2) traps to the supervisor.
     pub supervise_connect: bool,
+    /// execve(2) and execveat(2) trap to the supervisor.
+    pub supervise_exec: bool,
 }
 
 /// Decides what this run enforces and how: plans the limits, creates the run's cgroup (in
@@ -176,18 +216,21 @@ pub(crate) fn set_up_limits(
     };
     let mut plan = LimitPlan::new(&policy.limits, &kernel, &probe);
     let mut enforcement = assess(policy, landlock_abi, &plan, root);
-    match crate::caches::assess(mounts, &kernel) {
+    let cache_layer = crate::caches::assess(mounts, &kernel);
+    enforcement.kernel = kernel;
+    let run_name = format!("ringfence-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::Relaxed));
+    // A cgroup that can't be created redoes the assessment: the layers below come after it.
+    let cgroup = create_cgroup(policy, &probe, &mut plan, &run_name, &mut enforcement);
+    if let Some(cgroup) = &cgroup {
+        rollback.add_cgroup(cgroup);
+    }
+    match cache_layer {
         Some(Ok(detail)) => enforcement.enforced.push(LayerStatus { name: "cache overlays".into(), detail }),
         Some(Err(detail)) => enforcement.not_enforced.push(LayerStatus { name: "cache overlays".into(), detail }),
         None => {}
     }
     let supervise_connect = record_unix_guard(&mut enforcement, policy.network);
-    enforcement.kernel = kernel;
-    let run_name = format!("ringfence-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::Relaxed));
-    let cgroup = create_cgroup(policy, &probe, &mut plan, &run_name, &mut enforcement);
-    if let Some(cgroup) = &cgroup {
-        rollback.add_cgroup(cgroup);
-    }
+    let supervise_exec = record_exec_monitor(&mut enforcement, policy);
     refuse_degraded(policy, &enforcement)?;
     let opened = cgroup.as_ref().map(|cg| Ok::<_, std::io::Error>((cg.open_join()?, cg.socket_guard(&plan)?)));
     let (join, socket_guard) = opened
@@ -195,7 +238,16 @@ pub(crate) fn set_up_limits(
         .map_err(|e| LaunchError::internal(format!("opening the run's cgroup: {e}")))?
         .unwrap_or_default();
     let rlimits = rlimit_plan(policy, &plan);
-    Ok(Limiting { enforcement, cgroup, join, socket_guard, rlimits, pid_max: plan.pid_max, supervise_connect })
+    Ok(Limiting {
+        enforcement,
+        cgroup,
+        join,
+        socket_guard,
+        rlimits,
+        pid_max: plan.pid_max,
+        supervise_connect,
+        supervise_exec,
+    })
 }
 
 /// Refuses a run that asks for a protection this machine can't enforce, unless the policy

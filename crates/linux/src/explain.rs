@@ -24,6 +24,7 @@ pub fn explain(policy: &Policy) -> Result<Explanation, LaunchError> {
             explain::environment(policy, "PWD, TMPDIR=/tmp, RINGFENCE=1"),
             network(policy),
             processes(policy),
+            exec_rules(policy),
             limits(policy),
         ],
         footer,
@@ -246,6 +247,30 @@ fn processes(policy: &Policy) -> Section {
         Line::fact("ptrace, process_vm_*: refused", &["seccomp: EPERM"])
     });
     section.push(Line::text("inherited descriptors beyond stdio closed; own session"));
+    section
+}
+
+/// The exec rules and the layers behind each: every rule is checked by the exec monitor
+/// (seccomp user notification: a guardrail where it allows, since the exec's memory can change
+/// after the check); a deny of a whole file by absolute path also by Landlock.
+fn exec_rules(policy: &Policy) -> Section {
+    let landlock = crate::features::landlock_abi() > 0;
+    let layers = |rule: &ringfence_policy::ExecRule| {
+        let mut layers = vec!["exec monitor (seccomp user notification)".to_string()];
+        if landlock && crate::landlock_rules::no_exec_file(policy, rule).is_some() {
+            layers.push("landlock: no execute right on the file".into());
+        }
+        layers
+    };
+    let mut section = explain::exec_rules(policy, &layers, None);
+    if policy.exec.monitor {
+        section.push(Line::text(format!(
+            "an exec whose path or arguments can't be read whole, or longer than {} KiB of arguments or {} \
+             arguments, is refused",
+            crate::notify::ARGS_CAP >> 10,
+            crate::notify::ARGC_CAP
+        )));
+    }
     section
 }
 

@@ -26,6 +26,8 @@ pub struct Features {
     /// Whether connect(2) can be supervised (see `notify::probe`); the error names what is
     /// missing.
     pub unix_socket_guard: Result<(), String>,
+    /// Whether execs can be supervised (see `notify::probe_exec`), or what is missing.
+    pub exec_monitor: Result<(), String>,
     /// Whether cache overlays can be mounted (overlayfs in a user namespace), or why not.
     pub overlayfs: Result<(), String>,
     pub tun: bool,
@@ -54,6 +56,7 @@ impl Features {
             seccomp: status.lines().any(|l| l.starts_with("Seccomp:")),
             seccomp_user_notif: sys::seccomp_user_notif(),
             unix_socket_guard: unix_socket_guard(),
+            exec_monitor: crate::notify::probe_exec(),
             overlayfs: crate::caches::supported(&kernel_release()),
             tun: std::path::Path::new("/dev/net/tun").exists(),
             cgroups: CgroupProbe::detect(),
@@ -62,7 +65,13 @@ impl Features {
 
     /// The lines of `ringfence check`.
     pub fn report(&self) -> Vec<FeatureReport> {
-        let mut out = vec![self.userns_line(), self.landlock_line(), self.seccomp_line(), self.unix_socket_line()];
+        let mut out = vec![
+            self.userns_line(),
+            self.landlock_line(),
+            self.seccomp_line(),
+            self.unix_socket_line(),
+            self.exec_monitor_line(),
+        ];
         for (limit, controller) in [("pids limit", "pids"), ("memory limit", "memory"), ("cpu limit", "cpu")] {
             out.push(self.limit_line(limit, controller));
         }
@@ -131,6 +140,18 @@ impl Features {
                 .unix_socket_guard
                 .is_err()
                 .then(|| "use Linux 5.8+ with CONFIG_UNIX_DIAG, or pass --allow-degraded".into()),
+        }
+    }
+
+    fn exec_monitor_line(&self) -> FeatureReport {
+        FeatureReport {
+            name: "exec monitor",
+            available: self.exec_monitor.is_ok(),
+            detail: match &self.exec_monitor {
+                Ok(()) => "every exec checked against the exec rules and recorded before it runs".into(),
+                Err(missing) => format!("{missing}: only the command itself is recorded, and exec rules refuse to run"),
+            },
+            remedy: self.exec_monitor.is_err().then(|| "use Linux 5.6+ with seccomp user notification".into()),
         }
     }
 

@@ -155,6 +155,7 @@ fn run(setup: &ChildSetup, status: &StatusPipe) -> Result<std::convert::Infallib
         allow_ptrace: setup.allow_ptrace,
         pin_cpus: setup.rlimits.cpus.is_some(),
         supervise_connect: setup.supervise_connect,
+        supervise_exec: setup.supervise_exec,
     };
     let seccomp = crate::seccomp::build(options).map_err(ChildError::internal)?;
     set_up_network(setup)?;
@@ -171,7 +172,7 @@ fn run(setup: &ChildSetup, status: &StatusPipe) -> Result<std::convert::Infallib
 /// for "go" and hands the seccomp listener over (connect is supervised). The control socket
 /// closes here; returns the ruleset.
 fn confine_until_go(setup: &ChildSetup, seccomp: &[seccompiler::sock_filter]) -> Result<Option<OwnedFd>, ChildError> {
-    let listener = confine(seccomp, setup.supervise_connect)?;
+    let listener = confine(seccomp, setup.supervise_connect || setup.supervise_exec)?;
     let ruleset = wait_for_go(setup.control);
     if let Some(listener) = listener {
         // The supervisor waits for it right after "go".
@@ -230,7 +231,7 @@ fn start_command(
 
 /// Everything but Landlock: a cgroup namespace rooted at the run's cgroup (best effort: it only
 /// hides the host's cgroup paths), no capabilities, no_new_privs, not dumpable, and the seccomp
-/// filter, whose listener is returned when `listener` (connect is supervised).
+/// filter, whose listener is returned when `listener` (connect or exec is supervised).
 fn confine(seccomp: &[seccompiler::sock_filter], listener: bool) -> Result<Option<OwnedFd>, ChildError> {
     let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     sys::drop_all_capabilities().map_err(|e| ChildError::internal(format!("dropping capabilities: {e}")))?;
@@ -292,6 +293,13 @@ fn arrange_descriptors(setup: &ChildSetup, tty: Option<RawFd>) {
 fn exec_command(setup: &ChildSetup, tty: Option<RawFd>, status: &StatusPipe) -> ! {
     arrange_descriptors(setup, tty);
     sys::reset_signals();
+    // The exec monitor reads this process's exec arguments from its memory, which an
+    // unprivileged supervisor can't do while the process is not dumpable (init's copy is not;
+    // exec would reset it). Nothing else of the sandbox runs yet that could read it.
+    if setup.supervise_exec && sys::set_dumpable().is_err() {
+        status.send(&Status::ExecFailed { message: "can't let the exec monitor read the command's exec".into() });
+        sys::exit_now(126);
+    }
     // The report ends up on the user's terminal: names in it are escaped (and capped, which
     // keeps the line one atomic write).
     use ringfence_audit::untrusted::for_terminal as shown;
@@ -327,8 +335,14 @@ fn exec_search(setup: &ChildSetup) -> nix::Error {
     let mut last = nix::Error::ENOENT;
     for dir in path.split(|b| *b == b':') {
         let dir = if dir.is_empty() { b".".as_slice() } else { dir };
-        let candidate = [dir, b"/", program].concat();
-        let err = nix::unistd::execve(&to_c(&candidate), &argv, &envp).unwrap_err();
+        let candidate = to_c(&[dir, b"/", program].concat());
+        // A name that isn't there is skipped without an execve: with the exec monitor, each
+        // execve is a round trip to the supervisor.
+        let present = nix::unistd::access(candidate.as_c_str(), nix::unistd::AccessFlags::F_OK);
+        if matches!(present, Err(nix::Error::ENOENT | nix::Error::ENOTDIR)) {
+            continue;
+        }
+        let err = nix::unistd::execve(&candidate, &argv, &envp).unwrap_err();
         if !matches!(err, nix::Error::ENOENT | nix::Error::ENOTDIR) {
             last = err;
         }

@@ -40,6 +40,25 @@ pub struct LandlockBuilder<'a> {
     abi: ABI,
     /// Paths with a rule (or a fresh filesystem): where access can change.
     marks: BTreeSet<PathBuf>,
+    /// Files an exec rule denies whatever the arguments: they get no execute right.
+    no_exec: BTreeSet<PathBuf>,
+}
+
+/// The files the policy's exec rules deny by absolute path, whatever the arguments, that
+/// Landlock can keep from running: each resolved on the host, an existing regular file
+/// outside every writable root (Landlock can't narrow anything below a writable grant).
+pub fn no_exec_files(policy: &ringfence_policy::Policy) -> Vec<PathBuf> {
+    policy.exec.rules.iter().filter_map(|rule| no_exec_file(policy, rule)).collect()
+}
+
+/// The file one rule makes unrunnable through Landlock, if it can (see [`no_exec_files`]).
+pub fn no_exec_file(policy: &ringfence_policy::Policy, rule: &ringfence_policy::ExecRule) -> Option<PathBuf> {
+    if !policy.exec.monitor {
+        return None;
+    }
+    let file = std::fs::canonicalize(rule.whole_program_path()?).ok()?;
+    let regular = std::fs::metadata(&file).is_ok_and(|m| m.is_file());
+    (regular && policy.fs.access(&file).access == FsAccess::Read).then_some(file)
 }
 
 impl<'a> LandlockBuilder<'a> {
@@ -61,7 +80,15 @@ impl<'a> LandlockBuilder<'a> {
         let mut marks: BTreeSet<PathBuf> =
             rules.rules.iter().filter(|r| !unreadable(r) && !socket(r)).map(|r| r.path.clone()).collect();
         marks.extend(["/tmp", "/dev", "/proc", "/dev/shm", "/run", "/var/run"].map(PathBuf::from));
-        LandlockBuilder { rules, abi: ABI::from(kernel_abi), marks }
+        LandlockBuilder { rules, abi: ABI::from(kernel_abi), marks, no_exec: BTreeSet::new() }
+    }
+
+    /// Withholds the execute right from these files (from [`no_exec_files`]): their folders'
+    /// entries are then granted one by one, like a hidden path's siblings.
+    pub fn without_execute(mut self, files: &[PathBuf]) -> Self {
+        self.marks.extend(files.iter().cloned());
+        self.no_exec.extend(files.iter().cloned());
+        self
     }
 
     /// Paths order component by component, so everything below `dir` directly follows it.
@@ -135,7 +162,11 @@ impl<'a> LandlockBuilder<'a> {
             if access == FsAccess::Deny {
                 return Ok(());
             }
-            let rights = if is_dir { self.rights(access) } else { self.rights(access) & AccessFs::from_file(self.abi) };
+            let mut rights =
+                if is_dir { self.rights(access) } else { self.rights(access) & AccessFs::from_file(self.abi) };
+            if self.no_exec.contains(path) {
+                rights.remove(AccessFs::Execute);
+            }
             let Ok(fd) =
                 nix::fcntl::openat(parent, name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
             else {

@@ -31,14 +31,20 @@ pub fn spawn(request: LaunchRequest) -> Result<Sandbox, LaunchError> {
              fork-like clone of it); start it before any other thread, as the ringfence command does",
         ));
     }
-    let LaunchRequest { program, args, env, cwd, policy, stdio, terminal, egress } = request;
+    let LaunchRequest { program, args, env, cwd, policy, stdio, terminal, egress, events } = request;
     let gateway = policy.network == NetworkMode::Allow;
     let captured_ports = if gateway { policy.net.captured_ports() } else { Vec::new() };
     let landlock_abi = sys::landlock_abi();
     let mut plan = plan_view(&policy)?;
     let mut rollback = Rollback::default();
-    let Limiting { enforcement, cgroup, join, socket_guard, rlimits, pid_max, supervise_connect } =
+    let Limiting { enforcement, cgroup, join, socket_guard, rlimits, pid_max, supervise_connect, supervise_exec } =
         set_up_limits(&policy, landlock_abi, &mut plan, &mut rollback)?;
+    let exec_watch = supervise_exec.then(|| crate::notify::ExecWatch {
+        rules: policy.exec.clone(),
+        home: policy.home.clone(),
+        sink: events,
+    });
+    let no_exec = if supervise_exec { crate::landlock_rules::no_exec_files(&policy) } else { Vec::new() };
     let (supervisor_ends, init_ends) = open_channels(stdio)?;
     rollback.hold_cache_layers(&mut plan, &policy.home)?;
     rollback.start_cleaner(&plan, &policy.home)?;
@@ -64,15 +70,16 @@ pub fn spawn(request: LaunchRequest) -> Result<Sandbox, LaunchError> {
         stdio: [0, 1, 2].map(|i| init_ends.stdio[i].as_ref().map(|fd| fd.as_fd())),
         terminal,
         supervise_connect,
+        supervise_exec,
         cgroup_files: &join.files,
     };
     let init = clone_init(&setup, &join)?;
-    let exchange = Exchange::of(&setup, egress);
+    let exchange = Exchange::of(&setup, egress, no_exec);
     // Init holds its copies: ours would keep the pipe and the socket from ever closing.
     drop((init_ends, join));
     let timeout = policy.limits.timeout.map(|t| t.0);
     let mut sandbox = Sandbox::new(init, supervisor_ends.status, rollback, cgroup, socket_guard, enforcement, timeout);
-    let exchanged = exchange.run(&mut sandbox, supervisor_ends.control.as_fd(), &plan);
+    let exchanged = exchange.run(&mut sandbox, supervisor_ends.control.as_fd(), &plan, exec_watch);
     drop(supervisor_ends.control);
     match exchanged {
         Ok(()) => sandbox.await_started(),
@@ -171,12 +178,20 @@ struct Exchange {
     egress: Option<ringfence_backend::EgressJudge>,
     /// A sock_diag socket of the sandbox's own network namespace comes before "go".
     sock_diag: bool,
+    /// connect(2) is supervised.
+    supervise_connect: bool,
     /// The seccomp listener comes after "go".
     seccomp_listener: bool,
+    /// Files the exec rules deny by path: no execute right in the Landlock ruleset.
+    no_exec: Vec<std::path::PathBuf>,
 }
 
 impl Exchange {
-    fn of(setup: &ChildSetup, egress: Option<ringfence_backend::EgressJudge>) -> Exchange {
+    fn of(
+        setup: &ChildSetup,
+        egress: Option<ringfence_backend::EgressJudge>,
+        no_exec: Vec<std::path::PathBuf>,
+    ) -> Exchange {
         Exchange {
             landlock_abi: setup.landlock_abi,
             terminal: setup.terminal,
@@ -184,14 +199,22 @@ impl Exchange {
             capture_sockets: crate::capture::socket_count(setup.captured_ports),
             egress,
             sock_diag: setup.supervise_connect && setup.isolate_network,
-            seccomp_listener: setup.supervise_connect,
+            supervise_connect: setup.supervise_connect,
+            seccomp_listener: setup.supervise_connect || setup.supervise_exec,
+            no_exec,
         }
     }
 
     /// While init builds the sandbox: builds the Landlock ruleset, takes what init hands over,
-    /// says "go", and starts the handler of trapped calls.
-    fn run(&self, sandbox: &mut Sandbox, control: BorrowedFd, plan: &MountPlan) -> Result<(), LaunchError> {
-        let ruleset = landlock_ruleset(plan, self.landlock_abi)?;
+    /// says "go", and starts the handler of trapped calls (with the exec monitor's `exec`).
+    fn run(
+        &self,
+        sandbox: &mut Sandbox,
+        control: BorrowedFd,
+        plan: &MountPlan,
+        exec: Option<crate::notify::ExecWatch>,
+    ) -> Result<(), LaunchError> {
+        let ruleset = landlock_ruleset(plan, self.landlock_abi, &self.no_exec)?;
         if self.terminal {
             sandbox.relay_terminal(receive_handover(control, Handover::Terminal)?);
         }
@@ -207,8 +230,9 @@ impl Exchange {
             .map_err(|e| LaunchError::internal(format!("starting the sandbox: {e}")))?;
         drop(ruleset);
         if self.seccomp_listener {
+            let connect = self.supervise_connect.then_some(sock_diag);
             let listener = receive_handover(control, Handover::SeccompListener)?;
-            sandbox.start_guard(listener, sock_diag, self.egress.clone())?;
+            sandbox.start_guard(listener, connect, exec, self.egress.clone())?;
         }
         Ok(())
     }
@@ -235,9 +259,13 @@ impl Exchange {
 }
 
 /// The Landlock ruleset, built while the child builds its view.
-fn landlock_ruleset(plan: &MountPlan, landlock_abi: i32) -> Result<Option<OwnedFd>, LaunchError> {
+fn landlock_ruleset(
+    plan: &MountPlan,
+    landlock_abi: i32,
+    no_exec: &[std::path::PathBuf],
+) -> Result<Option<OwnedFd>, LaunchError> {
     (landlock_abi > 0)
-        .then(|| LandlockBuilder::new(&plan.rules, landlock_abi).build())
+        .then(|| LandlockBuilder::new(&plan.rules, landlock_abi).without_execute(no_exec).build())
         .transpose()
         .map_err(|e| LaunchError::unsupported(format!("Landlock: {e}"), "pass --allow-degraded to run without it"))
 }

@@ -67,6 +67,8 @@ pub(crate) struct ChildSetup<'a> {
     /// connect(2) traps to the supervisor: hand over the seccomp listener (and, in the
     /// sandbox's own network namespace, a sock_diag socket).
     pub supervise_connect: bool,
+    /// execve(2) and execveat(2) trap to the supervisor (the exec monitor).
+    pub supervise_exec: bool,
     /// The run's cgroup files init writes "0" to (itself) unless it was born in the cgroup.
     pub cgroup_files: &'a [(OwnedFd, PathBuf)],
 }

@@ -59,8 +59,10 @@ pub struct Sandbox {
     pub enforcement: Enforcement,
     /// The gateway's sockets, until the caller takes them to serve.
     pub gateway_listeners: Option<GatewayListeners>,
-    /// The handler of the system calls the filter traps (connect), while the sandbox runs.
+    /// The handler of the system calls the filter traps (connect, exec), while the sandbox runs.
     guard: Option<crate::notify::Guard>,
+    /// The exec monitor runs.
+    records_execs: bool,
 }
 
 impl Sandbox {
@@ -89,6 +91,7 @@ impl Sandbox {
             enforcement,
             gateway_listeners: None,
             guard: None,
+            records_execs: false,
         }
     }
 
@@ -112,24 +115,36 @@ impl Sandbox {
         self.relay = Some(Relay::new(master));
     }
 
-    /// Starts the handler of the calls the filter traps, on the listener init sent.
+    /// Starts the handler of the calls the filter traps, on the listener init sent: connect(2)
+    /// when `connect` is given (with init's sock_diag socket, if any), exec when `exec` is;
+    /// `egress` decides TCP connections before they are made, in `allow` mode.
     pub(crate) fn start_guard(
         &mut self,
         listener: OwnedFd,
-        sock_diag: Option<OwnedFd>,
+        connect: Option<Option<OwnedFd>>,
+        exec: Option<crate::notify::ExecWatch>,
         egress: Option<ringfence_backend::EgressJudge>,
     ) -> Result<(), LaunchError> {
-        let guard = crate::notify::Guard::start(listener, sock_diag, self.init, egress)
-            .map_err(|e| LaunchError::internal(format!("starting the connect(2) handler: {e}")))?;
+        self.records_execs = exec.is_some();
+        let guard = crate::notify::Guard::start(listener, connect, exec, self.init, egress)
+            .map_err(|e| LaunchError::internal(format!("starting the handler of trapped system calls: {e}")))?;
         self.guard = Some(guard);
         Ok(())
     }
 
+    /// Whether the exec monitor reports every exec.
+    pub fn records_execs(&self) -> bool {
+        self.records_execs
+    }
+
     /// Ends the sandbox, if it still runs, and then the handler of trapped calls; why the
-    /// handler failed, if it did. Called before init is reaped, so the guard's kill of init
-    /// can't reach a reused pid.
-    fn stop_guard(&mut self) -> Option<String> {
-        self.guard.take().and_then(crate::notify::Guard::stop)
+    /// handler failed, if it did, and what the exec monitor counted. Called before init is
+    /// reaped, so the guard's kill of init can't reach a reused pid.
+    fn stop_guard(&mut self) -> crate::notify::Stopped {
+        match self.guard.take() {
+            Some(guard) => guard.stop(),
+            None => crate::notify::Stopped { failure: None, counts: None },
+        }
     }
 
     /// Waits for init to exit, which it does only once nothing else of the sandbox runs.
@@ -184,16 +199,16 @@ impl Sandbox {
     /// the timeout, then collects the exit status and usage.
     pub fn wait(mut self, signals: Option<&mut SignalFd>) -> Result<Outcome, LaunchError> {
         let watched = self.watch(signals);
-        let guard_failure = self.stop_guard();
+        let stopped = self.stop_guard();
         let (status, rusage) = self.reap().map_err(|e| LaunchError::internal(format!("wait: {e}")))?;
         let duration = self.started.elapsed();
         self.rollback.settle();
         let stats = self.cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
         self.rollback.finish();
         let watched = watched?;
-        if let Some(why) = guard_failure {
+        if let Some(why) = stopped.failure {
             return Err(LaunchError::internal(format!(
-                "supervising the sandbox's connect(2) calls failed ({why}); the sandbox was killed"
+                "supervising the sandbox's connect(2) and exec calls failed ({why}); the sandbox was killed"
             )));
         }
         let (exit, mut reason) = watched.ending(status, &stats)?;
@@ -209,6 +224,8 @@ impl Sandbox {
             reason,
             duration,
             rusage,
+            processes: stopped.counts,
+            peak_memory: stats.memory_peak,
         })
     }
 

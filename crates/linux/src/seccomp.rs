@@ -107,6 +107,8 @@ pub struct Options {
     /// connect(2) traps to the supervisor (SECCOMP_RET_USER_NOTIF), and Unix datagram sockets,
     /// whose destinations the supervisor can't see, are refused.
     pub supervise_connect: bool,
+    /// execve(2) and execveat(2) trap to the supervisor, which checks and records each exec.
+    pub supervise_exec: bool,
 }
 
 /// fchmodat2 (Linux 6.6), not named by every libc crate version; the same number on x86_64 and
@@ -233,7 +235,7 @@ pub fn build(options: Options) -> Result<BpfProgram, String> {
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), TARGET)
         .map_err(|e| e.to_string())?;
     let program: BpfProgram = filter.try_into().map_err(|e: seccompiler::BackendError| e.to_string())?;
-    let mut out = prologue(options.supervise_connect);
+    let mut out = prologue(options);
     out.extend(program);
     Ok(out)
 }
@@ -253,8 +255,8 @@ compile_error!("ringfence's seccomp filter supports x86_64 and aarch64");
 /// on x86_64, an x32 system call) gets EPERM rather than the kill seccompiler would emit;
 /// clone3 and openat2 get ENOSYS, so libc and programs fall back to clone and openat, whose
 /// flags and mode the filter can inspect (both pass them in memory); and a supervised connect
-/// traps to the supervisor, an action seccompiler doesn't know.
-fn prologue(supervise_connect: bool) -> BpfProgram {
+/// or exec traps to the supervisor, an action seccompiler doesn't know.
+fn prologue(options: Options) -> BpfProgram {
     use seccompiler::sock_filter;
     const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
     const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
@@ -277,8 +279,13 @@ fn prologue(supervise_connect: bool) -> BpfProgram {
         program.push(ins(JEQ_K, 0, 1, nr as u32));
         program.push(ins(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32));
     }
-    if supervise_connect {
-        program.push(ins(JEQ_K, 0, 1, libc::SYS_connect as u32));
+    let trapped = [
+        (options.supervise_connect, libc::SYS_connect),
+        (options.supervise_exec, libc::SYS_execve),
+        (options.supervise_exec, libc::SYS_execveat),
+    ];
+    for (_, nr) in trapped.into_iter().filter(|(on, _)| *on) {
+        program.push(ins(JEQ_K, 0, 1, nr as u32));
         program.push(ins(RET_K, 0, 0, libc::SECCOMP_RET_USER_NOTIF));
     }
     program
@@ -290,7 +297,13 @@ mod tests {
 
     #[test]
     fn filter_builds_for_every_mode_and_stays_small() {
-        let strict = super::build(Options { allow_ptrace: false, pin_cpus: true, supervise_connect: true }).unwrap();
+        let strict = super::build(Options {
+            allow_ptrace: false,
+            pin_cpus: true,
+            supervise_connect: true,
+            supervise_exec: true,
+        })
+        .unwrap();
         let debug = super::build(Options { allow_ptrace: true, ..Default::default() }).unwrap();
         assert!(strict.len() > debug.len());
         // The kernel's limit is 4096. (System calls whose verdict doesn't depend on their

@@ -371,6 +371,12 @@ pub fn set_non_dumpable() -> io::Result<()> {
     check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } as libc::c_long).map(drop)
 }
 
+/// Marks the process dumpable again (as exec would): its owner may read its memory.
+pub fn set_dumpable() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) } as libc::c_long).map(drop)
+}
+
 /// Makes `fd` (a terminal) the controlling terminal of the calling session leader.
 pub fn set_controlling_tty(fd: RawFd) -> io::Result<()> {
     // SAFETY: TIOCSCTTY takes an integer argument and no memory.

@@ -89,6 +89,8 @@ impl ringfence_backend::Sandbox for Sandbox {
             findings: Vec::new(),
             review_failures: Vec::new(),
             warnings: out.warnings,
+            processes: None,
+            peak_memory: None,
         })
     }
 }

@@ -36,6 +36,7 @@ pub fn explain(policy: &Policy, root: bool) -> Result<Explanation, LaunchError> 
             explain::environment(policy, "PWD, TMPDIR=(the run's private folder), RINGFENCE=1"),
             explain::network(policy, none, allow, Vec::new()),
             processes(policy),
+            ringfence_backend::explain::exec_rules_unenforced(policy),
             limits(policy, root),
         ],
         footer,

@@ -52,6 +52,7 @@ pub fn enforcement(policy: &Policy, ports: Option<(u16, u16)>, root: bool) -> En
             format!("cpus {cpus}: macOS offers no way to cap a process tree's share of the processors"),
         ));
     }
+    e.not_enforced.extend(ringfence_backend::exec_rules_not_enforced(policy));
     e
 }
 

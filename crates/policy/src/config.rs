@@ -2,6 +2,7 @@
 
 use crate::caches::CacheTool;
 use crate::error::PolicyError;
+use crate::exec::{ExecDecision, ExecPreset};
 use crate::modes::{NetworkMode, ProfileName};
 use crate::presets::Preset;
 use crate::units::{ByteSize, HumanDuration, MemoryLimit};
@@ -29,6 +30,8 @@ pub struct ConfigFile {
     pub process: Process,
     #[serde(default)]
     pub network: Network,
+    #[serde(default)]
+    pub exec: ExecSection,
     /// User config only: projects whose .ringfence.toml may widen the policy, not just narrow it.
     #[schemars(with = "Option<Vec<String>>")]
     pub trusted_projects: Option<Spanned<Vec<Spanned<String>>>>,
@@ -128,6 +131,39 @@ pub struct Network {
     /// "[2001:db8::53]:53" (port 53 by default). Without it, the system resolver.
     #[schemars(with = "Option<String>")]
     pub resolver: Option<Spanned<String>>,
+}
+
+/// Exec monitoring and exec rules.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSection {
+    /// Every exec in the sandbox traps to ringfence, which checks it against the rules and
+    /// records it (default true). Off: only the top-level command is recorded, and exec rules
+    /// refuse to start.
+    #[schemars(with = "Option<bool>")]
+    pub monitor: Option<Spanned<bool>>,
+    /// Built-in rule sets, checked after this policy's own rules.
+    #[schemars(with = "Option<Vec<ExecPreset>>")]
+    pub presets: Option<Spanned<Vec<Spanned<ExecPreset>>>>,
+    /// Rules, checked in order; the first that matches decides.
+    #[schemars(with = "Option<Vec<ExecRuleEntry>>")]
+    pub rule: Option<Vec<Spanned<ExecRuleEntry>>>,
+}
+
+/// One exec rule.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRuleEntry {
+    /// A program's name (`git`), an absolute path (`/usr/bin/git`), or a glob of either.
+    pub program: String,
+    /// Argument patterns: operands matched in order from the first (`push`), `a|b`
+    /// alternatives, `*` and `?` globs, `**` for any number of operands, and options that must
+    /// be present anywhere (`-r|--recursive`). Paths (`/`, `~/*`) are compared made absolute.
+    #[serde(default)]
+    pub args: Vec<String>,
+    pub decision: ExecDecision,
+    /// One line the command is told when the rule denies it, and the record keeps.
+    pub reason: Option<String>,
 }
 
 /// A config file that was read, with its text kept for error positions.

@@ -13,6 +13,7 @@ pub mod caches;
 pub mod config;
 pub mod env;
 pub mod error;
+pub mod exec;
 pub mod model;
 pub mod modes;
 pub mod network;
@@ -28,6 +29,7 @@ pub use caches::{CacheDir, CacheTool};
 pub use config::{ConfigFile, LoadedConfig};
 pub use env::EnvRules;
 pub use error::PolicyError;
+pub use exec::{ExecCall, ExecDecision, ExecPreset, ExecRule, ExecRules, Program};
 pub use model::*;
 pub use modes::{NetworkMode, ProfileName};
 pub use network::*;
@@ -94,6 +96,14 @@ pub struct Overrides {
     pub allow_writable_home_config: bool,
     /// Let the project config widen the policy (the user trusts it from outside).
     pub trust_project: bool,
+    /// Exec rules that deny (`--deny-exec 'git push'`).
+    pub deny_exec: Vec<String>,
+    /// Exec rules that log (`--log-exec PATTERN`).
+    pub log_exec: Vec<String>,
+    /// Exec presets (`--exec-preset`).
+    pub exec_presets: Vec<String>,
+    /// Don't watch execs (`--no-exec-monitor`).
+    pub no_exec_monitor: bool,
 }
 
 /// Collects the layers of a policy and merges them.
@@ -222,8 +232,10 @@ impl PolicyBuilder {
                 allow_writable_home: false,
                 allow_writable_home_config: false,
                 caches: Vec::new(),
+                exec: ExecRules::default(),
                 sources: Vec::new(),
             },
+            exec_layers: Vec::new(),
         };
         if let Some(agent) = self.flags.agent {
             state.apply_file(&agent.profile()?, &self.home, Layer::Agent(agent))?;
@@ -236,7 +248,10 @@ impl PolicyBuilder {
             state.apply_file(project, &self.home, layer)?;
         }
         state.apply_flags(&self.flags)?;
+        state.apply_exec_flags(&self.flags)?;
+        let layers = std::mem::take(&mut state.exec_layers);
         let mut policy = state.policy;
+        policy.exec.assemble(layers, &self.home);
         // The files that shape the next run must not be editable by this one.
         let own = [self.user_config_path.parent().map(Path::to_path_buf), self.user.as_ref().map(|u| u.path.clone())];
         for path in own.into_iter().flatten() {
@@ -295,6 +310,8 @@ fn expand_value(value: &str, home: &Path) -> String {
 
 struct Merge {
     policy: Policy,
+    /// Each layer's exec rules, in the order the layers were applied.
+    exec_layers: Vec<Vec<ExecRule>>,
 }
 
 type SpannedList = Option<Spanned<Vec<Spanned<String>>>>;
@@ -356,6 +373,7 @@ impl Merge {
             self.policy.allow_ptrace = *v.get_ref();
         }
         self.apply_network_file(file, layer, &narrow)?;
+        self.apply_exec_file(file, layer, &narrow)?;
         if !matches!(layer, Layer::Agent(_)) {
             self.policy.sources.push(file.path.clone());
         }
@@ -481,6 +499,69 @@ impl Merge {
         self.policy.net.allow_private.extend(private);
         if resolver.is_some() {
             self.policy.net.resolver = resolver;
+        }
+        Ok(())
+    }
+
+    /// The `[exec]` section of a config file: allow and log rules, and turning the monitor
+    /// off, widen the policy; deny rules and presets narrow it.
+    fn apply_exec_file(&mut self, file: &LoadedConfig, layer: Layer, narrow: &NarrowCheck) -> Result<(), PolicyError> {
+        let exec = &file.config.exec;
+        let origin = |span: std::ops::Range<usize>| {
+            let (path, line) = (file.path.clone(), file.line_of(span.start));
+            match layer {
+                Layer::User => Origin::File { path, line },
+                _ => Origin::Project { path, line },
+            }
+        };
+        if let Some(v) = &exec.monitor {
+            if !*v.get_ref() {
+                narrow(v.span(), "`exec.monitor = false`")?;
+            }
+            self.policy.exec.monitor = *v.get_ref();
+        }
+        let mut rules = Vec::new();
+        for entry in exec.rule.iter().flatten() {
+            let e = entry.get_ref();
+            if e.decision != ExecDecision::Deny {
+                narrow(entry.span(), &format!("an exec rule that decides `{}`", e.decision))?;
+            }
+            let rule = ExecRule::new(
+                &e.program,
+                e.args.clone(),
+                e.decision,
+                e.reason.clone(),
+                origin(entry.span()),
+                &self.policy.home,
+            )
+            .map_err(|msg| file.error_at(entry.span(), msg))?;
+            rules.push(rule);
+        }
+        self.exec_layers.push(rules);
+        for p in exec.presets.iter().flat_map(|l| l.get_ref()) {
+            self.policy.exec.add_preset(*p.get_ref(), origin(p.span()));
+        }
+        Ok(())
+    }
+
+    /// The exec flags: `--deny-exec`, `--log-exec`, `--exec-preset`, `--no-exec-monitor`.
+    fn apply_exec_flags(&mut self, flags: &Overrides) -> Result<(), PolicyError> {
+        let home = self.policy.home.clone();
+        let mut rules = Vec::new();
+        for (list, flag, decision) in
+            [(&flags.deny_exec, "--deny-exec", ExecDecision::Deny), (&flags.log_exec, "--log-exec", ExecDecision::Log)]
+        {
+            for raw in list {
+                rules.push(ExecRule::from_flag(flag, raw, decision, &home).map_err(PolicyError::new)?);
+            }
+        }
+        self.exec_layers.push(rules);
+        for raw in &flags.exec_presets {
+            let preset: ExecPreset = raw.parse().map_err(|e| PolicyError::new(format!("--exec-preset {raw}: {e}")))?;
+            self.policy.exec.add_preset(preset, Origin::flag(format!("--exec-preset {raw}")));
+        }
+        if flags.no_exec_monitor {
+            self.policy.exec.monitor = false;
         }
         Ok(())
     }
@@ -669,6 +750,16 @@ fn kind_key(kind: RuleKind) -> &'static str {
 }
 
 fn validate(policy: &Policy) -> Result<(), PolicyError> {
+    if !policy.exec.monitor {
+        if let Some(rule) = policy.exec.rules.first() {
+            return Err(PolicyError::new(format!(
+                "{}: the exec rule `{}` can't be enforced: exec monitoring is off",
+                rule.origin,
+                rule.pattern()
+            ))
+            .with_help("drop --no-exec-monitor (or `monitor = false` in [exec]), or remove the exec rules"));
+        }
+    }
     if policy.network == NetworkMode::Host {
         if let Some(rule) = policy.net.allow.iter().chain(&policy.net.deny).next() {
             return Err(PolicyError::new(format!(

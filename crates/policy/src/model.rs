@@ -62,6 +62,8 @@ pub struct Policy {
     /// Writable roots may lie in $HOME's configuration, program and cache areas
     /// (`profile::home_tool_area`; checked again by backends once links are resolved).
     pub allow_writable_home_config: bool,
+    /// Exec monitoring and the exec rules.
+    pub exec: crate::exec::ExecRules,
     /// Tools' caches shown as overlays: the host's cache read-only below, the run's changes in
     /// a layer the host's tools never read.
     pub caches: Vec<CacheRule>,

@@ -86,6 +86,8 @@ pub enum Builtin {
     RingfenceConfig,
     /// The cache a package registry's preset brings along; `by` is where the preset came from.
     PresetCache { preset: Preset, by: Box<Origin> },
+    /// The rules of a built-in exec preset; `by` is where the preset came from.
+    ExecPreset { preset: crate::exec::ExecPreset, by: Box<Origin> },
     /// The socket of a host service (ssh-agent, D-Bus, docker, any path socket listening).
     HostSocket,
     /// A folder under /run the sandbox keeps (NixOS's system, the host resolver's files).
@@ -135,6 +137,7 @@ impl fmt::Display for Builtin {
                 write!(f, "cache implied by {by}")
             }
             Builtin::PresetCache { preset, by } => write!(f, "cache implied by preset {preset} ({by})"),
+            Builtin::ExecPreset { preset, by } => write!(f, "exec preset {preset} ({by})"),
             Builtin::HostSocket => f.write_str("host service socket"),
             Builtin::SystemRuntime => f.write_str("system runtime"),
             Builtin::GitHooksPath => f.write_str("git core.hooksPath"),

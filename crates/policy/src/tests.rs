@@ -162,7 +162,7 @@ fn golden_parse_errors() {
     );
     assert_eq!(
         err("[fs]\n"),
-        "/p/.ringfence.toml:1:2: unknown key `fs`\n  help: known keys here: profile, filesystem, environment, limits, process, network, trusted_projects"
+        "/p/.ringfence.toml:1:2: unknown key `fs`\n  help: known keys here: profile, filesystem, environment, limits, process, network, exec, trusted_projects"
     );
     let syntax = err("[limits\n");
     assert!(syntax.starts_with("/p/.ringfence.toml:1:"), "{syntax}");
@@ -714,4 +714,40 @@ fn profile_names_parse() {
     let e = "agent:nope".parse::<ProfileChoice>().unwrap_err();
     assert!(e.contains("`agent:claude`") && e.contains("`agent:opencode`"), "{e}");
     assert!("nope".parse::<ProfileChoice>().unwrap_err().contains("agent:claude"));
+}
+
+/// `[exec]` in config files: rules in order, project configs narrow only, presets last, and a
+/// monitor turned off refuses rules.
+#[test]
+fn exec_rules_merge_in_order_and_projects_only_narrow() {
+    let project = |text: &str| LoadedConfig::parse(Path::new("/p/.ringfence.toml"), text.into()).unwrap();
+    let user = LoadedConfig::parse(
+        Path::new("/h/.config/ringfence/config.toml"),
+        "[exec]\npresets = [\"guardrails\"]\n[[exec.rule]]\nprogram = \"git\"\nargs = [\"push\"]\ndecision = \"allow\"\n"
+            .into(),
+    )
+    .unwrap();
+    let denying =
+        project("[[exec.rule]]\nprogram = \"make\"\nargs = [\"deploy\"]\ndecision = \"deny\"\nreason = \"no\"\n");
+    let flags = Overrides { deny_exec: vec!["curl".into()], ..Default::default() };
+    let policy = builder().user_config(user).project_config(denying).overrides(flags).build().unwrap();
+    let patterns: Vec<String> = policy.exec.rules.iter().take(3).map(|r| r.pattern()).collect();
+    assert_eq!(patterns, ["curl", "make deploy", "git push"]);
+    assert_eq!(policy.exec.rules[2].decision, ExecDecision::Allow);
+    assert!(policy.exec.rules.len() > 3, "the preset's rules come last");
+    for widening in [
+        "[[exec.rule]]\nprogram = \"git\"\ndecision = \"allow\"\n",
+        "[[exec.rule]]\nprogram = \"git\"\ndecision = \"log\"\n",
+        "[exec]\nmonitor = false\n",
+    ] {
+        let e = builder().project_config(project(widening)).build().unwrap_err().to_string();
+        assert!(e.contains("can only narrow"), "{widening}: {e}");
+    }
+    let bad = builder().project_config(project("[[exec.rule]]\nprogram = \"a/b\"\ndecision = \"deny\"\n"));
+    assert!(bad.build().unwrap_err().to_string().contains(".ringfence.toml:1"));
+    let off = Overrides { no_exec_monitor: true, deny_exec: vec!["git push".into()], ..Default::default() };
+    let e = builder().overrides(off).build().unwrap_err().to_string();
+    assert!(e.contains("exec monitoring is off"), "{e}");
+    let off = Overrides { no_exec_monitor: true, ..Default::default() };
+    assert!(!builder().overrides(off).build().unwrap().exec.monitor);
 }

@@ -71,6 +71,10 @@ pub struct ExitStatus {
     /// What the run's clean-up could not undo (Linux: a placeholder it could not remove;
     /// Windows: an ACL entry it could not remove).
     pub warnings: Vec<String>,
+    /// Programs started and execs denied, when the exec monitor ran.
+    pub processes: Option<ringfence_backend::ProcessCounts>,
+    /// The sandbox's peak memory use in bytes, where the backend can tell.
+    pub peak_memory: Option<u64>,
 }
 
 impl ExitStatus {
@@ -106,6 +110,12 @@ impl Child {
     /// The process id of the command itself, while it runs.
     pub fn command_id(&self) -> Option<u32> {
         self.sandbox.command_id()
+    }
+
+    /// Whether the backend's exec monitor reports every exec of the run (the command's
+    /// included) through the event sink.
+    pub fn records_execs(&self) -> bool {
+        self.sandbox.records_execs()
     }
 
     /// Kills every process in the sandbox.
@@ -163,6 +173,8 @@ impl Child {
             git_findings: out.findings,
             review_failures: out.review_failures,
             warnings: out.warnings,
+            processes: out.processes,
+            peak_memory: out.peak_memory,
         })
     }
 }

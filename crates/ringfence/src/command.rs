@@ -115,8 +115,10 @@ impl Command {
         self
     }
 
-    /// Where the run's network events (net.dns, net.connect, net.deny) go as they happen; they
-    /// come from the gateway's threads.
+    /// Where the run's events go as they happen: the gateway's (net.dns, net.connect, net.deny)
+    /// from its threads, and the backend's (proc.exec, proc.exit, policy.deny of exec rules,
+    /// events.dropped) from its delivery thread. The sink may be slow: the backend's events
+    /// wait in a bounded queue, and what overflows it is counted in an `events.dropped` record.
     pub fn on_event(mut self, sink: impl Fn(EventBody) + Send + Sync + 'static) -> Self {
         self.events = Some(std::sync::Arc::new(sink));
         self
@@ -160,7 +162,7 @@ impl Command {
         let sink = self.events.unwrap_or_else(|| std::sync::Arc::new(|_| {}));
         // The gateway's state exists before the launch: the backend may ask it about
         // connections (the transparent path's early decision) as soon as the command runs.
-        let egress = ringfence_gateway::Egress::new(policy.net.clone(), sink);
+        let egress = ringfence_gateway::Egress::new(policy.net.clone(), sink.clone());
         let allow = policy.network == policy::NetworkMode::Allow;
         let judge = allow.then(|| {
             let egress = egress.clone();
@@ -182,6 +184,7 @@ impl Command {
             stdio: theirs,
             terminal: self.terminal,
             egress: judge,
+            events: sink.clone(),
         };
         let mut sandbox = Platform::spawn(prepared, request).map_err(Error::Launch)?;
         if let Some(listeners) = sandbox.take_gateway_listeners() {

@@ -33,7 +33,9 @@ pub use platform::{
     arm_signals, explain, inherited_output, open_output, probe, release_signals, setup, start_process, uninstall,
 };
 pub use ringfence_audit::{EndReason, EventBody, ReviewFinding};
-pub use ringfence_backend::{Enforcement, Explanation, GatewayPorts, Killer, Layer, OutputFile, Probe, ProbeItem};
+pub use ringfence_backend::{
+    Enforcement, Explanation, GatewayPorts, Killer, Layer, OutputFile, Probe, ProbeItem, ProcessCounts,
+};
 pub use ringfence_gateway::EventSink;
 pub use ringfence_policy as policy;
 pub use ringfence_policy::{Overrides, Policy, PolicyError};

@@ -85,7 +85,21 @@ impl ringfence_backend::Sandbox for Sandbox {
             findings: Vec::new(),
             review_failures: Vec::new(),
             warnings: out.cleanup_warnings,
+            processes: None,
+            peak_memory: Some(out.peak_memory_bytes),
         })
+    }
+}
+
+/// Exec rules need an exec monitor, which this backend lacks: a policy with them is refused
+/// unless --allow-degraded (then run.start lists them as not enforced).
+fn refuse_exec_rules(policy: &Policy) -> Result<(), LaunchError> {
+    match ringfence_backend::exec_rules_not_enforced(policy) {
+        Some(layer) if !policy.allow_degraded => Err(LaunchError::unsupported(
+            format!("this machine can't enforce the requested policy ({}: {})", layer.name, layer.detail),
+            "remove the exec rules, or pass --allow-degraded to run without them",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -128,6 +142,7 @@ impl ringfence_backend::Backend for Windows {
 
     fn prepare(policy: &Policy) -> Result<Prepared, LaunchError> {
         refuse_caches(policy)?;
+        refuse_exec_rules(policy)?;
         if policy.network != NetworkMode::Allow {
             return Ok(Prepared { listeners: None, ports: None });
         }
@@ -236,6 +251,7 @@ fn explain(policy: &Policy) -> Explanation {
             explain::environment(policy, "PWD, TEMP and TMP (the run's private folder), RINGFENCE=1"),
             explain::network(policy, none, allow, Vec::new()),
             processes,
+            explain::exec_rules_unenforced(policy),
             limits,
         ],
         footer: Vec::new(),

@@ -248,7 +248,8 @@ pub fn prepare(
     let job = JobPlan::from_limits(&policy.limits, req.logical_cpus)?;
     let timeout = policy.limits.timeout.map(|t| t.0);
     let enforced = enforced_layers(&req, &acl, &job, timeout);
-    let not_enforced = platform_gaps(policy.network);
+    let mut not_enforced = platform_gaps(policy.network);
+    not_enforced.extend(ringfence_backend::exec_rules_not_enforced(policy));
     Ok(Prepared {
         application,
         command_line,

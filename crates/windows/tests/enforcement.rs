@@ -74,6 +74,7 @@ impl Scene {
             stdio: [Stdio::Null, Stdio::Stream(writer.into()), Stdio::Stream(writer2.into())],
             terminal: false,
             egress: None,
+            events: std::sync::Arc::new(|_| {}),
         };
         let spec = LaunchSpec { request, gateway_ports: ports.to_vec() };
         let sandbox = spawn(spec).unwrap_or_else(|e| panic!("spawn: {e}"));
@@ -440,6 +441,7 @@ fn environment_and_temp_are_as_given() {
         stdio: [Stdio::Null, Stdio::Stream(writer.into()), Stdio::Null],
         terminal: false,
         egress: None,
+        events: std::sync::Arc::new(|_| {}),
     };
     let spec = LaunchSpec { request, gateway_ports: vec![] };
     let out = common::read_in_background(reader);

@@ -10,8 +10,11 @@ use std::net::IpAddr;
 /// One kind of refusal, with how often it happened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Denial {
-    /// `network`, `policy` (the review after the run) or `limit`.
+    /// `network`, `exec` (an exec rule), `policy` (the review after the run) or `limit`.
     pub kind: &'static str,
+    /// The program an exec rule refused, with its arguments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,6 +41,7 @@ impl Denial {
     fn new(kind: &'static str, reason: &str, detail: &str) -> Self {
         Denial {
             kind,
+            program: None,
             host: None,
             port: None,
             path: None,
@@ -57,8 +61,8 @@ impl Denial {
 
     /// Two refusals of the same thing for the same reason are one, counted.
     fn same_as(&self, other: &Denial) -> bool {
-        (self.kind, &self.host, self.port, &self.path, &self.limit, &self.reason)
-            == (other.kind, &other.host, other.port, &other.path, &other.limit, &other.reason)
+        (self.kind, &self.program, &self.host, self.port, &self.path, &self.limit, &self.reason)
+            == (other.kind, &other.program, &other.host, other.port, &other.path, &other.limit, &other.reason)
     }
 }
 
@@ -70,6 +74,9 @@ pub fn denials(events: &[Event]) -> Vec<Denial> {
             EventBody::NetDeny { host, port, reason, detail, addr, .. } => network(host, *port, reason, detail, addr),
             EventBody::PolicyDeny { rule, detail } => review(rule, detail),
             EventBody::LimitHit { limit, value, detail } => limit_hit(limit, value, detail),
+            EventBody::ProcExec { argv, rule, decision: Some(decision), .. } if decision == "deny" => {
+                exec_denied(argv, rule.as_deref())
+            }
             _ => continue,
         };
         match out.iter_mut().find(|d| d.same_as(&denial)) {
@@ -120,6 +127,21 @@ fn network(host: &str, port: u16, reason: &str, detail: &str, addr: &Option<Stri
         _ => d.hint = Some("a protocol check refused it; no flag allows it".into()),
     }
     d
+}
+
+/// An exec an exec rule refused. Exec rules only narrow what the person chose: the rule can be
+/// dropped only by restarting the server without it.
+fn exec_denied(argv: &[String], rule: Option<&str>) -> Denial {
+    let program = argv.join(" ");
+    let rule = rule.unwrap_or("an exec rule");
+    Denial {
+        program: Some(program.clone()),
+        hint: Some(format!(
+            "the server's exec rules refuse it ({rule}); no flag of the agent's allows it: the person can restart \
+             the server without that rule"
+        )),
+        ..Denial::new("exec", "exec-rule", &format!("{program}: refused by {rule}"))
+    }
 }
 
 /// What the review after the run moved aside, or could not check. The detail starts with the
@@ -225,9 +247,34 @@ mod tests {
             event(EventBody::LimitHit { limit: "memory".into(), value: "64M".into(), detail: "oom".into() }),
             event(EventBody::LimitHit { limit: "pids".into(), value: "32".into(), detail: "fork".into() }),
             event(EventBody::PolicyDeny { rule: "git".into(), detail: "/w/.git/hooks/pre-commit: moved aside".into() }),
-            event(EventBody::ProcExec { pid: 1, ppid: 0, argv: vec![], cwd: String::new() }),
+            event(EventBody::ProcExec {
+                pid: 1,
+                ppid: 0,
+                ns_pid: None,
+                chain: vec![],
+                path: None,
+                argv: vec![],
+                cwd: String::new(),
+                rule: None,
+                decision: Some("allow".into()),
+                time: None,
+            }),
+            event(EventBody::ProcExec {
+                pid: 2,
+                ppid: 1,
+                ns_pid: Some(3),
+                chain: vec![1, 3],
+                path: Some("/usr/bin/git".into()),
+                argv: vec!["git".into(), "push".into()],
+                cwd: "/w".into(),
+                rule: Some("git push (--exec-preset guardrails)".into()),
+                decision: Some("deny".into()),
+                time: None,
+            }),
         ]);
-        assert_eq!(found.len(), 3);
+        assert_eq!(found.len(), 4);
+        assert_eq!(found[3].program.as_deref(), Some("git push"));
+        assert!(found[3].hint.as_deref().is_some_and(|h| h.contains("guardrails")));
         assert_eq!(found[0].allow_flag.as_deref(), Some("--memory 128M"));
         assert_eq!(found[1].allow_config.as_deref(), Some("[limits] pids = 64"));
         assert_eq!(found[2].path.as_deref(), Some("/w/.git/hooks/pre-commit"));

@@ -32,7 +32,7 @@ pub(super) fn handle(ctx: &Context, call: &Call) -> Result<Step, Fail> {
     let address = read_address(&target, call.args[1], call.args[2])?;
     let family = kernel::socket_option(socket.as_fd(), libc::SO_DOMAIN).map_err(Fail::of)?;
     let to = match family {
-        libc::AF_UNIX => ctx.unix.destination(&target, address)?,
+        libc::AF_UNIX => ctx.unix.as_ref().ok_or(Fail::Errno(libc::ENOSYS))?.destination(&target, address)?,
         libc::AF_INET | libc::AF_INET6 => {
             judge_egress(ctx, &socket, &address)?;
             Destination::Address(address)

@@ -1,9 +1,9 @@
 //! The supervisor's side of seccomp user notification. The sandbox's filter traps some system
 //! calls (SECCOMP_RET_USER_NOTIF) instead of deciding them itself; init hands the listener
 //! descriptor to the supervisor, where threads started after the clone (`serving.rs`) receive
-//! each trapped call, dispatch it by system call number and answer it. connect(2) is the only
-//! call trapped today (`connect.rs`). To trap another, add it to the filter's prologue
-//! (seccomp.rs) and give it an arm in [`dispatch`].
+//! each trapped call, dispatch it by system call number and answer it: connect(2) (`connect.rs`)
+//! and execve(2)/execveat(2) (`exec.rs`, with `processes.rs` watching what they start). To trap
+//! another, add it to the filter's prologue (seccomp.rs) and give it an arm in [`dispatch`].
 //!
 //! Fail closed: a handler that breaks (an error, a panic) ends the sandbox at once: it kills
 //! init and waits for it, which takes the whole pid namespace down, while the listener keeps
@@ -14,7 +14,11 @@
 //! ended the run.
 
 mod connect;
+mod exec;
+mod exec_args;
 mod kernel;
+mod processes;
+mod script;
 mod serving;
 mod sock_diag;
 mod target;
@@ -25,6 +29,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
+pub(crate) use exec_args::{ARGC_CAP, ARGS_CAP};
 pub(crate) use sock_diag::open as open_sock_diag;
 
 /// A trapped system call, as the kernel reported it.
@@ -41,6 +46,8 @@ pub(crate) struct Call {
 pub(crate) enum Answer {
     Value(i64),
     Errno(i32),
+    /// The kernel carries the call out itself, reading its arguments again.
+    Continue,
 }
 
 /// Work whose result answers a call.
@@ -51,6 +58,8 @@ pub(crate) enum Step {
     /// A connect, whose result is the answer. When it `may_block`, other threads receive the
     /// next calls meanwhile, and `socket` is shut down if the guard stops while it waits.
     Connect { socket: Arc<OwnedFd>, may_block: bool, work: Work },
+    /// The kernel carries the call out as the caller made it (an exec that is allowed).
+    Continue,
     /// The caller stopped waiting (killed, or interrupted by a signal): nothing to answer.
     Gone,
 }
@@ -73,9 +82,12 @@ impl Fail {
 /// What the handlers share.
 pub(crate) struct Context {
     listener: OwnedFd,
-    unix: unix::Sandbox,
+    /// The connect(2) handler's knowledge of the sandbox, when connect is supervised.
+    unix: Option<unix::Sandbox>,
     /// The gateway's early decision on TCP connections (network `allow`).
     egress: Option<ringfence_backend::EgressJudge>,
+    /// The exec handler, when execs are watched.
+    exec: Option<exec::Monitor>,
 }
 
 impl Context {
@@ -85,8 +97,9 @@ impl Context {
         let (val, error) = match answer {
             Answer::Value(v) => (v, 0),
             Answer::Errno(e) => (0, -e),
+            Answer::Continue => (0, 0),
         };
-        let _ = kernel::respond(self.listener.as_fd(), id, val, error);
+        let _ = kernel::respond(self.listener.as_fd(), id, val, error, answer == Answer::Continue);
     }
 
     /// Whether the call still waits: then its caller is alive, and what was read from it by
@@ -96,45 +109,100 @@ impl Context {
     }
 }
 
+/// What the exec monitor needs from the launch.
+pub(crate) struct ExecWatch {
+    pub rules: ringfence_policy::ExecRules,
+    pub home: std::path::PathBuf,
+    pub sink: ringfence_backend::EventSink,
+}
+
+/// How the handler ended: why it failed, if it did, and what the exec monitor counted.
+pub(crate) struct Stopped {
+    pub failure: Option<String>,
+    pub counts: Option<ringfence_backend::ProcessCounts>,
+}
+
+/// The exec monitor's own threads: the watch of the processes' ends and the event delivery.
+struct ExecThreads {
+    processes: Arc<processes::Processes>,
+    watch: std::thread::JoinHandle<()>,
+    /// Dropped to end the watch.
+    stop: OwnedFd,
+    delivery: ringfence_backend::Delivery,
+}
+
+impl ExecThreads {
+    /// Ends the watch, reports the processes it still held, and waits until every event is
+    /// delivered (every reporter must be dropped first but the watch's).
+    fn finish(self) {
+        drop(self.stop);
+        let _ = self.watch.join();
+        self.processes.finish();
+        drop(self.processes);
+        self.delivery.finish();
+    }
+}
+
 /// The running handler. Stopping it (or dropping it) ends its threads.
 pub(crate) struct Guard {
     shared: Option<Arc<serving::Shared>>,
     /// Dropped to tell the threads to stop.
     stop: Option<OwnedFd>,
+    exec: Option<ExecThreads>,
 }
 
 impl Guard {
-    /// Starts serving the listener for the sandbox whose init is `init`. `sock_diag` is a
-    /// netlink socket init created in the sandbox's own network namespace, or None when the
-    /// sandbox shares ours (`--network host`).
+    /// Starts serving the listener for the sandbox whose init is `init`. `connect`: connect(2)
+    /// is supervised, with a netlink socket init created in the sandbox's own network namespace,
+    /// or None when the sandbox shares ours (`--network host`). `exec`: execs are watched.
     /// `egress` decides TCP connections before they are made, in `allow` mode.
     pub fn start(
         listener: OwnedFd,
-        sock_diag: Option<OwnedFd>,
+        connect: Option<Option<OwnedFd>>,
+        exec: Option<ExecWatch>,
         init: libc::pid_t,
         egress: Option<ringfence_backend::EgressJudge>,
     ) -> io::Result<Guard> {
-        let network = match sock_diag {
-            Some(diag) => unix::Network::Own(diag),
-            None => unix::Network::Shared(open_sock_diag()?),
+        let unix = match connect {
+            Some(Some(diag)) => Some(unix::Sandbox::new(init, unix::Network::Own(diag))),
+            Some(None) => Some(unix::Sandbox::new(init, unix::Network::Shared(open_sock_diag()?))),
+            None => None,
         };
-        let ctx = Context { listener, unix: unix::Sandbox::new(init, network), egress };
+        let (monitor, threads) = match exec {
+            Some(watch) => {
+                // Every exec is a round trip: worth the kernel's direct hand-over, where it has one.
+                kernel::prefer_sync_wake_up(listener.as_fd());
+                let (monitor, threads) = start_exec_monitor(watch, init)?;
+                (Some(monitor), Some(threads))
+            }
+            None => (None, None),
+        };
+        let ctx = Context { listener, unix, egress, exec: monitor };
         let init = Init { pid: init, pidfd: kernel::pidfd_open(init, 0)? };
         let (stop_read, stop_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let shared = serving::Shared::new(ctx, stop_read, init);
         shared.spawn()?;
-        Ok(Guard { shared: Some(shared), stop: Some(stop_write) })
+        Ok(Guard { shared: Some(shared), stop: Some(stop_write), exec: threads })
     }
 
     /// Ends the sandbox (if it still runs) and the handler; the reason the handler failed, if
-    /// it did. The listener closes last.
-    pub fn stop(mut self) -> Option<String> {
+    /// it did, and the exec monitor's counts. The listener closes last.
+    pub fn stop(mut self) -> Stopped {
         self.finish()
     }
 
-    fn finish(&mut self) -> Option<String> {
+    fn finish(&mut self) -> Stopped {
         drop(self.stop.take());
-        self.shared.take()?.stop()
+        let Some(shared) = self.shared.take() else { return Stopped { failure: None, counts: None } };
+        let failure = shared.stop();
+        let counts = shared.ctx.exec.as_ref().map(exec::Monitor::counts);
+        // The serving threads are gone: this is the last reference, and with it the handler's
+        // reporter goes.
+        drop(shared);
+        if let Some(threads) = self.exec.take() {
+            threads.finish();
+        }
+        Stopped { failure, counts }
     }
 }
 
@@ -142,6 +210,21 @@ impl Drop for Guard {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// The exec handler's state, and the threads that watch processes end and deliver events.
+fn start_exec_monitor(watch: ExecWatch, init: libc::pid_t) -> io::Result<(exec::Monitor, ExecThreads)> {
+    let (reporter, delivery) =
+        ringfence_backend::Delivery::start(watch.sink, ringfence_backend::events::QUEUE_CAPACITY)?;
+    let (stop_read, stop) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let processes = Arc::new(processes::Processes::new(init, reporter.clone(), &stop_read)?);
+    let watcher = processes.clone();
+    let watch_thread = std::thread::Builder::new().name("ringfence-exits".into()).spawn(move || {
+        let _keep = stop_read;
+        watcher.run();
+    })?;
+    let monitor = exec::Monitor::new(watch.rules, watch.home, reporter, processes.clone());
+    Ok((monitor, ExecThreads { processes, watch: watch_thread, stop, delivery }))
 }
 
 /// The sandbox's init, the supervisor's child: it is reaped only after the guard has stopped,
@@ -165,15 +248,28 @@ impl Init {
 fn dispatch(ctx: &Context, call: &Call) -> Result<Step, Fail> {
     match call.nr {
         libc::SYS_connect => connect::handle(ctx, call),
+        libc::SYS_execve | libc::SYS_execveat => exec::handle(ctx, call),
         // The filter traps nothing else; a call trapped by mistake fails rather than passes.
         _ => Err(Fail::Errno(libc::ENOSYS)),
     }
 }
 
-/// Whether this machine offers what the handler needs: seccomp user notification (Linux 5.0),
-/// a /proc, pidfd_getfd (5.6) not forbidden by Yama, the mount ID from statx (5.8), and Unix
-/// socket diagnostics (CONFIG_UNIX_DIAG). The error names what is missing.
+/// Whether this machine offers what the connect(2) handler needs: what the exec monitor needs
+/// ([`probe_exec`]), the mount ID from statx (5.8), and Unix socket diagnostics
+/// (CONFIG_UNIX_DIAG). The error names what is missing.
 pub fn probe() -> Result<(), String> {
+    probe_exec()?;
+    let root = std::fs::File::open("/").map_err(|e| format!("opening /: {e}"))?;
+    match kernel::file_id(root.as_fd()) {
+        Ok(id) if id.mount_id.is_some() => {}
+        _ => return Err("statx reports no mount ID (Linux 5.8+)".into()),
+    }
+    sock_diag::probe().map_err(|e| format!("the kernel answers no Unix socket diagnostics (CONFIG_UNIX_DIAG): {e}"))
+}
+
+/// Whether this machine offers what every handler needs: seccomp user notification (Linux
+/// 5.0), a /proc, pidfd_getfd (5.6) and process_vm_readv not forbidden by Yama.
+pub fn probe_exec() -> Result<(), String> {
     if !crate::sys::seccomp_user_notif() {
         return Err("the kernel has no seccomp user notification (Linux 5.0+)".into());
     }
@@ -187,12 +283,7 @@ pub fn probe() -> Result<(), String> {
     if std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").is_ok_and(|s| s.trim() == "3") {
         return Err("Yama's ptrace_scope 3 forbids pidfd_getfd and process_vm_readv".into());
     }
-    let root = std::fs::File::open("/").map_err(|e| format!("opening /: {e}"))?;
-    match kernel::file_id(root.as_fd()) {
-        Ok(id) if id.mount_id.is_some() => {}
-        _ => return Err("statx reports no mount ID (Linux 5.8+)".into()),
-    }
-    sock_diag::probe().map_err(|e| format!("the kernel answers no Unix socket diagnostics (CONFIG_UNIX_DIAG): {e}"))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -280,9 +371,9 @@ mod tests {
         drop((theirs, write));
         let listener = receive_handover(ours.as_fd(), Handover::SeccompListener).unwrap();
         let (not_netlink, _keep) = nix::unistd::pipe().unwrap();
-        let guard = Guard::start(listener, Some(not_netlink), pid, None).unwrap();
+        let guard = Guard::start(listener, Some(Some(not_netlink)), None, pid, None).unwrap();
         let (status, _) = sys::wait4(pid).unwrap();
-        let why = guard.stop();
+        let why = guard.stop().failure;
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL, "status {status:#x}");
         assert!(why.as_deref().is_some_and(|w| w.contains("sock_diag")), "{why:?}");

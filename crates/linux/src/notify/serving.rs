@@ -106,6 +106,7 @@ impl Shared {
                     match dispatch(&self.ctx, &call) {
                         Ok(Step::Connect { socket, may_block: true, work }) => break (call.id, socket, work),
                         Ok(Step::Connect { work, .. }) => self.ctx.answer(call.id, work()),
+                        Ok(Step::Continue) => self.ctx.answer(call.id, Answer::Continue),
                         Ok(Step::Gone) => {}
                         Err(Fail::Errno(e)) => self.ctx.answer(call.id, Answer::Errno(e)),
                         Err(Fail::Broken(why)) => return Err(why),

@@ -49,14 +49,40 @@ impl Target {
     /// `len` bytes of the caller's memory at `addr`, read once; EFAULT where the kernel would
     /// have failed to read them.
     pub fn memory(&self, addr: u64, len: usize) -> Result<Vec<u8>, Fail> {
-        let mut buf = vec![0u8; len];
-        let remote = [RemoteIoVec { base: addr as usize, len }];
-        match process_vm_readv(nix::unistd::Pid::from_raw(self.tid), &mut [std::io::IoSliceMut::new(&mut buf)], &remote)
-        {
-            Ok(n) if n == len => Ok(buf),
+        Ok(self.memory_batch(&[(addr, len)])?.pop().unwrap_or_default())
+    }
+
+    /// Several pieces of the caller's memory, `(address, length)` each, in one read; EFAULT if
+    /// any can't be read whole.
+    pub fn memory_batch(&self, pieces: &[(u64, usize)]) -> Result<Vec<Vec<u8>>, Fail> {
+        let mut bufs: Vec<Vec<u8>> = pieces.iter().map(|(_, len)| vec![0u8; *len]).collect();
+        let remote: Vec<RemoteIoVec> =
+            pieces.iter().map(|(a, len)| RemoteIoVec { base: *a as usize, len: *len }).collect();
+        let total: usize = pieces.iter().map(|(_, len)| len).sum();
+        let mut local: Vec<std::io::IoSliceMut> = bufs.iter_mut().map(|b| std::io::IoSliceMut::new(b)).collect();
+        match process_vm_readv(nix::unistd::Pid::from_raw(self.tid), &mut local, &remote) {
+            Ok(n) if n == total => Ok(bufs),
             Ok(_) | Err(nix::Error::EFAULT) => Err(Fail::Errno(libc::EFAULT)),
             Err(nix::Error::ESRCH) => Err(Fail::Errno(libc::ESRCH)),
             Err(e) => Err(Fail::Broken(format!("reading the memory of process {} (process_vm_readv): {e}", self.tid))),
+        }
+    }
+
+    /// The calling thread, as a pid of the supervisor's pid namespace.
+    pub fn tid(&self) -> libc::pid_t {
+        self.tid
+    }
+
+    /// Where the caller's descriptor `fd` leads, in the caller's view; EBADF when it has none.
+    pub fn descriptor_path(&self, fd: i32) -> Result<Vec<u8>, Fail> {
+        use std::os::unix::ffi::OsStringExt;
+        if fd < 0 {
+            return Err(Fail::Errno(libc::EBADF));
+        }
+        match std::fs::read_link(format!("/proc/{}/fd/{fd}", self.tid)) {
+            Ok(path) => Ok(path.into_os_string().into_vec()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Err(Fail::Errno(libc::EBADF)),
+            Err(e) => Err(gone(e)),
         }
     }
 

@@ -582,6 +582,7 @@ fn a_sandbox_is_not_started_without_setup() {
         stdio: [ringfence_backend::Stdio::Null, ringfence_backend::Stdio::Null, ringfence_backend::Stdio::Null],
         terminal: false,
         egress: None,
+        events: std::sync::Arc::new(|_| {}),
     };
     let spec = crate::LaunchSpec { request, gateway_ports: vec![] };
     let err = crate::spawn(spec).err().expect("spawn must fail without setup");
@@ -689,6 +690,7 @@ impl Stage {
             stdio: [ringfence_backend::Stdio::Null, ringfence_backend::Stdio::Null, ringfence_backend::Stdio::Null],
             terminal: false,
             egress: None,
+            events: std::sync::Arc::new(|_| {}),
         };
         crate::LaunchSpec { request, gateway_ports: vec![] }
     }

@@ -39,6 +39,7 @@ pub fn policy(workspace: PathBuf, home: PathBuf, fs: FsRules) -> Policy {
         allow_writable_home: false,
         allow_writable_home_config: false,
         caches: vec![],
+        exec: Default::default(),
         sources: vec![],
     }
 }
