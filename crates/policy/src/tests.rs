@@ -695,6 +695,8 @@ fn an_agent_profile_opens_its_own_login_alone() {
     }
 }
 
+// Unix paths: the Windows build (under Wine) spells them otherwise.
+#[cfg(unix)]
 #[test]
 fn the_user_config_and_flags_outrank_an_agent_profile() {
     let cfg = user("[filesystem]\ndeny_read = [\"~/.claude/.credentials.json\"]\n");
