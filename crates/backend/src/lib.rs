@@ -12,6 +12,7 @@
 pub mod explain;
 mod output;
 mod probe;
+pub mod trace;
 
 pub use explain::{Explanation, Line, Section};
 pub use output::OutputFile;

@@ -65,6 +65,9 @@ pub struct RunArgs {
     /// Never give the command its own terminal, even when run from one.
     #[arg(long)]
     pub no_pty: bool,
+    /// Print a timeline of the launch's phases on stderr (as RINGFENCE_TRACE_LAUNCH=1 does).
+    #[arg(long)]
+    pub trace_launch: bool,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<OsString>,

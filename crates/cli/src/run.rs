@@ -50,6 +50,7 @@ fn run_id() -> String {
 }
 
 pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
+    ringfence::trace::start(args.trace_launch);
     let mut policy = match ringfence::load_policy(&args.policy.sources(), args.policy.overrides()) {
         Ok(p) => p,
         Err(e) => {
@@ -57,6 +58,7 @@ pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
             return exit_code::POLICY;
         }
     };
+    ringfence::trace::mark("cli", "policy loaded");
     // The digest names the policy as configured; the rules that protect ringfence's own output
     // files are not part of it.
     let digest = policy.digest();
@@ -110,6 +112,7 @@ pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
         }
     }
     drop(head);
+    ringfence::trace::mark("cli", "run.start, proc.exec written");
     let relays = relay_streams(&mut child);
     let status = match child.wait_forwarding(&mut signals) {
         Ok(s) => s,
@@ -122,7 +125,9 @@ pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
     for relay in relays {
         let _ = relay.join();
     }
-    finish(&status, &limits, &events, outputs.status)
+    let code = finish(&status, &limits, &events, outputs.status);
+    ringfence::trace::mark("cli", "findings, run.end, --json-status written");
+    code
 }
 
 /// After the run: why it ended, the git review's findings, run.end, and --json-status.

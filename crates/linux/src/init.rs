@@ -69,6 +69,11 @@ fn write_id_maps(uid: u32, gid: u32) -> Result<(), ChildError> {
     write("/proc/self/uid_map", format!("{uid} {uid} 1"))
 }
 
+/// Marks the end of a phase of init's set-up on the timeline (`--trace-launch`).
+fn trace(phase: &str) {
+    ringfence_backend::trace::mark("init", phase);
+}
+
 /// Waits for the supervisor's "go", which carries the Landlock ruleset when there is one.
 fn wait_for_go(control: BorrowedFd) -> Option<OwnedFd> {
     match Control::receive(control) {
@@ -133,8 +138,10 @@ fn run(setup: &ChildSetup, status: &StatusPipe) -> Result<std::convert::Infallib
     write_id_maps(setup.uid, setup.gid)?;
     // Only stdio, the status pipe, the control socket, and the command's stdio survive.
     close_inherited(setup);
+    trace("id maps, descriptors closed");
 
     view::enter(setup.plan, setup.pid_max, &setup.overlay_ids)?;
+    trace("mounts (the view)");
     let tty = if setup.terminal { Some(open_terminal(setup.control)?) } else { None };
     // Built here rather than in the supervisor: the child has time while it waits for "go".
     let options = crate::seccomp::Options {
@@ -143,13 +150,17 @@ fn run(setup: &ChildSetup, status: &StatusPipe) -> Result<std::convert::Infallib
         supervise_connect: setup.supervise_connect,
     };
     let seccomp = crate::seccomp::build(options).map_err(ChildError::internal)?;
+    trace("seccomp filter compiled");
     set_up_network(setup)?;
     let _ = nix::unistd::sethostname("ringfence");
     nix::unistd::setsid().map_err(|e| ChildError::internal(format!("setsid: {e}")))?;
     crate::limits::apply_fallback(&setup.rlimits)?;
 
+    trace("network, hostname, session, rlimits");
     let ruleset = confine_until_go(setup, &seccomp)?;
+    trace("confined (seccomp), waited for go");
     restrict_landlock(setup, ruleset)?;
+    trace("Landlock");
     start_command(setup, tty, status)
 }
 
@@ -210,6 +221,7 @@ fn start_command(
         exec_command(setup, tty.as_ref().map(|t| t.as_raw_fd()), status);
     }
     drop(tty);
+    trace("forked the command");
     status.send(&Status::Started);
     reap(Pid::from_raw(command), &mask, status)
 }

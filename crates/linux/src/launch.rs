@@ -34,13 +34,17 @@ pub fn spawn(request: LaunchRequest) -> Result<Sandbox, LaunchError> {
     let LaunchRequest { program, args, env, cwd, policy, stdio, terminal } = request;
     let landlock_abi = sys::landlock_abi();
     let mut plan = plan_view(&policy)?;
+    trace("plan the mount view");
     let mut rollback = Rollback::default();
     let Limiting { enforcement, cgroup, join, socket_guard, rlimits, pid_max, supervise_connect } =
         set_up_limits(&policy, landlock_abi, &mut plan, &mut rollback)?;
+    trace("limits and the run's cgroup");
     let (supervisor_ends, init_ends) = open_channels(stdio)?;
     rollback.hold_cache_layers(&mut plan, &policy.home)?;
     rollback.start_cleaner(&plan, &policy.home)?;
+    trace("channels, cache layers, the cleaner");
     rollback.make_placeholders(&mut plan, &policy.home)?;
+    trace("placeholders");
     let setup = ChildSetup {
         program: &program,
         args: &args,
@@ -64,6 +68,7 @@ pub fn spawn(request: LaunchRequest) -> Result<Sandbox, LaunchError> {
         cgroup_files: &join.files,
     };
     let init = clone_init(&setup, &join)?;
+    trace("clone");
     let exchange = Exchange::of(&setup);
     // Init holds its copies: ours would keep the pipe and the socket from ever closing.
     drop((init_ends, join));
@@ -72,9 +77,14 @@ pub fn spawn(request: LaunchRequest) -> Result<Sandbox, LaunchError> {
     let exchanged = exchange.run(&mut sandbox, supervisor_ends.control.as_fd(), &plan);
     drop(supervisor_ends.control);
     match exchanged {
-        Ok(()) => sandbox.await_started(),
+        Ok(()) => sandbox.await_started().inspect(|_| trace("the command started")),
         Err(e) => Err(sandbox.abort(e)),
     }
+}
+
+/// Marks the end of a phase of the supervisor's launch on the timeline (`--trace-launch`).
+pub(crate) fn trace(phase: &str) {
+    ringfence_backend::trace::mark("supervisor", phase);
 }
 
 /// The mount view the policy asks for, planned from the host as it is now.
@@ -183,6 +193,7 @@ impl Exchange {
     /// says "go", and starts the handler of trapped calls.
     fn run(&self, sandbox: &mut Sandbox, control: BorrowedFd, plan: &MountPlan) -> Result<(), LaunchError> {
         let ruleset = landlock_ruleset(plan, self.landlock_abi)?;
+        trace("Landlock ruleset");
         if self.terminal {
             sandbox.relay_terminal(receive_handover(control, Handover::Terminal)?);
         }
@@ -196,8 +207,10 @@ impl Exchange {
             .send(control)
             .map_err(|e| LaunchError::internal(format!("starting the sandbox: {e}")))?;
         drop(ruleset);
+        trace("go");
         if self.seccomp_listener {
             sandbox.start_guard(receive_handover(control, Handover::SeccompListener)?, sock_diag)?;
+            trace("the Unix-socket guard's threads");
         }
         Ok(())
     }

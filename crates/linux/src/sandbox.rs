@@ -5,6 +5,7 @@
 
 use crate::api::{Enforcement, Outcome};
 use crate::cgroup::{self, CgroupStats, RunCgroup, SocketGuard};
+use crate::launch::trace;
 use crate::protocol::Status;
 use crate::pty::{self, Relay};
 use crate::rollback::Rollback;
@@ -179,12 +180,15 @@ impl Sandbox {
     /// the timeout, then collects the exit status and usage.
     pub fn wait(mut self, signals: Option<&mut SignalFd>) -> Result<Outcome, LaunchError> {
         let watched = self.watch(signals);
+        trace("the run (until init's report and end of file)");
         let guard_failure = self.stop_guard();
         let (status, rusage) = self.reap().map_err(|e| LaunchError::internal(format!("wait: {e}")))?;
+        trace("stopped the guard, reaped init");
         let duration = self.started.elapsed();
         self.rollback.settle();
         let stats = self.cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
         self.rollback.finish();
+        trace("teardown: cgroups, cache layers, the cleaner dismissed");
         let watched = watched?;
         if let Some(why) = guard_failure {
             return Err(LaunchError::internal(format!(
@@ -234,6 +238,7 @@ impl Sandbox {
                 // Init reports only once everything else in the sandbox is dead: clean up while
                 // the kernel tears the namespaces down.
                 if watched.command.is_some() {
+                    trace("the command ended (init's report)");
                     self.rollback.settle();
                 }
             }

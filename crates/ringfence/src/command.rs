@@ -151,6 +151,7 @@ impl Command {
     /// Starts the command. On Linux, call it while the process has a single thread (the
     /// sandbox is created with a fork-like clone).
     pub fn spawn(self) -> Result<Child, Error> {
+        ringfence_backend::trace::start(false);
         let policy = self.resolved_policy()?;
         let cwd = self.cwd.clone().unwrap_or_else(|| policy.workspace.clone());
         let mut prepared = Platform::prepare(&policy).map_err(Error::Launch)?;
@@ -174,6 +175,7 @@ impl Command {
             stdio: theirs,
             terminal: self.terminal,
         };
+        ringfence_backend::trace::mark("library", "prepare, environment, stdio");
         let mut sandbox = Platform::spawn(prepared, request).map_err(Error::Launch)?;
         if let Some(listeners) = sandbox.take_gateway_listeners() {
             match crate::child::start_gateway(listeners, net, &sink) {

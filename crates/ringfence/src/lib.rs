@@ -31,6 +31,7 @@ pub use command::{Command, Stdio};
 pub use config::{home_dir, load_policy, user_config_path, PolicySources, PROJECT_CONFIG};
 pub use platform::{arm_signals, explain, inherited_output, open_output, probe, setup, start_process, uninstall};
 pub use ringfence_audit::{EndReason, EventBody, ReviewFinding};
+pub use ringfence_backend::trace;
 pub use ringfence_backend::{Enforcement, Explanation, GatewayPorts, Killer, Layer, OutputFile, Probe, ProbeItem};
 pub use ringfence_gateway::EventSink;
 pub use ringfence_policy as policy;
