@@ -9,6 +9,7 @@ mod check;
 mod explain;
 mod record;
 mod run;
+mod session;
 mod setup;
 
 use clap::Parser;
@@ -31,6 +32,7 @@ fn main() {
     };
     let code = match cli.command {
         args::Command::Run(a) => run::run(a, signals),
+        args::Command::Session(c) => session::session(c, signals),
         args::Command::Explain(a) => explain::explain(a),
         args::Command::Check => check::check(),
         args::Command::Setup => setup::setup(),

@@ -242,18 +242,28 @@ fn report_review(status: &ExitStatus, events: &Events) {
 /// Copies piped streams between the command and our terminal. The input relay is not joined:
 /// it may wait on the terminal after the command ended, and ends with the process.
 fn relay_streams(child: &mut ringfence::Child) -> Vec<std::thread::JoinHandle<()>> {
-    if let Some(mut to_child) = child.stdin.take() {
+    relay(child.stdin.take(), child.stdout.take(), child.stderr.take())
+}
+
+/// Copies our stdin to the command's and its outputs to ours, on threads; the output threads
+/// to join once the command ended (the input one ends with the process).
+pub fn relay(
+    stdin: Option<std::fs::File>,
+    stdout: Option<std::fs::File>,
+    stderr: Option<std::fs::File>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    if let Some(mut to_child) = stdin {
         std::thread::spawn(move || {
             let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_child);
         });
     }
     let mut joins = Vec::new();
-    if let Some(mut from) = child.stdout.take() {
+    if let Some(mut from) = stdout {
         joins.push(std::thread::spawn(move || {
             let _ = std::io::copy(&mut from, &mut std::io::stdout().lock());
         }));
     }
-    if let Some(mut from) = child.stderr.take() {
+    if let Some(mut from) = stderr {
         joins.push(std::thread::spawn(move || {
             let _ = std::io::copy(&mut from, &mut std::io::stderr().lock());
         }));

@@ -8,7 +8,7 @@ use crate::{sys, view};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -161,6 +161,9 @@ fn run(setup: &ChildSetup, status: &StatusPipe) -> Result<std::convert::Infallib
     trace("confined (seccomp), waited for go");
     restrict_landlock(setup, ruleset)?;
     trace("Landlock");
+    if setup.session {
+        crate::served::serve(setup.control, setup.status, exec_search);
+    }
     start_command(setup, tty, status)
 }
 
@@ -174,9 +177,11 @@ fn confine_until_go(setup: &ChildSetup, seccomp: &[seccompiler::sock_filter]) ->
         // The supervisor waits for it right after "go".
         hand_over(setup.control, Handover::SeccompListener, listener.as_fd())?;
     }
-    // SAFETY: the supervisor's frame owns the socket and init never returns there (see
-    // `main`); nothing uses `setup.control` after this.
-    unsafe { sys::close_fd(setup.control.as_raw_fd()) };
+    if !setup.session {
+        // SAFETY: the supervisor's frame owns the socket and init never returns there (see
+        // `main`); nothing uses `setup.control` after this.
+        unsafe { sys::close_fd(setup.control.as_raw_fd()) };
+    }
     Ok(ruleset)
 }
 
@@ -297,7 +302,7 @@ fn exec_command(setup: &ChildSetup, tty: Option<RawFd>, status: &StatusPipe) -> 
         status.send(&Status::ExecFailed { message: format!("can't enter {}: {e}", shown(setup.cwd)) });
         sys::exit_now(126);
     }
-    let (code, why) = match exec_search(setup) {
+    let (code, why) = match exec_search(setup.program, setup.args, setup.env) {
         nix::Error::ENOENT | nix::Error::ENOTDIR => (127, "command not found".to_string()),
         other => (126, format!("can't execute: {}", other.desc())),
     };
@@ -306,18 +311,16 @@ fn exec_command(setup: &ChildSetup, tty: Option<RawFd>, status: &StatusPipe) -> 
 }
 
 /// execve through the sandbox's own PATH (libc's execvpe would search ringfence's PATH).
-fn exec_search(setup: &ChildSetup) -> nix::Error {
+fn exec_search(program: &OsStr, args: &[OsString], env: &[(OsString, OsString)]) -> nix::Error {
     let to_c = |s: &[u8]| CString::new(s).unwrap_or_default();
     let argv: Vec<CString> =
-        std::iter::once(setup.program.as_bytes()).chain(setup.args.iter().map(|a| a.as_bytes())).map(to_c).collect();
-    let envp: Vec<CString> =
-        setup.env.iter().map(|(k, v)| to_c(&[k.as_bytes(), b"=", v.as_bytes()].concat())).collect();
-    let program = setup.program.as_bytes();
+        std::iter::once(program.as_bytes()).chain(args.iter().map(|a| a.as_bytes())).map(to_c).collect();
+    let envp: Vec<CString> = env.iter().map(|(k, v)| to_c(&[k.as_bytes(), b"=", v.as_bytes()].concat())).collect();
+    let program = program.as_bytes();
     if program.contains(&b'/') {
         return nix::unistd::execve(&to_c(program), &argv, &envp).unwrap_err();
     }
-    let path = setup
-        .env
+    let path = env
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_bytes().to_vec())

@@ -25,6 +25,18 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 /// and runs Rust code (it allocates) on its copy of the memory, where a lock another thread
 /// held at the clone would stay held forever.
 pub fn spawn(request: LaunchRequest) -> Result<Sandbox, LaunchError> {
+    launch(request, false).map(|(sandbox, _)| sandbox)
+}
+
+/// Starts a session's sandbox: init runs no command of its own but those ordered on the
+/// control socket, whose supervisor's end comes back with the sandbox.
+pub(crate) fn spawn_session(request: LaunchRequest) -> Result<(Sandbox, OwnedFd), LaunchError> {
+    let (sandbox, control) = launch(request, true)?;
+    Ok((sandbox, control.ok_or_else(|| LaunchError::internal("the session's control socket was closed"))?))
+}
+
+/// The launch; the control socket stays open for a session.
+fn launch(request: LaunchRequest, session: bool) -> Result<(Sandbox, Option<OwnedFd>), LaunchError> {
     if crate::host::thread_count() != Some(1) {
         return Err(LaunchError::internal(
             "ringfence starts a sandbox only from a process with a single thread (the sandbox is a \
@@ -66,6 +78,7 @@ pub fn spawn(request: LaunchRequest) -> Result<Sandbox, LaunchError> {
         terminal,
         supervise_connect,
         cgroup_files: &join.files,
+        session,
     };
     let init = clone_init(&setup, &join)?;
     trace("clone");
@@ -75,9 +88,9 @@ pub fn spawn(request: LaunchRequest) -> Result<Sandbox, LaunchError> {
     let timeout = policy.limits.timeout.map(|t| t.0);
     let mut sandbox = Sandbox::new(init, supervisor_ends.status, rollback, cgroup, socket_guard, enforcement, timeout);
     let exchanged = exchange.run(&mut sandbox, supervisor_ends.control.as_fd(), &plan);
-    drop(supervisor_ends.control);
+    let control = session.then_some(supervisor_ends.control);
     match exchanged {
-        Ok(()) => sandbox.await_started().inspect(|_| trace("the command started")),
+        Ok(()) => sandbox.await_started().inspect(|_| trace("the command started")).map(|s| (s, control)),
         Err(e) => Err(sandbox.abort(e)),
     }
 }

@@ -36,6 +36,8 @@ mod roots;
 mod sandbox;
 mod seccomp;
 mod secrets;
+mod served;
+mod session;
 mod sys;
 mod view;
 

@@ -157,6 +157,17 @@ impl Sandbox {
         }
     }
 
+    /// The next report of a session's init; None once init is gone.
+    pub(crate) fn next_report(&mut self) -> Option<Status> {
+        loop {
+            match self.status.next() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) => {}
+                Err(Closed) => return None,
+            }
+        }
+    }
+
     /// Waits for init's "started", so set-up errors surface from `spawn`.
     pub(crate) fn await_started(mut self) -> Result<Sandbox, LaunchError> {
         loop {
@@ -373,7 +384,7 @@ impl Watched {
             Status::Exited { code } => self.command = Some(Exit::Code(code)),
             Status::Signaled { signal } => self.command = Some(Exit::Signal(signal)),
             Status::ExecFailed { message } => self.exec_error = Some(message),
-            Status::Started | Status::SetupFailed(_) => {}
+            Status::Started | Status::SetupFailed(_) | Status::ExecEnded { .. } => {}
         }
     }
 

@@ -23,6 +23,7 @@ mod config;
 mod environment;
 pub mod exit_code;
 mod platform;
+pub mod session;
 #[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 mod unsupported;
 
@@ -36,6 +37,7 @@ pub use ringfence_backend::{Enforcement, Explanation, GatewayPorts, Killer, Laye
 pub use ringfence_gateway::EventSink;
 pub use ringfence_policy as policy;
 pub use ringfence_policy::{Overrides, Policy, PolicyError};
+pub use session::{Owner, Session, SessionCommand, SessionExit, SessionInfo};
 
 use std::fmt;
 
