@@ -157,7 +157,15 @@ fn shepherd(order: &ExecOrder, streams: &[OwnedFd; 3], own: [BorrowedFd; 3], exe
     // SAFETY: the shepherd is single-threaded (a fork of single-threaded init).
     let command = match unsafe { sys::fork_process() } {
         Ok(0) => start(order, streams, status, exec),
-        Ok(pid) => Pid::from_raw(pid),
+        Ok(pid) => {
+            // The command's streams are its own: a shepherd holding them would keep the
+            // caller's pipes open as long as a background job runs.
+            for stream in streams {
+                // SAFETY: init's frame owns these and the shepherd never returns there.
+                unsafe { sys::close_fd(stream.as_raw_fd()) };
+            }
+            Pid::from_raw(pid)
+        }
         Err(_) => {
             report(status, order.id, Exit::Code(125));
             sys::exit_now(0)

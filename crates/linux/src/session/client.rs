@@ -88,10 +88,14 @@ impl Waiting<'_> {
     }
 
     /// The server's answer: how the command ended, or why it could not run.
-    fn answer(&self) -> Result<SessionExit, LaunchError> {
+    fn answer(&mut self) -> Result<SessionExit, LaunchError> {
         let mut buf = [0u8; 4096];
         let gone = || LaunchError::internal("the session ended while the command ran");
-        let (n, _) = sys::recv_with_fds(self.conn.as_fd(), &mut buf).map_err(|_| gone())?;
+        let (mut n, _) = sys::recv_with_fds(self.conn.as_fd(), &mut buf).map_err(|_| gone())?;
+        if buf[..n] == [super::TIMED_OUT] {
+            self.timed_out = true;
+            n = sys::recv_with_fds(self.conn.as_fd(), &mut buf).map_err(|_| gone())?.0;
+        }
         match Status::decode(&buf[..n]) {
             Some(Status::ExecEnded { exit, .. }) => Ok(SessionExit { exit, timed_out: self.timed_out }),
             Some(Status::SetupFailed(err)) => Err(err),

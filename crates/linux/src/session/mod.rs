@@ -122,6 +122,8 @@ fn find(session: &str) -> Result<PathBuf, LaunchError> {
 
 /// One byte asking the server to end the session.
 const STOP: u8 = b's';
+/// One byte telling the caller, before the command's end, that the policy's timeout ended it.
+const TIMED_OUT: u8 = b't';
 
 /// Ends a session and everything in it; returns once its server is gone.
 pub(crate) fn stop(session: &str) -> Result<(), LaunchError> {

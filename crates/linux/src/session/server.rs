@@ -3,7 +3,7 @@
 //! socket and orders init to run them, and ends everything when its owner exits, when asked
 //! to stop, when the session was idle too long, or when the sandbox ends.
 
-use super::{info_path, info_to_json, socket_path, STOP};
+use super::{info_path, info_to_json, socket_path, STOP, TIMED_OUT};
 use crate::protocol::{ExecOrder, Order, Status, MAX_ORDER};
 use crate::sandbox::Sandbox;
 use crate::sys;
@@ -125,6 +125,7 @@ fn serve(served: Served, start: SessionStart) -> ! {
     let Served { dir, id, listener, owner, ready } = served;
     let SessionStart { policy, name, owner: owner_pid, idle, environment } = start;
     let workspace = policy.workspace.clone();
+    let timeout = policy.limits.timeout.map(|t| t.0);
     let request = LaunchRequest {
         program: Default::default(),
         args: Vec::new(),
@@ -148,7 +149,7 @@ fn serve(served: Served, start: SessionStart) -> ! {
     drop(ready);
     let init = sandbox.id() as i32;
     let (wake_read, wake_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap_or_else(|_| sys::exit_now(1));
-    let server = Arc::new(Server::new(control, environment, info.workspace.clone(), wake_write));
+    let server = Arc::new(Server::new(control, environment, info.workspace.clone(), wake_write, timeout));
     let dispatcher = {
         let server = server.clone();
         std::thread::spawn(move || server.dispatch(sandbox))
@@ -179,10 +180,20 @@ struct Server {
     uid: u32,
     /// A byte here ends the accepting loop: a stop, or the sandbox's end.
     wake: OwnedFd,
+    /// The policy's timeout, for each command.
+    timeout: Option<Duration>,
+    /// The commands whose time ran out.
+    timed_out: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl Server {
-    fn new(control: OwnedFd, environment: EnvironmentBuilder, workspace: PathBuf, wake: OwnedFd) -> Server {
+    fn new(
+        control: OwnedFd,
+        environment: EnvironmentBuilder,
+        workspace: PathBuf,
+        wake: OwnedFd,
+        timeout: Option<Duration>,
+    ) -> Server {
         Server {
             control: Mutex::new(control),
             waiting: Mutex::new(HashMap::new()),
@@ -193,6 +204,8 @@ impl Server {
             workspace,
             uid: nix::unistd::geteuid().as_raw(),
             wake,
+            timeout,
+            timed_out: Mutex::new(Default::default()),
         }
     }
 
@@ -266,21 +279,52 @@ impl Server {
             let err = LaunchError::internal(format!("ordering the command: {e}"));
             let _ = sys::send_with_fds(conn.as_fd(), &Status::SetupFailed(err).encode(), &[]);
         }
-        let mut buf = [0u8; 64];
-        while let Ok((n, _)) = sys::recv_with_fds(conn.as_fd(), &mut buf) {
-            if n == 0 {
-                break;
-            }
-            if let Some(Order::Signal { signal, .. }) = Order::decode(&buf[..n]) {
-                let _ = self.order(&Order::Signal { id, signal }, &[]);
-            }
-        }
+        self.relay_signals(&conn, id);
         // The caller went away before the command ended: the command goes too.
         if self.lock_waiting().remove(&id).is_some() {
             let _ = self.order(&Order::Signal { id, signal: libc::SIGKILL }, &[]);
         }
         *self.last_active.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         self.running.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Passes the caller's signals on to command `id` until the caller closes the connection,
+    /// and enforces the policy's timeout (SIGTERM, SIGKILL a grace period later).
+    fn relay_signals(&self, conn: &OwnedFd, id: u64) {
+        let mut deadline = self.timeout.map(|t| Instant::now() + t);
+        let mut buf = [0u8; 64];
+        loop {
+            let wait =
+                deadline.map(|at| at.saturating_duration_since(Instant::now()).as_millis().clamp(1, 60_000) as i32);
+            let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
+            let timeout = wait.map_or(PollTimeout::NONE, |ms| PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX));
+            if matches!(poll(&mut fds, timeout), Ok(0)) {
+                if deadline.is_some_and(|at| Instant::now() >= at) {
+                    deadline = self.time_out(id);
+                }
+                continue;
+            }
+            match sys::recv_with_fds(conn.as_fd(), &mut buf) {
+                Ok((0, _)) | Err(_) => return,
+                Ok((n, _)) => {
+                    if let Some(Order::Signal { signal, .. }) = Order::decode(&buf[..n]) {
+                        let _ = self.order(&Order::Signal { id, signal }, &[]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Command `id`'s time is up: SIGTERM the first time, SIGKILL the second; the next deadline.
+    fn time_out(&self, id: u64) -> Option<Instant> {
+        let mut timed_out = self.timed_out.lock().unwrap_or_else(|p| p.into_inner());
+        if timed_out.insert(id) {
+            let _ = self.order(&Order::Signal { id, signal: libc::SIGTERM }, &[]);
+            Some(Instant::now() + crate::sandbox::TIMEOUT_GRACE)
+        } else {
+            let _ = self.order(&Order::Signal { id, signal: libc::SIGKILL }, &[]);
+            None
+        }
     }
 
     fn order(&self, order: &Order, fds: &[i32]) -> std::io::Result<()> {
@@ -298,6 +342,9 @@ impl Server {
         while let Some(report) = sandbox.next_report() {
             if let Status::ExecEnded { id, .. } = &report {
                 if let Some(conn) = self.lock_waiting().remove(id) {
+                    if self.timed_out.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
+                        let _ = sys::send_with_fds(conn.as_fd(), &[TIMED_OUT], &[]);
+                    }
                     let _ = sys::send_with_fds(conn.as_fd(), &report.encode(), &[]);
                 }
             }
