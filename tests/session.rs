@@ -110,7 +110,7 @@ fn the_owners_death_ends_the_session() {
     for who in identities() {
         let env = Env::new(who);
         let id_file = env.ws.join("id");
-        let owner = env
+        let mut owner = env
             .command_via(
                 &["sh", "-c", "\"$@\" > id; exec sleep 300", "sh"],
                 &[binary().as_os_str(), "session".as_ref(), "start".as_ref()],
@@ -122,8 +122,8 @@ fn the_owners_death_ends_the_session() {
         let daemon = format!("sleep 5{}3", who as u8);
         assert_code(&exec(&env, &id, &["--background"], &format!("{daemon} >/dev/null 2>&1 & echo started")), 0);
         assert!(host_runs(&daemon), "{who:?}: the background process never ran (control)");
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(owner.id() as i32), nix::sys::signal::Signal::SIGKILL)
-            .unwrap();
+        owner.kill().unwrap();
+        owner.wait().unwrap();
         assert!(eventually(|| !host_runs(&daemon)), "{who:?}: the session outlived its owner");
         assert!(eventually(|| !stdout(&env.ringfence(&["session", "list"])).contains(&id)));
     }
