@@ -57,10 +57,16 @@ pub struct SessionExec {
     pub stdio: [Stdio; 3],
 }
 
-/// How a command in a session ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a command in a session ended, and what the review of the writable roots after it found.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionExit {
     pub exit: Exit,
     /// Its time ran out (`timeout`).
     pub timed_out: bool,
+    /// The memory limit was reached while it ran (a process was OOM-killed).
+    pub memory_limit: bool,
+    /// What the session's commands left that would run code later, and what was done about it.
+    pub findings: Vec<crate::ReviewFinding>,
+    /// What the review could not check.
+    pub review_failures: Vec<crate::ReviewFinding>,
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// The run's event file, shared with the gateway's threads.
-type Events = Option<Arc<Mutex<EventWriter>>>;
+pub type Events = Option<Arc<Mutex<EventWriter>>>;
 
 fn emit(events: &Events, body: EventBody) {
     if let Some(w) = events {
@@ -213,15 +213,26 @@ fn status_json(status: &ExitStatus) -> serde_json::Value {
 /// The clean-up's warnings, and what the post-run review moved aside (warnings) and what it could not review
 /// (errors, which make the run's exit code 120), on stderr and as `policy.deny` events.
 fn report_review(status: &ExitStatus, events: &Events) {
-    for warning in &status.warnings {
+    report_findings(&status.warnings, &status.git_findings, &status.review_failures, events);
+}
+
+/// The clean-up's warnings and the review's findings on stderr (and in the events); what the
+/// review could not check as errors, with the remedy.
+pub fn report_findings(
+    warnings: &[String],
+    findings: &[ringfence::ReviewFinding],
+    failures: &[ringfence::ReviewFinding],
+    events: &Events,
+) {
+    for warning in warnings {
         eprintln!("ringfence: warning: {}", for_terminal(warning));
     }
-    for finding in &status.git_findings {
+    for finding in findings {
         eprintln!("ringfence: warning: {}: {}", for_terminal(&finding.path), for_terminal(&finding.detail));
         let text = format!("{}: {}", finding.path.display(), finding.detail);
         emit(events, EventBody::PolicyDeny { rule: finding.rule.into(), detail: text });
     }
-    for failure in &status.review_failures {
+    for failure in failures {
         eprintln!(
             "ringfence: error: the review after the run could not check {}: {}",
             for_terminal(&failure.path),
@@ -230,7 +241,7 @@ fn report_review(status: &ExitStatus, events: &Events) {
         let text = format!("{}: {}", failure.path.display(), failure.detail);
         emit(events, EventBody::PolicyDeny { rule: failure.rule.into(), detail: text });
     }
-    if !status.review_failures.is_empty() {
+    if !failures.is_empty() {
         eprintln!(
             "  help: something the command left there may run code when you use git, direnv or an editor in that \
              folder: look at it (and move aside or delete what you did not expect) before you do (exit {})",

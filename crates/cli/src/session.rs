@@ -83,8 +83,19 @@ fn exec(args: SessionExecArgs, mut signals: ringfence::Signals) -> i32 {
     for relay in outputs {
         let _ = relay.join();
     }
+    if let Ok(end) = &ended {
+        crate::run::report_findings(&[], &end.findings, &end.review_failures, &None);
+    }
     match ended {
-        Ok(end) if end.timed_out => exit_code::TIMEOUT,
+        Ok(end) if !end.review_failures.is_empty() => exit_code::REVIEW,
+        Ok(end) if end.timed_out => {
+            report_end("the command's time ran out; it was killed", exit_code::TIMEOUT);
+            exit_code::TIMEOUT
+        }
+        Ok(end) if end.memory_limit && end.exit != ringfence::session::Exit::Code(0) => {
+            report_end("the memory limit was reached; the command was killed", exit_code::LIMIT);
+            exit_code::LIMIT
+        }
         Ok(end) => match end.exit {
             ringfence::session::Exit::Code(code) => code,
             ringfence::session::Exit::Signal(sig) => 128 + sig,
@@ -94,4 +105,9 @@ fn exec(args: SessionExecArgs, mut signals: ringfence::Signals) -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// Says why ringfence ended the command, as `run` does.
+fn report_end(why: &str, code: i32) {
+    eprintln!("ringfence: {why} (exit {code})");
 }

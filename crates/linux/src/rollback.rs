@@ -99,6 +99,11 @@ impl Rollback {
         }
     }
 
+    /// Reviews the writable roots now, while the sandbox lives on (a session's command ended).
+    pub fn review_again(&mut self) -> ReviewReport {
+        self.leftovers.review.run_again()
+    }
+
     /// What the review found (nothing before `settle`).
     pub fn take_review(&mut self) -> ReviewReport {
         self.review.take().unwrap_or_default()

@@ -157,6 +157,21 @@ impl Sandbox {
         }
     }
 
+    /// Reviews the writable roots after a session's command (see `Review::run_again`).
+    pub(crate) fn review_again(&mut self) -> crate::gitcheck::ReviewReport {
+        self.rollback.review_again()
+    }
+
+    /// How many OOM kills the run's cgroup counted so far (0 without a memory cgroup).
+    pub(crate) fn oom_kills(&self) -> u64 {
+        self.cgroup.as_ref().map_or(0, |c| c.stats().oom_kills)
+    }
+
+    /// The socket buffers' guard (cgroup v1 with a memory cap), for a session's server to poll.
+    pub(crate) fn take_socket_guard(&mut self) -> Option<SocketGuard> {
+        self.socket_guard.take()
+    }
+
     /// The next report of a session's init; None once init is gone.
     pub(crate) fn next_report(&mut self) -> Option<Status> {
         loop {

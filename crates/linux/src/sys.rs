@@ -290,6 +290,22 @@ pub fn recv_with_fds(sock: BorrowedFd, data: &mut [u8]) -> io::Result<(usize, Ve
     Ok((msg.bytes, owned))
 }
 
+/// `pidfd_send_signal(2)`: signals the process the pidfd names, never another that took its
+/// pid after it was reaped.
+pub fn pidfd_kill(pidfd: BorrowedFd) -> io::Result<()> {
+    // SAFETY: integer arguments and a null siginfo (the kernel fills it in as for kill(2)).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    check(rc).map(drop)
+}
+
 /// `pidfd_open(2)`: a descriptor that becomes readable when process `pid` exits.
 pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: integer arguments only; on success the kernel returns a new descriptor we own.

@@ -87,19 +87,37 @@ impl Waiting<'_> {
         Ok((ready(0), ready(1)))
     }
 
-    /// The server's answer: how the command ended, or why it could not run.
+    /// The server's answer: the review's findings, whether the timeout ended the command, then
+    /// how it ended (or why it could not run).
     fn answer(&mut self) -> Result<SessionExit, LaunchError> {
-        let mut buf = [0u8; 4096];
+        let mut buf = vec![0u8; 64 * 1024];
         let gone = || LaunchError::internal("the session ended while the command ran");
-        let (mut n, _) = sys::recv_with_fds(self.conn.as_fd(), &mut buf).map_err(|_| gone())?;
-        if buf[..n] == [super::TIMED_OUT] {
-            self.timed_out = true;
-            n = sys::recv_with_fds(self.conn.as_fd(), &mut buf).map_err(|_| gone())?.0;
-        }
-        match Status::decode(&buf[..n]) {
-            Some(Status::ExecEnded { exit, .. }) => Ok(SessionExit { exit, timed_out: self.timed_out }),
-            Some(Status::SetupFailed(err)) => Err(err),
-            _ => Err(gone()),
+        let (mut findings, mut failures, mut memory_limit) = (Vec::new(), Vec::new(), false);
+        loop {
+            let (n, _) = sys::recv_with_fds(self.conn.as_fd(), &mut buf).map_err(|_| gone())?;
+            if let Some((failed, finding)) = super::decode_finding(&buf[..n]) {
+                if failed { &mut failures } else { &mut findings }.push(finding);
+                continue;
+            }
+            match buf[..n] {
+                [super::TIMED_OUT] => self.timed_out = true,
+                [super::MEMORY_LIMIT] => memory_limit = true,
+                _ => {}
+            }
+            if n == 1 {
+                continue;
+            }
+            return match Status::decode(&buf[..n]) {
+                Some(Status::ExecEnded { exit, .. }) => Ok(SessionExit {
+                    exit,
+                    timed_out: self.timed_out,
+                    memory_limit,
+                    findings,
+                    review_failures: failures,
+                }),
+                Some(Status::SetupFailed(err)) => Err(err),
+                _ => Err(gone()),
+            };
         }
     }
 

@@ -3,7 +3,7 @@
 //! socket and orders init to run them, and ends everything when its owner exits, when asked
 //! to stop, when the session was idle too long, or when the sandbox ends.
 
-use super::{info_path, info_to_json, socket_path, STOP, TIMED_OUT};
+use super::{info_path, info_to_json, socket_path, MEMORY_LIMIT, STOP, TIMED_OUT};
 use crate::protocol::{ExecOrder, Order, Status, MAX_ORDER};
 use crate::sandbox::Sandbox;
 use crate::sys;
@@ -147,7 +147,13 @@ fn serve(served: Served, start: SessionStart) -> ! {
         SessionInfo { id: id.clone(), name, pid: std::process::id(), owner: owner_pid, workspace, started: now() };
     let _ = std::fs::write(info_path(&dir, &id), info_to_json(&info));
     drop(ready);
-    let init = sandbox.id() as i32;
+    // Init is our unreaped child here; the pidfd keeps naming it after the dispatcher reaps it.
+    let Ok(init) = sys::pidfd_open(sandbox.id()).map(Arc::new) else { sys::exit_now(1) };
+    let mut sandbox = sandbox;
+    if let Some(guard) = sandbox.take_socket_guard() {
+        let init = init.clone();
+        std::thread::spawn(move || guard_socket_memory(&guard, init.as_fd()));
+    }
     let (wake_read, wake_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap_or_else(|_| sys::exit_now(1));
     let server = Arc::new(Server::new(control, environment, info.workspace.clone(), wake_write, timeout));
     let dispatcher = {
@@ -155,11 +161,20 @@ fn serve(served: Served, start: SessionStart) -> ! {
         std::thread::spawn(move || server.dispatch(sandbox))
     };
     server.accept_until_done(&listener, &owner, &wake_read, idle);
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
+    let _ = sys::pidfd_kill(init.as_fd());
     let _ = dispatcher.join();
     let _ = std::fs::remove_file(socket_path(&dir, &id));
     let _ = std::fs::remove_file(info_path(&dir, &id));
     sys::exit_now(0)
+}
+
+/// As a run's supervisor does: the socket buffers may outgrow their share of the memory cap
+/// only until the next look; then the sandbox, and with it the session, ends.
+fn guard_socket_memory(guard: &crate::cgroup::SocketGuard, init: std::os::fd::BorrowedFd) {
+    while !guard.exceeded() {
+        std::thread::sleep(crate::cgroup::SOCKET_GUARD_INTERVAL);
+    }
+    let _ = sys::pidfd_kill(init);
 }
 
 fn now() -> u64 {
@@ -339,9 +354,19 @@ impl Server {
     /// Passes each command's end to its caller, until init is gone; then ends the sandbox
     /// (its review and clean-up) and wakes the accepting loop.
     fn dispatch(&self, mut sandbox: Sandbox) {
+        let mut oom_kills = sandbox.oom_kills();
         while let Some(report) = sandbox.next_report() {
             if let Status::ExecEnded { id, .. } = &report {
+                let review = sandbox.review_again();
+                let killed = std::mem::replace(&mut oom_kills, sandbox.oom_kills());
                 if let Some(conn) = self.lock_waiting().remove(id) {
+                    if oom_kills > killed {
+                        let _ = sys::send_with_fds(conn.as_fd(), &[MEMORY_LIMIT], &[]);
+                    }
+                    let findings = review.findings.iter().map(|f| (false, f));
+                    for (failed, finding) in findings.chain(review.failures.iter().map(|f| (true, f))) {
+                        let _ = sys::send_with_fds(conn.as_fd(), &super::encode_finding(failed, finding), &[]);
+                    }
                     if self.timed_out.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
                         let _ = sys::send_with_fds(conn.as_fd(), &[TIMED_OUT], &[]);
                     }
