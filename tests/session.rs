@@ -246,3 +246,18 @@ fn a_timeout_ends_only_its_command() {
         stop(&env, &id);
     }
 }
+
+/// A session left idle ends by itself, with everything in it. Control: the background process
+/// ran until then.
+#[test]
+fn an_idle_session_ends_with_everything_in_it() {
+    for who in identities() {
+        let env = Env::new(who);
+        let id = start(&env, &["--idle-timeout", "2s"]);
+        let daemon = format!("sleep 7{}5", who as u8);
+        assert_code(&exec(&env, &id, &["--background"], &format!("{daemon} >/dev/null 2>&1 & echo started")), 0);
+        assert!(host_runs(&daemon), "{who:?}: the background process never ran (control)");
+        assert!(eventually(|| !host_runs(&daemon)), "{who:?}: the idle session did not end");
+        assert!(!stdout(&env.ringfence(&["session", "list"])).contains(&id), "{who:?}: still listed");
+    }
+}

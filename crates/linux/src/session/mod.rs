@@ -107,9 +107,14 @@ pub(crate) fn list() -> Result<Vec<SessionInfo>, LaunchError> {
     Ok(live)
 }
 
-/// The socket of the live session with this id or name.
+/// The socket of the live session with this id or name. An id names its socket directly (the
+/// connection then shows whether it lives); a name is looked up among the records.
 fn find(session: &str) -> Result<PathBuf, LaunchError> {
     let dir = folder()?;
+    let is_id = session.len() == 16 && session.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_id && socket_path(&dir, session).exists() {
+        return Ok(socket_path(&dir, session));
+    }
     let found = list()?.into_iter().find(|s| s.id == session || s.name.as_deref() == Some(session));
     match found {
         Some(s) => Ok(socket_path(&dir, &s.id)),

@@ -236,7 +236,9 @@ impl Server {
                 PollFd::new(owner.as_fd(), PollFlags::POLLIN),
                 PollFd::new(wake.as_fd(), PollFlags::POLLIN),
             ];
-            let ms = idle_left.as_millis().clamp(1, 60_000) as i32;
+            // While a command runs the idle clock is stopped: look again now and then only.
+            let busy = self.running.load(Ordering::SeqCst) > 0;
+            let ms = if busy { 1000 } else { idle_left.as_millis().clamp(1, 60_000) as i32 };
             if poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)).is_err() {
                 continue;
             }
