@@ -4,6 +4,7 @@
 
 use crate::error::ChildError;
 use crate::protocol::{ChildSetup, Control, Handover, Status, FORWARDED_SIGNALS};
+use crate::trace::init as trace;
 use crate::{sys, view};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -67,11 +68,6 @@ fn write_id_maps(uid: u32, gid: u32) -> Result<(), ChildError> {
     write("/proc/self/setgroups", "deny".into())?;
     write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
     write("/proc/self/uid_map", format!("{uid} {uid} 1"))
-}
-
-/// Marks the end of a phase of init's set-up on the timeline (`--trace-launch`).
-fn trace(phase: &str) {
-    ringfence_backend::trace::mark("init", phase);
 }
 
 /// Waits for the supervisor's "go", which carries the Landlock ruleset when there is one.

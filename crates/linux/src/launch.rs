@@ -13,6 +13,7 @@ use crate::protocol::{receive_handover, ChildSetup, Control, Handover};
 use crate::rollback::Rollback;
 use crate::sandbox::Sandbox;
 use crate::sys;
+use crate::trace::supervisor as trace;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use ringfence_audit::LaunchError;
 use ringfence_backend::{GatewayListeners, LaunchRequest, Stdio};
@@ -93,11 +94,6 @@ fn launch(request: LaunchRequest, session: bool) -> Result<(Sandbox, Option<Owne
         Ok(()) => sandbox.await_started().inspect(|_| trace("the command started")).map(|s| (s, control)),
         Err(e) => Err(sandbox.abort(e)),
     }
-}
-
-/// Marks the end of a phase of the supervisor's launch on the timeline (`--trace-launch`).
-pub(crate) fn trace(phase: &str) {
-    ringfence_backend::trace::mark("supervisor", phase);
 }
 
 /// The mount view the policy asks for, planned from the host as it is now.

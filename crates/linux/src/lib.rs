@@ -39,6 +39,7 @@ mod secrets;
 mod served;
 mod session;
 mod sys;
+mod trace;
 mod view;
 
 pub use backend::{Linux, Prepared, Sandbox, Signals};

@@ -93,9 +93,9 @@ impl Rollback {
     pub fn settle(&mut self) {
         if self.review.is_none() {
             self.review = Some(self.leftovers.review.run());
-            crate::launch::trace("git review");
+            crate::trace::supervisor("git review");
             self.release_placeholders();
-            crate::launch::trace("placeholders released");
+            crate::trace::supervisor("placeholders released");
         }
     }
 

@@ -5,11 +5,11 @@
 
 use crate::api::{Enforcement, Outcome};
 use crate::cgroup::{self, CgroupStats, RunCgroup, SocketGuard};
-use crate::launch::trace;
 use crate::protocol::Status;
 use crate::pty::{self, Relay};
 use crate::rollback::Rollback;
 use crate::sys;
+use crate::trace::supervisor as trace;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::signalfd::SignalFd;

@@ -2,6 +2,7 @@
 //! streams to the session's server, passes the caller's signals on, enforces the timeout, and
 //! returns how the command ended.
 
+use super::{folder, wire};
 use crate::protocol::{ExecOrder, Order, Status};
 use crate::sys;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -16,7 +17,7 @@ pub(crate) fn exec(
     exec: SessionExec,
     signals: Option<&mut SignalFd>,
 ) -> Result<SessionExit, LaunchError> {
-    let conn = super::connect_to(&super::find(session)?)
+    let conn = folder::connect_to(&folder::find(session)?)
         .map_err(|e| LaunchError::internal(format!("reaching the session: {e}")))?;
     let SessionExec { program, args, env, cwd, background, timeout, stdio } = exec;
     let streams = streams(stdio)?;
@@ -95,13 +96,13 @@ impl Waiting<'_> {
         let (mut findings, mut failures, mut memory_limit) = (Vec::new(), Vec::new(), false);
         loop {
             let (n, _) = sys::recv_with_fds(self.conn.as_fd(), &mut buf).map_err(|_| gone())?;
-            if let Some((failed, finding)) = super::decode_finding(&buf[..n]) {
+            if let Some((failed, finding)) = wire::decode_finding(&buf[..n]) {
                 if failed { &mut failures } else { &mut findings }.push(finding);
                 continue;
             }
             match buf[..n] {
-                [super::TIMED_OUT] => self.timed_out = true,
-                [super::MEMORY_LIMIT] => memory_limit = true,
+                [wire::TIMED_OUT] => self.timed_out = true,
+                [wire::MEMORY_LIMIT] => memory_limit = true,
                 _ => {}
             }
             if n == 1 {
@@ -147,4 +148,16 @@ impl Waiting<'_> {
             self.deadline = Some(Instant::now() + crate::sandbox::TIMEOUT_GRACE);
         }
     }
+}
+
+/// Ends a session and everything in it; returns once its server is gone.
+pub(crate) fn stop(session: &str) -> Result<(), LaunchError> {
+    let conn = folder::connect_to(&folder::find(session)?)
+        .map_err(|e| LaunchError::internal(format!("reaching the session: {e}")))?;
+    crate::sys::send_with_fds(conn.as_fd(), &[wire::STOP], &[])
+        .map_err(|e| LaunchError::internal(format!("asking the session to stop: {e}")))?;
+    // The server closes its end only by exiting, once the sandbox is gone.
+    let mut buf = [0u8; 64];
+    while matches!(crate::sys::recv_with_fds(conn.as_fd(), &mut buf), Ok((n, _)) if n > 0) {}
+    Ok(())
 }

@@ -3,7 +3,8 @@
 //! socket and orders init to run them, and ends everything when its owner exits, when asked
 //! to stop, when the session was idle too long, or when the sandbox ends.
 
-use super::{info_path, info_to_json, socket_path, MEMORY_LIMIT, STOP, TIMED_OUT};
+use super::folder::{self, info_path, info_to_json, socket_path};
+use super::wire::{self, MEMORY_LIMIT, STOP, TIMED_OUT};
 use crate::protocol::{ExecOrder, Order, Status, MAX_ORDER};
 use crate::sandbox::Sandbox;
 use crate::sys;
@@ -33,9 +34,9 @@ pub(crate) fn start(start: SessionStart) -> Result<SessionInfo, LaunchError> {
             "use --network none or host for the session, or `ringfence run` for commands that need the gateway",
         ));
     }
-    let dir = super::folder()?;
+    let dir = folder::folder()?;
     if let Some(name) = &start.name {
-        if super::list()?.iter().any(|s| s.name.as_ref() == Some(name)) {
+        if folder::list()?.iter().any(|s| s.name.as_ref() == Some(name)) {
             return Err(LaunchError::policy(format!("a session named {name} is running"), "pick another --name"));
         }
     }
@@ -86,7 +87,7 @@ fn await_ready(ready: OwnedFd, dir: &Path, id: &str) -> Result<SessionInfo, Laun
     if let Some(Status::SetupFailed(err)) = Status::decode(&text) {
         return Err(err);
     }
-    let info = std::fs::read_to_string(info_path(dir, id)).ok().and_then(|t| super::info_from_json(id, &t));
+    let info = std::fs::read_to_string(info_path(dir, id)).ok().and_then(|t| folder::info_from_json(id, &t));
     info.ok_or_else(|| {
         let _ = std::fs::remove_file(socket_path(dir, id));
         LaunchError::internal("the session's server exited while starting")
@@ -367,7 +368,7 @@ impl Server {
                     }
                     let findings = review.findings.iter().map(|f| (false, f));
                     for (failed, finding) in findings.chain(review.failures.iter().map(|f| (true, f))) {
-                        let _ = sys::send_with_fds(conn.as_fd(), &super::encode_finding(failed, finding), &[]);
+                        let _ = sys::send_with_fds(conn.as_fd(), &wire::encode_finding(failed, finding), &[]);
                     }
                     if self.timed_out.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
                         let _ = sys::send_with_fds(conn.as_fd(), &[TIMED_OUT], &[]);
