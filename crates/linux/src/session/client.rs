@@ -17,8 +17,7 @@ pub(crate) fn exec(
     exec: SessionExec,
     signals: Option<&mut SignalFd>,
 ) -> Result<SessionExit, LaunchError> {
-    let conn = folder::connect_to(&folder::find(session)?)
-        .map_err(|e| LaunchError::internal(format!("reaching the session: {e}")))?;
+    let conn = folder::connect_session(session)?;
     let SessionExec { program, args, env, cwd, background, timeout, stdio } = exec;
     let streams = streams(stdio)?;
     let order = Order::Exec(ExecOrder { id: 0, background, program, args, env, cwd: cwd.unwrap_or_default() });
@@ -152,8 +151,7 @@ impl Waiting<'_> {
 
 /// Ends a session and everything in it; returns once its server is gone.
 pub(crate) fn stop(session: &str) -> Result<(), LaunchError> {
-    let conn = folder::connect_to(&folder::find(session)?)
-        .map_err(|e| LaunchError::internal(format!("reaching the session: {e}")))?;
+    let conn = folder::connect_session(session)?;
     crate::sys::send_with_fds(conn.as_fd(), &[wire::STOP], &[])
         .map_err(|e| LaunchError::internal(format!("asking the session to stop: {e}")))?;
     // The server closes its end only by exiting, once the sandbox is gone.

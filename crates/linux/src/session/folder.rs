@@ -94,9 +94,23 @@ pub(crate) fn list() -> Result<Vec<SessionInfo>, LaunchError> {
     Ok(live)
 }
 
+/// A connection to the live session with this id or name. A session found dead on the way (its
+/// server gone, its socket stale) is cleaned away and reported as not running.
+pub(super) fn connect_session(session: &str) -> Result<OwnedFd, LaunchError> {
+    let reach = |path: &Path| connect_to(path).map_err(|e| LaunchError::internal(format!("reaching the session: {e}")));
+    match connect_to(&find(session)?) {
+        Ok(conn) => Ok(conn),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNREFUSED | libc::ENOENT)) => {
+            list()?;
+            reach(&find(session)?)
+        }
+        Err(e) => Err(LaunchError::internal(format!("reaching the session: {e}"))),
+    }
+}
+
 /// The socket of the live session with this id or name. An id names its socket directly (the
 /// connection then shows whether it lives); a name is looked up among the records.
-pub(super) fn find(session: &str) -> Result<PathBuf, LaunchError> {
+fn find(session: &str) -> Result<PathBuf, LaunchError> {
     let dir = folder()?;
     let is_id = session.len() == 16 && session.bytes().all(|b| b.is_ascii_hexdigit());
     if is_id && socket_path(&dir, session).exists() {
