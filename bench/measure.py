@@ -45,11 +45,28 @@ RUNS = int(os.environ.get("BENCH_RUNS", "50"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
 REPO_FILES = 2000
 
+# An agent's turn: twenty short commands, each started on its own (a sandbox each).
+AGENT_SCRIPT = [
+    ["ls"], ["git", "status", "--short"], ["git", "log", "-1", "--oneline"], ["cat", ".gitignore"],
+    ["rg", "-l", "file 1"], ["ls", "src"], ["head", "-n", "3", "src/mod00/file0000.txt"],
+    ["wc", "-l", "src/mod01/file0050.txt"], ["git", "diff", "--stat"], ["find", "src/mod02", "-name", "*.txt"],
+    ["grep", "-c", "x", "src/mod03/file0150.txt"], ["sh", "-c", "echo hi > out.txt"], ["cat", "out.txt"],
+    ["git", "diff"], ["pwd"], ["true"], ["test", "-f", "out.txt"], ["stat", "-c", "%s", "out.txt"],
+    ["git", "rev-parse", "HEAD"], ["rg", "-c", "xxxx", "src/mod04"],
+]
+
 WORKLOADS = {
     "true": ["true"],
     "git status": ["git", "status"],
     "write file": ["sh", "-c", "echo hi > out.txt"],
+    "rg": ["rg", "-l", "file 1"],
+    "agent script (20 commands)": AGENT_SCRIPT,
 }
+
+
+def steps(cmd):
+    """A workload's commands: one, or a script's each."""
+    return cmd if isinstance(cmd[0], list) else [cmd]
 
 
 # ---------------------------------------------------------------- workspace
@@ -101,8 +118,10 @@ def runners(ws: Path):
     rf = RINGFENCE_BIN
     if rf and os.access(rf, os.X_OK) and not os.environ.get("RINGFENCE_NOTE"):
         out["ringfence"] = ([rf, "run", "--"], {})
+        out["ringfence session"] = session_runner(rf, ws)
     else:
         out["ringfence"] = os.environ.get("RINGFENCE_NOTE") or (f"not found: {rf}" if rf else "RINGFENCE_BIN unset")
+        out["ringfence session"] = out["ringfence"]
 
     if CODEX_NATIVE.exists():
         CODEX_HOME.mkdir(parents=True, exist_ok=True)
@@ -129,7 +148,28 @@ def runners(ws: Path):
     return out
 
 
+def session_runner(rf, ws):
+    """`ringfence session exec` in one session, started now and owned by this process (it
+    ends when the benchmark exits), with the same policy as `ringfence run`."""
+    p = subprocess.run([rf, "session", "start"], cwd=ws, capture_output=True, text=True)
+    if p.returncode != 0:
+        return f"failed: session start: exit {p.returncode}: {first_line(p.stderr)}"
+    return ([rf, "session", "exec", p.stdout.strip(), "--"], {})
+
+
 # ---------------------------------------------------------------- measuring
+
+def run_steps(prefix, cmd, ws, env, capture=False):
+    """Each command of the workload, one after the other, each under `prefix`; the total time,
+    the first non-zero exit (or 0), and that run's stderr."""
+    total, rc, err = 0, 0, ""
+    for step in steps(cmd):
+        ns, code, stderr = run_once(prefix + step, ws, env, capture)
+        total += ns
+        if code != 0 and rc == 0:
+            rc, err = code, stderr
+    return total, rc, err
+
 
 def run_once(argv, ws, env, capture=False):
     """One fork+exec+wait; returns (ns, returncode, stderr)."""
@@ -172,17 +212,17 @@ def measure(ws: Path):
                 row["status"] = spec
                 continue
             prefix, extra = spec
-            argv, env = prefix + cmd, {**base_env, **extra}
+            argv, env = prefix + steps(cmd)[0], {**base_env, **extra}
             row["argv"] = argv
             out_txt = ws / "out.txt"
             out_txt.unlink(missing_ok=True)
             err = None
             for _ in range(max(1, WARMUP)):
-                _, rc, stderr = run_once(argv, ws, env, capture=True)
+                _, rc, stderr = run_steps(prefix, cmd, ws, env, capture=True)
                 if rc != 0:
                     err = f"failed: exit {rc}: {first_line(stderr)}"
                     break
-            if err is None and wname == "write file" and not out_txt.exists():
+            if err is None and wname in ("write file", "agent script (20 commands)") and not out_txt.exists():
                 # A sandbox that exits 0 but writes to a private copy would
                 # otherwise look like a pass.
                 err = "failed: exit 0 but out.txt did not appear in the workspace"
@@ -192,11 +232,11 @@ def measure(ws: Path):
             row["status"] = "ok"
             row["samples_ns"] = []
             row["nonzero_exits"] = 0
-            live[rname] = (argv, env, row)
+            live[rname] = (prefix, env, row)
         # Interleave runners so slow drift on the machine hits them all alike.
         for _ in range(RUNS):
-            for argv, env, row in live.values():
-                ns, rc, _ = run_once(argv, ws, env)
+            for prefix, env, row in live.values():
+                ns, rc, _ = run_steps(prefix, cmd, ws, env)
                 row["samples_ns"].append(ns)
                 row["nonzero_exits"] += rc != 0
     for row in results:
@@ -273,7 +313,7 @@ def markdown(info, results, ws):
                      f"{fmt(r.get('p90_ms'))} | {fmt(r.get('x_bare'), '×')} | "
                      f"{fmt(r.get('x_bwrap'), '×')} | {status} |")
     lines += ["", "Commands (prefix + workload, cwd = workspace):", ""]
-    lines += command_lines(results, lambda r: r["argv"][:len(r["argv"]) - len(WORKLOADS[r["workload"]])], "CMD")
+    lines += command_lines(results, lambda r: r["argv"][:len(r["argv"]) - len(steps(WORKLOADS[r["workload"]])[0])], "CMD")
     return "\n".join(lines) + "\n"
 
 

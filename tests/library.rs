@@ -268,8 +268,29 @@ mod cases {
         assert_eq!(threads, 1, "the gateway's threads outlived the run");
     }
 
+    /// `Session::start` keeps one sandbox for several commands: each has its own exit code, the
+    /// policy holds for each (a write outside fails; control: the write inside lands), the
+    /// session is listed until stopped, and starting it left no thread in the caller.
+    fn session_runs_commands() {
+        let env = Env::new(Who::Me);
+        let session = ringfence::Session::start(policy(&env, Overrides::default())).unwrap();
+        assert_eq!(std::fs::read_dir("/proc/self/task").unwrap().count(), 1, "Session::start left a thread");
+        let outside = env.outside.join("escape");
+        for round in 0..2 {
+            let script = format!("echo {round} > inside.txt; echo out > {} 2>/dev/null; exit 4", outside.display());
+            let end = session.command("sh").args(["-c", &script]).stderr(Stdio::Null).status().unwrap();
+            assert_eq!(end.exit, ringfence::session::Exit::Code(4));
+            assert_eq!(std::fs::read_to_string(env.ws.join("inside.txt")).unwrap(), format!("{round}\n"));
+            assert!(!outside.exists(), "a session's command wrote outside the workspace");
+        }
+        assert!(ringfence::Session::list().unwrap().iter().any(|s| s.id == session.id()));
+        session.stop().unwrap();
+        assert!(!ringfence::Session::list().unwrap().iter().any(|s| s.id == session.id()));
+    }
+
     pub fn main() {
         let cases: &[(&str, fn())] = &[
+            ("session_runs_commands", session_runs_commands),
             ("piped_output_and_exit_code", piped_output_and_exit_code),
             ("piped_stdin", piped_stdin),
             ("large_piped_output", large_piped_output),

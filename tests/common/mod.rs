@@ -482,9 +482,45 @@ impl Env {
         cmd
     }
 
-    /// `ringfence run [args] -- argv...`, bounded by [`RUN_LIMIT`].
+    /// `ringfence run [args] -- argv...`, bounded by [`RUN_LIMIT`]. With
+    /// `RINGFENCE_TEST_SESSION=1`, the same command runs in a session started with the same
+    /// options instead (`session start`, `session exec`, `session stop`), so that every attack
+    /// of the suite is tried through a session too; runs that write ringfence's own output files
+    /// (`--events`, `--json-status`) stay plain runs.
     pub fn run_argv(&self, args: &[&str], argv: &[&str]) -> Output {
+        let run_only = args.iter().any(|a| a.starts_with("--events") || a.starts_with("--json-status"));
+        if std::env::var_os("RINGFENCE_TEST_SESSION").is_some_and(|v| v == "1") && !run_only {
+            return self.in_session(args, argv);
+        }
         bounded_output(self.run_command(args, argv), RUN_LIMIT)
+    }
+
+    /// Runs `argv` in a session of its own started with the run options `args`; the exec's
+    /// output and exit status, or the start's when the session could not start.
+    pub fn in_session(&self, args: &[&str], argv: &[&str]) -> Output {
+        let (mut start_args, mut exec_args) = (Vec::new(), Vec::new());
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            match *arg {
+                "--timeout" => exec_args.extend([*arg, rest.next().copied().unwrap_or_default()]),
+                "--no-pty" => {}
+                _ if arg.starts_with("--timeout=") => exec_args.push(arg),
+                _ => start_args.push(*arg),
+            }
+        }
+        let mut start = self.command();
+        start.args(["session", "start"]).args(&start_args);
+        let started = bounded_output(start, RUN_LIMIT);
+        if !started.status.success() {
+            return started;
+        }
+        let id = stdout(&started).trim().to_string();
+        let mut exec = self.command();
+        exec.args(["session", "exec", &id]).args(&exec_args).arg("--").args(argv);
+        let out = bounded_output(exec, RUN_LIMIT);
+        let stopped = self.ringfence(&["session", "stop", &id]);
+        assert!(stopped.status.success(), "session stop failed: {}", stderr(&stopped));
+        out
     }
 
     /// `ringfence run [args] -- sh -c script`, bounded by [`RUN_LIMIT`].

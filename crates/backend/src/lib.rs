@@ -13,12 +13,15 @@ pub mod events;
 pub mod explain;
 mod output;
 mod probe;
+pub mod session;
+pub mod trace;
 
 pub use events::{Delivery, EventSink, Reporter};
 pub use explain::{Explanation, Line, Section};
 pub use output::OutputFile;
 pub use probe::{Probe, ProbeItem};
 pub use ringfence_audit::{EndReason, ErrorKind, LaunchError, Layer, ReviewFinding};
+pub use session::{SessionExec, SessionExit, SessionInfo, SessionStart};
 
 use ringfence_policy::Policy;
 use std::ffi::OsString;
@@ -338,8 +341,34 @@ pub trait Backend {
     fn setup() -> Result<Vec<String>, LaunchError> {
         Ok(vec!["nothing to set up on this platform; `ringfence check` shows what it can enforce".into()])
     }
+    /// Starts a session (see [`session`]) and returns once its sandbox runs; the session
+    /// lives on in a process of its own.
+    fn session_start(prepared: Self::Prepared, start: SessionStart) -> Result<SessionInfo, LaunchError> {
+        let _ = (prepared, start);
+        Err(no_sessions())
+    }
+    /// Runs one command in the session named `session` (its id or name), passing on the
+    /// signals read from `signals`, and returns how it ended.
+    fn session_exec(session: &str, exec: SessionExec, signals: &mut Self::Signals) -> Result<SessionExit, LaunchError> {
+        let _ = (session, exec, signals);
+        Err(no_sessions())
+    }
+    /// Ends a session and everything running in it.
+    fn session_stop(session: &str) -> Result<(), LaunchError> {
+        let _ = session;
+        Err(no_sessions())
+    }
+    /// The caller's running sessions (stale ones are cleaned away).
+    fn session_list() -> Result<Vec<SessionInfo>, LaunchError> {
+        Ok(Vec::new())
+    }
     /// Undoes [`Backend::setup`].
     fn uninstall() -> Result<Vec<String>, LaunchError> {
         Ok(vec!["nothing was installed on this platform".into()])
     }
+}
+
+/// The error of a backend without sessions.
+fn no_sessions() -> LaunchError {
+    LaunchError::unsupported("sessions are not supported on this platform", "use `ringfence run` for each command")
 }

@@ -48,6 +48,9 @@ pub enum Command {
     /// Run a command in the sandbox, with the current directory as the workspace.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
+    /// Keep one sandbox for many commands: start, exec, stop, list.
+    #[command(subcommand)]
+    Session(SessionCommand),
     /// Print the effective policy and which layer enforces each rule; runs nothing.
     Explain(ExplainArgs),
     /// Report the kernel features found and what each policy feature will be enforced with.
@@ -99,6 +102,59 @@ pub struct RunArgs {
     /// then stays open while the run may go on; when it closes, the run is killed.
     #[arg(long, hide = true)]
     pub stdin_lifeline: bool,
+    /// Print a timeline of the launch's phases on stderr (as RINGFENCE_TRACE_LAUNCH=1 does).
+    #[arg(long)]
+    pub trace_launch: bool,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionCommand {
+    /// Build a sandbox and keep it; prints the session's id. It ends when the calling process
+    /// (the parent of this command) exits, on `stop`, or when idle too long.
+    Start(Box<SessionStartArgs>),
+    /// Run a command in a session, with its own stdio, exit code, signals and timeout.
+    Exec(SessionExecArgs),
+    /// End a session and everything running in it.
+    Stop {
+        /// The session's id or name.
+        session: String,
+    },
+    /// Show the running sessions.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SessionStartArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// A name to use instead of the id (unique among your sessions).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// End the session after this long without a command running (default 30m).
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<HumanDuration>,
+    /// Print the session as a JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SessionExecArgs {
+    /// The session's id or name.
+    pub session: String,
+    /// Leave what the command starts in the background running after it exits.
+    #[arg(long)]
+    pub background: bool,
+    /// Kill the command after this long (SIGTERM, then SIGKILL 2s later).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<HumanDuration>,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<OsString>,

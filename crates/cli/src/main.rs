@@ -12,6 +12,7 @@ mod mcp;
 mod profile;
 mod record;
 mod run;
+mod session;
 mod setup;
 mod summary;
 
@@ -35,6 +36,7 @@ fn main() {
     };
     let code = match cli.command {
         args::Command::Run(a) => run::run(a, signals),
+        args::Command::Session(c) => session::session(c, signals),
         args::Command::Explain(a) => explain::explain(a),
         args::Command::Check => check::check(),
         args::Command::Mcp(a) => mcp::serve(a, signals),

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// The run's event file, shared with the gateway's and the backend's threads.
-type Events = Option<Arc<Mutex<EventWriter>>>;
+pub type Events = Option<Arc<Mutex<EventWriter>>>;
 
 /// Distinct refusals told on stderr; the rest are only in the event file, so a command that
 /// tries endless names can't flood the terminal or grow ringfence's memory.
@@ -105,23 +105,29 @@ fn run_id() -> String {
     format!("{:x}-{:x}", t.as_millis(), std::process::id())
 }
 
-pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
-    let mut policy = match ringfence::load_policy(&args.policy.sources(), args.policy.overrides()) {
-        Ok(p) => p,
-        Err(e) => {
-            report(&e);
-            return exit_code::POLICY;
-        }
-    };
+/// The run's policy, its digest and its opened output files (which the policy then protects);
+/// the exit code when one of them fails.
+fn policy_and_outputs(args: &RunArgs) -> Result<(ringfence::Policy, String, crate::record::Outputs), i32> {
+    let mut policy = ringfence::load_policy(&args.policy.sources(), args.policy.overrides()).map_err(|e| {
+        report(&e);
+        exit_code::POLICY
+    })?;
+    ringfence::trace::mark("cli", "policy loaded");
     // The digest names the policy as configured; the rules that protect ringfence's own output
     // files are not part of it.
     let digest = policy.digest();
-    let mut outputs = match crate::record::open(args.events.as_ref(), args.json_status.as_ref(), &mut policy) {
-        Ok(o) => o,
-        Err(e) => {
-            report(&e.message);
-            return e.code;
-        }
+    let outputs = crate::record::open(args.events.as_ref(), args.json_status.as_ref(), &mut policy).map_err(|e| {
+        report(&e.message);
+        e.code
+    })?;
+    Ok((policy, digest, outputs))
+}
+
+pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
+    ringfence::trace::start(args.trace_launch);
+    let (policy, digest, mut outputs) = match policy_and_outputs(&args) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     let (cwd, input) = match placement(&args, &policy.workspace) {
         Ok(placed) => placed,
@@ -179,6 +185,7 @@ pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
     if let Some(input) = input {
         hold_lifeline(&mut child, input);
     }
+    ringfence::trace::mark("cli", "run.start, proc.exec written");
     let relays = relay_streams(&mut child);
     let status = match child.wait_forwarding(&mut signals) {
         Ok(s) => s,
@@ -191,7 +198,9 @@ pub fn run(args: RunArgs, mut signals: ringfence::Signals) -> i32 {
     for relay in relays {
         let _ = relay.join();
     }
-    finish(&status, &limits, &recorder, outputs.status)
+    let code = finish(&status, &limits, &recorder, outputs.status);
+    ringfence::trace::mark("cli", "findings, run.end, --json-status written");
+    code
 }
 
 /// After the run: why it ended, the git review's findings, run.end, --report's summary, and
@@ -294,24 +303,35 @@ fn status_json(status: &ExitStatus) -> serde_json::Value {
 /// The clean-up's warnings, and what the post-run review moved aside (warnings) and what it could not review
 /// (errors, which make the run's exit code 120), on stderr and as `policy.deny` events.
 fn report_review(status: &ExitStatus, recorder: &Recorder) {
-    for warning in &status.warnings {
+    report_findings(&status.warnings, &status.git_findings, &status.review_failures, &|body| recorder.emit(body));
+}
+
+/// The clean-up's warnings and the review's findings on stderr (and to `emit` as events); what
+/// the review could not check as errors, with the remedy.
+pub fn report_findings(
+    warnings: &[String],
+    findings: &[ringfence::ReviewFinding],
+    failures: &[ringfence::ReviewFinding],
+    emit: &dyn Fn(EventBody),
+) {
+    for warning in warnings {
         eprintln!("ringfence: warning: {}", for_terminal(warning));
     }
-    for finding in &status.git_findings {
+    for finding in findings {
         eprintln!("ringfence: warning: {}: {}", for_terminal(&finding.path), for_terminal(&finding.detail));
         let text = format!("{}: {}", finding.path.display(), finding.detail);
-        recorder.emit(EventBody::PolicyDeny { rule: finding.rule.into(), detail: text });
+        emit(EventBody::PolicyDeny { rule: finding.rule.into(), detail: text });
     }
-    for failure in &status.review_failures {
+    for failure in failures {
         eprintln!(
             "ringfence: error: the review after the run could not check {}: {}",
             for_terminal(&failure.path),
             for_terminal(&failure.detail)
         );
         let text = format!("{}: {}", failure.path.display(), failure.detail);
-        recorder.emit(EventBody::PolicyDeny { rule: failure.rule.into(), detail: text });
+        emit(EventBody::PolicyDeny { rule: failure.rule.into(), detail: text });
     }
-    if !status.review_failures.is_empty() {
+    if !failures.is_empty() {
         eprintln!(
             "  help: something the command left there may run code when you use git, direnv or an editor in that \
              folder: look at it (and move aside or delete what you did not expect) before you do (exit {})",
@@ -323,18 +343,28 @@ fn report_review(status: &ExitStatus, recorder: &Recorder) {
 /// Copies piped streams between the command and our terminal. The input relay is not joined:
 /// it may wait on the terminal after the command ended, and ends with the process.
 fn relay_streams(child: &mut ringfence::Child) -> Vec<std::thread::JoinHandle<()>> {
-    if let Some(mut to_child) = child.stdin.take() {
+    relay(child.stdin.take(), child.stdout.take(), child.stderr.take())
+}
+
+/// Copies our stdin to the command's and its outputs to ours, on threads; the output threads
+/// to join once the command ended (the input one ends with the process).
+pub fn relay(
+    stdin: Option<std::fs::File>,
+    stdout: Option<std::fs::File>,
+    stderr: Option<std::fs::File>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    if let Some(mut to_child) = stdin {
         std::thread::spawn(move || {
             let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_child);
         });
     }
     let mut joins = Vec::new();
-    if let Some(mut from) = child.stdout.take() {
+    if let Some(mut from) = stdout {
         joins.push(std::thread::spawn(move || {
             let _ = std::io::copy(&mut from, &mut std::io::stdout().lock());
         }));
     }
-    if let Some(mut from) = child.stderr.take() {
+    if let Some(mut from) = stderr {
         joins.push(std::thread::spawn(move || {
             let _ = std::io::copy(&mut from, &mut std::io::stderr().lock());
         }));

@@ -7,7 +7,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use ringfence_backend::{
     Enforcement, Explanation, GatewayListeners, GatewayPorts, Killer, LaunchError, LaunchRequest, Outcome, OutputFile,
-    Probe, ProbeItem, Usage,
+    Probe, ProbeItem, SessionExec, SessionExit, SessionInfo, SessionStart, Usage,
 };
 use ringfence_policy::Policy;
 use std::os::fd::IntoRawFd;
@@ -167,6 +167,23 @@ impl ringfence_backend::Backend for Linux {
         let inner = launch::spawn(request)?;
         let enforcement = enforcement(&inner.enforcement);
         Ok(Sandbox { inner, enforcement })
+    }
+
+    fn session_start(_: Prepared, start: SessionStart) -> Result<SessionInfo, LaunchError> {
+        crate::session::start(start)
+    }
+
+    fn session_exec(session: &str, exec: SessionExec, signals: &mut Signals) -> Result<SessionExit, LaunchError> {
+        signals.arm();
+        crate::session::exec(session, exec, signals.fd.as_mut())
+    }
+
+    fn session_stop(session: &str) -> Result<(), LaunchError> {
+        crate::session::stop(session)
+    }
+
+    fn session_list() -> Result<Vec<SessionInfo>, LaunchError> {
+        crate::session::list()
     }
 
     fn physical_memory() -> Option<u64> {

@@ -156,6 +156,16 @@ impl Review {
         Review { roots, skip, placeholders, protected, home: home.to_path_buf(), start: RunClock::now() }
     }
 
+    /// Reviews as [`Review::run`], then restarts the clock at this review's start: a session
+    /// reviews after each command, each time what changed since the review before (so what a
+    /// background job changes between commands is not missed either).
+    pub fn run_again(&mut self) -> ReviewReport {
+        let start = RunClock::now();
+        let report = self.run();
+        self.start = start;
+        report
+    }
+
     /// Walks every writable root once nothing of the sandbox runs; moves aside what the run
     /// left that would run code later, and reports it.
     pub fn run(&self) -> ReviewReport {

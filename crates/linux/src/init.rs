@@ -4,11 +4,12 @@
 
 use crate::error::ChildError;
 use crate::protocol::{ChildSetup, Control, Handover, Status, FORWARDED_SIGNALS};
+use crate::trace::init as trace;
 use crate::{sys, view};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -147,8 +148,10 @@ fn run(setup: &ChildSetup, status: &StatusPipe) -> Result<std::convert::Infallib
     write_id_maps(setup.uid, setup.gid)?;
     // Only stdio, the status pipe, the control socket, and the command's stdio survive.
     close_inherited(setup);
+    trace("id maps, descriptors closed");
 
     view::enter(setup.plan, setup.pid_max, &setup.overlay_ids)?;
+    trace("mounts (the view)");
     let tty = if setup.terminal { Some(open_terminal(setup.control)?) } else { None };
     // Built here rather than in the supervisor: the child has time while it waits for "go".
     let options = crate::seccomp::Options {
@@ -158,13 +161,20 @@ fn run(setup: &ChildSetup, status: &StatusPipe) -> Result<std::convert::Infallib
         supervise_exec: setup.supervise_exec,
     };
     let seccomp = crate::seccomp::build(options).map_err(ChildError::internal)?;
+    trace("seccomp filter compiled");
     set_up_network(setup)?;
     let _ = nix::unistd::sethostname("ringfence");
     nix::unistd::setsid().map_err(|e| ChildError::internal(format!("setsid: {e}")))?;
     crate::limits::apply_fallback(&setup.rlimits)?;
 
+    trace("network, hostname, session, rlimits");
     let ruleset = confine_until_go(setup, &seccomp)?;
+    trace("confined (seccomp), waited for go");
     restrict_landlock(setup, ruleset)?;
+    trace("Landlock");
+    if setup.session {
+        crate::served::serve(setup.control, setup.status, exec_search);
+    }
     start_command(setup, tty, status)
 }
 
@@ -178,9 +188,11 @@ fn confine_until_go(setup: &ChildSetup, seccomp: &[seccompiler::sock_filter]) ->
         // The supervisor waits for it right after "go".
         hand_over(setup.control, Handover::SeccompListener, listener.as_fd())?;
     }
-    // SAFETY: the supervisor's frame owns the socket and init never returns there (see
-    // `main`); nothing uses `setup.control` after this.
-    unsafe { sys::close_fd(setup.control.as_raw_fd()) };
+    if !setup.session {
+        // SAFETY: the supervisor's frame owns the socket and init never returns there (see
+        // `main`); nothing uses `setup.control` after this.
+        unsafe { sys::close_fd(setup.control.as_raw_fd()) };
+    }
     Ok(ruleset)
 }
 
@@ -225,6 +237,7 @@ fn start_command(
         exec_command(setup, tty.as_ref().map(|t| t.as_raw_fd()), status);
     }
     drop(tty);
+    trace("forked the command");
     status.send(&Status::Started);
     reap(Pid::from_raw(command), &mask, status)
 }
@@ -307,7 +320,7 @@ fn exec_command(setup: &ChildSetup, tty: Option<RawFd>, status: &StatusPipe) -> 
         status.send(&Status::ExecFailed { message: format!("can't enter {}: {e}", shown(setup.cwd)) });
         sys::exit_now(126);
     }
-    let (code, why) = match exec_search(setup) {
+    let (code, why) = match exec_search(setup.program, setup.args, setup.env) {
         nix::Error::ENOENT | nix::Error::ENOTDIR => (127, "command not found".to_string()),
         other => (126, format!("can't execute: {}", other.desc())),
     };
@@ -316,18 +329,16 @@ fn exec_command(setup: &ChildSetup, tty: Option<RawFd>, status: &StatusPipe) -> 
 }
 
 /// execve through the sandbox's own PATH (libc's execvpe would search ringfence's PATH).
-fn exec_search(setup: &ChildSetup) -> nix::Error {
+fn exec_search(program: &OsStr, args: &[OsString], env: &[(OsString, OsString)]) -> nix::Error {
     let to_c = |s: &[u8]| CString::new(s).unwrap_or_default();
     let argv: Vec<CString> =
-        std::iter::once(setup.program.as_bytes()).chain(setup.args.iter().map(|a| a.as_bytes())).map(to_c).collect();
-    let envp: Vec<CString> =
-        setup.env.iter().map(|(k, v)| to_c(&[k.as_bytes(), b"=", v.as_bytes()].concat())).collect();
-    let program = setup.program.as_bytes();
+        std::iter::once(program.as_bytes()).chain(args.iter().map(|a| a.as_bytes())).map(to_c).collect();
+    let envp: Vec<CString> = env.iter().map(|(k, v)| to_c(&[k.as_bytes(), b"=", v.as_bytes()].concat())).collect();
+    let program = program.as_bytes();
     if program.contains(&b'/') {
         return nix::unistd::execve(&to_c(program), &argv, &envp).unwrap_err();
     }
-    let path = setup
-        .env
+    let path = env
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_bytes().to_vec())

@@ -13,6 +13,7 @@ use crate::protocol::{receive_handover, ChildSetup, Control, Handover};
 use crate::rollback::Rollback;
 use crate::sandbox::Sandbox;
 use crate::sys;
+use crate::trace::supervisor as trace;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use ringfence_audit::LaunchError;
 use ringfence_backend::{GatewayListeners, LaunchRequest, Stdio, TransparentSockets};
@@ -25,6 +26,18 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 /// and runs Rust code (it allocates) on its copy of the memory, where a lock another thread
 /// held at the clone would stay held forever.
 pub fn spawn(request: LaunchRequest) -> Result<Sandbox, LaunchError> {
+    launch(request, false).map(|(sandbox, _)| sandbox)
+}
+
+/// Starts a session's sandbox: init runs no command of its own but those ordered on the
+/// control socket, whose supervisor's end comes back with the sandbox.
+pub(crate) fn spawn_session(request: LaunchRequest) -> Result<(Sandbox, OwnedFd), LaunchError> {
+    let (sandbox, control) = launch(request, true)?;
+    Ok((sandbox, control.ok_or_else(|| LaunchError::internal("the session's control socket was closed"))?))
+}
+
+/// The launch; the control socket stays open for a session.
+fn launch(request: LaunchRequest, session: bool) -> Result<(Sandbox, Option<OwnedFd>), LaunchError> {
     if crate::host::thread_count() != Some(1) {
         return Err(LaunchError::internal(
             "ringfence starts a sandbox only from a process with a single thread (the sandbox is a \
@@ -36,9 +49,11 @@ pub fn spawn(request: LaunchRequest) -> Result<Sandbox, LaunchError> {
     let captured_ports = if gateway { policy.net.captured_ports() } else { Vec::new() };
     let landlock_abi = sys::landlock_abi();
     let mut plan = plan_view(&policy)?;
+    trace("plan the mount view");
     let mut rollback = Rollback::default();
     let Limiting { enforcement, cgroup, join, socket_guard, rlimits, pid_max, supervise_connect, supervise_exec } =
         set_up_limits(&policy, landlock_abi, &mut plan, &mut rollback)?;
+    trace("limits and the run's cgroup");
     let exec_watch = supervise_exec.then(|| crate::notify::ExecWatch {
         rules: policy.exec.clone(),
         home: policy.home.clone(),
@@ -48,7 +63,9 @@ pub fn spawn(request: LaunchRequest) -> Result<Sandbox, LaunchError> {
     let (supervisor_ends, init_ends) = open_channels(stdio)?;
     rollback.hold_cache_layers(&mut plan, &policy.home)?;
     rollback.start_cleaner(&plan, &policy.home)?;
+    trace("channels, cache layers, the cleaner");
     rollback.make_placeholders(&mut plan, &policy.home)?;
+    trace("placeholders");
     let setup = ChildSetup {
         program: &program,
         args: &args,
@@ -72,17 +89,19 @@ pub fn spawn(request: LaunchRequest) -> Result<Sandbox, LaunchError> {
         supervise_connect,
         supervise_exec,
         cgroup_files: &join.files,
+        session,
     };
     let init = clone_init(&setup, &join)?;
+    trace("clone");
     let exchange = Exchange::of(&setup, egress, no_exec);
     // Init holds its copies: ours would keep the pipe and the socket from ever closing.
     drop((init_ends, join));
     let timeout = policy.limits.timeout.map(|t| t.0);
     let mut sandbox = Sandbox::new(init, supervisor_ends.status, rollback, cgroup, socket_guard, enforcement, timeout);
     let exchanged = exchange.run(&mut sandbox, supervisor_ends.control.as_fd(), &plan, exec_watch);
-    drop(supervisor_ends.control);
+    let control = session.then_some(supervisor_ends.control);
     match exchanged {
-        Ok(()) => sandbox.await_started(),
+        Ok(()) => sandbox.await_started().inspect(|_| trace("the command started")).map(|s| (s, control)),
         Err(e) => Err(sandbox.abort(e)),
     }
 }
@@ -215,6 +234,7 @@ impl Exchange {
         exec: Option<crate::notify::ExecWatch>,
     ) -> Result<(), LaunchError> {
         let ruleset = landlock_ruleset(plan, self.landlock_abi, &self.no_exec)?;
+        trace("Landlock ruleset");
         if self.terminal {
             sandbox.relay_terminal(receive_handover(control, Handover::Terminal)?);
         }
@@ -229,10 +249,12 @@ impl Exchange {
             .send(control)
             .map_err(|e| LaunchError::internal(format!("starting the sandbox: {e}")))?;
         drop(ruleset);
+        trace("go");
         if self.seccomp_listener {
             let connect = self.supervise_connect.then_some(sock_diag);
             let listener = receive_handover(control, Handover::SeccompListener)?;
             sandbox.start_guard(listener, connect, exec, self.egress.clone())?;
+            trace("the handler of trapped calls");
         }
         Ok(())
     }

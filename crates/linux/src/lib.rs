@@ -37,7 +37,10 @@ mod roots;
 mod sandbox;
 mod seccomp;
 mod secrets;
+mod served;
+mod session;
 mod sys;
+mod trace;
 mod view;
 
 pub use backend::{Linux, Prepared, Sandbox, Signals};

@@ -71,6 +71,8 @@ pub(crate) struct ChildSetup<'a> {
     pub supervise_exec: bool,
     /// The run's cgroup files init writes "0" to (itself) unless it was born in the cgroup.
     pub cgroup_files: &'a [(OwnedFd, PathBuf)],
+    /// A session: init keeps the control socket and runs the commands ordered there.
+    pub session: bool,
 }
 
 /// One line on the status pipe.
@@ -86,6 +88,9 @@ pub(crate) enum Status {
     ExecFailed { message: String },
     /// Init's set-up failed; it exits with 125 and the command never starts.
     SetupFailed(LaunchError),
+    /// A session's command `id` ended (nothing it started runs any more unless it was started
+    /// in the background).
+    ExecEnded { id: u64, exit: ringfence_backend::Exit },
 }
 
 // The wire format: a tag, then fields, each after a tab; a newline ends the line. A field's
@@ -95,6 +100,7 @@ const EXITED: &str = "exited";
 const SIGNALED: &str = "signaled";
 const EXEC_FAILED: &str = "exec-failed";
 const SETUP_FAILED: &str = "setup-failed";
+const EXEC_ENDED: &str = "exec-ended";
 
 impl Status {
     /// The line for the pipe, newline included. Each line goes out in one write(2): a line of at
@@ -119,6 +125,13 @@ impl Status {
                     None => line,
                 }
             }
+            Status::ExecEnded { id, exit } => {
+                let (how, n) = match exit {
+                    ringfence_backend::Exit::Code(code) => ("code", *code),
+                    ringfence_backend::Exit::Signal(signal) => ("signal", *signal),
+                };
+                line.tag(EXEC_ENDED).text(&id.to_string()).text(how).number(n)
+            }
         };
         line.0.push(b'\n');
         line.0
@@ -136,6 +149,14 @@ impl Status {
             (EXITED, [code]) => Some(Status::Exited { code: number(code)? }),
             (SIGNALED, [signal]) => Some(Status::Signaled { signal: number(signal)? }),
             (EXEC_FAILED, [message]) => Some(Status::ExecFailed { message: message.clone() }),
+            (EXEC_ENDED, [id, how, n]) => {
+                let exit = match how.as_str() {
+                    "code" => ringfence_backend::Exit::Code(number(n)?),
+                    "signal" => ringfence_backend::Exit::Signal(number(n)?),
+                    _ => return None,
+                };
+                Some(Status::ExecEnded { id: id.parse().ok()?, exit })
+            }
             (SETUP_FAILED, [kind, message, remedy @ ..]) if remedy.len() <= 1 => {
                 let kind = match kind.as_str() {
                     "policy" => ErrorKind::Policy,
@@ -301,6 +322,110 @@ pub(crate) fn receive_handover(socket: BorrowedFd, want: Handover) -> Result<Own
     }
 }
 
+/// What a session's supervisor tells init after "go", one per packet on the control socket.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Run a command; its three standard streams travel with the packet (`SCM_RIGHTS`).
+    Exec(ExecOrder),
+    /// Pass `signal` to command `id` (SIGKILL ends it and everything it started).
+    Signal { id: u64, signal: i32 },
+}
+
+/// One command of a session, as init runs it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ExecOrder {
+    pub id: u64,
+    pub background: bool,
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+}
+
+const EXEC: u8 = b'x';
+const SIGNAL: u8 = b'k';
+/// The largest order init reads: arguments and environment of one command.
+pub(crate) const MAX_ORDER: usize = 1 << 20;
+
+impl Order {
+    /// The packet: a tag, the id, then fields each prefixed by its length (u32, little endian).
+    pub fn encode(&self) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut out = Vec::with_capacity(256);
+        let field = |out: &mut Vec<u8>, bytes: &[u8]| {
+            out.extend((bytes.len() as u32).to_le_bytes());
+            out.extend(bytes);
+        };
+        match self {
+            Order::Signal { id, signal } => {
+                out.push(SIGNAL);
+                out.extend(id.to_le_bytes());
+                out.extend(signal.to_le_bytes());
+            }
+            Order::Exec(e) => {
+                out.extend([EXEC, e.background as u8]);
+                out.extend(e.id.to_le_bytes());
+                out.extend((e.args.len() as u32).to_le_bytes());
+                out.extend((e.env.len() as u32).to_le_bytes());
+                field(&mut out, e.program.as_bytes());
+                field(&mut out, e.cwd.as_os_str().as_bytes());
+                for arg in &e.args {
+                    field(&mut out, arg.as_bytes());
+                }
+                for (k, v) in &e.env {
+                    field(&mut out, k.as_bytes());
+                    field(&mut out, v.as_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// The order of a packet; None for one this codec did not write.
+    pub fn decode(data: &[u8]) -> Option<Order> {
+        let mut r = Reader(data);
+        match r.take(1)?[0] {
+            SIGNAL => Some(Order::Signal { id: r.u64()?, signal: r.u32()? as i32 }),
+            EXEC => {
+                let background = r.take(1)?[0] != 0;
+                let id = r.u64()?;
+                let (nargs, nenv) = (r.u32()? as usize, r.u32()? as usize);
+                let program = r.field()?;
+                let cwd = PathBuf::from(r.field()?);
+                let args = (0..nargs).map(|_| r.field()).collect::<Option<Vec<_>>>()?;
+                let env = (0..nenv).map(|_| Some((r.field()?, r.field()?))).collect::<Option<Vec<_>>>()?;
+                r.0.is_empty().then_some(Order::Exec(ExecOrder { id, background, program, args, env, cwd }))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Reads an order's fields, refusing any that runs past the packet.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn field(&mut self) -> Option<OsString> {
+        use std::os::unix::ffi::OsStrExt;
+        let n = self.u32()? as usize;
+        Some(OsStr::from_bytes(self.take(n)?).to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,5 +527,26 @@ mod tests {
         }
         drop(init);
         assert!(receive_handover(supervisor.as_fd(), Handover::SeccompListener).is_err());
+    }
+
+    #[test]
+    fn session_orders_round_trip_and_truncations_are_refused() {
+        let exec = Order::Exec(ExecOrder {
+            id: 7,
+            background: true,
+            program: HOSTILE.into(),
+            args: vec!["".into(), HOSTILE.into()],
+            env: vec![("A".into(), "b=c".into())],
+            cwd: "/work/x".into(),
+        });
+        for order in [exec, Order::Signal { id: u64::MAX, signal: 15 }] {
+            let packet = order.encode();
+            assert_eq!(Order::decode(&packet), Some(order));
+            for cut in 0..packet.len() {
+                assert_eq!(Order::decode(&packet[..cut]), None);
+            }
+        }
+        let ended = Status::ExecEnded { id: 3, exit: ringfence_backend::Exit::Signal(9) };
+        assert_eq!(Status::decode(&ended.encode()), Some(ended));
     }
 }

@@ -88,7 +88,9 @@ pub fn resolve(policy: &Policy, sockets: &[PathBuf], keep_run: &[&str]) -> Resul
     let home = canon.resolve(&policy.home);
     let workspace = canon.resolve(&policy.workspace);
     let mounts = MountTable::read();
+    crate::trace::supervisor("resolve the rules");
     let secrets = crate::secrets::found(&rules, &home, &workspace, &mounts);
+    crate::trace::supervisor("secret scan");
     let cache_layers = canon.resolve(&crate::caches::layers_root(&policy.home));
     let cache_dirs: HashMap<PathBuf, PathBuf> =
         (policy.caches.iter().flat_map(|c| &c.dirs)).map(|d| (d.path.clone(), canon.resolve(&d.path))).collect();

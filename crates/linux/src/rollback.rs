@@ -93,8 +93,15 @@ impl Rollback {
     pub fn settle(&mut self) {
         if self.review.is_none() {
             self.review = Some(self.leftovers.review.run());
+            crate::trace::supervisor("git review");
             self.release_placeholders();
+            crate::trace::supervisor("placeholders released");
         }
+    }
+
+    /// Reviews the writable roots now, while the sandbox lives on (a session's command ended).
+    pub fn review_again(&mut self) -> ReviewReport {
+        self.leftovers.review.run_again()
     }
 
     /// What the review found (nothing before `settle`).

@@ -9,6 +9,7 @@ use crate::protocol::Status;
 use crate::pty::{self, Relay};
 use crate::rollback::Rollback;
 use crate::sys;
+use crate::trace::supervisor as trace;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::signalfd::SignalFd;
@@ -176,6 +177,32 @@ impl Sandbox {
         }
     }
 
+    /// Reviews the writable roots after a session's command (see `Review::run_again`).
+    pub(crate) fn review_again(&mut self) -> crate::gitcheck::ReviewReport {
+        self.rollback.review_again()
+    }
+
+    /// How many OOM kills the run's cgroup counted so far (0 without a memory cgroup).
+    pub(crate) fn oom_kills(&self) -> u64 {
+        self.cgroup.as_ref().map_or(0, |c| c.stats().oom_kills)
+    }
+
+    /// The socket buffers' guard (cgroup v1 with a memory cap), for a session's server to poll.
+    pub(crate) fn take_socket_guard(&mut self) -> Option<SocketGuard> {
+        self.socket_guard.take()
+    }
+
+    /// The next report of a session's init; None once init is gone.
+    pub(crate) fn next_report(&mut self) -> Option<Status> {
+        loop {
+            match self.status.next() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) => {}
+                Err(Closed) => return None,
+            }
+        }
+    }
+
     /// Waits for init's "started", so set-up errors surface from `spawn`.
     pub(crate) fn await_started(mut self) -> Result<Sandbox, LaunchError> {
         loop {
@@ -199,12 +226,15 @@ impl Sandbox {
     /// the timeout, then collects the exit status and usage.
     pub fn wait(mut self, signals: Option<&mut SignalFd>) -> Result<Outcome, LaunchError> {
         let watched = self.watch(signals);
+        trace("the run (until init's report and end of file)");
         let stopped = self.stop_guard();
         let (status, rusage) = self.reap().map_err(|e| LaunchError::internal(format!("wait: {e}")))?;
+        trace("stopped the guard, reaped init");
         let duration = self.started.elapsed();
         self.rollback.settle();
         let stats = self.cgroup.as_ref().map(|c| c.stats()).unwrap_or_default();
         self.rollback.finish();
+        trace("teardown: cgroups, cache layers, the cleaner dismissed");
         let watched = watched?;
         if let Some(why) = stopped.failure {
             return Err(LaunchError::internal(format!(
@@ -256,6 +286,7 @@ impl Sandbox {
                 // Init reports only once everything else in the sandbox is dead: clean up while
                 // the kernel tears the namespaces down.
                 if watched.command.is_some() {
+                    trace("the command ended (init's report)");
                     self.rollback.settle();
                 }
             }
@@ -390,7 +421,7 @@ impl Watched {
             Status::Exited { code } => self.command = Some(Exit::Code(code)),
             Status::Signaled { signal } => self.command = Some(Exit::Signal(signal)),
             Status::ExecFailed { message } => self.exec_error = Some(message),
-            Status::Started | Status::SetupFailed(_) => {}
+            Status::Started | Status::SetupFailed(_) | Status::ExecEnded { .. } => {}
         }
     }
 

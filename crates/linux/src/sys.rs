@@ -249,9 +249,14 @@ pub unsafe fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
 
 /// Sends a message with at most one descriptor (SCM_RIGHTS).
 pub fn send_with_fd(sock: BorrowedFd, data: &[u8], fd: Option<RawFd>) -> io::Result<()> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let fds: Vec<RawFd> = fd.into_iter().collect();
-    let cmsg = [ControlMessage::ScmRights(&fds)];
+    send_with_fds(sock, data, &fds)
+}
+
+/// Sends a message with these descriptors (SCM_RIGHTS).
+pub fn send_with_fds(sock: BorrowedFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let cmsg = [ControlMessage::ScmRights(fds)];
     let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
     sendmsg::<()>(sock.as_raw_fd(), &[io::IoSlice::new(data)], cmsgs, MsgFlags::empty(), None)?;
     Ok(())
@@ -260,19 +265,53 @@ pub fn send_with_fd(sock: BorrowedFd, data: &[u8], fd: Option<RawFd>) -> io::Res
 /// Receives a message into `data` and at most one descriptor (SCM_RIGHTS); the message's length
 /// and the descriptor.
 pub fn recv_with_fd(sock: BorrowedFd, data: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    let (n, fds) = recv_with_fds(sock, data)?;
+    Ok((n, fds.into_iter().next()))
+}
+
+/// Receives a message into `data` and the descriptors that came with it (at most three); a
+/// message cut short (longer than `data`) is an error.
+pub fn recv_with_fds(sock: BorrowedFd, data: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut iov = [io::IoSliceMut::new(data)];
-    let mut space = nix::cmsg_space!(RawFd);
+    let mut space = nix::cmsg_space!([RawFd; 3]);
     let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
-    let mut fd = None;
+    let mut owned = Vec::new();
     for cmsg in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             // SAFETY: SCM_RIGHTS just installed these descriptors in our table; nothing else
             // owns them, so each is wrapped exactly once.
-            fd = fds.first().map(|&raw| unsafe { OwnedFd::from_raw_fd(raw) });
+            owned.extend(fds.iter().map(|&raw| unsafe { OwnedFd::from_raw_fd(raw) }));
         }
     }
-    Ok((msg.bytes, fd))
+    if msg.flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC) {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "message or its descriptors cut short"));
+    }
+    Ok((msg.bytes, owned))
+}
+
+/// `pidfd_send_signal(2)`: signals the process the pidfd names, never another that took its
+/// pid after it was reaped.
+pub fn pidfd_kill(pidfd: BorrowedFd) -> io::Result<()> {
+    // SAFETY: integer arguments and a null siginfo (the kernel fills it in as for kill(2)).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    check(rc).map(drop)
+}
+
+/// `pidfd_open(2)`: a descriptor that becomes readable when process `pid` exits.
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only; on success the kernel returns a new descriptor we own.
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) })?;
+    // SAFETY: `fd` was just created by the kernel for us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Raw `dup2` onto a fixed number, for stdio set-up after fork.

@@ -153,6 +153,7 @@ impl Command {
     /// Starts the command. On Linux, call it while the process has a single thread (the
     /// sandbox is created with a fork-like clone).
     pub fn spawn(self) -> Result<Child, Error> {
+        ringfence_backend::trace::start(false);
         let policy = self.resolved_policy()?;
         create_agent_state(&policy)?;
         let cwd = self.cwd.clone().unwrap_or_else(|| policy.workspace.clone());
@@ -186,6 +187,7 @@ impl Command {
             egress: judge,
             events: sink.clone(),
         };
+        ringfence_backend::trace::mark("library", "prepare, environment, stdio");
         let mut sandbox = Platform::spawn(prepared, request).map_err(Error::Launch)?;
         if let Some(listeners) = sandbox.take_gateway_listeners() {
             match crate::child::start_gateway(listeners, &egress) {

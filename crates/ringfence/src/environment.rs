@@ -33,7 +33,20 @@ pub fn build(
     gateway: Option<GatewayPorts>,
     temp: Option<&str>,
 ) -> Vec<(OsString, OsString)> {
-    let host = std::env::vars_os().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v)));
+    build_from(std::env::vars_os(), policy, own, cwd, gateway, temp)
+}
+
+/// As [`build`], from the caller's variables `host` instead of this process's (a session's
+/// command brings its caller's).
+pub fn build_from(
+    host: impl IntoIterator<Item = (OsString, OsString)>,
+    policy: &Policy,
+    own: &[(String, String)],
+    cwd: &Path,
+    gateway: Option<GatewayPorts>,
+    temp: Option<&str>,
+) -> Vec<(OsString, OsString)> {
+    let host = host.into_iter().filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v)));
     let mut rules = policy.env.clone();
     rules.set.extend(own.iter().cloned());
     // A cache found through a variable (CARGO_HOME, PIP_CACHE_DIR, ...) is where the overlay

@@ -23,6 +23,7 @@ mod config;
 mod environment;
 pub mod exit_code;
 mod platform;
+pub mod session;
 #[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
 mod unsupported;
 
@@ -33,12 +34,14 @@ pub use platform::{
     arm_signals, explain, inherited_output, open_output, probe, release_signals, setup, start_process, uninstall,
 };
 pub use ringfence_audit::{EndReason, EventBody, ReviewFinding};
+pub use ringfence_backend::trace;
 pub use ringfence_backend::{
     Enforcement, Explanation, GatewayPorts, Killer, Layer, OutputFile, Probe, ProbeItem, ProcessCounts,
 };
 pub use ringfence_gateway::EventSink;
 pub use ringfence_policy as policy;
 pub use ringfence_policy::{Overrides, Policy, PolicyError};
+pub use session::{Owner, Session, SessionCommand, SessionExit, SessionInfo};
 
 use std::fmt;
 
