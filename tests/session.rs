@@ -81,6 +81,31 @@ fn a_session_keeps_the_policy_for_every_command() {
     }
 }
 
+/// The exec monitor watches every command of a session: an exec rule given at start refuses
+/// the program however it is started, in every command; the control runs it unrefused.
+#[test]
+fn exec_rules_hold_for_every_command() {
+    for who in identities() {
+        let env = Env::new(who);
+        // In the workspace, where the command may write: only the exec rule stops it.
+        let marker = env.ws.join("touched");
+        let m = marker.display();
+        let id = start(&env, &["--deny-exec", "touch"]);
+        for script in [format!("touch {m}"), format!("sh -c 'touch {m}'"), format!("env touch {m}")] {
+            let out = exec(&env, &id, &[], &script);
+            assert_ne!(out.status.code(), Some(0), "{who:?}: {script}: {}", both(&out));
+            assert!(!marker.exists(), "{who:?}: {script}: touch ran");
+        }
+        assert_code(&exec(&env, &id, &[], "echo still-serving"), 0);
+        stop(&env, &id);
+        // Control: without the rule, the same command runs (and writes in the workspace).
+        let id = start(&env, &[]);
+        assert_code(&exec(&env, &id, &[], "touch ws-touched"), 0);
+        stop(&env, &id);
+        assert!(env.ws.join("ws-touched").exists(), "{who:?}: control: touch did not run");
+    }
+}
+
 /// A daemon a command leaves (even one that left its session with setsid) is gone before the
 /// next command starts; one started with --background lives on, until `stop`.
 #[test]

@@ -238,6 +238,11 @@ fn start(order: &ExecOrder, streams: &[OwnedFd; 3], status: BorrowedFd, exec: Ex
     if let Err(e) = nix::unistd::chdir(order.cwd.as_path()) {
         fail(126, format!("can't enter {}: {e}", shown(&order.cwd)));
     }
+    // As for a run's command: the exec monitor must read this exec's arguments from our memory,
+    // which an unprivileged supervisor can't while we are not dumpable (exec resets it anyway).
+    if sys::set_dumpable().is_err() {
+        fail(126, "can't let the exec monitor read the command's exec".into());
+    }
     let (code, why) = match exec(&order.program, &order.args, &order.env) {
         nix::Error::ENOENT | nix::Error::ENOTDIR => (127, "command not found".to_string()),
         other => (126, format!("can't execute: {}", other.desc())),
