@@ -11,6 +11,8 @@ use std::path::PathBuf;
 
 pub struct Cleaner {
     done: Option<OwnedFd>,
+    /// The process that forks the cleaner and exits; reaped later, not waited for at the start.
+    middle: Option<libc::pid_t>,
 }
 
 /// What to remove.
@@ -46,6 +48,8 @@ impl Cleaner {
     /// Starts the cleaner as a grandchild, so it is never our zombie: when told to go, it exits
     /// on its own and nothing has to wait for it. Uses libc's fork, whose at-fork handlers keep
     /// the allocator usable in the child even if the caller broke `spawn`'s one-thread rule.
+    /// The middle process is not waited for here: it forks and exits on another CPU while the
+    /// launch goes on, and stays a zombie (its pid can't be reused) until [`Cleaner::reap_middle`].
     pub fn spawn(leftovers: Leftovers) -> std::io::Result<Cleaner> {
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         // SAFETY: called by `spawn`, whose caller keeps the process single-threaded: no lock
@@ -61,8 +65,15 @@ impl Cleaner {
             }
         }
         drop(read);
-        sys::wait4(middle)?;
-        Ok(Cleaner { done: Some(write) })
+        Ok(Cleaner { done: Some(write), middle: Some(middle) })
+    }
+
+    /// Reaps the middle process (it exits right after forking the cleaner). Only the first call
+    /// waits.
+    pub fn reap_middle(&mut self) {
+        if let Some(middle) = self.middle.take() {
+            let _ = sys::wait4(middle);
+        }
     }
 
     /// Tells the cleaner the supervisor cleaned up itself.
@@ -70,6 +81,12 @@ impl Cleaner {
         if let Some(fd) = self.done.take() {
             let _ = sys::write_fd(fd.as_raw_fd(), b"d");
         }
+    }
+}
+
+impl Drop for Cleaner {
+    fn drop(&mut self) {
+        self.reap_middle();
     }
 }
 

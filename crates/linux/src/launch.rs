@@ -93,6 +93,7 @@ fn launch(request: LaunchRequest, session: bool) -> Result<(Sandbox, Option<Owne
     };
     let init = clone_init(&setup, &join)?;
     trace("clone");
+    rollback.reap_cleaner_middle();
     let exchange = Exchange::of(&setup, egress, no_exec);
     // Init holds its copies: ours would keep the pipe and the socket from ever closing.
     drop((init_ends, join));

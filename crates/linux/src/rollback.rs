@@ -63,6 +63,13 @@ impl Rollback {
         Ok(())
     }
 
+    /// Reaps the process that started the cleaner (long gone by the time init is cloned).
+    pub fn reap_cleaner_middle(&mut self) {
+        if let Some(cleaner) = &mut self.cleaner {
+            cleaner.reap_middle();
+        }
+    }
+
     /// Makes the private cache layers and creates (or joins) the plan's placeholders. One the
     /// caller may not create (a folder it can't write, a read-only filesystem) is one the
     /// sandbox can't create either: its mount is dropped.
