@@ -72,6 +72,8 @@ pub fn denials(events: &[Event]) -> Vec<Denial> {
     for event in events {
         let denial = match &event.body {
             EventBody::NetDeny { host, port, reason, detail, addr, .. } => network(host, *port, reason, detail, addr),
+            // A denied exec is told by its proc.exec record, which names the program.
+            EventBody::PolicyDeny { rule, .. } if rule == "exec" => continue,
             EventBody::PolicyDeny { rule, detail } => review(rule, detail),
             EventBody::LimitHit { limit, value, detail } => limit_hit(limit, value, detail),
             EventBody::ProcExec { argv, rule, decision: Some(decision), .. } if decision == "deny" => {
@@ -271,6 +273,7 @@ mod tests {
                 decision: Some("deny".into()),
                 time: None,
             }),
+            event(EventBody::PolicyDeny { rule: "exec".into(), detail: "exec of `git push` denied by ...".into() }),
         ]);
         assert_eq!(found.len(), 4);
         assert_eq!(found[3].program.as_deref(), Some("git push"));
