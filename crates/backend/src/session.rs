@@ -27,8 +27,8 @@ pub struct SessionStart {
     pub environment: EnvironmentBuilder,
 }
 
-/// A running session, as `ringfence session list` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A running session, as `ringfence session list` shows it (and `--json` prints it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionInfo {
     pub id: String,
     pub name: Option<String>,

@@ -49,14 +49,7 @@ fn list(as_json: bool) -> Result<(), ringfence::Error> {
 }
 
 fn json(info: &SessionInfo) -> serde_json::Value {
-    serde_json::json!({
-        "id": info.id,
-        "name": info.name,
-        "pid": info.pid,
-        "owner": info.owner,
-        "workspace": info.workspace,
-        "started": info.started,
-    })
+    serde_json::to_value(info).unwrap_or_default()
 }
 
 /// Runs one command; exits with its code, 128+N for a signal, or 124 when its time ran out.

@@ -122,6 +122,27 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Relays `client` and the server both ways until both have closed, `pending` (what the
+    /// client sent before the checks let it through) first; counts the bytes, and keeps the
+    /// error when a side broke. Whether both ends closed cleanly.
+    pub async fn relay(&mut self, client: &TcpStream, pending: &[u8]) -> bool {
+        let Connection { stream, up, down, error, .. } = self;
+        let server = &*stream;
+        let to_server = async {
+            crate::relay::write_all(server, pending).await?;
+            *up += pending.len() as u64;
+            crate::relay::pump(client, server, up).await
+        };
+        let to_client = crate::relay::pump(server, client, down);
+        match tokio::try_join!(to_server, to_client) {
+            Ok(_) => true,
+            Err(e) => {
+                *error = Some(e.to_string());
+                false
+            }
+        }
+    }
+
     /// Records the refusal instead of a connection.
     pub fn refuse(mut self, engine: &Engine, reason: DenyReason, detail: String) -> Refusal {
         self.refused = true;

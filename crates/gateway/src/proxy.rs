@@ -559,17 +559,7 @@ pub async fn tunnel(engine: &Engine, mut client: TcpStream, mut pending: Vec<u8>
         conn.refuse(engine, reason, detail);
         return;
     }
-    let Connection { stream, up, down, error, .. } = &mut conn;
-    let server = &*stream;
-    let to_server = async {
-        relay::write_all(server, &pending).await?;
-        *up += pending.len() as u64;
-        relay::pump(&client, server, up).await
-    };
-    let to_client = relay::pump(server, &client, down);
-    if let Err(e) = tokio::try_join!(to_server, to_client) {
-        *error = Some(e.to_string());
-    }
+    conn.relay(&client, &pending).await;
 }
 
 /// Sends the first `hello` bytes of `pending` (the checked ClientHello) on, keeps the rest, and

@@ -11,7 +11,6 @@
 use crate::egress::Egress;
 use crate::engine::{Connection, DenyReason, Proto};
 use crate::proxy::{self, HANDSHAKE_TIMEOUT};
-use crate::relay;
 use ringfence_policy::Host;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -104,19 +103,10 @@ async fn opening(client: &mut TcpStream, conn: &Connection, pending: &mut Vec<u8
 
 /// Relays a connection to a port the rules name, whatever it carries.
 async fn opaque(client: TcpStream, pending: Vec<u8>, conn: &mut Connection) {
-    let Connection { stream, up, down, error, .. } = conn;
-    let server = &*stream;
-    let to_server = async {
-        relay::write_all(server, &pending).await?;
-        *up += pending.len() as u64;
-        relay::pump(&client, server, up).await
-    };
-    let to_client = relay::pump(server, &client, down);
-    if let Err(e) = tokio::try_join!(to_server, to_client) {
-        *error = Some(e.to_string());
+    if !conn.relay(&client, &pending).await {
         // A connection that broke (a reset, say) on one side breaks on the other as well.
         reset(&client);
-        reset(server);
+        reset(&conn.stream);
     }
 }
 

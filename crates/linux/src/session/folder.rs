@@ -127,25 +127,10 @@ fn find(session: &str) -> Result<PathBuf, LaunchError> {
 }
 
 pub(super) fn info_to_json(info: &SessionInfo) -> String {
-    serde_json::json!({
-        "id": info.id,
-        "name": info.name,
-        "pid": info.pid,
-        "owner": info.owner,
-        "workspace": info.workspace,
-        "started": info.started,
-    })
-    .to_string()
+    serde_json::to_string(info).unwrap_or_default()
 }
 
+/// The record of session `id` (named by its file); None when unreadable or another id's.
 pub(super) fn info_from_json(id: &str, text: &str) -> Option<SessionInfo> {
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    Some(SessionInfo {
-        id: id.to_string(),
-        name: v["name"].as_str().map(str::to_string),
-        pid: v["pid"].as_u64()? as u32,
-        owner: v["owner"].as_u64()? as u32,
-        workspace: PathBuf::from(v["workspace"].as_str()?),
-        started: v["started"].as_u64()?,
-    })
+    serde_json::from_str::<SessionInfo>(text).ok().filter(|info| info.id == id)
 }
