@@ -6,37 +6,11 @@
 use crate::config::LoadedConfig;
 use crate::error::PolicyError;
 use crate::modes::ProfileName;
-use serde::Serialize;
+pub use crate::named::Agent;
 use std::fmt;
 use std::path::Path;
 
-/// A coding agent with a built-in profile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Agent {
-    Claude,
-    Codex,
-    Gemini,
-    Aider,
-    Opencode,
-}
-
 impl Agent {
-    pub fn all() -> &'static [Agent] {
-        &[Agent::Claude, Agent::Codex, Agent::Gemini, Agent::Aider, Agent::Opencode]
-    }
-
-    /// The agent's name in `agent:NAME`, which is also its command.
-    pub fn name(self) -> &'static str {
-        match self {
-            Agent::Claude => "claude",
-            Agent::Codex => "codex",
-            Agent::Gemini => "gemini",
-            Agent::Aider => "aider",
-            Agent::Opencode => "opencode",
-        }
-    }
-
     /// The profile's text: a config file (`ringfence profile show agent:NAME`).
     pub fn profile_text(self) -> &'static str {
         match self {
@@ -56,12 +30,6 @@ impl Agent {
             return Err(config.error_at(profile.span(), "an agent profile can't name a base profile"));
         }
         Ok(config)
-    }
-}
-
-impl fmt::Display for Agent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "agent:{}", self.name())
     }
 }
 

@@ -16,6 +16,7 @@ pub mod error;
 pub mod exec;
 pub mod model;
 pub mod modes;
+mod named;
 pub mod network;
 pub mod origin;
 pub mod paths;

@@ -1,8 +1,8 @@
 //! Where a rule came from: `explain` and errors point at it, and backends tell the built-in
 //! sources apart by their variant, never by their wording.
 
-use crate::agents::Agent;
 use crate::modes::ProfileName;
+use crate::named::{Agent, ExecPreset};
 use crate::presets::Preset;
 use serde::Serialize;
 use std::fmt;
@@ -87,7 +87,7 @@ pub enum Builtin {
     /// The cache a package registry's preset brings along; `by` is where the preset came from.
     PresetCache { preset: Preset, by: Box<Origin> },
     /// The rules of a built-in exec preset; `by` is where the preset came from.
-    ExecPreset { preset: crate::exec::ExecPreset, by: Box<Origin> },
+    ExecPreset { preset: ExecPreset, by: Box<Origin> },
     /// The socket of a host service (ssh-agent, D-Bus, docker, any path socket listening).
     HostSocket,
     /// A folder under /run the sandbox keeps (NixOS's system, the host resolver's files).
