@@ -185,7 +185,7 @@ impl Command {
             stdio: theirs,
             terminal: self.terminal,
             egress: judge,
-            events: sink.clone(),
+            events: sink,
         };
         ringfence_backend::trace::mark("library", "prepare, environment, stdio");
         let mut sandbox = Platform::spawn(prepared, request).map_err(Error::Launch)?;
